@@ -1,0 +1,49 @@
+//! nnc-passes: transformations over the graph IR.
+//!
+//! The pass manager, the pipelines for each optimization level and the
+//! e-graph rewrites (fusion, layout clean-up) live here. Depends only on
+//! `nnc-ir`.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Optimization level, as given by `-O0`, `-O1`, `-O2` or `-Os`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum OptLevel {
+    /// The graph as imported.
+    O0,
+    /// Cheap clean-ups.
+    O1,
+    /// Everything that makes the model faster (the default).
+    #[default]
+    O2,
+    /// Size and memory first.
+    Os,
+}
+
+impl FromStr for OptLevel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "0" => Ok(OptLevel::O0),
+            "1" => Ok(OptLevel::O1),
+            "2" => Ok(OptLevel::O2),
+            "s" => Ok(OptLevel::Os),
+            _ => Err(format!(
+                "unknown optimization level `-O{s}` (use -O0, -O1, -O2 or -Os)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for OptLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OptLevel::O0 => "-O0",
+            OptLevel::O1 => "-O1",
+            OptLevel::O2 => "-O2",
+            OptLevel::Os => "-Os",
+        })
+    }
+}
