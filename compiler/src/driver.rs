@@ -1,0 +1,170 @@
+//! The compilation session: load a model (ONNX or `.nnir` text), apply the
+//! pipeline for the optimization level, and run it on tensors.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use nnc_ir::{Graph, IrError, Tensor};
+use nnc_passes::OptLevel;
+use thiserror::Error;
+
+use crate::io::IoError;
+use crate::onnx::{self, ImportError, ImportOptions};
+
+/// Errors from the driver.
+#[derive(Debug, Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    #[error(transparent)]
+    Ir(#[from] IrError),
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error("`{path}`: {source}")]
+    Text { path: PathBuf, source: IrError },
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Result alias for the driver.
+pub type Result<T, E = DriverError> = std::result::Result<T, E>;
+
+/// How to load a model.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Shapes for inputs with symbolic dims (`--input-shape`).
+    pub input_shapes: HashMap<String, Vec<usize>>,
+    /// Shapes of the tensors that will be fed; they fill unknown dims only.
+    pub shape_hints: HashMap<String, Vec<usize>>,
+    pub opt_level: OptLevel,
+}
+
+/// True when the path names an `.nnir` text file.
+pub fn is_text_ir(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "nnir")
+}
+
+/// Loads an ONNX model or an `.nnir` dump and applies the pipeline.
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<Graph> {
+    let g = if is_text_ir(path) {
+        let text = std::fs::read_to_string(path).map_err(|source| IoError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let loader = move |f: &str| std::fs::read(dir.join(f));
+        nnc_ir::parse_with(&text, &loader).map_err(|source| DriverError::Text {
+            path: path.to_path_buf(),
+            source,
+        })?
+    } else {
+        let iopts = ImportOptions {
+            input_shapes: opts.input_shapes.clone(),
+            shape_hints: opts.shape_hints.clone(),
+            base_dir: None,
+        };
+        onnx::load(path, &iopts)?
+    };
+    // Optimization pipelines plug in here; every level is the imported graph for now.
+    let _ = opts.opt_level;
+    Ok(g)
+}
+
+/// Runs a graph with the reference interpreter.
+pub fn run_interp(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+    Ok(nnc_ir::interp::run(g, inputs)?)
+}
+
+/// Result of comparing an output with a reference.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    pub max_abs: f64,
+    pub max_rel: f64,
+    /// Elements outside `atol + rtol * |expected|`.
+    pub mismatches: usize,
+    /// Shape or dtype differ.
+    pub shape_mismatch: Option<String>,
+}
+
+impl Comparison {
+    pub fn ok(&self) -> bool {
+        self.mismatches == 0 && self.shape_mismatch.is_none()
+    }
+}
+
+/// Compares `actual` with `expected`: floats within `atol + rtol * |expected|`
+/// (NaN equals NaN, infinities must match), integers and bools exactly.
+pub fn compare(actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Comparison {
+    let mut c = Comparison {
+        max_abs: 0.0,
+        max_rel: 0.0,
+        mismatches: 0,
+        shape_mismatch: None,
+    };
+    if actual.ty() != expected.ty() {
+        c.shape_mismatch = Some(format!("got {}, expected {}", actual.ty(), expected.ty()));
+        return c;
+    }
+    let exact = !expected.dtype().is_float();
+    if exact {
+        let (a, e) = (actual.to_i64(), expected.to_i64());
+        for (x, y) in a.iter().zip(&e) {
+            let d = (*x as f64 - *y as f64).abs();
+            c.max_abs = c.max_abs.max(d);
+            if x != y {
+                c.mismatches += 1;
+            }
+        }
+        return c;
+    }
+    let (a, e) = (actual.to_f64(), expected.to_f64());
+    for (&x, &y) in a.iter().zip(&e) {
+        if x.is_nan() && y.is_nan() {
+            continue;
+        }
+        if x.is_infinite() || y.is_infinite() {
+            if x != y {
+                c.mismatches += 1;
+                c.max_abs = f64::INFINITY;
+            }
+            continue;
+        }
+        let d = (x - y).abs();
+        if d.is_nan() {
+            c.mismatches += 1;
+            continue;
+        }
+        c.max_abs = c.max_abs.max(d);
+        if y != 0.0 {
+            c.max_rel = c.max_rel.max(d / y.abs());
+        }
+        if d > atol + rtol * y.abs() {
+            c.mismatches += 1;
+        }
+    }
+    c
+}
+
+/// Where a model runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// The reference interpreter.
+    Interp,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 1] = [Backend::Interp];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Interp => "interp",
+        }
+    }
+}
+
+/// Runs a graph on the given backend.
+pub fn execute(g: &Graph, backend: Backend, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+    match backend {
+        Backend::Interp => run_interp(g, inputs),
+    }
+}

@@ -1,0 +1,13 @@
+//! The ONNX frontend: protobuf decoding (messages declared in `proto`),
+//! tensor conversion, and import of a model into the graph IR with every
+//! shape made static and shape computations folded to constants.
+
+mod error;
+mod import;
+mod ops;
+pub mod proto;
+pub mod tensor;
+
+pub use error::{ImportError, Result, UnsupportedNode};
+pub use import::{ImportOptions, MAX_OPSET, decode, import, load};
+pub use ops::SUPPORTED;

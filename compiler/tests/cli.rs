@@ -1,0 +1,373 @@
+//! The `nnc` binary as a user sees it: real models, tensor files, dumps fed
+//! back in, and clear errors with non-zero exit codes for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use nnc::onnx::proto::{
+    Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
+    TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor, ValueInfoProto,
+};
+use prost::Message;
+
+fn nnc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nnc"))
+        .args(args)
+        .output()
+        .expect("run nnc")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn models() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/models");
+    assert!(p.exists(), "shared models not found at {}", p.display());
+    p
+}
+
+fn kws() -> (String, String, String) {
+    let d = models().join("mlperf_tiny/kws_dscnn_fp32");
+    let s = |p: &str| d.join(p).display().to_string();
+    (
+        s("model.onnx"),
+        s("test_data_set_0/input_0.pb"),
+        s("test_data_set_0/output_0.pb"),
+    )
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nnc-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn help_documents_every_subcommand() {
+    let (out, _) = text(&nnc(&["--help"]));
+    for cmd in ["run", "dump", "info"] {
+        assert!(out.contains(cmd), "{out}");
+    }
+    let (out, _) = text(&nnc(&["run", "--help"]));
+    for opt in [
+        "--input",
+        "--output",
+        "--expect",
+        "--input-shape",
+        "--backend",
+        "-O",
+    ] {
+        assert!(out.contains(opt), "run --help lacks {opt}:\n{out}");
+    }
+}
+
+#[test]
+fn run_matches_reference_and_writes_npy() {
+    let (model, input, output) = kws();
+    let o = nnc(&["run", &model, "-i", &input, "--expect", &output]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("dense: ok"), "{out}");
+
+    let dir = tmp("npy");
+    let npy = dir.join("y.npy");
+    let o = nnc(&[
+        "run",
+        &model,
+        "--input",
+        &format!("input={input}"),
+        "-o",
+        npy.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    // The written .npy is itself a valid reference.
+    let o = nnc(&[
+        "run",
+        &model,
+        "-i",
+        &input,
+        "--expect",
+        npy.to_str().unwrap(),
+        "--rtol",
+        "0",
+        "--atol",
+        "0",
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+}
+
+#[test]
+fn expect_mismatch_fails() {
+    let (model, input, _) = kws();
+    let other = models().join("mlperf_tiny/sww_dscnn_fp32/test_data_set_0/output_0.pb");
+    let o = nnc(&[
+        "run",
+        &model,
+        "-i",
+        &input,
+        "--expect",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).0.contains("MISMATCH"));
+}
+
+#[test]
+fn dump_to_file_parses_back_and_runs() {
+    let (model, input, output) = kws();
+    let dir = tmp("dump");
+    let f = dir.join("kws.nnir");
+    let o = nnc(&["dump", &model, "-o", f.to_str().unwrap()]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(dir.join("kws.nnir.bin").exists());
+    let o = nnc(&[
+        "run",
+        f.to_str().unwrap(),
+        "-i",
+        &input,
+        "--expect",
+        &output,
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    // An elided dump is for reading only and says so when fed back.
+    let elided = dir.join("elided.nnir");
+    let (txt, _) = text(&nnc(&["dump", &model]));
+    std::fs::write(&elided, txt).unwrap();
+    let o = nnc(&["run", elided.to_str().unwrap(), "-i", &input]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("elided"), "{:?}", text(&o));
+}
+
+#[test]
+fn dot_output() {
+    let (model, _, _) = kws();
+    let (out, _) = text(&nnc(&["dump", &model, "--format", "dot"]));
+    assert!(out.starts_with("digraph"), "{out}");
+    assert!(out.contains("conv"));
+}
+
+#[test]
+fn info_json_has_the_numbers() {
+    let (model, _, _) = kws();
+    let o = nnc(&["info", &model, "--json", "-O0"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    for key in [
+        "\"nodes\": 23",
+        "\"params\"",
+        "\"macs\"",
+        "\"activation_bytes\"",
+        "\"conv\": 9",
+    ] {
+        assert!(out.contains(key), "missing {key} in {out}");
+    }
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let dir = tmp("bad");
+    let empty = dir.join("empty.onnx");
+    std::fs::write(&empty, b"").unwrap();
+    let garbage = dir.join("garbage.onnx");
+    std::fs::write(&garbage, b"\x0a\xff\xff\xff\xff\x0f hello").unwrap();
+    let (model, input, _) = kws();
+    let sww_in = models().join("mlperf_tiny/vww_mbv1_025_96_fp32/test_data_set_0/input_0.pb");
+    let int8 = models().join("mlperf_tiny/kws_dscnn_int8_qdq/model.onnx");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["info".into(), "/nonexistent.onnx".into()],
+            "cannot read `/nonexistent.onnx`",
+        ),
+        (
+            vec!["info".into(), empty.display().to_string()],
+            "the file is empty",
+        ),
+        (
+            vec!["info".into(), garbage.display().to_string()],
+            "not a valid ONNX file",
+        ),
+        (
+            vec!["run".into(), model.clone()],
+            "missing input(s): input (f32[1,49,10,1])",
+        ),
+        (
+            vec![
+                "run".into(),
+                model.clone(),
+                "-i".into(),
+                sww_in.display().to_string(),
+            ],
+            "input 0 (`input`): expected f32[1,49,10,1], got f32[1,96,96,3]",
+        ),
+        (
+            vec![
+                "run".into(),
+                model.clone(),
+                "-i".into(),
+                "/nonexistent.npy".into(),
+            ],
+            "cannot read `/nonexistent.npy`",
+        ),
+        (
+            vec!["run".into(), model.clone(), "-i".into(), model.clone()],
+            "neither a .npy file nor a valid ONNX TensorProto",
+        ),
+        (
+            vec![
+                "info".into(),
+                model.clone(),
+                "--input-shape".into(),
+                "nope=1,2".into(),
+            ],
+            "input `nope`: no such model input (inputs: input)",
+        ),
+        (
+            vec![
+                "info".into(),
+                model.clone(),
+                "--input-shape".into(),
+                "input=1,2,3,4".into(),
+            ],
+            "dim 1 is fixed at 49 by the model",
+        ),
+        (
+            vec!["info".into(), int8.display().to_string()],
+            "44 unsupported operator(s)",
+        ),
+    ];
+    for (args, want) in cases {
+        let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let o = nnc(&args);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {out}{err}");
+        assert!(err.contains(want), "{args:?}: wanted `{want}` in:\n{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // Every unsupported node is named, not only the first.
+    let (_, err) = text(&nnc(&["info", int8.to_str().unwrap()]));
+    assert_eq!(err.matches("Linear in node").count(), 44, "{err}");
+    // Usage errors exit with 2.
+    let o = nnc(&["run", &model, "-O9", "-i", &input]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("unknown optimization level"));
+}
+
+fn vi(name: &str, dims: &[Dimension]) -> ValueInfoProto {
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TypeProtoTensor {
+                elem_type: 1,
+                shape: Some(TensorShapeProto { dim: dims.to_vec() }),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn dim(v: Option<i64>, p: Option<&str>) -> Dimension {
+    Dimension {
+        dim_value: v,
+        dim_param: p.map(str::to_string),
+        ..Default::default()
+    }
+}
+
+/// `y = x + w` where x has a symbolic batch dim and w lives in an external file.
+fn symbolic_model(dir: &Path) -> PathBuf {
+    std::fs::write(
+        dir.join("w.bin"),
+        [0u8; 4]
+            .iter()
+            .chain(&2.5f32.to_le_bytes())
+            .copied()
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let w = TensorProto {
+        name: "w".into(),
+        dims: vec![1],
+        data_type: 1,
+        data_location: 1,
+        external_data: vec![
+            StringStringEntryProto {
+                key: "location".into(),
+                value: "w.bin".into(),
+            },
+            StringStringEntryProto {
+                key: "offset".into(),
+                value: "4".into(),
+            },
+            StringStringEntryProto {
+                key: "length".into(),
+                value: "4".into(),
+            },
+        ],
+        ..Default::default()
+    };
+    let m = ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        graph: Some(GraphProto {
+            name: "sym".into(),
+            node: vec![NodeProto {
+                op_type: "Add".into(),
+                input: vec!["x".into(), "w".into()],
+                output: vec!["y".into()],
+                name: "add0".into(),
+                ..Default::default()
+            }],
+            initializer: vec![w],
+            input: vec![vi("x", &[dim(None, Some("batch")), dim(Some(3), None)])],
+            output: vec![vi("y", &[dim(None, Some("batch")), dim(Some(3), None)])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let p = dir.join("sym.onnx");
+    std::fs::write(&p, m.encode_to_vec()).unwrap();
+    p
+}
+
+#[test]
+fn symbolic_dims_and_external_data() {
+    let dir = tmp("sym");
+    let model = symbolic_model(&dir);
+    let m = model.to_str().unwrap();
+    let o = nnc(&["info", m]);
+    assert_eq!(o.status.code(), Some(1));
+    let (_, err) = text(&o);
+    assert!(
+        err.contains("dim 0 is symbolic dim `batch`; fix it with --input-shape x=D1,D2,..."),
+        "{err}"
+    );
+    let o = nnc(&["info", m, "--input-shape", "x=4,3"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(text(&o).0.contains("x: f32[4,3]"));
+    // The shape of an input file fixes the dim as well.
+    let x = dir.join("x.npy");
+    let npy = nnc_runtime::npy::NpyArray {
+        elem: nnc_runtime::npy::Elem::F32,
+        shape: vec![2, 3],
+        data: [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+    };
+    std::fs::write(&x, nnc_runtime::npy::write(&npy)).unwrap();
+    let o = nnc(&["run", m, "-i", x.to_str().unwrap()]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        out.contains("y: f32[2,3]") && out.contains("[3.500000, 4.500000, 5.500000, 6.500000"),
+        "{out}"
+    );
+}
