@@ -1,0 +1,5 @@
+//! nnc-tests: the ONNX conformance runner and helpers shared by the
+//! end-to-end tests (paths to `../shared`, model lists, comparisons).
+
+pub mod conformance;
+pub mod shared;

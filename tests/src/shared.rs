@@ -1,0 +1,54 @@
+//! Locations of the shared data (`../shared` beside the repository): real
+//! models with reference data and the ONNX backend test suites. Tests read
+//! them in place.
+
+use std::path::{Path, PathBuf};
+
+/// The shared folder: `$NNC_SHARED_DIR`, or `../shared` next to the repository.
+pub fn shared_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("NNC_SHARED_DIR") {
+        return PathBuf::from(d);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+}
+
+/// Folder of the ONNX backend test suites.
+pub fn onnx_tests_dir() -> PathBuf {
+    shared_dir().join("onnx-tests")
+}
+
+/// Folder of the shared models.
+pub fn models_dir() -> PathBuf {
+    shared_dir().join("models")
+}
+
+/// The float models every backend must run, relative to [`models_dir`].
+pub const FLOAT_MODELS: [&str; 8] = [
+    "mlperf_tiny/ad_fc_autoencoder_fp32",
+    "mlperf_tiny/ic_resnet8_fp32",
+    "mlperf_tiny/kws_dscnn_fp32",
+    "mlperf_tiny/sww_dscnn_fp32",
+    "mlperf_tiny/vww_mbv1_025_96_fp32",
+    "torchvision/mobilenet_v2",
+    "torchvision/squeezenet1_1",
+    "onnx_light/light_squeezenet_randw",
+];
+
+/// The five MLPerf Tiny float models.
+pub const MLPERF_TINY_FP32: [&str; 5] = [
+    "mlperf_tiny/ad_fc_autoencoder_fp32",
+    "mlperf_tiny/ic_resnet8_fp32",
+    "mlperf_tiny/kws_dscnn_fp32",
+    "mlperf_tiny/sww_dscnn_fp32",
+    "mlperf_tiny/vww_mbv1_025_96_fp32",
+];
+
+/// Panics with a clear message when the shared data is missing: these
+/// tests must not pass vacuously.
+pub fn require(p: &Path) {
+    assert!(
+        p.exists(),
+        "shared test data not found at {} (set NNC_SHARED_DIR)",
+        p.display()
+    );
+}

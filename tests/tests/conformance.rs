@@ -1,0 +1,77 @@
+//! The ONNX backend suites through import and the interpreter: every test
+//! in the checked-in pass list must still pass, and nothing may panic.
+
+use nnc::driver::Backend;
+use nnc_passes::OptLevel;
+use nnc_tests::conformance::{Outcome, expected_list_path, read_list, run_suite, table};
+use nnc_tests::shared::{onnx_tests_dir, require};
+
+fn check_suite(suite: &str, backend: Backend, opt: OptLevel) {
+    require(&onnx_tests_dir().join(suite));
+    let expected = read_list(&expected_list_path(backend));
+    let results = run_suite(suite, backend, opt, "");
+    println!("{}", table(&results, backend));
+    let mut problems = Vec::new();
+    for r in &results {
+        match &r.outcome {
+            Outcome::Panic(m) => problems.push(format!("{} panicked: {m}", r.id)),
+            o if !o.is_pass() && expected.contains(&r.id) => {
+                problems.push(format!("{} regressed: {o:?}", r.id))
+            }
+            _ => {}
+        }
+    }
+    let listed = expected
+        .iter()
+        .filter(|id| id.starts_with(&format!("{suite}/")))
+        .count();
+    let ran: std::collections::BTreeSet<&String> = results.iter().map(|r| &r.id).collect();
+    for id in expected
+        .iter()
+        .filter(|id| id.starts_with(&format!("{suite}/")))
+    {
+        if !ran.contains(id) {
+            problems.push(format!("{id} is listed but was not found"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    println!("{suite}: all {listed} listed tests pass");
+}
+
+#[test]
+fn node_suite() {
+    check_suite("node", Backend::Interp, OptLevel::O0);
+}
+
+#[test]
+fn pytorch_converted_suite() {
+    check_suite("pytorch-converted", Backend::Interp, OptLevel::O0);
+}
+
+#[test]
+fn pytorch_operator_suite() {
+    check_suite("pytorch-operator", Backend::Interp, OptLevel::O0);
+}
+
+#[test]
+fn simple_suite() {
+    check_suite("simple", Backend::Interp, OptLevel::O0);
+}
+
+/// The pass list is the contract; keep it from shrinking below the goals.
+#[test]
+fn pass_list_meets_the_goals() {
+    let l = read_list(&expected_list_path(Backend::Interp));
+    let count = |p: &str| l.iter().filter(|id| id.starts_with(p)).count();
+    assert!(
+        count("node/") >= 450,
+        "only {} node tests listed",
+        count("node/")
+    );
+    assert_eq!(count("pytorch-converted/"), 82);
+}
