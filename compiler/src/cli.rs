@@ -82,6 +82,9 @@ struct RunArgs {
     /// Absolute tolerance for --expect
     #[arg(long, default_value_t = 1e-5)]
     atol: f64,
+    /// Print load and run times to standard error
+    #[arg(long)]
+    time: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -237,7 +240,9 @@ fn cmd_run(a: RunArgs) -> Result<ExitCode> {
             hints.insert(n, t.dims().to_vec());
         }
     }
+    let t_load = Instant::now();
     let g = load(&a.model, &hints)?;
+    let load_ms = t_load.elapsed().as_secs_f64() * 1e3;
     let in_names: Vec<String> = (0..g.inputs().len())
         .map(|i| g.input_name(i).to_string())
         .collect();
@@ -300,7 +305,13 @@ fn cmd_run(a: RunArgs) -> Result<ExitCode> {
             failed = true;
         }
     }
-    log::info!("ran in {:.3} ms", elapsed.as_secs_f64() * 1e3);
+    if a.time {
+        eprintln!(
+            "time: load {load_ms:.2} ms, run {:.2} ms ({})",
+            elapsed.as_secs_f64() * 1e3,
+            a.model.opt
+        );
+    }
     Ok(if failed {
         ExitCode::from(1)
     } else {

@@ -25,9 +25,14 @@ fn text(o: &Output) -> (String, String) {
 }
 
 fn models() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/models");
-    assert!(p.exists(), "shared models not found at {}", p.display());
-    p
+    if let Ok(d) = std::env::var("NNC_SHARED_DIR") {
+        return Path::new(&d).join("models");
+    }
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .map(|a| a.join("shared/models"))
+        .find(|p| p.is_dir())
+        .unwrap_or_else(|| panic!("shared models not found above {}", here.display()))
 }
 
 fn kws() -> (String, String, String) {

@@ -4,12 +4,21 @@
 
 use std::path::{Path, PathBuf};
 
-/// The shared folder: `$NNC_SHARED_DIR`, or `../shared` next to the repository.
+/// The shared folder: `$NNC_SHARED_DIR`, else the nearest `shared` folder
+/// (holding `models/`) beside the repository or one of its ancestors, so a
+/// clone anywhere under the workspace finds it.
 pub fn shared_dir() -> PathBuf {
     if let Ok(d) = std::env::var("NNC_SHARED_DIR") {
         return PathBuf::from(d);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for a in here.ancestors() {
+        let c = a.join("shared");
+        if c.join("models").is_dir() {
+            return c;
+        }
+    }
+    here.join("../../shared")
 }
 
 /// Folder of the ONNX backend test suites.
