@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use nnc::driver::{self, LoadOptions};
 use nnc::io;
 use nnc_ir::{ConstMode, Graph, PrintOptions, Tensor};
-use nnc_passes::OptLevel;
+use nnc_passes::{OptLevel, PipelineOptions, PrintAfter};
 use serde_json::json;
 
 const ABOUT: &str = "nnc: an ahead-of-time neural-network compiler.\n\n\
@@ -20,8 +20,24 @@ Imports ONNX models into a typed graph IR, optimizes them, and runs them \
 with the reference interpreter. MODEL is an ONNX file (.onnx) or an nnc \
 text IR file (.nnir, as written by `nnc dump`).";
 
+const AFTER_HELP: &str = "Optimization levels and their pipelines:\n\
+  -O0  (none: the graph as imported)\n\
+  -O1  fold-constants, remove-identity, cse, dce\n\
+  -O2  fold-constants, remove-identity, egraph, dce (default)\n\
+  -Os  as -O2, with the microcontroller cost model (latency plus memory)\n\n\
+Passes (for --passes, --print-after, --stop-after):\n\
+  fold-constants   evaluate nodes whose inputs are all constants\n\
+  remove-identity  forward the inputs of identity nodes\n\
+  cse              share identical nodes and identical constants\n\
+  dce              remove nodes no output depends on\n\
+  egraph           e-graph rewrites, all rule groups: clean-up, layout (transposes,\n\
+                   reshapes), BatchNorm folding, bias/activation/scale fusion, pad folding\n\
+  egraph-cleanup   e-graph with the clean-up and layout groups only\n\
+  egraph-fuse      e-graph with the clean-up, BatchNorm, fusion and pad groups\n\n\
+RUST_LOG=nnc_passes=info logs e-graph statistics; --egraph-report prints egg's report.";
+
 #[derive(Debug, Parser)]
-#[command(name = "nnc", version, about = ABOUT, long_about = None)]
+#[command(name = "nnc", version, about = ABOUT, long_about = None, after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -48,6 +64,24 @@ struct ModelArgs {
     /// Fix the shape of an input with symbolic dims, e.g. `input=1,3,224,224` (repeatable)
     #[arg(long = "input-shape", value_name = "NAME=DIMS")]
     input_shapes: Vec<String>,
+    /// Run these passes instead of the level's pipeline (see `nnc --help` for names)
+    #[arg(long, value_delimiter = ',', value_name = "PASS,...")]
+    passes: Option<Vec<String>>,
+    /// Print the IR after PASS (`all` for every pass; repeatable or comma-separated)
+    #[arg(long = "print-after", value_delimiter = ',', value_name = "PASS|all")]
+    print_after: Vec<String>,
+    /// Stop the pipeline after PASS
+    #[arg(long = "stop-after", value_name = "PASS")]
+    stop_after: Option<String>,
+    /// Print how long each pass took and the node count after it
+    #[arg(long = "time-passes")]
+    time_passes: bool,
+    /// Run the verifier after every pass (always on in debug builds)
+    #[arg(long)]
+    verify: bool,
+    /// Print egg's saturation report (iterations, nodes, stop reason) for every e-graph run
+    #[arg(long = "egraph-report")]
+    egraph_report: bool,
 }
 
 fn parse_opt(s: &str) -> Result<OptLevel, String> {
@@ -160,17 +194,73 @@ fn load_opts(m: &ModelArgs) -> Result<LoadOptions> {
         let dims = parse_dims(dims).with_context(|| format!("--input-shape `{s}`"))?;
         input_shapes.insert(name.to_string(), dims);
     }
+    let print_after = if m.print_after.iter().any(|p| p == "all") {
+        PrintAfter::All
+    } else if m.print_after.is_empty() {
+        PrintAfter::Never
+    } else {
+        PrintAfter::Passes(m.print_after.clone())
+    };
     Ok(LoadOptions {
         input_shapes,
         opt_level: m.opt,
+        pipeline: PipelineOptions {
+            passes: m.passes.clone(),
+            print_after,
+            stop_after: m.stop_after.clone(),
+            verify: m.verify,
+            ..Default::default()
+        },
         ..Default::default()
     })
 }
 
-fn load(m: &ModelArgs, hints: &HashMap<String, Vec<usize>>) -> Result<Graph> {
+/// Loads and optimizes a model. Dumps requested with --print-after go to
+/// standard output for `dump` and to standard error otherwise.
+fn load(
+    m: &ModelArgs,
+    hints: &HashMap<String, Vec<usize>>,
+    dumps_to_stdout: bool,
+) -> Result<Graph> {
     let mut opts = load_opts(m)?;
     opts.shape_hints = hints.clone();
-    driver::load(&m.model, &opts).with_context(|| format!("loading `{}`", m.model.display()))
+    let emit = |s: String| {
+        if dumps_to_stdout {
+            print!("{s}");
+        } else {
+            eprint!("{s}");
+        }
+    };
+    if opts.pipeline.print_after == PrintAfter::All {
+        let g = driver::import(&m.model, &opts)
+            .with_context(|| format!("loading `{}`", m.model.display()))?;
+        emit(format!(
+            "; ---- after import ({} nodes)\n{}",
+            nnc_ir::stats::stats(&g).nodes,
+            nnc_ir::print(&g)
+        ));
+    }
+    let (g, report) = driver::load_with(&m.model, &opts, |rec, g| {
+        if rec.print {
+            let state = if rec.changed { "changed" } else { "unchanged" };
+            emit(format!(
+                "; ---- after pass {} ({state}, {} nodes)\n{}",
+                rec.name,
+                rec.nodes,
+                nnc_ir::print(g)
+            ));
+        }
+    })
+    .with_context(|| format!("loading `{}`", m.model.display()))?;
+    if m.time_passes {
+        eprint!("{}", report.timing_table());
+    }
+    if m.egraph_report {
+        for r in &report.egraph_reports {
+            eprint!("{r}");
+        }
+    }
+    Ok(g)
 }
 
 /// Splits `NAME=FILE` into its parts when NAME is one of `names`.
@@ -241,7 +331,7 @@ fn cmd_run(a: RunArgs) -> Result<ExitCode> {
         }
     }
     let t_load = Instant::now();
-    let g = load(&a.model, &hints)?;
+    let g = load(&a.model, &hints, false)?;
     let load_ms = t_load.elapsed().as_secs_f64() * 1e3;
     let in_names: Vec<String> = (0..g.inputs().len())
         .map(|i| g.input_name(i).to_string())
@@ -343,7 +433,7 @@ fn summarize(name: &str, t: &Tensor) -> String {
 }
 
 fn cmd_dump(a: DumpArgs) -> Result<ExitCode> {
-    let g = load(&a.model, &HashMap::new())?;
+    let g = load(&a.model, &HashMap::new(), a.out.is_none())?;
     let text = match a.format {
         DumpFormat::Dot => nnc_ir::dot::to_dot(&g),
         DumpFormat::Nnir => {
@@ -402,7 +492,7 @@ fn human_bytes(b: usize) -> String {
 }
 
 fn cmd_info(a: InfoArgs) -> Result<ExitCode> {
-    let g = load(&a.model, &HashMap::new())?;
+    let g = load(&a.model, &HashMap::new(), false)?;
     let s = nnc_ir::stats::stats(&g);
     let inputs: Vec<_> = (0..g.inputs().len())
         .map(|i| {

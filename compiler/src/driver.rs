@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use nnc_ir::{Graph, IrError, Tensor};
-use nnc_passes::OptLevel;
+use nnc_passes::manager::PassRecord;
+use nnc_passes::{OptLevel, PassError, PipelineOptions, PipelineReport};
 use thiserror::Error;
 
 use crate::io::IoError;
@@ -20,6 +21,8 @@ pub enum DriverError {
     Ir(#[from] IrError),
     #[error(transparent)]
     Io(#[from] IoError),
+    #[error(transparent)]
+    Pass(#[from] PassError),
     #[error("`{path}`: {source}")]
     Text { path: PathBuf, source: IrError },
     #[error("{0}")]
@@ -37,6 +40,8 @@ pub struct LoadOptions {
     /// Shapes of the tensors that will be fed; they fill unknown dims only.
     pub shape_hints: HashMap<String, Vec<usize>>,
     pub opt_level: OptLevel,
+    /// Custom pass list, dumps, verification, e-graph limits.
+    pub pipeline: PipelineOptions,
 }
 
 /// True when the path names an `.nnir` text file.
@@ -46,6 +51,11 @@ pub fn is_text_ir(path: &Path) -> bool {
 
 /// Loads an ONNX model or an `.nnir` dump and applies the pipeline.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Graph> {
+    Ok(load_with(path, opts, |_, _| {})?.0)
+}
+
+/// Loads the graph as written (no passes).
+pub fn import(path: &Path, opts: &LoadOptions) -> Result<Graph> {
     let g = if is_text_ir(path) {
         let text = std::fs::read_to_string(path).map_err(|source| IoError::Read {
             path: path.to_path_buf(),
@@ -65,9 +75,19 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Graph> {
         };
         onnx::load(path, &iopts)?
     };
-    // Optimization pipelines plug in here; every level is the imported graph for now.
-    let _ = opts.opt_level;
     Ok(g)
+}
+
+/// Like [`load`], calling `on_pass` after every pass (for `--print-after`)
+/// and returning the pipeline report (timings, e-graph reports).
+pub fn load_with(
+    path: &Path,
+    opts: &LoadOptions,
+    on_pass: impl FnMut(&PassRecord, &Graph),
+) -> Result<(Graph, PipelineReport)> {
+    let mut g = import(path, opts)?;
+    let report = nnc_passes::run_pipeline(&mut g, opts.opt_level, &opts.pipeline, on_pass)?;
+    Ok((g, report))
 }
 
 /// Runs a graph with the reference interpreter.

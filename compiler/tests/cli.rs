@@ -376,3 +376,86 @@ fn symbolic_dims_and_external_data() {
         "{out}"
     );
 }
+
+#[test]
+fn pass_pipeline_flags() {
+    let (model, input, output) = kws();
+    let o = nnc(&["dump", &model, "--print-after", "all"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    for h in [
+        "; ---- after import (23 nodes)",
+        "; ---- after pass egraph (changed, 14 nodes)",
+        "; ---- after pass dce",
+    ] {
+        assert!(out.contains(h), "missing `{h}`:\n{out}");
+    }
+    // Every dump in the stream is valid IR text ending with the final graph.
+    assert!(out.matches("graph @").count() >= 5);
+
+    let o = nnc(&[
+        "info",
+        &model,
+        "--passes",
+        "fold-constants,egraph",
+        "--stop-after",
+        "fold-constants",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(text(&o).0.contains("\"nodes\": 23"), "{:?}", text(&o));
+
+    let o = nnc(&[
+        "run",
+        &model,
+        "-i",
+        &input,
+        "--expect",
+        &output,
+        "--time-passes",
+        "--egraph-report",
+        "--verify",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(err.contains("egraph") && err.contains("total"), "{err}");
+    assert!(err.contains("Stop reason: Saturated"), "{err}");
+
+    for (args, want) in [
+        (vec!["--passes", "nope"], "unknown pass `nope`"),
+        (
+            vec!["-O0", "--print-after", "egraph"],
+            "not in this pipeline",
+        ),
+        (vec!["--stop-after", "cse"], "not in this pipeline"),
+    ] {
+        let mut a = vec!["info", model.as_str()];
+        a.extend(args);
+        let o = nnc(&a);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(text(&o).1.contains(want), "{:?}", text(&o));
+    }
+}
+
+#[test]
+fn optimization_levels_reduce_nodes() {
+    let (model, input, output) = kws();
+    let count = |lvl: &str| {
+        let o = nnc(&["info", &model, lvl, "--json"]);
+        let out = text(&o).0;
+        let i = out.find("\"nodes\": ").unwrap() + 9;
+        out[i..]
+            .split(',')
+            .next()
+            .unwrap()
+            .trim()
+            .parse::<usize>()
+            .unwrap()
+    };
+    assert_eq!(count("-O0"), 23);
+    assert_eq!(count("-O1"), 23);
+    assert_eq!(count("-O2"), 14);
+    assert_eq!(count("-Os"), 14);
+    let o = nnc(&["run", &model, "-Os", "-i", &input, "--expect", &output]);
+    assert!(o.status.success(), "{:?}", text(&o));
+}

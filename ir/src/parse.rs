@@ -315,6 +315,32 @@ fn parse_elem(s: &str, dt: DType) -> Option<Data> {
     })
 }
 
+/// Parses one op from its name and the text between the braces of its
+/// attributes (`"conv"`, `"stride=[1,1] pad=[0,0,0,0] dilation=[1,1]"`).
+pub fn parse_op(name: &str, attrs: &str) -> std::result::Result<Op, String> {
+    let line = lex_line(1, &format!("{{{attrs}}}")).map_err(|e| e.to_string())?;
+    let mut c = Cur { line: &line, i: 0 };
+    let mut map = BTreeMap::new();
+    c.expect('{').map_err(|e| e.to_string())?;
+    while !c.eat('}') {
+        let k = c.ident().map_err(|e| e.to_string())?.to_string();
+        c.expect('=').map_err(|e| e.to_string())?;
+        let v = c.value().map_err(|e| e.to_string())?;
+        map.insert(k, v);
+    }
+    let mut r = AttrReader::new(map);
+    let op = Op::parse(name, &mut r)?;
+    r.finish()?;
+    Ok(op)
+}
+
+/// The attribute text of an op (what goes between the braces).
+pub fn op_attr_text(op: &Op) -> String {
+    let mut w = crate::op::attr::AttrWriter::new();
+    op.write_attrs(&mut w);
+    w.join()
+}
+
 /// Reads the weights blob named by a `weights "file"` line.
 pub type WeightsLoader<'a> = dyn Fn(&str) -> std::io::Result<Vec<u8>> + 'a;
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::dtype::TensorType;
 use crate::graph::{Graph, NodeId};
 use crate::op::Op;
 
@@ -28,10 +29,15 @@ pub struct GraphStats {
 /// worth counting).
 pub fn node_macs(g: &Graph, id: NodeId) -> u64 {
     let n = g.node(id);
-    let ins = g.node_inputs(id);
-    let ty = |i: usize| g.value_type(ins[i]);
-    let out = || n.outputs[0].len() as u64;
-    match &n.op {
+    let ins: Vec<&TensorType> = g.node_inputs(id).iter().map(|v| g.value_type(*v)).collect();
+    op_macs(&n.op, &ins, &n.outputs)
+}
+
+/// Multiply-accumulates of an op applied to inputs of the given types.
+pub fn op_macs(op: &Op, ins: &[&TensorType], outs: &[TensorType]) -> u64 {
+    let ty = |i: usize| ins[i];
+    let out = || outs.first().map_or(0, |t| t.len()) as u64;
+    match op {
         Op::Conv(_) => {
             let w = ty(1);
             let per: usize = w.dims[1..].iter().product();
@@ -58,7 +64,9 @@ pub fn node_macs(g: &Graph, id: NodeId) -> u64 {
         }
         Op::Lrn(a) => out() * a.size as u64,
         Op::Pool(p) => out() * p.kernel.iter().product::<usize>() as u64,
-        Op::BatchNorm(_) | Op::Unary(_) | Op::Binary(_) | Op::Softmax(_) => out(),
+        // Normalize then scale and shift: two multiply-adds per element.
+        Op::BatchNorm(_) => 2 * out(),
+        Op::Unary(_) | Op::Binary(_) | Op::Softmax(_) => out(),
         Op::Resize(r) => {
             out()
                 * match r.mode {

@@ -1,8 +1,18 @@
 //! nnc-passes: transformations over the graph IR.
 //!
-//! The pass manager, the pipelines for each optimization level and the
-//! e-graph rewrites (fusion, layout clean-up) live here. Depends only on
-//! `nnc-ir`.
+//! The pass manager and the pipelines of each optimization level
+//! (`manager`), plain graph clean-ups (`basic`), and the e-graph engine
+//! with its rewrite rules (`egraph`). `check` compares graphs with the
+//! interpreter. Depends only on `nnc-ir`.
+
+pub mod basic;
+pub mod check;
+pub mod egraph;
+pub mod manager;
+pub mod pass;
+
+pub use manager::{PASS_NAMES, PipelineOptions, PipelineReport, PrintAfter, run_pipeline};
+pub use pass::{EgraphLimits, Pass, PassCx, PassError, Target};
 
 use std::fmt;
 use std::str::FromStr;

@@ -63,6 +63,19 @@ fn simple_suite() {
     check_suite("simple", Backend::Interp, OptLevel::O0);
 }
 
+/// Every listed test also passes after the -O2 pipeline.
+#[test]
+fn node_suite_at_o2() {
+    check_suite("node", Backend::Interp, OptLevel::O2);
+}
+
+#[test]
+fn pytorch_suites_at_o2() {
+    check_suite("pytorch-converted", Backend::Interp, OptLevel::O2);
+    check_suite("pytorch-operator", Backend::Interp, OptLevel::O2);
+    check_suite("simple", Backend::Interp, OptLevel::O2);
+}
+
 /// The pass list is the contract; keep it from shrinking below the goals.
 #[test]
 fn pass_list_meets_the_goals() {

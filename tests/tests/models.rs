@@ -35,9 +35,80 @@ fn check(m: &str, backend: Backend, opt: OptLevel) {
     assert!(c.ok(), "{m} ({}, {opt}): {c:?}", backend.name());
 }
 
+fn load(m: &str, opt: OptLevel) -> nnc_ir::Graph {
+    let (model, _, _) = case(m);
+    driver::load(
+        &model,
+        &LoadOptions {
+            opt_level: opt,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{m}: {e}"))
+}
+
 #[test]
 fn float_models_match_reference_in_interpreter() {
     for m in FLOAT_MODELS {
         check(m, Backend::Interp, OptLevel::O0);
     }
+}
+
+#[test]
+fn float_models_match_reference_after_every_level() {
+    for opt in [OptLevel::O1, OptLevel::O2, OptLevel::Os] {
+        for m in FLOAT_MODELS {
+            check(m, Backend::Interp, opt);
+        }
+    }
+}
+
+/// -O0 and -O2 agree on random inputs too, not only on the test input.
+#[test]
+fn optimized_models_agree_on_random_inputs() {
+    for m in FLOAT_MODELS {
+        let (a, b) = (load(m, OptLevel::O0), load(m, OptLevel::O2));
+        for seed in 0..2 {
+            let inputs = nnc_passes::check::random_inputs(&a, 100 + seed);
+            nnc_passes::check::same_outputs(&a, &b, &inputs, 1e-4, 1e-5)
+                .unwrap_or_else(|e| panic!("{m} seed {seed}: {e}"));
+        }
+    }
+}
+
+fn ops(g: &nnc_ir::Graph) -> std::collections::BTreeMap<String, usize> {
+    nnc_ir::stats::stats(g).ops
+}
+
+/// The fusions the pass engine promises, on the models that need them.
+#[test]
+fn optimized_graphs_lose_the_expected_nodes() {
+    for m in FLOAT_MODELS {
+        let (a, b) = (load(m, OptLevel::O0), load(m, OptLevel::O2));
+        let (na, nb) = (
+            nnc_ir::stats::stats(&a).nodes,
+            nnc_ir::stats::stats(&b).nodes,
+        );
+        assert!(nb < na, "{m}: {na} nodes at -O0, {nb} at -O2");
+        let o = ops(&b);
+        for gone in ["batch_norm", "identity", "clip", "matmul"] {
+            assert!(!o.contains_key(gone), "{m}: {gone} left at -O2: {o:?}");
+        }
+    }
+    let mb = ops(&load("torchvision/mobilenet_v2", OptLevel::O2));
+    assert_eq!(mb.get("conv"), Some(&52), "{mb:?}");
+    assert!(
+        !mb.contains_key("clip") && !mb.contains_key("batch_norm"),
+        "{mb:?}"
+    );
+    let resnet = ops(&load("mlperf_tiny/ic_resnet8_fp32", OptLevel::O2));
+    assert!(
+        resnet.get("transpose").copied().unwrap_or(0) <= 1,
+        "{resnet:?}"
+    );
+    let sww = ops(&load("mlperf_tiny/sww_dscnn_fp32", OptLevel::O2));
+    assert!(
+        !sww.contains_key("batch_norm") && !sww.contains_key("relu"),
+        "{sww:?}"
+    );
 }

@@ -1,0 +1,69 @@
+//! The pass interface. A pass rewrites a graph in place and says whether it
+//! changed anything; its name is also how it is spelled on the command line.
+
+use std::time::Duration;
+
+use nnc_ir::{Graph, IrError};
+use thiserror::Error;
+
+/// Errors from passes and the pass manager.
+#[derive(Debug, Error)]
+pub enum PassError {
+    #[error(transparent)]
+    Ir(#[from] IrError),
+    #[error("the graph is invalid after pass `{pass}`: {source}")]
+    Verify { pass: String, source: IrError },
+    #[error("unknown pass `{name}` (passes: {known})")]
+    UnknownPass { name: String, known: String },
+    #[error("pass `{pass}`: {msg}")]
+    Failed { pass: String, msg: String },
+}
+
+/// Result alias for passes.
+pub type Result<T, E = PassError> = std::result::Result<T, E>;
+
+/// What the code is being optimized for; selects the cost model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// A desktop or server CPU: minimize estimated latency.
+    #[default]
+    Host,
+    /// A microcontroller: latency plus the memory of live tensors.
+    Mcu,
+}
+
+/// Limits for e-graph saturation. Every run stops at the first one reached
+/// and reports which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EgraphLimits {
+    pub iterations: usize,
+    pub nodes: usize,
+    pub time: Duration,
+}
+
+impl Default for EgraphLimits {
+    fn default() -> Self {
+        EgraphLimits {
+            iterations: 32,
+            nodes: 200_000,
+            time: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Context shared by the passes of one pipeline run.
+#[derive(Debug, Default)]
+pub struct PassCx {
+    pub target: Target,
+    pub egraph_limits: EgraphLimits,
+    /// Reports of e-graph runs (saturation statistics and stop reason), in order.
+    pub egraph_reports: Vec<String>,
+}
+
+/// A graph transformation.
+pub trait Pass {
+    /// The pass name, as used by `--passes` and `--print-after`.
+    fn name(&self) -> &'static str;
+    /// Rewrites `g`; returns whether anything changed.
+    fn run(&mut self, g: &mut Graph, cx: &mut PassCx) -> Result<bool>;
+}
