@@ -27,6 +27,7 @@ impl Pass for FoldConstants {
         for id in g.topo_order()? {
             let n = g.node(id);
             if matches!(n.op, Op::Input | Op::Const(_))
+                || n.op.is_quantization()
                 || n.outputs.iter().any(|t| t.len() > FOLD_LIMIT)
             {
                 continue;

@@ -43,6 +43,15 @@ pub const FLOAT_MODELS: [&str; 8] = [
     "onnx_light/light_squeezenet_randw",
 ];
 
+/// The MLPerf Tiny int8 models (QDQ graphs; integer outputs compare exactly).
+pub const INT8_MODELS: [&str; 5] = [
+    "mlperf_tiny/ad_fc_autoencoder_int8_qdq",
+    "mlperf_tiny/ic_resnet8_int8_qdq",
+    "mlperf_tiny/kws_dscnn_int8_qdq",
+    "mlperf_tiny/sww_dscnn_int8_qdq",
+    "mlperf_tiny/vww_mbv1_025_96_int8_qdq",
+];
+
 /// The five MLPerf Tiny float models.
 pub const MLPERF_TINY_FP32: [&str; 5] = [
     "mlperf_tiny/ad_fc_autoencoder_fp32",

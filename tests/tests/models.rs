@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use nnc::driver::{self, Backend, LoadOptions};
 use nnc_passes::OptLevel;
-use nnc_tests::shared::{FLOAT_MODELS, models_dir, require};
+use nnc_tests::shared::{FLOAT_MODELS, INT8_MODELS, models_dir, require};
 
 fn case(m: &str) -> (PathBuf, PathBuf, PathBuf) {
     let d = models_dir().join(m);
@@ -58,6 +58,16 @@ fn float_models_match_reference_in_interpreter() {
 fn float_models_match_reference_after_every_level() {
     for opt in [OptLevel::O1, OptLevel::O2, OptLevel::Os] {
         for m in FLOAT_MODELS {
+            check(m, Backend::Interp, opt);
+        }
+    }
+}
+
+/// The int8 QDQ models match their (TFLite-exact) int8 outputs exactly.
+#[test]
+fn int8_models_match_reference_exactly() {
+    for opt in [OptLevel::O0, OptLevel::O2] {
+        for m in INT8_MODELS {
             check(m, Backend::Interp, opt);
         }
     }

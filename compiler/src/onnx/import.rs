@@ -624,7 +624,7 @@ impl Ctx<'_> {
             .iter()
             .map(|v| self.g.const_value(*v).cloned())
             .collect();
-        if let Some(consts) = consts.filter(|c| !c.is_empty()) {
+        if let Some(consts) = consts.filter(|c| !c.is_empty() && !op.is_quantization()) {
             let tys: Vec<&TensorType> = ins.iter().map(|v| self.g.value_type(*v)).collect();
             let out = op.infer(&tys).map_err(|msg| ImportError::Node {
                 node: name.clone(),

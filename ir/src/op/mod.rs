@@ -11,6 +11,7 @@ pub mod layout;
 pub mod matmul;
 pub mod norm;
 pub mod pool;
+pub mod quant;
 pub mod reduce;
 pub mod resize;
 
@@ -23,6 +24,7 @@ pub use layout::{
 pub use matmul::GemmAttrs;
 pub use norm::{BatchNormAttrs, LrnAttrs, SoftmaxAttrs};
 pub use pool::{GlobalPoolAttrs, PoolAttrs, PoolKind};
+pub use quant::{DequantizeAttrs, QuantizeAttrs};
 pub use reduce::{ArgReduceAttrs, ReduceAttrs, ReduceKind};
 pub use resize::{CoordMode, NearestMode, ResizeAttrs, ResizeMode};
 
@@ -68,6 +70,10 @@ pub enum Op {
     Reduce(ReduceAttrs),
     ArgReduce(ArgReduceAttrs),
     Resize(ResizeAttrs),
+    /// QuantizeLinear: inputs x, scale, optional zero point.
+    Quantize(QuantizeAttrs),
+    /// DequantizeLinear: inputs x, scale, optional zero point.
+    Dequantize(DequantizeAttrs),
 }
 
 /// Reads the optional fused activation attribute `act`.
@@ -132,6 +138,8 @@ impl Op {
                 }
             }
             Op::Resize(_) => "resize",
+            Op::Quantize(_) => "quantize",
+            Op::Dequantize(_) => "dequantize",
         }
     }
 
@@ -161,6 +169,8 @@ impl Op {
             Op::Reduce(a) => a.write(w),
             Op::ArgReduce(a) => a.write(w),
             Op::Resize(a) => a.write(w),
+            Op::Quantize(a) => a.write(w),
+            Op::Dequantize(a) => a.write(w),
         }
     }
 
@@ -208,6 +218,8 @@ impl Op {
             "argmax" => Op::ArgReduce(ArgReduceAttrs::read(r, true)?),
             "argmin" => Op::ArgReduce(ArgReduceAttrs::read(r, false)?),
             "resize" => Op::Resize(ResizeAttrs::read(r)?),
+            "quantize" => Op::Quantize(QuantizeAttrs::read(r)?),
+            "dequantize" => Op::Dequantize(DequantizeAttrs::read(r)?),
             _ => return Err(format!("unknown op `{name}`")),
         })
     }
@@ -246,6 +258,8 @@ impl Op {
             Op::Reduce(a) => a.infer(ins),
             Op::ArgReduce(a) => a.infer(ins),
             Op::Resize(a) => a.infer(ins),
+            Op::Quantize(a) => a.infer(ins),
+            Op::Dequantize(a) => a.infer(ins),
         }
     }
 
@@ -297,6 +311,8 @@ impl Op {
             Op::Reduce(a) => one(a.eval(x()?)),
             Op::ArgReduce(a) => one(a.eval(x()?)),
             Op::Resize(a) => one(a.eval(x()?)),
+            Op::Quantize(a) => one(a.eval(ins)),
+            Op::Dequantize(a) => one(a.eval(ins)),
         }
     }
 
@@ -304,6 +320,12 @@ impl Op {
     /// movement): backends can alias the buffers.
     pub fn is_view(&self) -> bool {
         matches!(self, Op::Identity | Op::Reshape(_))
+    }
+
+    /// Quantization boundaries: never folded, so quantized weights stay
+    /// quantized until a pass decides otherwise.
+    pub fn is_quantization(&self) -> bool {
+        matches!(self, Op::Quantize(_) | Op::Dequantize(_))
     }
 
     /// True for elementwise ops (one output element per aligned input element).

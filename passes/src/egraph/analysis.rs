@@ -253,8 +253,10 @@ fn make_op(eg: &mut EGraph<TLang, TensorAnalysis>, name: Symbol, ch: &[Id]) -> C
     let Ok(types) = op.infer(&refs) else {
         return invalid();
     };
-    let fold =
-        all_const && !consts.is_empty() && types.iter().all(|t| t.len() <= eg.analysis.fold_limit);
+    let fold = all_const
+        && !consts.is_empty()
+        && !op.is_quantization()
+        && types.iter().all(|t| t.len() <= eg.analysis.fold_limit);
     let konst = if fold {
         let r: Vec<&Tensor> = consts.iter().map(|t| t.as_ref()).collect();
         op.eval(&r)

@@ -119,6 +119,9 @@ pub const SUPPORTED: &[&str] = &[
     "ReduceSumSquare",
     "ArgMax",
     "ArgMin",
+    // quantization
+    "QuantizeLinear",
+    "DequantizeLinear",
 ];
 
 /// `None` when the op is supported, else why not.

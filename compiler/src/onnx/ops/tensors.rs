@@ -45,6 +45,8 @@ pub(super) fn convert(cx: &mut Ctx<'_>, op: &str) -> Option<Result<Vec<Value>>> 
         "Range" => range(cx),
         "Resize" => resize(cx),
         "Upsample" => upsample(cx),
+        "QuantizeLinear" => quantize(cx),
+        "DequantizeLinear" => dequantize(cx),
         _ => return None,
     })
 }
@@ -387,4 +389,41 @@ fn resize(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {
         return Ok(vec![cx.add(Op::Identity, &[x])?]);
     }
     Ok(vec![cx.add(Op::Resize(a), &[x])?])
+}
+
+/// The quantization axis; irrelevant (0) for per-tensor scales.
+fn quant_axis(cx: &Ctx<'_>, x: Value, scale: Value) -> Result<usize> {
+    if cx.i("block_size", 0)? != 0 {
+        return cx.err("blocked quantization is not supported");
+    }
+    if cx.ty(scale).len() == 1 {
+        return Ok(0);
+    }
+    norm_axis(cx, cx.i("axis", 1)?, cx.ty(x).rank())
+}
+
+pub(super) fn quantize(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {
+    let (x, s) = (cx.input(0)?, cx.input(1)?);
+    let axis = quant_axis(cx, x, s)?;
+    let to = match (cx.opt(2), cx.i_opt("output_dtype")?) {
+        (Some(z), _) => cx.dtype(z),
+        (None, Some(code)) if code != 0 => match super::super::tensor::dtype_of(code as i32) {
+            Ok(d) => d,
+            Err(m) => return cx.err(m),
+        },
+        (None, _) => DType::U8,
+    };
+    let mut ins = vec![x, s];
+    ins.extend(cx.opt(2));
+    let op = Op::Quantize(nnc_ir::op::QuantizeAttrs { axis, to });
+    Ok(vec![cx.add(op, &ins)?])
+}
+
+pub(super) fn dequantize(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {
+    let (x, s) = (cx.input(0)?, cx.input(1)?);
+    let axis = quant_axis(cx, x, s)?;
+    let mut ins = vec![x, s];
+    ins.extend(cx.opt(2));
+    let op = Op::Dequantize(nnc_ir::op::DequantizeAttrs { axis });
+    Ok(vec![cx.add(op, &ins)?])
 }
