@@ -1,5 +1,16 @@
 //! nnc-backends: from an optimized graph to code.
 //!
-//! The lowered program (a schedule of kernel steps with buffers at offsets in
-//! one arena) is shared by the C and Cranelift code generators, so both
-//! execute the same memory plan. Depends on `nnc-ir` and `nnc-passes`.
+//! `plan` lowers a graph to a [`Program`]: a schedule of kernel steps whose
+//! buffers are offsets in one arena, weights, or the caller's input and
+//! output buffers. The C generator (`c`) and the Cranelift generator
+//! consume the same program, so both execute the same memory plan.
+//! Depends on `nnc-ir` and `nnc-passes`.
+
+pub mod c;
+pub mod error;
+pub mod plan;
+pub mod program;
+
+pub use error::{BackendError, Result};
+pub use plan::lower;
+pub use program::{ARENA_ALIGN, Buffer, Loc, PlanStats, Program, Step, Weight};

@@ -92,6 +92,17 @@ fn parse_opt(s: &str) -> Result<OptLevel, String> {
 enum Backend {
     /// The reference interpreter
     Interp,
+    /// Generated C compiled with the system `cc` (-O2) and run
+    C,
+}
+
+impl Backend {
+    fn driver(self) -> driver::Backend {
+        match self {
+            Backend::Interp => driver::Backend::Interp,
+            Backend::C => driver::Backend::C,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -358,9 +369,7 @@ fn cmd_run(a: RunArgs) -> Result<ExitCode> {
     let outputs_spec = assign(&a.outputs, &out_names, "output")?;
     let expect_spec = assign(&a.expect, &out_names, "output")?;
     let t0 = Instant::now();
-    let outs = match a.backend {
-        Backend::Interp => driver::run_interp(&g, &inputs)?,
-    };
+    let outs = driver::execute(&g, a.backend.driver(), &inputs)?;
     let elapsed = t0.elapsed();
     for (idx, f) in &outputs_spec {
         io::write_npy(Path::new(f), &outs[*idx])?;

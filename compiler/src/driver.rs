@@ -23,6 +23,8 @@ pub enum DriverError {
     Io(#[from] IoError),
     #[error(transparent)]
     Pass(#[from] PassError),
+    #[error(transparent)]
+    Backend(#[from] nnc_backends::BackendError),
     #[error("`{path}`: {source}")]
     Text { path: PathBuf, source: IrError },
     #[error("{0}")]
@@ -170,14 +172,17 @@ pub fn compare(actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Comp
 pub enum Backend {
     /// The reference interpreter.
     Interp,
+    /// Generated C, compiled with the system `cc`.
+    C,
 }
 
 impl Backend {
-    pub const ALL: [Backend; 1] = [Backend::Interp];
+    pub const ALL: [Backend; 2] = [Backend::Interp, Backend::C];
 
     pub fn name(self) -> &'static str {
         match self {
             Backend::Interp => "interp",
+            Backend::C => "c",
         }
     }
 }
@@ -186,5 +191,6 @@ impl Backend {
 pub fn execute(g: &Graph, backend: Backend, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
     match backend {
         Backend::Interp => run_interp(g, inputs),
+        Backend::C => crate::cbuild::run_c(g, inputs, &crate::cbuild::CFlags::default()),
     }
 }

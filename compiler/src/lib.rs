@@ -2,6 +2,7 @@
 //! and the session that loads a model, runs passes and backends
 //! (`driver`). The `nnc` binary is a thin CLI over this library.
 
+pub mod cbuild;
 pub mod driver;
 pub mod io;
 pub mod onnx;

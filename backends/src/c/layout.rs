@@ -1,0 +1,519 @@
+//! C kernels that move data (transpose, concat, split, slice, pad, expand,
+//! tile, gather, copies), resize with generation-time tap tables, and
+//! reductions. Most are strided copies through [`emit_loops`].
+
+use nnc_ir::op::{
+    ArgReduceAttrs, ConcatAttrs, CoordMode, GatherAttrs, PadAttrs, PadMode, ReduceAttrs,
+    ReduceKind, ResizeAttrs, SliceAttrs, SplitAttrs, TileAttrs, TransposeAttrs,
+};
+use nnc_ir::{Tensor, TensorType, dtype::strides};
+
+use super::elementwise::{Access, emit_loops};
+use super::writer::{W, ctype, flit, lit};
+
+fn st(dims: &[usize]) -> Vec<i64> {
+    strides(dims).iter().map(|&s| s as i64).collect()
+}
+
+/// Straight copy (`out0 = in0`), also used for output copies.
+pub fn copy(w: &mut W, y: &TensorType) {
+    emit_loops(
+        w,
+        &[y.len()],
+        &Access::dense("out0", &[y.len()]),
+        &[Access::dense("in0", &[y.len()])],
+        |v| v[0].clone(),
+    );
+}
+
+pub fn transpose(w: &mut W, a: &TransposeAttrs, x: &TensorType, y: &TensorType) {
+    let xs = st(&x.dims);
+    let inp = Access {
+        ptr: "in0".into(),
+        base: 0,
+        strides: a.perm.iter().map(|&p| xs[p]).collect(),
+    };
+    emit_loops(w, &y.dims, &Access::dense("out0", &y.dims), &[inp], |v| {
+        v[0].clone()
+    });
+}
+
+pub fn concat(w: &mut W, a: &ConcatAttrs, ins: &[TensorType], y: &TensorType) {
+    let ys = st(&y.dims);
+    let mut off = 0i64;
+    for (k, t) in ins.iter().enumerate() {
+        let out = Access {
+            ptr: "out0".into(),
+            base: off * ys[a.axis],
+            strides: ys.clone(),
+        };
+        emit_loops(
+            w,
+            &t.dims,
+            &out,
+            &[Access::dense(format!("in{k}"), &t.dims)],
+            |v| v[0].clone(),
+        );
+        off += t.dims[a.axis] as i64;
+    }
+}
+
+pub fn split(w: &mut W, a: &SplitAttrs, x: &TensorType, outs: &[TensorType]) {
+    let xs = st(&x.dims);
+    let mut off = 0i64;
+    for (k, t) in outs.iter().enumerate() {
+        let inp = Access {
+            ptr: "in0".into(),
+            base: off * xs[a.axis],
+            strides: xs.clone(),
+        };
+        emit_loops(
+            w,
+            &t.dims,
+            &Access::dense(format!("out{k}"), &t.dims),
+            &[inp],
+            |v| v[0].clone(),
+        );
+        off += t.dims[a.axis] as i64;
+    }
+}
+
+pub fn slice(w: &mut W, a: &SliceAttrs, x: &TensorType, y: &TensorType) {
+    let xs = st(&x.dims);
+    let inp = Access {
+        ptr: "in0".into(),
+        base: a.starts.iter().zip(&xs).map(|(s, t)| s * t).sum(),
+        strides: a.steps.iter().zip(&xs).map(|(s, t)| s * t).collect(),
+    };
+    emit_loops(w, &y.dims, &Access::dense("out0", &y.dims), &[inp], |v| {
+        v[0].clone()
+    });
+}
+
+/// Expand (broadcast copy). Params: `in0`, `out0`.
+pub fn expand(w: &mut W, x: &TensorType, y: &TensorType) {
+    let r = y.rank();
+    let mut d = vec![1; r - x.rank()];
+    d.extend_from_slice(&x.dims);
+    let xs = st(&d);
+    let inp = Access {
+        ptr: "in0".into(),
+        base: 0,
+        strides: d
+            .iter()
+            .zip(&y.dims)
+            .zip(xs)
+            .map(|((&a, &b), s)| if a == 1 && b != 1 { 0 } else { s })
+            .collect(),
+    };
+    emit_loops(w, &y.dims, &Access::dense("out0", &y.dims), &[inp], |v| {
+        v[0].clone()
+    });
+}
+
+/// Tile: each output dim is (repeat, source index) in two loops.
+pub fn tile(w: &mut W, a: &TileAttrs, x: &TensorType, y: &TensorType) {
+    let xs = st(&x.dims);
+    let ys = st(&y.dims);
+    let mut dims = vec![];
+    let mut os = vec![];
+    let mut is = vec![];
+    for d in 0..x.rank() {
+        dims.push(a.repeats[d]);
+        os.push(ys[d] * x.dims[d] as i64);
+        is.push(0);
+        dims.push(x.dims[d]);
+        os.push(ys[d]);
+        is.push(xs[d]);
+    }
+    let out = Access {
+        ptr: "out0".into(),
+        base: 0,
+        strides: os,
+    };
+    let inp = Access {
+        ptr: "in0".into(),
+        base: 0,
+        strides: is,
+    };
+    emit_loops(w, &dims, &out, &[inp], |v| v[0].clone());
+}
+
+/// Pad with per-axis source tables; -1 marks the fill value.
+pub fn pad(w: &mut W, a: &PadAttrs, x: &TensorType, y: &TensorType) {
+    let t = ctype(y.dtype);
+    let n = x.rank();
+    let xs = strides(&x.dims);
+    let ys = strides(&y.dims);
+    for ax in 0..n {
+        let d = x.dims[ax] as i64;
+        let map: Vec<String> = (0..y.dims[ax] as i64)
+            .map(|o| {
+                let s = o - a.pads[ax];
+                let src = if (0..d).contains(&s) {
+                    s
+                } else {
+                    match a.mode {
+                        PadMode::Constant => -1,
+                        PadMode::Edge => s.clamp(0, d - 1),
+                        PadMode::Wrap => s.rem_euclid(d),
+                        PadMode::Reflect => {
+                            if d == 1 {
+                                0
+                            } else {
+                                let p = 2 * (d - 1);
+                                let i = s.rem_euclid(p);
+                                if i >= d { p - i } else { i }
+                            }
+                        }
+                    }
+                };
+                src.to_string()
+            })
+            .collect();
+        w.line(format!(
+            "static const long m{ax}[{}] = {{{}}};",
+            map.len().max(1),
+            if map.is_empty() {
+                "0".into()
+            } else {
+                map.join(", ")
+            }
+        ));
+    }
+    if y.is_empty() {
+        return;
+    }
+    for ax in 0..n {
+        w.for_(&format!("i{ax}"), 0, y.dims[ax]);
+    }
+    let oidx: Vec<String> = (0..n).map(|d| format!("i{d} * {}", ys[d])).collect();
+    let oidx = if n == 0 {
+        "0".to_string()
+    } else {
+        oidx.join(" + ")
+    };
+    if a.mode == PadMode::Constant {
+        let conds: Vec<String> = (0..n).map(|d| format!("m{d}[i{d}] < 0")).collect();
+        let xidx: Vec<String> = (0..n)
+            .map(|d| format!("(size_t)m{d}[i{d}] * {}", xs[d]))
+            .collect();
+        if n == 0 {
+            w.line("out0[0] = in0[0];");
+        } else {
+            w.line(format!(
+                "out0[{oidx}] = ({}) ? ({t}){} : in0[{}];",
+                conds.join(" || "),
+                lit(a.value, y.dtype),
+                xidx.join(" + ")
+            ));
+        }
+    } else {
+        let xidx: Vec<String> = (0..n)
+            .map(|d| format!("(size_t)m{d}[i{d}] * {}", xs[d]))
+            .collect();
+        w.line(format!(
+            "out0[{oidx}] = in0[{}];",
+            if n == 0 { "0".into() } else { xidx.join(" + ") }
+        ));
+    }
+    for _ in 0..n {
+        w.close();
+    }
+}
+
+/// Gather along an axis; an out-of-range index makes the step fail (returns 1).
+pub fn gather(w: &mut W, a: &GatherAttrs, x: &TensorType, idx: &TensorType, y: &TensorType) {
+    let d = x.dims[a.axis];
+    let outer: usize = x.dims[..a.axis].iter().product();
+    let inner: usize = x.dims[a.axis + 1..].iter().product();
+    let ni = idx.len();
+    if y.is_empty() {
+        return;
+    }
+    w.for_("o", 0, outer);
+    w.for_("q", 0, ni);
+    w.line("long j = (long)in1[q];");
+    w.line(format!("if (j < 0) j += {d};"));
+    w.line(format!("if (j < 0 || j >= {d}) return 1;"));
+    w.for_("k", 0, inner);
+    w.line(format!(
+        "out0[(o * {ni} + q) * {inner} + k] = in0[(o * {d} + (size_t)j) * {inner} + k];"
+    ));
+    w.close();
+    w.close();
+    w.close();
+}
+
+/// Resize with per-axis tap tables computed now with the interpreter's rules.
+pub fn resize(w: &mut W, a: &ResizeAttrs, x: &TensorType, y: &TensorType) {
+    let t = ctype(y.dtype);
+    let n = x.rank();
+    let xs = strides(&x.dims);
+    let ys = strides(&y.dims);
+    // Per axis: taps (index, weight) per output coordinate, and validity.
+    let mut taps_per_axis = Vec::with_capacity(n);
+    for ax in 0..n {
+        // Probe the interpreter's 1-D kernel on a one-hot basis to get exact
+        // taps: resizing e_k along `ax` gives the weight of source k.
+        let (il, ol) = (x.dims[ax], y.dims[ax]);
+        let mut probe = a.clone();
+        let mut dims = vec![1; n];
+        dims[ax] = il;
+        probe.sizes = dims.clone();
+        probe.sizes[ax] = ol;
+        let mut weights = vec![vec![0.0f64; il]; ol];
+        for k in 0..il {
+            let mut v = vec![0.0; il];
+            v[k] = 1.0;
+            let e = Tensor::from_f64(nnc_ir::DType::F64, dims.clone(), v).expect("sized");
+            if let Ok(r) = probe.eval(&e) {
+                for (o, val) in r.to_f64().into_iter().enumerate() {
+                    weights[o][k] = val;
+                }
+            }
+        }
+        // Extrapolation (tf_crop_and_resize): all-zero weight rows with a fill.
+        let taps: Vec<Vec<(usize, f64)>> = weights
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .enumerate()
+                    .filter(|(_, w)| **w != 0.0)
+                    .map(|(k, w)| (k, *w))
+                    .collect()
+            })
+            .collect();
+        taps_per_axis.push(taps);
+    }
+    let fill = a.coord == CoordMode::TfCropAndResize;
+    for (ax, taps) in taps_per_axis.iter().enumerate() {
+        let tn = taps.iter().map(|t| t.len()).max().unwrap_or(1).max(1);
+        let mut idx = Vec::new();
+        let mut wts = Vec::new();
+        let mut cnt = Vec::new();
+        for row in taps {
+            cnt.push(row.len().to_string());
+            for j in 0..tn {
+                let (k, wv) = row.get(j).copied().unwrap_or((0, 0.0));
+                idx.push((k * xs[ax]).to_string());
+                wts.push(format!("{:?}", wv));
+            }
+        }
+        let rows = taps.len().max(1);
+        w.line(format!(
+            "static const size_t ri{ax}[{rows}][{tn}] = {{{}}};",
+            braces(&idx, tn)
+        ));
+        w.line(format!(
+            "static const double rw{ax}[{rows}][{tn}] = {{{}}};",
+            braces(&wts, tn)
+        ));
+        w.line(format!(
+            "static const unsigned char rn{ax}[{rows}] = {{{}}};",
+            if cnt.is_empty() {
+                "0".into()
+            } else {
+                cnt.join(", ")
+            }
+        ));
+    }
+    if y.is_empty() {
+        return;
+    }
+    for ax in 0..n {
+        w.for_(&format!("o{ax}"), 0, y.dims[ax]);
+    }
+    w.line("double acc = 0;");
+    if fill {
+        let none: Vec<String> = (0..n).map(|d| format!("rn{d}[o{d}] == 0")).collect();
+        let oidx: Vec<String> = (0..n).map(|d| format!("o{d} * {}", ys[d])).collect();
+        w.open(format!("if ({})", none.join(" || ")));
+        w.line(format!(
+            "out0[{}] = {};",
+            oidx.join(" + "),
+            flit(a.extrapolation as f64, y.dtype)
+        ));
+        w.line("continue;");
+        w.close();
+    }
+    for ax in 0..n {
+        w.open(format!(
+            "for (size_t t{ax} = 0; t{ax} < rn{ax}[o{ax}]; ++t{ax})"
+        ));
+    }
+    let wprod: Vec<String> = (0..n).map(|d| format!("rw{d}[o{d}][t{d}]")).collect();
+    let xidx: Vec<String> = (0..n).map(|d| format!("ri{d}[o{d}][t{d}]")).collect();
+    w.line(format!(
+        "acc += {} * (double)in0[{}];",
+        wprod.join(" * "),
+        xidx.join(" + ")
+    ));
+    for _ in 0..n {
+        w.close();
+    }
+    let oidx: Vec<String> = (0..n).map(|d| format!("o{d} * {}", ys[d])).collect();
+    if y.dtype.is_float() {
+        w.line(format!("out0[{}] = ({t})acc;", oidx.join(" + ")));
+    } else {
+        // Integer resizes only come from nearest mode: a single exact tap.
+        w.line(format!("out0[{}] = ({t})acc;", oidx.join(" + ")));
+    }
+    for _ in 0..n {
+        w.close();
+    }
+}
+
+fn braces(v: &[String], per: usize) -> String {
+    if v.is_empty() {
+        return "{0}".into();
+    }
+    v.chunks(per)
+        .map(|c| format!("{{{}}}", c.join(", ")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Reductions: for each output element, loop over the reduced dims with a
+/// double accumulator.
+pub fn reduce(w: &mut W, a: &ReduceAttrs, x: &TensorType, y: &TensorType, narrow: bool) {
+    let t = ctype(y.dtype);
+    // On MCUs double is emulated: accumulate in float there.
+    let (acc_t, m) = if narrow {
+        ("float", "f")
+    } else {
+        ("double", "")
+    };
+    let xs = strides(&x.dims);
+    let kept: Vec<usize> = (0..x.rank()).filter(|d| !a.axes.contains(d)).collect();
+    let red = &a.axes;
+    let count: usize = red.iter().map(|&d| x.dims[d]).product();
+    if y.is_empty() {
+        return;
+    }
+    for (i, &d) in kept.iter().enumerate() {
+        w.for_(&format!("k{i}"), 0, x.dims[d]);
+    }
+    let kbase: Vec<String> = kept
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| format!("k{i} * {}", xs[d]))
+        .collect();
+    let kbase = if kbase.is_empty() {
+        "0".into()
+    } else {
+        kbase.join(" + ")
+    };
+    let ridx: Vec<String> = red
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| format!("r{i} * {}", xs[d]))
+        .collect();
+    let at = if ridx.is_empty() {
+        "base".to_string()
+    } else {
+        format!("base + {}", ridx.join(" + "))
+    };
+    w.line(format!("const size_t base = {kbase};"));
+    let loops = |w: &mut W| {
+        for (i, &d) in red.iter().enumerate() {
+            w.for_(&format!("r{i}"), 0, x.dims[d]);
+        }
+    };
+    let closes = |w: &mut W| {
+        for _ in red {
+            w.close();
+        }
+    };
+    let (init, step) = match a.kind {
+        ReduceKind::Sum | ReduceKind::Mean => ("0", "acc += v;"),
+        ReduceKind::Prod => ("1", "acc *= v;"),
+        ReduceKind::Max => ("(-INFINITY)", "if (v > acc || v != v) acc = v;"),
+        ReduceKind::Min => ("INFINITY", "if (v < acc || v != v) acc = v;"),
+        ReduceKind::L1 => ("0", "acc += v < 0 ? -v : v;"),
+        ReduceKind::L2 | ReduceKind::SumSquare => ("0", "acc += v * v;"),
+        ReduceKind::LogSum => ("0", "acc += v;"),
+        ReduceKind::LogSumExp => ("0", "acc += EXP(v - mx);"),
+    };
+    let step = step.replace("EXP", &format!("exp{m}"));
+    if a.kind == ReduceKind::LogSumExp {
+        w.line(format!("{acc_t} mx = (-INFINITY);"));
+        loops(w);
+        w.line(format!("const {acc_t} v = ({acc_t})in0[{at}];"));
+        w.line("if (v > mx) mx = v;");
+        closes(w);
+        w.line("if (mx == INFINITY || mx == (-INFINITY)) mx = 0;");
+    }
+    w.line(format!("{acc_t} acc = {init};"));
+    loops(w);
+    w.line(format!("const {acc_t} v = ({acc_t})in0[{at}];"));
+    w.line(step);
+    closes(w);
+    let fin = match a.kind {
+        ReduceKind::Mean if y.dtype.is_float() => format!("acc / {count}.0{m}"),
+        ReduceKind::Mean => format!("({acc_t})(int64_t)(acc / {count}.0)"),
+        ReduceKind::L2 => format!("sqrt{m}(acc)"),
+        ReduceKind::LogSum => format!("log{m}(acc)"),
+        ReduceKind::LogSumExp => format!("mx + log{m}(acc)"),
+        _ => "acc".into(),
+    };
+    // Output index: kept dims in order (keepdims only adds unit dims).
+    let kept_out: Vec<usize> = {
+        let mut v = vec![];
+        let mut acc = 1;
+        for &d in kept.iter().rev() {
+            v.push(acc);
+            acc *= x.dims[d];
+        }
+        v.reverse();
+        v
+    };
+    let oidx: Vec<String> = kept_out
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("k{i} * {s}"))
+        .collect();
+    let oidx = if oidx.is_empty() {
+        "0".into()
+    } else {
+        oidx.join(" + ")
+    };
+    let v = if y.dtype.is_float() {
+        format!("({t})({fin})")
+    } else {
+        format!("({t})(int64_t)({fin})")
+    };
+    w.line(format!("out0[{oidx}] = {v};"));
+    for _ in &kept {
+        w.close();
+    }
+}
+
+/// ArgMax / ArgMin along one axis, producing int64 indices.
+pub fn arg_reduce(w: &mut W, a: &ArgReduceAttrs, x: &TensorType) {
+    let t = ctype(x.dtype);
+    let d = x.dims[a.axis];
+    let outer: usize = x.dims[..a.axis].iter().product();
+    let inner: usize = x.dims[a.axis + 1..].iter().product();
+    let cmp = match (a.max, a.select_last) {
+        (true, false) => ">",
+        (true, true) => ">=",
+        (false, false) => "<",
+        (false, true) => "<=",
+    };
+    w.for_("o", 0, outer);
+    w.for_("i", 0, inner);
+    w.line(format!("const size_t base = o * {} + i;", d * inner));
+    w.line(format!("{t} best = in0[base];"));
+    w.line("int64_t at = 0;");
+    w.for_("k", 1, d);
+    w.line(format!("const {t} v = in0[base + k * {inner}];"));
+    w.open(format!("if (v {cmp} best)"));
+    w.line("best = v;");
+    w.line("at = (int64_t)k;");
+    w.close();
+    w.close();
+    w.line(format!("out0[o * {inner} + i] = at;"));
+    w.close();
+    w.close();
+}

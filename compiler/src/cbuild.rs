@@ -1,0 +1,260 @@
+//! Building generated C with the system compiler and running it: the
+//! model's C plus the runtime harness become an executable that reads
+//! `.npy` / `.pb` inputs and writes `.npy` outputs. Builds are cached by a
+//! hash of everything that goes into them, so tests and repeated runs do
+//! not recompile.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use nnc_backends::Program;
+use nnc_backends::c::{CSource, CTarget};
+use nnc_ir::Tensor;
+use nnc_runtime::harness::{HARNESS_C, IoDesc, glue};
+
+use crate::driver::{DriverError, Result};
+use crate::io;
+
+/// How to compile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CFlags {
+    /// Optimization flags, e.g. `["-O2"]` or `["-O3", "-march=native"]`.
+    pub opt: Vec<String>,
+    /// Build with AddressSanitizer and UndefinedBehaviorSanitizer.
+    pub sanitize: bool,
+}
+
+impl Default for CFlags {
+    fn default() -> Self {
+        CFlags {
+            opt: vec!["-O2".into()],
+            sanitize: false,
+        }
+    }
+}
+
+impl CFlags {
+    /// Flags for benchmarks: `-O3 -march=native`.
+    pub fn bench() -> Self {
+        CFlags {
+            opt: vec!["-O3".into(), "-march=native".into()],
+            sanitize: false,
+        }
+    }
+}
+
+/// The C compiler: `$CC`, else `cc`.
+pub fn cc() -> String {
+    std::env::var("CC").unwrap_or_else(|_| "cc".into())
+}
+
+/// The build cache: `$NNC_CACHE_DIR`, else `nnc-cache` in the temp folder.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("NNC_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("nnc-cache"))
+}
+
+fn fnv(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for &b in *p {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+fn io_desc(list: &[(String, nnc_ir::TensorType)]) -> Vec<IoDesc> {
+    list.iter()
+        .map(|(n, t)| IoDesc {
+            name: n.clone(),
+            dtype: t.dtype.name().to_string(),
+            dims: t.dims.clone(),
+            bytes: t.bytes(),
+        })
+        .collect()
+}
+
+/// The harness glue for a program compiled under the identifier `name`.
+pub fn harness_glue(p: &Program, name: &str) -> String {
+    glue(
+        name,
+        &format!("{name}.h"),
+        &io_desc(&p.inputs),
+        &io_desc(&p.outputs),
+    )
+}
+
+fn run_tool(cmd: &mut Command, what: &str) -> Result<()> {
+    let out = cmd.output().map_err(|e| {
+        DriverError::Usage(format!(
+            "cannot run `{}` ({what}): {e}",
+            cmd.get_program().to_string_lossy()
+        ))
+    })?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        return Err(DriverError::Usage(format!(
+            "{what} failed ({}):\n{}",
+            out.status,
+            tail.join("\n")
+        )));
+    }
+    Ok(())
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn scratch_dir(base: &Path, tag: &str) -> Result<PathBuf> {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let d = base.join(format!(".{tag}-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&d)
+        .map_err(|e| DriverError::Usage(format!("cannot create `{}`: {e}", d.display())))?;
+    Ok(d)
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text)
+        .map_err(|e| DriverError::Usage(format!("cannot write `{}`: {e}", path.display())))
+}
+
+/// Compiles a model's C with the harness into an executable (cached).
+pub fn build_executable(src: &CSource, glue_h: &str, flags: &CFlags) -> Result<PathBuf> {
+    let mut all = flags.opt.join(" ");
+    if flags.sanitize {
+        all.push_str(" sanitize");
+    }
+    let key = fnv(&[
+        src.header.as_bytes(),
+        src.source.as_bytes(),
+        glue_h.as_bytes(),
+        HARNESS_C.as_bytes(),
+        all.as_bytes(),
+        cc().as_bytes(),
+    ]);
+    let base = cache_dir();
+    let dir = base.join(format!("{}-{key:016x}", src.name));
+    let exe = dir.join("model");
+    if exe.exists() {
+        return Ok(exe);
+    }
+    std::fs::create_dir_all(&base)
+        .map_err(|e| DriverError::Usage(format!("cannot create `{}`: {e}", base.display())))?;
+    let tmp = scratch_dir(&base, "build")?;
+    let name = &src.name;
+    write(&tmp.join(format!("{name}.h")), &src.header)?;
+    write(&tmp.join(format!("{name}.c")), &src.source)?;
+    write(&tmp.join("nnc_glue.h"), glue_h)?;
+    write(&tmp.join("harness.c"), HARNESS_C)?;
+    let san: Vec<&str> = if flags.sanitize {
+        vec![
+            "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=all",
+            "-g",
+        ]
+    } else {
+        vec![]
+    };
+    let strict = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"];
+    run_tool(
+        Command::new(cc())
+            .current_dir(&tmp)
+            .args(strict)
+            .args(&flags.opt)
+            .args(&san)
+            .args(["-c", &format!("{name}.c"), "-o", "model.o"]),
+        "compiling the generated C",
+    )?;
+    run_tool(
+        Command::new(cc())
+            .current_dir(&tmp)
+            .args(["-std=c11", "-Wall", "-Wextra", "-O2"])
+            .args(&san)
+            .args(["-c", "harness.c", "-o", "harness.o"]),
+        "compiling the harness",
+    )?;
+    run_tool(
+        Command::new(cc()).current_dir(&tmp).args(&san).args([
+            "model.o",
+            "harness.o",
+            "-lm",
+            "-o",
+            "model",
+        ]),
+        "linking",
+    )?;
+    // Publish atomically; another process may have won the race.
+    if std::fs::rename(&tmp, &dir).is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    if !exe.exists() {
+        return Err(DriverError::Usage(format!(
+            "build output `{}` missing",
+            exe.display()
+        )));
+    }
+    Ok(exe)
+}
+
+/// Runs a harness executable on tensors and returns its outputs.
+pub fn run_executable(exe: &Path, p: &Program, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+    let dir = scratch_dir(&cache_dir(), "run")?;
+    let result = (|| {
+        let mut cmd = Command::new(exe);
+        for (i, t) in inputs.iter().enumerate() {
+            let f = dir.join(format!("in{i}.npy"));
+            io::write_npy(&f, t)?;
+            cmd.arg("--input")
+                .arg(format!("{}={}", p.inputs[i].0, f.display()));
+        }
+        let outs: Vec<PathBuf> = (0..p.outputs.len())
+            .map(|i| dir.join(format!("out{i}.npy")))
+            .collect();
+        for (i, f) in outs.iter().enumerate() {
+            cmd.arg("--output")
+                .arg(format!("{}={}", p.outputs[i].0, f.display()));
+        }
+        let out = cmd
+            .output()
+            .map_err(|e| DriverError::Usage(format!("cannot run `{}`: {e}", exe.display())))?;
+        if !out.status.success() {
+            return Err(DriverError::Usage(format!(
+                "the compiled model failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        outs.iter().map(|f| Ok(io::read_tensor(f)?.1)).collect()
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Lowers, emits, builds (cached) and runs a graph through the C backend.
+pub fn run_c(g: &nnc_ir::Graph, inputs: &[Tensor], flags: &CFlags) -> Result<Vec<Tensor>> {
+    nnc_ir::interp::check_inputs(g, inputs)?;
+    let name = nnc_backends::c::ident(if g.name.is_empty() { "model" } else { &g.name });
+    let p = nnc_backends::lower(g, &name).map_err(backend_err)?;
+    let src = nnc_backends::c::emit(&p, &name, CTarget::Host).map_err(backend_err)?;
+    let glue_h = harness_glue(&p, &src.name);
+    let exe = build_executable(&src, &glue_h, flags)?;
+    run_executable(&exe, &p, inputs)
+}
+
+/// Converts a backend error.
+pub fn backend_err(e: nnc_backends::BackendError) -> DriverError {
+    DriverError::Backend(e)
+}

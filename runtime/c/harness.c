@@ -1,0 +1,454 @@
+/*
+ * nnc runtime harness: a command-line program around one compiled model.
+ * It is compiled together with the model (C source or native object) and a
+ * generated "nnc_glue.h" that names the entry point and describes the
+ * inputs and outputs.
+ *
+ *   prog [--input [NAME=]FILE]... [--output [NAME=]FILE]... [--bench N] [--json]
+ *
+ * Input files are .npy or serialized ONNX TensorProto (.pb); outputs are
+ * written as .npy. Without --output, a summary of each output is printed.
+ * --bench N runs the model N times after a warm-up and prints the median
+ * and 90th-percentile latency.
+ *
+ * Exit status: 0 on success, 1 on a runtime or file error, 2 on bad usage.
+ */
+#define _POSIX_C_SOURCE 200112L
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+    const char *name;
+    const char *dtype;
+    int rank;
+    const long *shape;
+    size_t bytes;
+} nnc_io;
+
+/* Generated: the model's header, NNC_RUN, NNC_NUM_INPUTS, NNC_NUM_OUTPUTS,
+ * NNC_ARENA_BYTES, NNC_MODEL_NAME and the nnc_inputs / nnc_outputs tables. */
+#include "nnc_glue.h"
+
+static const nnc_io *find_io(const nnc_io *list, int n, const char *name, size_t len) {
+    int i;
+    for (i = 0; i < n; ++i) {
+        if (strlen(list[i].name) == len && strncmp(list[i].name, name, len) == 0) return &list[i];
+    }
+    return NULL;
+}
+
+static size_t elem_size(const char *dtype) {
+    if (!strcmp(dtype, "f64") || !strcmp(dtype, "i64")) return 8;
+    if (!strcmp(dtype, "f32") || !strcmp(dtype, "i32") || !strcmp(dtype, "u32")) return 4;
+    if (!strcmp(dtype, "i16") || !strcmp(dtype, "u16")) return 2;
+    return 1;
+}
+
+static const char *npy_descr(const char *dtype) {
+    static const char *map[][2] = {{"f32", "<f4"}, {"f64", "<f8"}, {"i8", "|i1"}, {"u8", "|u1"},
+                                   {"i16", "<i2"}, {"u16", "<u2"}, {"i32", "<i4"}, {"u32", "<u4"},
+                                   {"i64", "<i8"}, {"bool", "|b1"}};
+    size_t i;
+    for (i = 0; i < sizeof map / sizeof map[0]; ++i)
+        if (!strcmp(map[i][0], dtype)) return map[i][1];
+    return "?";
+}
+
+static int onnx_code(const char *dtype) {
+    static const struct { const char *d; int c; } map[] = {
+        {"f32", 1}, {"u8", 2}, {"i8", 3}, {"u16", 4}, {"i16", 5}, {"i32", 6},
+        {"i64", 7}, {"bool", 9}, {"f64", 11}, {"u32", 12}};
+    size_t i;
+    for (i = 0; i < sizeof map / sizeof map[0]; ++i)
+        if (!strcmp(map[i].d, dtype)) return map[i].c;
+    return -1;
+}
+
+static unsigned char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf;
+    long n;
+    if (!f) return NULL;
+    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return NULL;
+    }
+    buf = (unsigned char *)malloc((size_t)n + 1);
+    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        fclose(f);
+        return NULL;
+    }
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+static int shape_text(const nnc_io *io, char *out, size_t cap) {
+    int i, k = snprintf(out, cap, "%s[", io->dtype);
+    for (i = 0; i < io->rank; ++i) k += snprintf(out + k, cap - (size_t)k, "%s%ld", i ? "," : "", io->shape[i]);
+    return k + snprintf(out + k, cap - (size_t)k, "]");
+}
+
+/* .npy: checks descr and shape against `io`, copies the data. */
+static int load_npy(const unsigned char *b, size_t len, const nnc_io *io, void *dst, const char *path) {
+    size_t hl, start, i;
+    const char *h, *p;
+    char hdr[4096], want[128], got[128];
+    long dims[32];
+    int rank = 0;
+    if (len < 10) goto bad;
+    if (b[6] == 1) {
+        hl = (size_t)b[8] | ((size_t)b[9] << 8);
+        start = 10;
+    } else {
+        if (len < 12) goto bad;
+        hl = (size_t)b[8] | ((size_t)b[9] << 8) | ((size_t)b[10] << 16) | ((size_t)b[11] << 24);
+        start = 12;
+    }
+    if (start + hl > len || hl >= sizeof hdr) goto bad;
+    memcpy(hdr, b + start, hl);
+    hdr[hl] = 0;
+    h = hdr;
+    p = strstr(h, "'descr':");
+    if (!p || !strstr(p, npy_descr(io->dtype))) {
+        fprintf(stderr, "error: `%s`: element type is not %s (%s)\n", path, io->dtype, npy_descr(io->dtype));
+        return 1;
+    }
+    if (strstr(h, "'fortran_order': True")) {
+        fprintf(stderr, "error: `%s`: Fortran-ordered arrays are not supported\n", path);
+        return 1;
+    }
+    p = strstr(h, "'shape':");
+    if (!p || !(p = strchr(p, '('))) goto bad;
+    ++p;
+    while (*p && *p != ')' && rank < 32) {
+        char *end;
+        long d = strtol(p, &end, 10);
+        if (end == p) break;
+        dims[rank++] = d;
+        p = end;
+        while (*p == ',' || *p == ' ') ++p;
+    }
+    if (rank != io->rank) goto shape;
+    for (i = 0; i < (size_t)rank; ++i)
+        if (dims[i] != io->shape[i]) goto shape;
+    if (len - start - hl != io->bytes) goto bad;
+    memcpy(dst, b + start + hl, io->bytes);
+    return 0;
+shape:
+    shape_text(io, want, sizeof want);
+    {
+        int k = snprintf(got, sizeof got, "%s[", io->dtype);
+        for (i = 0; i < (size_t)rank; ++i) k += snprintf(got + k, sizeof got - (size_t)k, "%s%ld", i ? "," : "", dims[i]);
+        snprintf(got + k, sizeof got - (size_t)k, "]");
+    }
+    fprintf(stderr, "error: input `%s`: expected %s, `%s` holds %s\n", io->name, want, path, got);
+    return 1;
+bad:
+    fprintf(stderr, "error: `%s`: malformed .npy file\n", path);
+    return 1;
+}
+
+static int varint(const unsigned char **p, const unsigned char *end, uint64_t *v) {
+    int shift = 0;
+    *v = 0;
+    while (*p < end && shift < 64) {
+        unsigned char c = *(*p)++;
+        *v |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) return 0;
+        shift += 7;
+    }
+    return 1;
+}
+
+/* Serialized ONNX TensorProto: dims (1), data_type (2), raw_data (9) or the
+ * typed fields float_data (4), int32_data (5), int64_data (7), double_data (10). */
+static int load_pb(const unsigned char *b, size_t len, const nnc_io *io, void *dst, const char *path) {
+    const unsigned char *p = b, *end = b + len;
+    const unsigned char *raw = NULL;
+    size_t raw_len = 0, es = elem_size(io->dtype), n = io->bytes / (es ? es : 1), count = 0;
+    long dims[32];
+    int rank = 0, dtype = 0, i;
+    unsigned char *out = (unsigned char *)dst;
+    while (p < end) {
+        uint64_t key, v;
+        unsigned field, wire;
+        if (varint(&p, end, &key)) goto bad;
+        field = (unsigned)(key >> 3);
+        wire = (unsigned)(key & 7);
+        if (wire == 0) {
+            if (varint(&p, end, &v)) goto bad;
+            if (field == 1 && rank < 32) dims[rank++] = (long)v;
+            else if (field == 2) dtype = (int)v;
+            else if ((field == 5 || field == 7) && count < n) {
+                if (es == 8) memcpy(out + count * 8, &v, 8);
+                else if (es == 4) { uint32_t u = (uint32_t)v; memcpy(out + count * 4, &u, 4); }
+                else if (es == 2) { uint16_t u = (uint16_t)v; memcpy(out + count * 2, &u, 2); }
+                else out[count] = (unsigned char)v;
+                ++count;
+            }
+        } else if (wire == 2) {
+            const unsigned char *q;
+            if (varint(&p, end, &v) || v > (uint64_t)(end - p)) goto bad;
+            q = p;
+            p += v;
+            if (field == 9) {
+                raw = q;
+                raw_len = (size_t)v;
+            } else if (field == 1) {
+                while (q < p && rank < 32) {
+                    uint64_t d;
+                    if (varint(&q, p, &d)) goto bad;
+                    dims[rank++] = (long)d;
+                }
+            } else if ((field == 4 && es == 4) || (field == 10 && es == 8)) {
+                size_t k = (size_t)v / es;
+                if (count + k <= n) memcpy(out + count * es, q, k * es);
+                count += k;
+            } else if (field == 5 || field == 7) {
+                while (q < p) {
+                    uint64_t x;
+                    if (varint(&q, p, &x)) goto bad;
+                    if (count < n) {
+                        if (es == 8) memcpy(out + count * 8, &x, 8);
+                        else if (es == 4) { uint32_t u = (uint32_t)x; memcpy(out + count * 4, &u, 4); }
+                        else if (es == 2) { uint16_t u = (uint16_t)x; memcpy(out + count * 2, &u, 2); }
+                        else out[count] = (unsigned char)x;
+                    }
+                    ++count;
+                }
+            }
+        } else if (wire == 5) {
+            if (end - p < 4) goto bad;
+            if (field == 4 && es == 4 && count < n) memcpy(out + 4 * count++, p, 4);
+            p += 4;
+        } else if (wire == 1) {
+            if (end - p < 8) goto bad;
+            if (field == 10 && es == 8 && count < n) memcpy(out + 8 * count++, p, 8);
+            p += 8;
+        } else {
+            goto bad;
+        }
+    }
+    if (dtype != onnx_code(io->dtype)) {
+        fprintf(stderr, "error: `%s`: element type code %d, input `%s` is %s\n", path, dtype, io->name, io->dtype);
+        return 1;
+    }
+    if (rank != io->rank) goto shape;
+    for (i = 0; i < rank; ++i)
+        if (dims[i] != io->shape[i]) goto shape;
+    if (raw) {
+        if (raw_len != io->bytes) goto bad;
+        memcpy(dst, raw, raw_len);
+    } else if (count != n) {
+        goto bad;
+    }
+    return 0;
+shape: {
+    char want[128];
+    shape_text(io, want, sizeof want);
+    fprintf(stderr, "error: input `%s`: expected %s, `%s` has another shape\n", io->name, want, path);
+    return 1;
+}
+bad:
+    fprintf(stderr, "error: `%s`: malformed TensorProto\n", path);
+    return 1;
+}
+
+static int load_input(const char *path, const nnc_io *io, void *dst) {
+    size_t len = 0;
+    unsigned char *b = read_file(path, &len);
+    int rc;
+    if (!b) {
+        fprintf(stderr, "error: cannot read `%s`\n", path);
+        return 1;
+    }
+    if (len >= 6 && memcmp(b, "\x93NUMPY", 6) == 0) rc = load_npy(b, len, io, dst, path);
+    else rc = load_pb(b, len, io, dst, path);
+    free(b);
+    return rc;
+}
+
+static int write_npy(const char *path, const nnc_io *io, const void *data) {
+    char h[512];
+    int k, i;
+    size_t hl, total;
+    FILE *f;
+    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, 0, 0};
+    k = snprintf(h, sizeof h, "{'descr': '%s', 'fortran_order': False, 'shape': (", npy_descr(io->dtype));
+    for (i = 0; i < io->rank; ++i) k += snprintf(h + k, sizeof h - (size_t)k, "%ld%s", io->shape[i], io->rank == 1 ? "," : (i + 1 < io->rank ? ", " : ""));
+    k += snprintf(h + k, sizeof h - (size_t)k, "), }");
+    hl = (size_t)k;
+    total = 10 + hl + 1;
+    while (total % 64) {
+        h[hl++] = ' ';
+        ++total;
+    }
+    h[hl++] = '\n';
+    pre[8] = (unsigned char)(hl & 0xff);
+    pre[9] = (unsigned char)(hl >> 8);
+    f = fopen(path, "wb");
+    if (!f || fwrite(pre, 1, 10, f) != 10 || fwrite(h, 1, hl, f) != hl || fwrite(data, 1, io->bytes, f) != io->bytes) {
+        if (f) fclose(f);
+        fprintf(stderr, "error: cannot write `%s`\n", path);
+        return 1;
+    }
+    return fclose(f) == 0 ? 0 : 1;
+}
+
+static double elem_value(const nnc_io *io, const void *data, size_t i) {
+    const char *d = io->dtype;
+    if (!strcmp(d, "f32")) return ((const float *)data)[i];
+    if (!strcmp(d, "f64")) return ((const double *)data)[i];
+    if (!strcmp(d, "i8")) return ((const int8_t *)data)[i];
+    if (!strcmp(d, "u8") || !strcmp(d, "bool")) return ((const uint8_t *)data)[i];
+    if (!strcmp(d, "i16")) return ((const int16_t *)data)[i];
+    if (!strcmp(d, "u16")) return ((const uint16_t *)data)[i];
+    if (!strcmp(d, "i32")) return ((const int32_t *)data)[i];
+    if (!strcmp(d, "u32")) return ((const uint32_t *)data)[i];
+    return (double)((const int64_t *)data)[i];
+}
+
+static void summarize(const nnc_io *io, const void *data) {
+    char s[128];
+    size_t n = io->bytes / elem_size(io->dtype), i;
+    shape_text(io, s, sizeof s);
+    printf("%s: %s\n  [", io->name, s);
+    for (i = 0; i < n && i < 8; ++i) printf("%s%.6f", i ? ", " : "", elem_value(io, data, i));
+    printf("%s]\n", n > 8 ? ", ..." : "");
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : (x > y);
+}
+
+static void *aligned(size_t bytes) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
+    memset(p, 0, bytes ? bytes : 64);
+    return p;
+}
+
+static int usage(void) {
+    fprintf(stderr, "usage: %s [--input [NAME=]FILE]... [--output [NAME=]FILE]... [--bench N] [--json]\n", NNC_MODEL_NAME);
+    return 2;
+}
+
+/* Splits NAME=FILE; the name must be one of the list, or is optional when it has one entry. */
+static const nnc_io *pick(const nnc_io *list, int n, const char *spec, const char **file, const char *what) {
+    const char *eq = strchr(spec, '=');
+    if (eq) {
+        const nnc_io *io = find_io(list, n, spec, (size_t)(eq - spec));
+        if (io) {
+            *file = eq + 1;
+            return io;
+        }
+    }
+    if (n == 1) {
+        *file = spec;
+        return &list[0];
+    }
+    fprintf(stderr, "error: %s `%s` needs a NAME= prefix\n", what, spec);
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    void *ins[NNC_NUM_INPUTS + 1];
+    void *outs[NNC_NUM_OUTPUTS + 1];
+    const char *in_files[NNC_NUM_INPUTS + 1] = {0};
+    const char *out_files[NNC_NUM_OUTPUTS + 1] = {0};
+    void *arena;
+    long bench = 0;
+    int json = 0, i, rc, positional = 0;
+    for (i = 1; i < argc; ++i) {
+        const char *a = argv[i];
+        if ((!strcmp(a, "--input") || !strcmp(a, "-i")) && i + 1 < argc) {
+            const char *f;
+            const nnc_io *io = pick(nnc_inputs, NNC_NUM_INPUTS, argv[++i], &f, "input");
+            if (!io) return 2;
+            in_files[io - nnc_inputs] = f;
+        } else if ((!strcmp(a, "--output") || !strcmp(a, "-o")) && i + 1 < argc) {
+            const char *f;
+            const nnc_io *io = pick(nnc_outputs, NNC_NUM_OUTPUTS, argv[++i], &f, "output");
+            if (!io) return 2;
+            out_files[io - nnc_outputs] = f;
+        } else if (!strcmp(a, "--bench") && i + 1 < argc) {
+            bench = strtol(argv[++i], NULL, 10);
+            if (bench <= 0) return usage();
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage();
+            return 0;
+        } else if (a[0] != '-' && positional < NNC_NUM_INPUTS) {
+            in_files[positional++] = a;
+        } else {
+            return usage();
+        }
+    }
+    for (i = 0; i < NNC_NUM_INPUTS; ++i) {
+        ins[i] = aligned(nnc_inputs[i].bytes);
+        if (!ins[i]) return 1;
+        if (!in_files[i]) {
+            if (bench) continue; /* benchmarks may run on zeros */
+            fprintf(stderr, "error: missing input `%s`; pass --input %s=FILE\n", nnc_inputs[i].name, nnc_inputs[i].name);
+            return 2;
+        }
+        if (load_input(in_files[i], &nnc_inputs[i], ins[i])) return 1;
+    }
+    for (i = 0; i < NNC_NUM_OUTPUTS; ++i) {
+        outs[i] = aligned(nnc_outputs[i].bytes);
+        if (!outs[i]) return 1;
+    }
+    arena = aligned(NNC_ARENA_BYTES);
+    if (!arena) return 1;
+    if (bench) {
+        double *t = (double *)malloc(sizeof(double) * (size_t)bench);
+        long k, warm = bench < 10 ? 1 : bench / 10;
+        if (!t) return 1;
+        for (k = 0; k < warm; ++k) NNC_RUN((const void *const *)ins, outs, arena);
+        for (k = 0; k < bench; ++k) {
+            double t0 = now_ms();
+            rc = NNC_RUN((const void *const *)ins, outs, arena);
+            t[k] = now_ms() - t0;
+            if (rc) {
+                fprintf(stderr, "error: the model failed with code %d\n", rc);
+                return 1;
+            }
+        }
+        qsort(t, (size_t)bench, sizeof(double), cmp_double);
+        if (json)
+            printf("{\"median_ms\": %.6f, \"p90_ms\": %.6f, \"runs\": %ld}\n", t[bench / 2], t[(bench * 9) / 10 < bench ? (bench * 9) / 10 : bench - 1], bench);
+        else
+            printf("median %.6f ms, p90 %.6f ms over %ld runs\n", t[bench / 2], t[(bench * 9) / 10 < bench ? (bench * 9) / 10 : bench - 1], bench);
+        free(t);
+    } else {
+        rc = NNC_RUN((const void *const *)ins, outs, arena);
+        if (rc) {
+            fprintf(stderr, "error: the model failed with code %d (an index input out of range)\n", rc);
+            return 1;
+        }
+    }
+    for (i = 0; i < NNC_NUM_OUTPUTS; ++i) {
+        if (out_files[i]) {
+            if (write_npy(out_files[i], &nnc_outputs[i], outs[i])) return 1;
+        } else if (!bench) {
+            summarize(&nnc_outputs[i], outs[i]);
+        }
+    }
+    for (i = 0; i < NNC_NUM_INPUTS; ++i) free(ins[i]);
+    for (i = 0; i < NNC_NUM_OUTPUTS; ++i) free(outs[i]);
+    free(arena);
+    return 0;
+}
