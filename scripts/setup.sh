@@ -1,17 +1,65 @@
 #!/usr/bin/env bash
-# Installs everything nnc's tests need on a fresh Debian machine with Rust.
-# Idempotent: what is already there is not installed again.
+# Installs everything nnc's tests need on a fresh Debian machine with Rust:
+# a C compiler, the Arm embedded toolchain with newlib, and qemu-system-arm
+# for the Cortex-M4 test. Idempotent: what is already there is skipped.
+#
+# qemu-system-arm is unpacked into $NNC_TOOLS_DIR (default
+# ~/.cache/nnc-tools) instead of being installed, because the Debian
+# package conflicts with the newer qemu-utils some machines carry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_cmd() { command -v "$1" >/dev/null 2>&1; }
+TOOLS="${NNC_TOOLS_DIR:-$HOME/.cache/nnc-tools}"
+QEMU="$TOOLS/qemu/usr/bin/qemu-system-arm"
 
-if ! need_cmd cargo; then
+have() { command -v "$1" >/dev/null 2>&1; }
+
+SUDO=""
+if [ "$(id -u)" != 0 ] && have sudo; then SUDO="sudo"; fi
+
+updated=0
+apt_install() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ $updated = 0 ]; then
+        $SUDO apt-get update -qq
+        updated=1
+    fi
+    echo "setup: installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+if ! have cargo; then
     echo "setup: cargo not found; install Rust (rustup) first" >&2
     exit 1
 fi
-# The C toolchain links test programs and the Rust build scripts.
-if ! need_cmd cc; then
-    apt-get update -qq && apt-get install -y -qq build-essential
+
+# C compiler (generated C, the runtime harness) and the Arm toolchain.
+apt_install build-essential gcc-arm-none-eabi libnewlib-arm-none-eabi
+
+# qemu-system-arm, unpacked beside the project, plus the libraries it needs.
+if [ ! -x "$QEMU" ]; then
+    echo "setup: unpacking qemu-system-arm into $TOOLS/qemu"
+    tmp="$(mktemp -d)"
+    chmod 777 "$tmp"
+    if [ $updated = 0 ]; then
+        $SUDO apt-get update -qq
+        updated=1
+    fi
+    (cd "$tmp" && apt-get download qemu-system-arm qemu-system-common qemu-system-data >/dev/null 2>&1)
+    mkdir -p "$TOOLS/qemu"
+    for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$TOOLS/qemu"; done
+    rm -rf "$tmp"
 fi
+apt_install libfdt1 libcapstone4 libpmem1 librdmacm1 libibverbs1 libslirp0 libvdeplug2
+if ldd "$QEMU" | grep -q "not found"; then
+    echo "setup: $QEMU is missing libraries:" >&2
+    ldd "$QEMU" | grep "not found" >&2
+    exit 1
+fi
+"$QEMU" --version | head -1 | sed 's/^/setup: /'
+arm-none-eabi-gcc --version | head -1 | sed 's/^/setup: /'
 echo "setup: ok"

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use nnc_backends::Program;
 use nnc_backends::c::{CSource, CTarget};
 use nnc_ir::Tensor;
-use nnc_runtime::harness::{HARNESS_C, IoDesc, glue};
+use nnc_runtime::harness::{HARNESS_C, HARNESS_H, IoDesc, glue};
 
 use crate::driver::{DriverError, Result};
 use crate::io;
@@ -80,7 +80,7 @@ fn io_desc(list: &[(String, nnc_ir::TensorType)]) -> Vec<IoDesc> {
         .collect()
 }
 
-/// The harness glue for a program compiled under the identifier `name`.
+/// The harness glue (`nnc_glue.c`) for a program compiled as `name`.
 pub fn harness_glue(p: &Program, name: &str) -> String {
     glue(
         name,
@@ -131,17 +131,58 @@ fn write(path: &Path, text: &str) -> Result<()> {
         .map_err(|e| DriverError::Usage(format!("cannot write `{}`: {e}", path.display())))
 }
 
-/// Compiles a model's C with the harness into an executable (cached).
-pub fn build_executable(src: &CSource, glue_h: &str, flags: &CFlags) -> Result<PathBuf> {
-    let mut all = flags.opt.join(" ");
+fn sanitize_flags(flags: &CFlags) -> Vec<&'static str> {
     if flags.sanitize {
-        all.push_str(" sanitize");
+        vec![
+            "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=all",
+            "-g",
+        ]
+    } else {
+        vec![]
     }
+}
+
+/// The harness object, compiled once per harness version and flag set.
+fn harness_object(base: &Path, flags: &CFlags) -> Result<PathBuf> {
+    let san = sanitize_flags(flags);
+    let key = fnv(&[
+        HARNESS_C.as_bytes(),
+        HARNESS_H.as_bytes(),
+        san.join(" ").as_bytes(),
+        cc().as_bytes(),
+    ]);
+    let obj = base.join(format!("harness-{key:016x}.o"));
+    if obj.exists() {
+        return Ok(obj);
+    }
+    let tmp = scratch_dir(base, "harness")?;
+    write(&tmp.join("nnc_harness.h"), HARNESS_H)?;
+    write(&tmp.join("harness.c"), HARNESS_C)?;
+    run_tool(
+        Command::new(cc())
+            .current_dir(&tmp)
+            .args(["-std=c11", "-Wall", "-Wextra", "-O2"])
+            .args(&san)
+            .args(["-c", "harness.c", "-o", "harness.o"]),
+        "compiling the harness",
+    )?;
+    let _ = std::fs::rename(tmp.join("harness.o"), &obj);
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(obj)
+}
+
+/// Compiles a model's C and glue and links them with the harness into an
+/// executable (cached by content).
+pub fn build_executable(src: &CSource, glue_c: &str, flags: &CFlags) -> Result<PathBuf> {
+    let san = sanitize_flags(flags);
+    let all = format!("{} {}", flags.opt.join(" "), san.join(" "));
     let key = fnv(&[
         src.header.as_bytes(),
         src.source.as_bytes(),
-        glue_h.as_bytes(),
+        glue_c.as_bytes(),
         HARNESS_C.as_bytes(),
+        HARNESS_H.as_bytes(),
         all.as_bytes(),
         cc().as_bytes(),
     ]);
@@ -153,21 +194,13 @@ pub fn build_executable(src: &CSource, glue_h: &str, flags: &CFlags) -> Result<P
     }
     std::fs::create_dir_all(&base)
         .map_err(|e| DriverError::Usage(format!("cannot create `{}`: {e}", base.display())))?;
+    let harness = harness_object(&base, flags)?;
     let tmp = scratch_dir(&base, "build")?;
     let name = &src.name;
     write(&tmp.join(format!("{name}.h")), &src.header)?;
     write(&tmp.join(format!("{name}.c")), &src.source)?;
-    write(&tmp.join("nnc_glue.h"), glue_h)?;
-    write(&tmp.join("harness.c"), HARNESS_C)?;
-    let san: Vec<&str> = if flags.sanitize {
-        vec![
-            "-fsanitize=address,undefined",
-            "-fno-sanitize-recover=all",
-            "-g",
-        ]
-    } else {
-        vec![]
-    };
+    write(&tmp.join("nnc_harness.h"), HARNESS_H)?;
+    write(&tmp.join("nnc_glue.c"), glue_c)?;
     let strict = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"];
     run_tool(
         Command::new(cc())
@@ -181,19 +214,19 @@ pub fn build_executable(src: &CSource, glue_h: &str, flags: &CFlags) -> Result<P
     run_tool(
         Command::new(cc())
             .current_dir(&tmp)
-            .args(["-std=c11", "-Wall", "-Wextra", "-O2"])
+            .args(strict)
+            .args(["-O1"])
             .args(&san)
-            .args(["-c", "harness.c", "-o", "harness.o"]),
-        "compiling the harness",
+            .args(["-c", "nnc_glue.c", "-o", "glue.o"]),
+        "compiling the harness glue",
     )?;
     run_tool(
-        Command::new(cc()).current_dir(&tmp).args(&san).args([
-            "model.o",
-            "harness.o",
-            "-lm",
-            "-o",
-            "model",
-        ]),
+        Command::new(cc())
+            .current_dir(&tmp)
+            .args(&san)
+            .args(["model.o", "glue.o"])
+            .arg(&harness)
+            .args(["-lm", "-o", "model"]),
         "linking",
     )?;
     // Publish atomically; another process may have won the race.

@@ -499,3 +499,141 @@ fn optimization_levels_reduce_nodes() {
     let o = nnc(&["run", &model, "-Os", "-i", &input, "--expect", &output]);
     assert!(o.status.success(), "{:?}", text(&o));
 }
+
+#[test]
+fn emit_c_writes_header_and_source() {
+    let (model, _, _) = kws();
+    let dir = tmp("emit");
+    let o = nnc(&[
+        "emit-c",
+        &model,
+        "-o",
+        dir.to_str().unwrap(),
+        "--name",
+        "kws",
+        "--target",
+        "cortex-m4",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("arena 64000 bytes"), "{out}");
+    let h = std::fs::read_to_string(dir.join("kws.h")).unwrap();
+    let c = std::fs::read_to_string(dir.join("kws.c")).unwrap();
+    for want in [
+        "#define kws_ARENA_BYTES 64000",
+        "#define kws_ARENA_ALIGN 16",
+        "#define kws_NUM_INPUTS 1",
+        "#define kws_NUM_OUTPUTS 1",
+        "#define kws_INPUT_0_BYTES 1960",
+        "#define kws_INPUT_0_SHAPE {1, 49, 10, 1}",
+        "#define kws_OUTPUT_0_BYTES 48",
+        "int kws_run(const void *const *inputs, void *const *outputs, void *arena);",
+    ] {
+        assert!(h.contains(want), "header lacks `{want}`:\n{h}");
+    }
+    assert!(
+        c.contains("static const float nnc_w0["),
+        "weights are const arrays"
+    );
+    for banned in ["malloc", "stdio", "printf"] {
+        assert!(!c.contains(banned), "generated C uses {banned}");
+    }
+}
+
+#[test]
+fn memory_report_and_budgets() {
+    let (model, _, _) = kws();
+    let o = nnc(&["info", &model, "--target", "cortex-m4", "--steps"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    for want in [
+        "memory plan (cortex-m4):",
+        "arena:          64000 B",
+        "greedy-by-size:",
+        "naive:",
+        "weights:",
+        "peak at step",
+    ] {
+        assert!(out.contains(want), "missing `{want}`:\n{out}");
+    }
+    let o = nnc(&[
+        "info",
+        &model,
+        "--target",
+        "cortex-m4",
+        "--sram-budget",
+        "32KiB",
+        "--flash-budget",
+        "1MiB",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("the plan does not fit: the arena needs 64000 B (62.5 KiB), the SRAM budget is 32768 B (32.0 KiB)"), "{:?}", text(&o));
+    let o = nnc(&[
+        "info",
+        &model,
+        "--sram-budget",
+        "64KiB",
+        "--flash-budget",
+        "64K",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).1.contains("the weights do not fit"),
+        "{:?}",
+        text(&o)
+    );
+    let o = nnc(&[
+        "info",
+        &model,
+        "--sram-budget",
+        "64KiB",
+        "--flash-budget",
+        "1MiB",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let out = text(&o).0;
+    assert!(
+        out.contains("\"arena_bytes\": 64000") && out.contains("\"fits\": true"),
+        "{out}"
+    );
+    let o = nnc(&["info", &model, "--sram-budget", "lots"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn plan_dump_and_bench() {
+    let (model, input, _) = kws();
+    let o = nnc(&["dump", &model, "--plan"]);
+    let (out, _) = text(&o);
+    assert!(o.status.success());
+    assert!(
+        out.starts_with("program @kws_dscnn_fp32") || out.contains("program @"),
+        "{out}"
+    );
+    assert!(
+        out.contains("arena 64000 bytes") && out.contains("PEAK"),
+        "{out}"
+    );
+    for backend in ["interp", "c"] {
+        let o = nnc(&[
+            "bench",
+            &model,
+            "--backend",
+            backend,
+            "--runs",
+            "5",
+            "--json",
+            "-i",
+            &input,
+        ]);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{backend}: {err}");
+        assert!(
+            out.contains("\"median_ms\"")
+                && out.contains("\"p90_ms\"")
+                && out.contains("\"runs\":5"),
+            "{out}"
+        );
+    }
+}

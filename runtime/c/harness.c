@@ -1,8 +1,9 @@
 /*
  * nnc runtime harness: a command-line program around one compiled model.
- * It is compiled together with the model (C source or native object) and a
- * generated "nnc_glue.h" that names the entry point and describes the
- * inputs and outputs.
+ * It is linked with the model (C source or native object) and a generated
+ * glue file that defines the symbols declared in nnc_harness.h: the entry
+ * point nnc_run and the description of the inputs and outputs. The harness
+ * itself does not depend on the model, so it is compiled once.
  *
  *   prog [--input [NAME=]FILE]... [--output [NAME=]FILE]... [--bench N] [--json]
  *
@@ -20,17 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-typedef struct {
-    const char *name;
-    const char *dtype;
-    int rank;
-    const long *shape;
-    size_t bytes;
-} nnc_io;
-
-/* Generated: the model's header, NNC_RUN, NNC_NUM_INPUTS, NNC_NUM_OUTPUTS,
- * NNC_ARENA_BYTES, NNC_MODEL_NAME and the nnc_inputs / nnc_outputs tables. */
-#include "nnc_glue.h"
+#include "nnc_harness.h"
 
 static const nnc_io *find_io(const nnc_io *list, int n, const char *name, size_t len) {
     int i;
@@ -341,7 +332,7 @@ static void *aligned(size_t bytes) {
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: %s [--input [NAME=]FILE]... [--output [NAME=]FILE]... [--bench N] [--json]\n", NNC_MODEL_NAME);
+    fprintf(stderr, "usage: %s [--input [NAME=]FILE]... [--output [NAME=]FILE]... [--bench N] [--json]\n", nnc_model_name);
     return 2;
 }
 
@@ -364,23 +355,25 @@ static const nnc_io *pick(const nnc_io *list, int n, const char *spec, const cha
 }
 
 int main(int argc, char **argv) {
-    void *ins[NNC_NUM_INPUTS + 1];
-    void *outs[NNC_NUM_OUTPUTS + 1];
-    const char *in_files[NNC_NUM_INPUTS + 1] = {0};
-    const char *out_files[NNC_NUM_OUTPUTS + 1] = {0};
+    const int ni = nnc_num_inputs, no = nnc_num_outputs;
+    void **ins = (void **)calloc((size_t)ni + 1, sizeof(void *));
+    void **outs = (void **)calloc((size_t)no + 1, sizeof(void *));
+    const char **in_files = (const char **)calloc((size_t)ni + 1, sizeof(char *));
+    const char **out_files = (const char **)calloc((size_t)no + 1, sizeof(char *));
     void *arena;
     long bench = 0;
     int json = 0, i, rc, positional = 0;
+    if (!ins || !outs || !in_files || !out_files) return 1;
     for (i = 1; i < argc; ++i) {
         const char *a = argv[i];
         if ((!strcmp(a, "--input") || !strcmp(a, "-i")) && i + 1 < argc) {
             const char *f;
-            const nnc_io *io = pick(nnc_inputs, NNC_NUM_INPUTS, argv[++i], &f, "input");
+            const nnc_io *io = pick(nnc_inputs, ni, argv[++i], &f, "input");
             if (!io) return 2;
             in_files[io - nnc_inputs] = f;
         } else if ((!strcmp(a, "--output") || !strcmp(a, "-o")) && i + 1 < argc) {
             const char *f;
-            const nnc_io *io = pick(nnc_outputs, NNC_NUM_OUTPUTS, argv[++i], &f, "output");
+            const nnc_io *io = pick(nnc_outputs, no, argv[++i], &f, "output");
             if (!io) return 2;
             out_files[io - nnc_outputs] = f;
         } else if (!strcmp(a, "--bench") && i + 1 < argc) {
@@ -391,13 +384,13 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage();
             return 0;
-        } else if (a[0] != '-' && positional < NNC_NUM_INPUTS) {
+        } else if (a[0] != '-' && positional < ni) {
             in_files[positional++] = a;
         } else {
             return usage();
         }
     }
-    for (i = 0; i < NNC_NUM_INPUTS; ++i) {
+    for (i = 0; i < ni; ++i) {
         ins[i] = aligned(nnc_inputs[i].bytes);
         if (!ins[i]) return 1;
         if (!in_files[i]) {
@@ -407,20 +400,20 @@ int main(int argc, char **argv) {
         }
         if (load_input(in_files[i], &nnc_inputs[i], ins[i])) return 1;
     }
-    for (i = 0; i < NNC_NUM_OUTPUTS; ++i) {
+    for (i = 0; i < no; ++i) {
         outs[i] = aligned(nnc_outputs[i].bytes);
         if (!outs[i]) return 1;
     }
-    arena = aligned(NNC_ARENA_BYTES);
+    arena = aligned(nnc_arena_bytes);
     if (!arena) return 1;
     if (bench) {
         double *t = (double *)malloc(sizeof(double) * (size_t)bench);
-        long k, warm = bench < 10 ? 1 : bench / 10;
+        long k, warm = bench < 10 ? 1 : bench / 10, p90;
         if (!t) return 1;
-        for (k = 0; k < warm; ++k) NNC_RUN((const void *const *)ins, outs, arena);
+        for (k = 0; k < warm; ++k) nnc_run((const void *const *)ins, outs, arena);
         for (k = 0; k < bench; ++k) {
             double t0 = now_ms();
-            rc = NNC_RUN((const void *const *)ins, outs, arena);
+            rc = nnc_run((const void *const *)ins, outs, arena);
             t[k] = now_ms() - t0;
             if (rc) {
                 fprintf(stderr, "error: the model failed with code %d\n", rc);
@@ -428,27 +421,32 @@ int main(int argc, char **argv) {
             }
         }
         qsort(t, (size_t)bench, sizeof(double), cmp_double);
+        p90 = (bench * 9) / 10 < bench ? (bench * 9) / 10 : bench - 1;
         if (json)
-            printf("{\"median_ms\": %.6f, \"p90_ms\": %.6f, \"runs\": %ld}\n", t[bench / 2], t[(bench * 9) / 10 < bench ? (bench * 9) / 10 : bench - 1], bench);
+            printf("{\"median_ms\": %.6f, \"p90_ms\": %.6f, \"runs\": %ld}\n", t[bench / 2], t[p90], bench);
         else
-            printf("median %.6f ms, p90 %.6f ms over %ld runs\n", t[bench / 2], t[(bench * 9) / 10 < bench ? (bench * 9) / 10 : bench - 1], bench);
+            printf("median %.6f ms, p90 %.6f ms over %ld runs\n", t[bench / 2], t[p90], bench);
         free(t);
     } else {
-        rc = NNC_RUN((const void *const *)ins, outs, arena);
+        rc = nnc_run((const void *const *)ins, outs, arena);
         if (rc) {
             fprintf(stderr, "error: the model failed with code %d (an index input out of range)\n", rc);
             return 1;
         }
     }
-    for (i = 0; i < NNC_NUM_OUTPUTS; ++i) {
+    for (i = 0; i < no; ++i) {
         if (out_files[i]) {
             if (write_npy(out_files[i], &nnc_outputs[i], outs[i])) return 1;
         } else if (!bench) {
             summarize(&nnc_outputs[i], outs[i]);
         }
     }
-    for (i = 0; i < NNC_NUM_INPUTS; ++i) free(ins[i]);
-    for (i = 0; i < NNC_NUM_OUTPUTS; ++i) free(outs[i]);
+    for (i = 0; i < ni; ++i) free(ins[i]);
+    for (i = 0; i < no; ++i) free(outs[i]);
     free(arena);
+    free(ins);
+    free(outs);
+    free((void *)in_files);
+    free((void *)out_files);
     return 0;
 }

@@ -76,6 +76,58 @@ fn pytorch_suites_at_o2() {
     check_suite("simple", Backend::Interp, OptLevel::O2);
 }
 
+/// The C column: the same suites through generated C (compiled with
+/// `-Werror -pedantic`), at -O0 and at -O2.
+#[test]
+fn c_node_suite() {
+    check_suite("node", Backend::C, OptLevel::O0);
+}
+
+#[test]
+fn c_node_suite_at_o2() {
+    check_suite("node", Backend::C, OptLevel::O2);
+}
+
+#[test]
+fn c_pytorch_and_simple_suites() {
+    for opt in [OptLevel::O0, OptLevel::O2] {
+        check_suite("pytorch-converted", Backend::C, opt);
+        check_suite("pytorch-operator", Backend::C, opt);
+        check_suite("simple", Backend::C, opt);
+    }
+}
+
+/// Every test that passes in the interpreter passes in C, or is listed in
+/// `c-differences.txt` with the reason.
+#[test]
+fn c_column_covers_the_interpreter() {
+    let interp = read_list(&expected_list_path(Backend::Interp));
+    let c = read_list(&expected_list_path(Backend::C));
+    let diff_path = expected_list_path(Backend::C).with_file_name("c-differences.txt");
+    let text = std::fs::read_to_string(&diff_path).unwrap_or_default();
+    let mut explained = std::collections::BTreeSet::new();
+    for l in text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+    {
+        let (id, reason) = l.split_once('#').unwrap_or((l, ""));
+        assert!(
+            !reason.trim().is_empty(),
+            "{}: `{l}` has no reason",
+            diff_path.display()
+        );
+        explained.insert(id.trim().to_string());
+    }
+    let missing: Vec<&String> = interp
+        .iter()
+        .filter(|id| !c.contains(*id) && !explained.contains(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "pass in the interpreter, not in C, no reason given: {missing:?}"
+    );
+}
+
 /// The pass list is the contract; keep it from shrinking below the goals.
 #[test]
 fn pass_list_meets_the_goals() {

@@ -180,30 +180,28 @@ pub fn unary_expr(u: &UnaryOp, x: &str, d: DType, h: &mut Helpers) -> String {
     let l = |v: f64| lit(v, d);
     if !d.is_float() && d != DType::Bool {
         let t = ctype(d);
+        // Comparisons that cannot be true for the type are left out: they
+        // trip -Wtype-limits, and -Werror is part of the contract.
+        let signed = d.is_signed();
         return match *u {
-            UnaryOp::Relu => format!("({x} < 0 ? 0 : {x})"),
-            UnaryOp::Abs => format!("({x} < 0 ? ({t})(0ULL - (uint64_t)({x})) : {x})"),
+            UnaryOp::Relu if signed => format!("({x} < 0 ? 0 : {x})"),
+            UnaryOp::Abs if signed => format!("({x} < 0 ? ({t})(0ULL - (uint64_t)({x})) : {x})"),
+            UnaryOp::Relu | UnaryOp::Abs => x.to_string(),
             UnaryOp::Neg => format!("({t})(0ULL - (uint64_t)({x}))"),
-            UnaryOp::Sign => format!("({t})(({x} > 0) - ({x} < 0))"),
+            UnaryOp::Sign if signed => format!("({t})(({x} > 0) - ({x} < 0))"),
+            UnaryOp::Sign => format!("({t})({x} > 0)"),
             UnaryOp::Clip { min, max } => {
                 let (lo, hi) = d.int_range().expect("integer type");
-                let min = if min.is_finite() {
-                    (min.ceil() as i64).clamp(lo, hi)
-                } else {
-                    lo
-                };
-                let max = if max.is_finite() {
-                    (max.floor() as i64).clamp(lo, hi)
-                } else {
-                    hi
-                };
-                format!(
-                    "({x} < {} ? {} : ({x} > {} ? {} : {x}))",
-                    ilit(min),
-                    ilit(min),
-                    ilit(max),
-                    ilit(max)
-                )
+                let bound = |r: f64| -> i64 { r.max(lo as f64).min(hi as f64) as i64 };
+                let (min, max) = (bound(min.ceil()), bound(max.floor()));
+                let mut e = x.to_string();
+                if max < hi {
+                    e = format!("({x} > {m} ? {m} : {e})", m = ilit(max));
+                }
+                if min > lo {
+                    e = format!("({x} < {m} ? {m} : {e})", m = ilit(min));
+                }
+                e
             }
             _ => x.to_string(),
         };
@@ -313,6 +311,7 @@ pub fn binary_expr(b: &BinaryOp, x: &str, y: &str, d: DType, yd: DType, h: &mut 
         BinaryOp::Min => {
             format!("(({x} != {x} || {y} != {y}) ? ({x} + {y}) : ({x} < {y} ? {x} : {y}))")
         }
+        BinaryOp::PRelu if int && !d.is_signed() => x.to_string(),
         BinaryOp::PRelu if int => format!("({x} < 0 ? {} : {x})", wrap(d, x, "*", y)),
         BinaryOp::PRelu => format!("({x} < 0 ? {x} * {y} : {x})"),
         BinaryOp::Mod { fmod: true } if !int => format!("fmod{f}({x}, {y})"),

@@ -107,7 +107,17 @@ pub fn emit(p: &Program, name: &str, target: CTarget) -> Result<CSource> {
         src.push_str(elementwise::helper_source(hname));
         src.push('\n');
     }
-    weights(&mut src, p);
+    // Only weights some step reads (an empty one is passed as a null pointer).
+    let used: BTreeSet<usize> = p
+        .steps
+        .iter()
+        .flat_map(|s| s.inputs.iter())
+        .filter_map(|b| match b.loc {
+            Loc::Const(k) if !b.ty.is_empty() => Some(k),
+            _ => None,
+        })
+        .collect();
+    weights(&mut src, p, &used);
     src.push_str(&body);
     // Entry point.
     let mut w = W::new();
@@ -186,8 +196,11 @@ fn header(p: &Program, name: &str, target: CTarget) -> String {
     s
 }
 
-fn weights(src: &mut String, p: &Program) {
+fn weights(src: &mut String, p: &Program, used: &BTreeSet<usize>) {
     for (k, wt) in p.weights.iter().enumerate() {
+        if !used.contains(&k) {
+            continue;
+        }
         let t: &Tensor = &wt.tensor;
         let _ = writeln!(src, "/* {} {} */", comment_safe(&wt.name), t.ty());
         let n = t.len();
@@ -222,6 +235,10 @@ fn weights(src: &mut String, p: &Program) {
 fn arg(b: &Buffer, is_input: bool) -> String {
     let t = ctype(b.ty.dtype);
     let c = if is_input { "const " } else { "" };
+    if b.ty.is_empty() {
+        // Never dereferenced; a null pointer also cannot alias (restrict).
+        return format!("({c}{t} *)0");
+    }
     match b.loc {
         Loc::Arena(o) => format!("({c}{t} *)(a + {o})"),
         Loc::Input(k) => format!("(const {t} *)inputs[{k}]"),

@@ -1,5 +1,12 @@
 //! Subcommands of `nnc`. Argument parsing (clap) and presentation live
-//! here; the work is done by the library (`nnc::driver`, `nnc::io`).
+//! here, one module per subcommand; the work is done by the library
+//! (`nnc::driver`, `nnc::io`, `nnc::cbuild`).
+
+mod bench;
+mod dump;
+mod emit;
+mod info;
+mod run;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -49,8 +56,40 @@ enum Cmd {
     Run(RunArgs),
     /// Print the IR of a model as text (.nnir) or Graphviz
     Dump(DumpArgs),
-    /// Show inputs, outputs, op histogram, parameters, MACs and activation sizes
+    /// Show inputs, outputs, op histogram, parameters, MACs, and the memory plan
     Info(InfoArgs),
+    /// Write dependency-free C (NAME.h, NAME.c) for a host or a microcontroller
+    EmitC(EmitArgs),
+    /// Measure latency: median and p90 over many runs
+    Bench(BenchArgs),
+}
+
+/// Code generation target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TargetArg {
+    /// The machine nnc runs on
+    Host,
+    /// Arm Cortex-M0/M0+ (no FPU)
+    #[value(name = "cortex-m0")]
+    CortexM0,
+    /// Arm Cortex-M4F
+    #[value(name = "cortex-m4")]
+    CortexM4,
+    /// Arm Cortex-M7F
+    #[value(name = "cortex-m7")]
+    CortexM7,
+}
+
+impl TargetArg {
+    fn c(self) -> nnc_backends::c::CTarget {
+        use nnc_backends::c::CTarget;
+        match self {
+            TargetArg::Host => CTarget::Host,
+            TargetArg::CortexM0 => CTarget::CortexM0,
+            TargetArg::CortexM4 => CTarget::CortexM4,
+            TargetArg::CortexM7 => CTarget::CortexM7,
+        }
+    }
 }
 
 /// Options shared by every subcommand that loads a model.
@@ -163,6 +202,9 @@ struct DumpArgs {
     /// Write to FILE instead of standard output
     #[arg(short = 'o', long = "out", value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Print the lowered program and memory plan instead of the IR
+    #[arg(long)]
+    plan: bool,
 }
 
 #[derive(Debug, Args)]
@@ -172,14 +214,83 @@ struct InfoArgs {
     /// Print JSON instead of text
     #[arg(long)]
     json: bool,
+    /// Target of the memory plan (cortex-m targets use the MCU cost model)
+    #[arg(long, value_enum, default_value = "host")]
+    target: TargetArg,
+    /// Fail when the arena exceeds this many bytes (e.g. 64KiB, 320K, 65536)
+    #[arg(long = "sram-budget", value_name = "BYTES", value_parser = parse_bytes)]
+    sram_budget: Option<usize>,
+    /// Fail when the weights exceed this many bytes (e.g. 1MiB)
+    #[arg(long = "flash-budget", value_name = "BYTES", value_parser = parse_bytes)]
+    flash_budget: Option<usize>,
+    /// List the live arena bytes of every step
+    #[arg(long)]
+    steps: bool,
+}
+
+#[derive(Debug, Args)]
+struct EmitArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Folder to write NAME.h and NAME.c into (created if needed)
+    #[arg(short = 'o', long = "out", value_name = "DIR")]
+    out: PathBuf,
+    /// Identifier for the files, the entry point NAME_run and the macros (default: the model file name)
+    #[arg(long)]
+    name: Option<String>,
+    /// Target microcontroller or host
+    #[arg(long, value_enum, default_value = "host")]
+    target: TargetArg,
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Backend to measure (`c` compiles with -O3 -march=native)
+    #[arg(long, value_enum, default_value = "c")]
+    backend: Backend,
+    /// Timed runs (default: about two seconds' worth, 10 to 10000)
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Input tensor files (default: random inputs)
+    #[arg(short, long = "input", value_name = "[NAME=]FILE")]
+    inputs: Vec<String>,
+    /// Print JSON (`median_ms`, `p90_ms`, `runs`)
+    #[arg(long)]
+    json: bool,
+}
+
+/// Parses sizes like `65536`, `64K`, `64KiB`, `1M`, `1MiB`, `1.5MB` (powers of 1024).
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size"))?;
+    let mul = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        u => return Err(format!("unknown size unit `{u}` (use B, KiB or MiB)")),
+    };
+    if v.is_nan() || v < 0.0 || !v.is_finite() {
+        return Err(format!("`{s}` is not a size"));
+    }
+    Ok((v * mul).round() as usize)
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
-        Cmd::Run(a) => cmd_run(a),
-        Cmd::Dump(a) => cmd_dump(a),
-        Cmd::Info(a) => cmd_info(a),
+        Cmd::Run(a) => run::cmd_run(a),
+        Cmd::Dump(a) => dump::cmd_dump(a),
+        Cmd::Info(a) => info::cmd_info(a),
+        Cmd::EmitC(a) => emit::cmd_emit(a),
+        Cmd::Bench(a) => bench::cmd_bench(a),
     }
 }
 
@@ -233,8 +344,21 @@ fn load(
     hints: &HashMap<String, Vec<usize>>,
     dumps_to_stdout: bool,
 ) -> Result<Graph> {
+    load_for(m, hints, dumps_to_stdout, false)
+}
+
+/// Like [`load`]; `mcu` selects the microcontroller cost model.
+fn load_for(
+    m: &ModelArgs,
+    hints: &HashMap<String, Vec<usize>>,
+    dumps_to_stdout: bool,
+    mcu: bool,
+) -> Result<Graph> {
     let mut opts = load_opts(m)?;
     opts.shape_hints = hints.clone();
+    if mcu {
+        opts.pipeline.target = nnc_passes::Target::Mcu;
+    }
     let emit = |s: String| {
         if dumps_to_stdout {
             print!("{s}");
@@ -321,237 +445,4 @@ fn model_input_names(path: &Path) -> Result<Vec<String>> {
         .filter(|i| !inits.contains(i.name.as_str()))
         .map(|i| i.name.clone())
         .collect())
-}
-
-fn cmd_run(a: RunArgs) -> Result<ExitCode> {
-    // Read input files first: their shapes fix symbolic dims.
-    let pre_names = model_input_names(&a.model.model)?;
-    let mut files: Vec<(Option<String>, PathBuf, Tensor)> = Vec::new();
-    for s in &a.inputs {
-        let (name, f) = split_named(s, &pre_names);
-        let (_, t) = io::read_tensor(Path::new(f))?;
-        files.push((name.map(str::to_string), PathBuf::from(f), t));
-    }
-    let mut hints = HashMap::new();
-    for (i, (name, _, t)) in files.iter().enumerate() {
-        let name = name
-            .clone()
-            .or_else(|| (pre_names.len() == 1 && i == 0).then(|| pre_names[0].clone()));
-        if let Some(n) = name {
-            hints.insert(n, t.dims().to_vec());
-        }
-    }
-    let t_load = Instant::now();
-    let g = load(&a.model, &hints, false)?;
-    let load_ms = t_load.elapsed().as_secs_f64() * 1e3;
-    let in_names: Vec<String> = (0..g.inputs().len())
-        .map(|i| g.input_name(i).to_string())
-        .collect();
-    let out_names: Vec<String> = g.outputs().iter().map(|o| o.name.clone()).collect();
-    let assigned = assign(&a.inputs, &in_names, "input")?;
-    let mut inputs: Vec<Option<Tensor>> = vec![None; in_names.len()];
-    for ((idx, _), (_, _, t)) in assigned.into_iter().zip(files) {
-        inputs[idx] = Some(t);
-    }
-    let missing: Vec<String> = inputs
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| t.is_none())
-        .map(|(i, _)| format!("{} ({})", in_names[i], g.input_type(i)))
-        .collect();
-    if !missing.is_empty() {
-        bail!(
-            "missing input(s): {}; pass them with --input NAME=FILE",
-            missing.join(", ")
-        );
-    }
-    let inputs: Vec<Tensor> = inputs.into_iter().map(|t| t.expect("checked")).collect();
-    let outputs_spec = assign(&a.outputs, &out_names, "output")?;
-    let expect_spec = assign(&a.expect, &out_names, "output")?;
-    let t0 = Instant::now();
-    let outs = driver::execute(&g, a.backend.driver(), &inputs)?;
-    let elapsed = t0.elapsed();
-    for (idx, f) in &outputs_spec {
-        io::write_npy(Path::new(f), &outs[*idx])?;
-    }
-    if outputs_spec.is_empty() {
-        for (name, t) in out_names.iter().zip(&outs) {
-            println!("{}", summarize(name, t));
-        }
-    }
-    let mut failed = false;
-    for (idx, f) in &expect_spec {
-        let (_, want) = io::read_tensor(Path::new(f))?;
-        let c = driver::compare(&outs[*idx], &want, a.rtol, a.atol);
-        let name = &out_names[*idx];
-        if let Some(m) = &c.shape_mismatch {
-            println!("{name}: MISMATCH ({m})");
-            failed = true;
-        } else if c.ok() {
-            println!(
-                "{name}: ok (max abs err {:.3e}, max rel err {:.3e})",
-                c.max_abs, c.max_rel
-            );
-        } else {
-            println!(
-                "{name}: MISMATCH: {} of {} elements outside rtol {} atol {} (max abs err {:.3e})",
-                c.mismatches,
-                want.len(),
-                a.rtol,
-                a.atol,
-                c.max_abs
-            );
-            failed = true;
-        }
-    }
-    if a.time {
-        eprintln!(
-            "time: load {load_ms:.2} ms, run {:.2} ms ({})",
-            elapsed.as_secs_f64() * 1e3,
-            a.model.opt
-        );
-    }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-/// One-line summary of a tensor plus its first values.
-fn summarize(name: &str, t: &Tensor) -> String {
-    let v = t.to_f64();
-    let mut s = format!("{name}: {}", t.ty());
-    if !v.is_empty() {
-        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let mean = v.iter().sum::<f64>() / v.len() as f64;
-        let argmax = v
-            .iter()
-            .enumerate()
-            .fold(0, |b, (i, &x)| if x > v[b] { i } else { b });
-        let _ = write!(
-            s,
-            "  min {min:.6} max {max:.6} mean {mean:.6} argmax {argmax}"
-        );
-        let shown: Vec<String> = v.iter().take(8).map(|x| format!("{x:.6}")).collect();
-        let more = if v.len() > 8 { ", ..." } else { "" };
-        let _ = write!(s, "\n  [{}{more}]", shown.join(", "));
-    }
-    s
-}
-
-fn cmd_dump(a: DumpArgs) -> Result<ExitCode> {
-    let g = load(&a.model, &HashMap::new(), a.out.is_none())?;
-    let text = match a.format {
-        DumpFormat::Dot => nnc_ir::dot::to_dot(&g),
-        DumpFormat::Nnir => {
-            let mode = a.weights.unwrap_or(if a.out.is_some() {
-                WeightsMode::External
-            } else {
-                WeightsMode::Elide
-            });
-            let consts = match mode {
-                WeightsMode::Elide => ConstMode::Elide(8),
-                WeightsMode::Inline => ConstMode::Inline,
-                WeightsMode::External => {
-                    let Some(out) = &a.out else {
-                        bail!("--weights external needs -o FILE");
-                    };
-                    let file = format!(
-                        "{}.bin",
-                        out.file_name()
-                            .map(|f| f.to_string_lossy())
-                            .unwrap_or_default()
-                    );
-                    ConstMode::External {
-                        file,
-                        inline_max: 16,
-                    }
-                }
-            };
-            let (text, blob) = nnc_ir::print_with(&g, &PrintOptions { consts });
-            if let (Some(blob), Some(out)) = (blob, &a.out) {
-                let mut bin = out.clone().into_os_string();
-                bin.push(".bin");
-                std::fs::write(&bin, blob)
-                    .with_context(|| format!("cannot write `{}`", PathBuf::from(&bin).display()))?;
-            }
-            text
-        }
-    };
-    match &a.out {
-        Some(p) => {
-            std::fs::write(p, text).with_context(|| format!("cannot write `{}`", p.display()))?
-        }
-        None => print!("{text}"),
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn human_bytes(b: usize) -> String {
-    let b = b as f64;
-    if b >= 1024.0 * 1024.0 {
-        format!("{:.2} MiB", b / 1024.0 / 1024.0)
-    } else if b >= 1024.0 {
-        format!("{:.1} KiB", b / 1024.0)
-    } else {
-        format!("{b} B")
-    }
-}
-
-fn cmd_info(a: InfoArgs) -> Result<ExitCode> {
-    let g = load(&a.model, &HashMap::new(), false)?;
-    let s = nnc_ir::stats::stats(&g);
-    let inputs: Vec<_> = (0..g.inputs().len())
-        .map(|i| {
-            let t = g.input_type(i);
-            json!({"name": g.input_name(i), "dtype": t.dtype.name(), "shape": t.dims})
-        })
-        .collect();
-    let outputs: Vec<_> = g
-        .outputs()
-        .iter()
-        .map(|o| {
-            let t = g.value_type(o.value);
-            json!({"name": o.name, "dtype": t.dtype.name(), "shape": t.dims})
-        })
-        .collect();
-    if a.json {
-        let v = json!({
-            "model": a.model.model.display().to_string(),
-            "opt_level": a.model.opt.to_string(),
-            "inputs": inputs,
-            "outputs": outputs,
-            "nodes": s.nodes,
-            "ops": s.ops,
-            "params": s.params,
-            "param_bytes": s.param_bytes,
-            "macs": s.macs,
-            "activation_bytes": s.activation_bytes,
-            "largest_activation_bytes": s.largest_activation_bytes,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!("model:       {} ({})", a.model.model.display(), a.model.opt);
-    for i in 0..g.inputs().len() {
-        println!("input:       {}: {}", g.input_name(i), g.input_type(i));
-    }
-    for o in g.outputs() {
-        println!("output:      {}: {}", o.name, g.value_type(o.value));
-    }
-    let mut ops: Vec<(&String, &usize)> = s.ops.iter().collect();
-    ops.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-    let hist: Vec<String> = ops.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    println!("nodes:       {}", s.nodes);
-    println!("ops:         {}", hist.join(", "));
-    println!("parameters:  {} ({})", s.params, human_bytes(s.param_bytes));
-    println!("MACs:        {} ({:.2} M)", s.macs, s.macs as f64 / 1e6);
-    println!(
-        "activations: {} total, largest tensor {}",
-        human_bytes(s.activation_bytes),
-        human_bytes(s.largest_activation_bytes)
-    );
-    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,97 @@
+//! `nnc bench`: latency of a backend, median and 90th percentile.
+
+use std::process::Command;
+
+use super::*;
+
+fn report(a: &BenchArgs, median: f64, p90: f64, runs: usize) {
+    if a.json {
+        let v = json!({
+            "model": a.model.model.display().to_string(),
+            "backend": format!("{:?}", a.backend).to_lowercase(),
+            "opt_level": a.model.opt.to_string(),
+            "median_ms": median,
+            "p90_ms": p90,
+            "runs": runs,
+        });
+        println!("{v}");
+    } else {
+        println!("median {median:.4} ms, p90 {p90:.4} ms over {runs} runs");
+    }
+}
+
+/// Picks a run count worth about two seconds from one timed run.
+fn auto_runs(one_ms: f64) -> usize {
+    ((2000.0 / one_ms.max(1e-3)) as usize).clamp(10, 10_000)
+}
+
+pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
+    let g = load(&a.model, &HashMap::new(), false)?;
+    let names: Vec<String> = (0..g.inputs().len())
+        .map(|i| g.input_name(i).to_string())
+        .collect();
+    let mut inputs = nnc_passes::check::random_inputs(&g, 1);
+    for (idx, f) in assign(&a.inputs, &names, "input")? {
+        inputs[idx] = io::read_tensor(Path::new(f))?.1;
+    }
+    nnc_ir::interp::check_inputs(&g, &inputs)?;
+    match a.backend {
+        Backend::Interp => {
+            let t0 = Instant::now();
+            driver::run_interp(&g, &inputs)?;
+            let runs = a
+                .runs
+                .unwrap_or_else(|| auto_runs(t0.elapsed().as_secs_f64() * 1e3));
+            let mut t: Vec<f64> = (0..runs)
+                .map(|_| {
+                    let t0 = Instant::now();
+                    let _ = driver::run_interp(&g, &inputs);
+                    t0.elapsed().as_secs_f64() * 1e3
+                })
+                .collect();
+            t.sort_by(|x, y| x.total_cmp(y));
+            report(&a, t[runs / 2], t[(runs * 9 / 10).min(runs - 1)], runs);
+        }
+        Backend::C => {
+            let name = nnc_backends::c::ident(if g.name.is_empty() { "model" } else { &g.name });
+            let p = nnc_backends::lower(&g, &name)?;
+            let src = nnc_backends::c::emit(&p, &name, nnc_backends::c::CTarget::Host)?;
+            let glue = nnc::cbuild::harness_glue(&p, &src.name);
+            let exe = nnc::cbuild::build_executable(&src, &glue, &nnc::cbuild::CFlags::bench())?;
+            let dir = std::env::temp_dir().join(format!("nnc-bench-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            let mut args = Vec::new();
+            for (i, t) in inputs.iter().enumerate() {
+                let f = dir.join(format!("in{i}.npy"));
+                io::write_npy(&f, t)?;
+                args.push("--input".to_string());
+                args.push(format!("{}={}", names[i], f.display()));
+            }
+            let run = |n: usize| -> Result<(f64, f64)> {
+                let out = Command::new(&exe)
+                    .args(&args)
+                    .args(["--bench", &n.to_string(), "--json"])
+                    .output()?;
+                if !out.status.success() {
+                    bail!(
+                        "benchmark failed: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                }
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+                Ok((
+                    v["median_ms"].as_f64().unwrap_or(f64::NAN),
+                    v["p90_ms"].as_f64().unwrap_or(f64::NAN),
+                ))
+            };
+            let runs = match a.runs {
+                Some(n) => n.max(1),
+                None => auto_runs(run(3)?.0),
+            };
+            let (median, p90) = run(runs)?;
+            let _ = std::fs::remove_dir_all(&dir);
+            report(&a, median, p90, runs);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,61 @@
+//! `nnc dump`: the IR as text or Graphviz, or the memory plan.
+
+use super::*;
+
+pub(super) fn cmd_dump(a: DumpArgs) -> Result<ExitCode> {
+    let g = load(&a.model, &HashMap::new(), a.out.is_none())?;
+    if a.plan {
+        let name = emit::model_ident(&a.model.model, &None);
+        let p = emit::lower(&g, &name)?;
+        match &a.out {
+            Some(f) => std::fs::write(f, p.dump())
+                .with_context(|| format!("cannot write `{}`", f.display()))?,
+            None => print!("{}", p.dump()),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let text = match a.format {
+        DumpFormat::Dot => nnc_ir::dot::to_dot(&g),
+        DumpFormat::Nnir => {
+            let mode = a.weights.unwrap_or(if a.out.is_some() {
+                WeightsMode::External
+            } else {
+                WeightsMode::Elide
+            });
+            let consts = match mode {
+                WeightsMode::Elide => ConstMode::Elide(8),
+                WeightsMode::Inline => ConstMode::Inline,
+                WeightsMode::External => {
+                    let Some(out) = &a.out else {
+                        bail!("--weights external needs -o FILE");
+                    };
+                    let file = format!(
+                        "{}.bin",
+                        out.file_name()
+                            .map(|f| f.to_string_lossy())
+                            .unwrap_or_default()
+                    );
+                    ConstMode::External {
+                        file,
+                        inline_max: 16,
+                    }
+                }
+            };
+            let (text, blob) = nnc_ir::print_with(&g, &PrintOptions { consts });
+            if let (Some(blob), Some(out)) = (blob, &a.out) {
+                let mut bin = out.clone().into_os_string();
+                bin.push(".bin");
+                std::fs::write(&bin, blob)
+                    .with_context(|| format!("cannot write `{}`", PathBuf::from(&bin).display()))?;
+            }
+            text
+        }
+    };
+    match &a.out {
+        Some(p) => {
+            std::fs::write(p, text).with_context(|| format!("cannot write `{}`", p.display()))?
+        }
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

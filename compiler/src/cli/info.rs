@@ -1,0 +1,174 @@
+//! `nnc info`: model statistics and the memory report.
+
+use super::*;
+
+fn human_bytes(b: usize) -> String {
+    let b = b as f64;
+    if b >= 1024.0 * 1024.0 {
+        format!("{:.2} MiB", b / 1024.0 / 1024.0)
+    } else if b >= 1024.0 {
+        format!("{:.1} KiB", b / 1024.0)
+    } else {
+        format!("{b} B")
+    }
+}
+
+pub(super) fn cmd_info(a: InfoArgs) -> Result<ExitCode> {
+    let g = load_for(&a.model, &HashMap::new(), false, a.target.c().is_mcu())?;
+    let (memory, failures) = memory_report(&a, &g)?;
+    let s = nnc_ir::stats::stats(&g);
+    let inputs: Vec<_> = (0..g.inputs().len())
+        .map(|i| {
+            let t = g.input_type(i);
+            json!({"name": g.input_name(i), "dtype": t.dtype.name(), "shape": t.dims})
+        })
+        .collect();
+    let outputs: Vec<_> = g
+        .outputs()
+        .iter()
+        .map(|o| {
+            let t = g.value_type(o.value);
+            json!({"name": o.name, "dtype": t.dtype.name(), "shape": t.dims})
+        })
+        .collect();
+    if a.json {
+        let v = json!({
+            "model": a.model.model.display().to_string(),
+            "opt_level": a.model.opt.to_string(),
+            "inputs": inputs,
+            "outputs": outputs,
+            "nodes": s.nodes,
+            "ops": s.ops,
+            "params": s.params,
+            "param_bytes": s.param_bytes,
+            "macs": s.macs,
+            "activation_bytes": s.activation_bytes,
+            "largest_activation_bytes": s.largest_activation_bytes,
+            "memory": memory,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        if let Some(f) = failures.first() {
+            bail!("{f}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("model:       {} ({})", a.model.model.display(), a.model.opt);
+    for i in 0..g.inputs().len() {
+        println!("input:       {}: {}", g.input_name(i), g.input_type(i));
+    }
+    for o in g.outputs() {
+        println!("output:      {}: {}", o.name, g.value_type(o.value));
+    }
+    let mut ops: Vec<(&String, &usize)> = s.ops.iter().collect();
+    ops.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let hist: Vec<String> = ops.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!("nodes:       {}", s.nodes);
+    println!("ops:         {}", hist.join(", "));
+    println!("parameters:  {} ({})", s.params, human_bytes(s.param_bytes));
+    println!("MACs:        {} ({:.2} M)", s.macs, s.macs as f64 / 1e6);
+    println!(
+        "activations: {} total, largest tensor {}",
+        human_bytes(s.activation_bytes),
+        human_bytes(s.largest_activation_bytes)
+    );
+    print_memory(&a, &memory);
+    if !failures.is_empty() {
+        bail!("{}", failures.join("; "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fmt_bytes(b: usize) -> String {
+    format!("{b} B ({})", human_bytes(b))
+}
+
+/// The memory section of `nnc info`: plan numbers, budgets, per-step live bytes.
+pub(super) fn memory_report(a: &InfoArgs, g: &Graph) -> Result<(serde_json::Value, Vec<String>)> {
+    let p = emit::lower(g, "model")?;
+    let s = &p.stats;
+    let mut failures = Vec::new();
+    if let Some(b) = a.sram_budget
+        && p.arena_bytes > b
+    {
+        failures.push(format!(
+            "the plan does not fit: the arena needs {}, the SRAM budget is {}",
+            fmt_bytes(p.arena_bytes),
+            fmt_bytes(b)
+        ));
+    }
+    if let Some(b) = a.flash_budget
+        && p.weight_bytes() > b
+    {
+        failures.push(format!(
+            "the weights do not fit: they need {}, the flash budget is {}",
+            fmt_bytes(p.weight_bytes()),
+            fmt_bytes(b)
+        ));
+    }
+    let steps: Vec<serde_json::Value> = p
+        .steps
+        .iter()
+        .zip(&s.live_bytes)
+        .map(|(st, live)| {
+            json!({
+                "op": st.op.name(),
+                "name": st.name,
+                "output": st.outputs.first().map(|b| b.ty.to_string()),
+                "live_bytes": live,
+                "in_place": st.in_place,
+            })
+        })
+        .collect();
+    let peak = p.steps.get(s.peak_step);
+    let v = json!({
+        "target": a.target.c().name(),
+        "arena_bytes": p.arena_bytes,
+        "greedy_by_size_bytes": s.greedy_bytes,
+        "naive_bytes": s.naive_bytes,
+        "weight_bytes": p.weight_bytes(),
+        "schedule": s.order,
+        "in_place_steps": s.in_place_steps,
+        "peak_step": s.peak_step,
+        "peak_step_op": peak.map(|st| st.op.name()),
+        "peak_step_name": peak.map(|st| st.name.clone()),
+        "steps": steps,
+        "fits": failures.is_empty(),
+    });
+    Ok((v, failures))
+}
+
+pub(super) fn print_memory(a: &InfoArgs, v: &serde_json::Value) {
+    let u = |k: &str| v[k].as_u64().unwrap_or(0) as usize;
+    println!("memory plan ({}):", v["target"].as_str().unwrap_or(""));
+    println!(
+        "  arena:          {}  (schedule: {}, {} steps in place)",
+        fmt_bytes(u("arena_bytes")),
+        v["schedule"].as_str().unwrap_or(""),
+        u("in_place_steps")
+    );
+    println!("  greedy-by-size: {}", fmt_bytes(u("greedy_by_size_bytes")));
+    println!("  naive:          {}", fmt_bytes(u("naive_bytes")));
+    println!("  weights:        {}", fmt_bytes(u("weight_bytes")));
+    println!(
+        "  peak at step {}: {} `{}`",
+        u("peak_step"),
+        v["peak_step_op"].as_str().unwrap_or(""),
+        v["peak_step_name"].as_str().unwrap_or("")
+    );
+    if a.steps {
+        println!("  step  op                live bytes  output");
+        for (i, st) in v["steps"].as_array().into_iter().flatten().enumerate() {
+            println!(
+                "  {i:>4}  {:<16} {:>11}  {}{}",
+                st["op"].as_str().unwrap_or(""),
+                st["live_bytes"].as_u64().unwrap_or(0),
+                st["output"].as_str().unwrap_or(""),
+                if st["in_place"].as_bool() == Some(true) {
+                    " (in place)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! `nnc run`: execute a model on tensor files.
+
+use super::*;
+
+pub(super) fn cmd_run(a: RunArgs) -> Result<ExitCode> {
+    // Read input files first: their shapes fix symbolic dims.
+    let pre_names = model_input_names(&a.model.model)?;
+    let mut files: Vec<(Option<String>, PathBuf, Tensor)> = Vec::new();
+    for s in &a.inputs {
+        let (name, f) = split_named(s, &pre_names);
+        let (_, t) = io::read_tensor(Path::new(f))?;
+        files.push((name.map(str::to_string), PathBuf::from(f), t));
+    }
+    let mut hints = HashMap::new();
+    for (i, (name, _, t)) in files.iter().enumerate() {
+        let name = name
+            .clone()
+            .or_else(|| (pre_names.len() == 1 && i == 0).then(|| pre_names[0].clone()));
+        if let Some(n) = name {
+            hints.insert(n, t.dims().to_vec());
+        }
+    }
+    let t_load = Instant::now();
+    let g = load(&a.model, &hints, false)?;
+    let load_ms = t_load.elapsed().as_secs_f64() * 1e3;
+    let in_names: Vec<String> = (0..g.inputs().len())
+        .map(|i| g.input_name(i).to_string())
+        .collect();
+    let out_names: Vec<String> = g.outputs().iter().map(|o| o.name.clone()).collect();
+    let assigned = assign(&a.inputs, &in_names, "input")?;
+    let mut inputs: Vec<Option<Tensor>> = vec![None; in_names.len()];
+    for ((idx, _), (_, _, t)) in assigned.into_iter().zip(files) {
+        inputs[idx] = Some(t);
+    }
+    let missing: Vec<String> = inputs
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.is_none())
+        .map(|(i, _)| format!("{} ({})", in_names[i], g.input_type(i)))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "missing input(s): {}; pass them with --input NAME=FILE",
+            missing.join(", ")
+        );
+    }
+    let inputs: Vec<Tensor> = inputs.into_iter().map(|t| t.expect("checked")).collect();
+    let outputs_spec = assign(&a.outputs, &out_names, "output")?;
+    let expect_spec = assign(&a.expect, &out_names, "output")?;
+    let t0 = Instant::now();
+    let outs = driver::execute(&g, a.backend.driver(), &inputs)?;
+    let elapsed = t0.elapsed();
+    for (idx, f) in &outputs_spec {
+        io::write_npy(Path::new(f), &outs[*idx])?;
+    }
+    if outputs_spec.is_empty() {
+        for (name, t) in out_names.iter().zip(&outs) {
+            println!("{}", summarize(name, t));
+        }
+    }
+    let mut failed = false;
+    for (idx, f) in &expect_spec {
+        let (_, want) = io::read_tensor(Path::new(f))?;
+        let c = driver::compare(&outs[*idx], &want, a.rtol, a.atol);
+        let name = &out_names[*idx];
+        if let Some(m) = &c.shape_mismatch {
+            println!("{name}: MISMATCH ({m})");
+            failed = true;
+        } else if c.ok() {
+            println!(
+                "{name}: ok (max abs err {:.3e}, max rel err {:.3e})",
+                c.max_abs, c.max_rel
+            );
+        } else {
+            println!(
+                "{name}: MISMATCH: {} of {} elements outside rtol {} atol {} (max abs err {:.3e})",
+                c.mismatches,
+                want.len(),
+                a.rtol,
+                a.atol,
+                c.max_abs
+            );
+            failed = true;
+        }
+    }
+    if a.time {
+        eprintln!(
+            "time: load {load_ms:.2} ms, run {:.2} ms ({})",
+            elapsed.as_secs_f64() * 1e3,
+            a.model.opt
+        );
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// One-line summary of a tensor plus its first values.
+fn summarize(name: &str, t: &Tensor) -> String {
+    let v = t.to_f64();
+    let mut s = format!("{name}: {}", t.ty());
+    if !v.is_empty() {
+        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let argmax = v
+            .iter()
+            .enumerate()
+            .fold(0, |b, (i, &x)| if x > v[b] { i } else { b });
+        let _ = write!(
+            s,
+            "  min {min:.6} max {max:.6} mean {mean:.6} argmax {argmax}"
+        );
+        let shown: Vec<String> = v.iter().take(8).map(|x| format!("{x:.6}")).collect();
+        let more = if v.len() > 8 { ", ..." } else { "" };
+        let _ = write!(s, "\n  [{}{more}]", shown.join(", "));
+    }
+    s
+}

@@ -1,0 +1,120 @@
+//! The C backend end to end: every shared model through generated C at -O0
+//! and -O2 against its reference, the MLPerf Tiny models under
+//! AddressSanitizer and UndefinedBehaviorSanitizer, and C for Cortex-M0
+//! and Cortex-M7 compiling warning-free with the Arm toolchain.
+
+use std::process::Command;
+
+use nnc::cbuild::{CFlags, run_c};
+use nnc::driver::{self, LoadOptions};
+use nnc_backends::c::{self, CTarget};
+use nnc_passes::OptLevel;
+use nnc_tests::shared::{FLOAT_MODELS, INT8_MODELS, MLPERF_TINY_FP32, models_dir, require};
+
+fn load(m: &str, opt: OptLevel) -> nnc_ir::Graph {
+    let d = models_dir().join(m);
+    require(&d);
+    driver::load(
+        &d.join("model.onnx"),
+        &LoadOptions {
+            opt_level: opt,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{m}: {e}"))
+}
+
+fn check(m: &str, opt: OptLevel, flags: &CFlags) {
+    let g = load(m, opt);
+    let d = models_dir().join(m).join("test_data_set_0");
+    let (_, x) = nnc::io::read_tensor(&d.join("input_0.pb")).unwrap();
+    let (_, want) = nnc::io::read_tensor(&d.join("output_0.pb")).unwrap();
+    let out = run_c(&g, &[x], flags).unwrap_or_else(|e| panic!("{m} {opt}: {e}"));
+    let c = driver::compare(&out[0], &want, 1e-4, 1e-5);
+    assert!(c.ok(), "{m} through C at {opt}: {c:?}");
+}
+
+#[test]
+fn mlperf_tiny_through_c() {
+    for m in MLPERF_TINY_FP32.iter().chain(INT8_MODELS.iter()) {
+        for opt in [OptLevel::O0, OptLevel::O2] {
+            check(m, opt, &CFlags::default());
+        }
+    }
+}
+
+#[test]
+fn large_models_through_c() {
+    for m in FLOAT_MODELS.iter().filter(|m| !m.starts_with("mlperf")) {
+        for opt in [OptLevel::O0, OptLevel::O2] {
+            check(m, opt, &CFlags::default());
+        }
+    }
+}
+
+#[test]
+fn mlperf_tiny_clean_under_sanitizers() {
+    let flags = CFlags {
+        opt: vec!["-O1".into()],
+        sanitize: true,
+    };
+    for m in MLPERF_TINY_FP32.iter().chain(INT8_MODELS.iter()) {
+        check(m, OptLevel::O2, &flags);
+    }
+}
+
+/// Cortex-M0 (no FPU, soft float) and Cortex-M7 builds of the same C.
+#[test]
+fn c_compiles_for_other_cortex_m_cores() {
+    let dir = std::env::temp_dir().join(format!("nnc-cm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (target, flags) in [
+        (
+            CTarget::CortexM0,
+            vec!["-mcpu=cortex-m0", "-mthumb", "-mfloat-abi=soft"],
+        ),
+        (
+            CTarget::CortexM7,
+            vec![
+                "-mcpu=cortex-m7",
+                "-mthumb",
+                "-mfloat-abi=hard",
+                "-mfpu=fpv5-d16",
+            ],
+        ),
+    ] {
+        for m in [
+            "mlperf_tiny/kws_dscnn_fp32",
+            "mlperf_tiny/ic_resnet8_int8_qdq",
+        ] {
+            let g = load(m, OptLevel::Os);
+            let name = c::ident(m.rsplit('/').next().unwrap());
+            let p = nnc_backends::lower(&g, &name).unwrap();
+            let src = c::emit(&p, &name, target).unwrap();
+            std::fs::write(dir.join(format!("{name}.h")), &src.header).unwrap();
+            std::fs::write(dir.join(format!("{name}.c")), &src.source).unwrap();
+            let out = Command::new("arm-none-eabi-gcc")
+                .current_dir(&dir)
+                .args(&flags)
+                .args([
+                    "-std=c99",
+                    "-Os",
+                    "-Wall",
+                    "-Wextra",
+                    "-Werror",
+                    "-pedantic",
+                    "-c",
+                ])
+                .arg(format!("{name}.c"))
+                .output()
+                .expect("arm-none-eabi-gcc (run scripts/setup.sh)");
+            assert!(
+                out.status.success(),
+                "{m} for {}: {}",
+                target.name(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
