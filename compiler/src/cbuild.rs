@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use nnc_backends::Program;
 use nnc_backends::c::{CSource, CTarget};
 use nnc_ir::Tensor;
-use nnc_runtime::harness::{HARNESS_C, HARNESS_H, IoDesc, glue};
+use nnc_runtime::harness::{HARNESS_C, HARNESS_H, IoDesc, StepDesc, glue};
 
 use crate::driver::{DriverError, Result};
 use crate::io;
@@ -23,6 +23,8 @@ pub struct CFlags {
     pub opt: Vec<String>,
     /// Build with AddressSanitizer and UndefinedBehaviorSanitizer.
     pub sanitize: bool,
+    /// Compile the per-step profiling hooks in (`-DNNC_PROFILE`).
+    pub profile: bool,
 }
 
 impl Default for CFlags {
@@ -30,6 +32,7 @@ impl Default for CFlags {
         CFlags {
             opt: vec!["-O2".into()],
             sanitize: false,
+            profile: false,
         }
     }
 }
@@ -38,8 +41,12 @@ impl CFlags {
     /// Flags for benchmarks: `-O3 -march=native`.
     pub fn bench() -> Self {
         CFlags {
-            opt: vec!["-O3".into(), "-march=native".into()],
-            sanitize: false,
+            opt: vec![
+                "-O3".into(),
+                "-march=native".into(),
+                "-mprefer-vector-width=512".into(),
+            ],
+            ..Default::default()
         }
     }
 }
@@ -80,6 +87,27 @@ fn io_desc(list: &[(String, nnc_ir::TensorType)]) -> Vec<IoDesc> {
         .collect()
 }
 
+/// Step descriptions for `--profile` tables.
+pub fn step_descs(p: &Program) -> Vec<StepDesc> {
+    p.steps
+        .iter()
+        .map(|s| {
+            let ins: Vec<&nnc_ir::TensorType> = s.inputs.iter().map(|b| &b.ty).collect();
+            let outs: Vec<nnc_ir::TensorType> = s.outputs.iter().map(|b| b.ty.clone()).collect();
+            StepDesc {
+                op: s.op.name().to_string(),
+                output: outs
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                name: s.name.clone(),
+                macs: nnc_ir::stats::op_macs(&s.op, &ins, &outs),
+            }
+        })
+        .collect()
+}
+
 /// The harness glue (`nnc_glue.c`) for a program compiled as `name`.
 pub fn harness_glue(p: &Program, name: &str) -> String {
     glue(
@@ -87,6 +115,7 @@ pub fn harness_glue(p: &Program, name: &str) -> String {
         &format!("{name}.h"),
         &io_desc(&p.inputs),
         &io_desc(&p.outputs),
+        &step_descs(p),
     )
 }
 
@@ -176,7 +205,17 @@ fn harness_object(base: &Path, flags: &CFlags) -> Result<PathBuf> {
 /// executable (cached by content).
 pub fn build_executable(src: &CSource, glue_c: &str, flags: &CFlags) -> Result<PathBuf> {
     let san = sanitize_flags(flags);
-    let all = format!("{} {}", flags.opt.join(" "), san.join(" "));
+    let prof: Vec<&str> = if flags.profile {
+        vec!["-DNNC_PROFILE"]
+    } else {
+        vec![]
+    };
+    let all = format!(
+        "{} {} {}",
+        flags.opt.join(" "),
+        san.join(" "),
+        prof.join(" ")
+    );
     let key = fnv(&[
         src.header.as_bytes(),
         src.source.as_bytes(),
@@ -208,6 +247,7 @@ pub fn build_executable(src: &CSource, glue_c: &str, flags: &CFlags) -> Result<P
             .args(strict)
             .args(&flags.opt)
             .args(&san)
+            .args(&prof)
             .args(["-c", &format!("{name}.c"), "-o", "model.o"]),
         "compiling the generated C",
     )?;

@@ -10,7 +10,8 @@
  * Input files are .npy or serialized ONNX TensorProto (.pb); outputs are
  * written as .npy. Without --output, a summary of each output is printed.
  * --bench N runs the model N times after a warm-up and prints the median
- * and 90th-percentile latency.
+ * and 90th-percentile latency; with --profile (and a model compiled with
+ * -DNNC_PROFILE) it prints the time and GFLOP/s of every step instead.
  *
  * Exit status: 0 on success, 1 on a runtime or file error, 2 on bad usage.
  */
@@ -319,6 +320,38 @@ static double now_ms(void) {
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+/* Per-step profile: time since the previous hook call, summed per step. */
+static double *prof_sum;
+static double prof_last;
+
+void nnc_profile_begin(void) {
+    prof_last = now_ms();
+}
+
+void nnc_profile_step(int step) {
+    double t = now_ms();
+    if (prof_sum && step >= 0 && step < nnc_num_steps) prof_sum[step] += t - prof_last;
+    prof_last = t;
+}
+
+static void print_profile(long runs, int json) {
+    int i;
+    double total = 0;
+    for (i = 0; i < nnc_num_steps; ++i) total += prof_sum[i];
+    if (json) printf("{\"steps\": [");
+    else printf("step  op               ms/run   share   GFLOP/s  output / name\n");
+    for (i = 0; i < nnc_num_steps; ++i) {
+        double ms = prof_sum[i] / (double)runs;
+        double gflops = ms > 0 ? 2.0 * (double)nnc_steps[i].macs / (ms * 1e6) : 0;
+        if (json)
+            printf("%s{\"op\": \"%s\", \"ms\": %.6f, \"gflops\": %.3f, \"macs\": %llu}", i ? ", " : "", nnc_steps[i].op, ms, gflops, nnc_steps[i].macs);
+        else
+            printf("%4d  %-15s %8.4f  %5.1f%%  %8.2f  %s  %s\n", i, nnc_steps[i].op, ms, total > 0 ? 100.0 * prof_sum[i] / total : 0.0, gflops, nnc_steps[i].output, nnc_steps[i].name);
+    }
+    if (json) printf("], \"total_ms\": %.6f}\n", total / (double)runs);
+    else printf("total %.4f ms/run over %ld runs\n", total / (double)runs, runs);
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : (x > y);
@@ -332,7 +365,7 @@ static void *aligned(size_t bytes) {
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: %s [--input [NAME=]FILE]... [--output [NAME=]FILE]... [--bench N] [--json]\n", nnc_model_name);
+    fprintf(stderr, "usage: %s [--input [NAME=]FILE]... [--output [NAME=]FILE]... [--bench N [--profile]] [--json]\n", nnc_model_name);
     return 2;
 }
 
@@ -362,7 +395,7 @@ int main(int argc, char **argv) {
     const char **out_files = (const char **)calloc((size_t)no + 1, sizeof(char *));
     void *arena;
     long bench = 0;
-    int json = 0, i, rc, positional = 0;
+    int json = 0, profile = 0, i, rc, positional = 0;
     if (!ins || !outs || !in_files || !out_files) return 1;
     for (i = 1; i < argc; ++i) {
         const char *a = argv[i];
@@ -381,6 +414,8 @@ int main(int argc, char **argv) {
             if (bench <= 0) return usage();
         } else if (!strcmp(a, "--json")) {
             json = 1;
+        } else if (!strcmp(a, "--profile")) {
+            profile = 1;
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage();
             return 0;
@@ -419,6 +454,16 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "error: the model failed with code %d\n", rc);
                 return 1;
             }
+        }
+        if (profile) {
+            prof_sum = (double *)calloc((size_t)nnc_num_steps + 1, sizeof(double));
+            if (!prof_sum) return 1;
+            for (k = 0; k < bench; ++k) nnc_run((const void *const *)ins, outs, arena);
+            print_profile(bench, json);
+            free(prof_sum);
+            prof_sum = NULL;
+            free(t);
+            return 0;
         }
         qsort(t, (size_t)bench, sizeof(double), cmp_double);
         p90 = (bench * 9) / 10 < bench ? (bench * 9) / 10 : bench - 1;

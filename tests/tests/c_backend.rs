@@ -57,6 +57,7 @@ fn mlperf_tiny_clean_under_sanitizers() {
     let flags = CFlags {
         opt: vec!["-O1".into()],
         sanitize: true,
+        profile: false,
     };
     for m in MLPERF_TINY_FP32.iter().chain(INT8_MODELS.iter()) {
         check(m, OptLevel::O2, &flags);

@@ -9,6 +9,7 @@
 //! `-std=c99 -Wall -Wextra -Werror -pedantic`.
 
 mod elementwise;
+mod fast;
 mod layout;
 mod nn;
 mod writer;
@@ -64,13 +65,41 @@ pub struct CSource {
 #[derive(Debug, Default)]
 pub struct Helpers {
     used: BTreeSet<&'static str>,
+    /// File-scope arrays kernels derive from weights (packed layouts).
+    globals: String,
+    counter: usize,
 }
 
 impl Helpers {
     pub fn need(&mut self, h: &'static str) {
         self.used.insert(h);
     }
+
+    /// Adds a file-scope `static const` array and returns its name.
+    pub fn global_array(&mut self, what: &str, ctype: &str, values: &[String]) -> String {
+        let name = format!("nnc_{what}{}", self.counter);
+        self.counter += 1;
+        let _ = write!(
+            self.globals,
+            "static const {ctype} {name}[{}] = {{",
+            values.len().max(1)
+        );
+        if values.is_empty() {
+            self.globals.push('0');
+        }
+        for (i, v) in values.iter().enumerate() {
+            self.globals
+                .push_str(if i % 8 == 0 { "\n    " } else { " " });
+            self.globals.push_str(v);
+            self.globals.push(',');
+        }
+        self.globals.push_str("\n};\n\n");
+        name
+    }
 }
+
+/// Weight tensors of a step's inputs (`None` for computed inputs).
+pub type StepWeights<'a> = Vec<Option<&'a Tensor>>;
 
 fn unsupported(step: &Step, what: &str) -> BackendError {
     BackendError::Unsupported {
@@ -81,17 +110,34 @@ fn unsupported(step: &Step, what: &str) -> BackendError {
     }
 }
 
+/// Fused multiply-add where the hardware has it, plain arithmetic elsewhere
+/// (a software `fmaf` would be much slower than the two operations).
+const FMA_MACRO: &str = "#if defined(__FMA__) || defined(__ARM_FEATURE_FMA) || defined(FP_FAST_FMAF)\n#define NNC_FMA(a, b, c) fmaf((a), (b), (c))\n#else\n#define NNC_FMA(a, b, c) ((a) * (b) + (c))\n#endif\n\n";
+
+/// Per-step timing hooks, compiled in only with `-DNNC_PROFILE`.
+const PROFILE_HOOKS: &str = "#ifdef NNC_PROFILE\nvoid nnc_profile_begin(void);\nvoid nnc_profile_step(int step);\n#define NNC_PROFILE_BEGIN() nnc_profile_begin()\n#define NNC_PROFILE_STEP(i) nnc_profile_step(i)\n#else\n#define NNC_PROFILE_BEGIN() ((void)0)\n#define NNC_PROFILE_STEP(i) ((void)0)\n#endif\n\n";
+
 /// Emits the header and source for a program.
 pub fn emit(p: &Program, name: &str, target: CTarget) -> Result<CSource> {
     let name = ident(name);
     let mut h = Helpers::default();
     let mut body = String::new();
     let mut calls = Vec::new();
+    let mut used = BTreeSet::new();
     for (i, st) in p.steps.iter().enumerate() {
-        let (func, call) = step_function(&name, i, st, &mut h, target)?;
+        let ws: StepWeights<'_> = st
+            .inputs
+            .iter()
+            .map(|b| match b.loc {
+                Loc::Const(k) => Some(p.weights[k].tensor.as_ref()),
+                _ => None,
+            })
+            .collect();
+        let (func, call, refs) = step_function(&name, i, st, &ws, &mut h, target)?;
         body.push_str(&func);
         body.push('\n');
         calls.push(call);
+        used.extend(refs);
     }
     let mut src = String::new();
     let _ = writeln!(
@@ -103,23 +149,21 @@ pub fn emit(p: &Program, name: &str, target: CTarget) -> Result<CSource> {
     );
     let _ = writeln!(src, "#include \"{name}.h\"\n");
     src.push_str("#include <math.h>\n#include <stddef.h>\n#include <stdint.h>\n\n");
+    if h.used.contains("nnc_fma") {
+        src.push_str(FMA_MACRO);
+    }
     for hname in &h.used {
         src.push_str(elementwise::helper_source(hname));
         src.push('\n');
     }
-    // Only weights some step reads (an empty one is passed as a null pointer).
-    let used: BTreeSet<usize> = p
-        .steps
-        .iter()
-        .flat_map(|s| s.inputs.iter())
-        .filter_map(|b| match b.loc {
-            Loc::Const(k) if !b.ty.is_empty() => Some(k),
-            _ => None,
-        })
-        .collect();
+    // Only weights some step reads; packed copies replace the originals.
     weights(&mut src, p, &used);
+    src.push_str(&h.globals);
     src.push_str(&body);
-    // Entry point.
+    // Entry point. With -DNNC_PROFILE it reports the end of every step to
+    // hooks the host harness provides (per-step timing); otherwise the
+    // hooks compile to nothing.
+    src.push_str(PROFILE_HOOKS);
     let mut w = W::new();
     w.open(format!(
         "int {name}_run(const void *const *inputs, void *const *outputs, void *arena)"
@@ -129,8 +173,10 @@ pub fn emit(p: &Program, name: &str, target: CTarget) -> Result<CSource> {
     w.line("(void)inputs;");
     w.line("(void)outputs;");
     w.line("(void)a;");
-    for c in calls {
+    w.line("NNC_PROFILE_BEGIN();");
+    for (i, c) in calls.into_iter().enumerate() {
         w.line(format!("if ((rc = {c}) != 0) return rc;"));
+        w.line(format!("NNC_PROFILE_STEP({i});"));
     }
     w.line("return 0;");
     w.close();
@@ -252,9 +298,10 @@ fn step_function(
     name: &str,
     i: usize,
     st: &Step,
+    ws: &StepWeights<'_>,
     h: &mut Helpers,
     target: CTarget,
-) -> Result<(String, String)> {
+) -> Result<(String, String, Vec<usize>)> {
     let fname = format!("{name}_step_{i}");
     let restrict = if st.aliases() { "" } else { "restrict " };
     let mut params = Vec::new();
@@ -274,8 +321,19 @@ fn step_function(
         args.push(arg(b, false));
     }
     let mut w = W::new();
-    kernel(&mut w, st, h, target)?;
+    kernel(&mut w, st, ws, h, target)?;
     let body = w.s;
+    // Weights the body does not read (packed elsewhere) are not passed.
+    let mut refs = Vec::new();
+    for (k, b) in st.inputs.iter().enumerate() {
+        if let Loc::Const(c) = b.loc {
+            if mentions(&body, &format!("in{k}")) && !b.ty.is_empty() {
+                refs.push(c);
+            } else {
+                args[k] = format!("(const {} *)0", ctype(b.ty.dtype));
+            }
+        }
+    }
     let mut f = String::new();
     let shapes: Vec<String> = st.outputs.iter().map(|b| b.ty.to_string()).collect();
     let _ = writeln!(
@@ -297,7 +355,7 @@ fn step_function(
         let _ = writeln!(f, "    {l}");
     }
     f.push_str("    return 0;\n}\n");
-    Ok((f, format!("{fname}({})", args.join(", "))))
+    Ok((f, format!("{fname}({})", args.join(", ")), refs))
 }
 
 /// True when `ident` occurs in `body` as a whole identifier.
@@ -310,7 +368,13 @@ fn mentions(body: &str, ident: &str) -> bool {
     })
 }
 
-fn kernel(w: &mut W, st: &Step, h: &mut Helpers, target: CTarget) -> Result<()> {
+fn kernel(
+    w: &mut W,
+    st: &Step,
+    ws: &StepWeights<'_>,
+    h: &mut Helpers,
+    target: CTarget,
+) -> Result<()> {
     let y = &st.outputs[0].ty;
     let ins: Vec<&nnc_ir::TensorType> = st.inputs.iter().map(|b| &b.ty).collect();
     let r = y.rank();
@@ -390,7 +454,13 @@ fn kernel(w: &mut W, st: &Step, h: &mut Helpers, target: CTarget) -> Result<()> 
                 format!("({t})((int64_t){} - {zp}) * {}", v[0], v[1])
             });
         }
-        Op::Conv(a) => nn::conv(w, a, ins[0], ins[1], ins.len() > 2, y, h),
+        Op::Conv(a) => {
+            let fast = target == CTarget::Host
+                && fast::conv(w, a, ins[0], ins[1], ins.len() > 2, y, ws, h);
+            if !fast {
+                nn::conv(w, a, ins[0], ins[1], ins.len() > 2, y, h);
+            }
+        }
         Op::ConvTranspose(a) => nn::conv_transpose(w, a, ins[0], ins[1], ins.len() > 2, y),
         Op::Gemm(a) => nn::gemm(w, a, ins[0], ins[1], ins.get(2).copied(), y, h),
         Op::MatMul => nn::matmul(w, ins[0], ins[1], y),

@@ -35,6 +35,9 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         inputs[idx] = io::read_tensor(Path::new(f))?.1;
     }
     nnc_ir::interp::check_inputs(&g, &inputs)?;
+    if a.profile && a.backend == Backend::Interp {
+        bail!("--profile needs a compiled backend (--backend c)");
+    }
     match a.backend {
         Backend::Interp => {
             let t0 = Instant::now();
@@ -57,7 +60,11 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
             let p = nnc_backends::lower(&g, &name)?;
             let src = nnc_backends::c::emit(&p, &name, nnc_backends::c::CTarget::Host)?;
             let glue = nnc::cbuild::harness_glue(&p, &src.name);
-            let exe = nnc::cbuild::build_executable(&src, &glue, &nnc::cbuild::CFlags::bench())?;
+            let flags = nnc::cbuild::CFlags {
+                profile: a.profile,
+                ..nnc::cbuild::CFlags::bench()
+            };
+            let exe = nnc::cbuild::build_executable(&src, &glue, &flags)?;
             let dir = std::env::temp_dir().join(format!("nnc-bench-{}", std::process::id()));
             std::fs::create_dir_all(&dir)?;
             let mut args = Vec::new();
@@ -84,6 +91,24 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
                     v["p90_ms"].as_f64().unwrap_or(f64::NAN),
                 ))
             };
+            if a.profile {
+                let runs = a.runs.unwrap_or(200).max(1).to_string();
+                let mut cmd = Command::new(&exe);
+                cmd.args(&args).args(["--bench", &runs, "--profile"]);
+                if a.json {
+                    cmd.arg("--json");
+                }
+                let out = cmd.output()?;
+                if !out.status.success() {
+                    bail!(
+                        "profile failed: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                }
+                print!("{}", String::from_utf8_lossy(&out.stdout));
+                let _ = std::fs::remove_dir_all(&dir);
+                return Ok(ExitCode::SUCCESS);
+            }
             let runs = match a.runs {
                 Some(n) => n.max(1),
                 None => auto_runs(run(3)?.0),

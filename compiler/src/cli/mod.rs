@@ -259,6 +259,9 @@ struct BenchArgs {
     /// Print JSON (`median_ms`, `p90_ms`, `runs`)
     #[arg(long)]
     json: bool,
+    /// Print the time and achieved GFLOP/s of every step instead (C backend)
+    #[arg(long)]
+    profile: bool,
 }
 
 /// Parses sizes like `65536`, `64K`, `64KiB`, `1M`, `1MiB`, `1.5MB` (powers of 1024).
