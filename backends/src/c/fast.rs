@@ -67,6 +67,20 @@ struct Geo {
     p: [usize; 2],
     /// Pads at the end of each axis.
     pe: [usize; 2],
+    /// Columns stored de-interleaved by stride phase (1: plain rows).
+    phases: usize,
+}
+
+impl Geo {
+    /// Floats per stored input row (all phases).
+    fn row(&self) -> usize {
+        self.phases * self.iw.div_ceil(self.phases)
+    }
+
+    /// Floats per input channel.
+    fn plane(&self) -> usize {
+        self.ih * self.row()
+    }
 }
 
 impl Geo {
@@ -92,6 +106,7 @@ impl Geo {
                 d: [1, 1],
                 p: [0, 0],
                 pe: [0, 0],
+                phases: 1,
             });
         }
         match x.rank() {
@@ -109,6 +124,7 @@ impl Geo {
                 d: [a.dilations[0], a.dilations[1]],
                 p: [a.pads[0], a.pads[1]],
                 pe: [a.pads[2], a.pads[3]],
+                phases: 1,
             }),
             3 => Some(Geo {
                 batch: x.dims[0],
@@ -124,6 +140,7 @@ impl Geo {
                 d: [1, a.dilations[0]],
                 p: [0, a.pads[0]],
                 pe: [0, a.pads[1]],
+                phases: 1,
             }),
             _ => None,
         }
@@ -152,27 +169,37 @@ const PAD_COPY_LIMIT: usize = 256 * 1024;
 /// copy on the stack and the returned geometry has no pads, so the kernel
 /// never needs a bounds check.
 fn padded(g: &Geo) -> Option<Geo> {
+    copy_geometry(g, 1)
+}
+
+/// The geometry of a zero-padded copy whose columns are de-interleaved
+/// into `phases` planes (so strided taps become contiguous loads), when a
+/// copy is worth making and fits on the stack.
+fn copy_geometry(g: &Geo, phases: usize) -> Option<Geo> {
     let ihp = g.ih + g.p[0] + g.pe[0];
     let iwp = g.iw + g.p[1] + g.pe[1];
     let pads = g.p[0] + g.p[1] + g.pe[0] + g.pe[1];
-    (pads > 0 && g.c * ihp * iwp * 4 <= PAD_COPY_LIMIT).then(|| Geo {
+    let out = Geo {
         ih: ihp,
         iw: iwp,
         p: [0, 0],
         pe: [0, 0],
+        phases,
         ..g.clone()
-    })
+    };
+    ((pads > 0 || phases > 1) && g.c * out.plane() * 4 <= PAD_COPY_LIMIT).then_some(out)
 }
 
-/// See [`padded`]: emits the definition of `xin` for geometry `g`.
-fn input_prologue(w: &mut W, g: &Geo, t: &str) {
-    let ihp = g.ih + g.p[0] + g.pe[0];
-    let iwp = g.iw + g.p[1] + g.pe[1];
-    let n = g.c * ihp * iwp;
-    if padded(g).is_none() {
+/// Emits the definition of `xin`, this batch element's input laid out as
+/// `to` describes: either the input itself or a padded (and possibly
+/// de-interleaved) stack copy of it. `g` is the convolution's geometry.
+fn input_prologue(w: &mut W, g: &Geo, to: Option<&Geo>, t: &str) {
+    let Some(to) = to else {
         w.line(format!("const {t} *xin = in0 + n * {};", g.c * g.ih * g.iw));
         return;
-    }
+    };
+    let n = g.c * to.plane();
+    let (ph, wph) = (to.phases, to.iw.div_ceil(to.phases));
     w.line(format!("{t} xp[{n}];"));
     w.for_("i", 0, n);
     w.line("xp[i] = 0;");
@@ -180,9 +207,10 @@ fn input_prologue(w: &mut W, g: &Geo, t: &str) {
     w.for_("c", 0, g.c);
     w.for_("r", 0, g.ih);
     w.for_("k", 0, g.iw);
+    w.line(format!("const size_t col = k + {};", g.p[1]));
     w.line(format!(
-        "xp[(c * {ihp} + r + {}) * {iwp} + k + {}] = in0[((n * {} + c) * {} + r) * {} + k];",
-        g.p[0], g.p[1], g.c, g.ih, g.iw
+        "xp[((c * {} + r + {}) * {ph} + col % {ph}) * {wph} + col / {ph}] = in0[((n * {} + c) * {} + r) * {} + k];",
+        to.ih, g.p[0], g.c, g.ih, g.iw
     ));
     w.close();
     w.close();
@@ -284,12 +312,22 @@ pub fn conv(
     let cg = g.c / a.group;
     let mg = g.m / a.group;
     if cg == 1 && mg == 1 {
+        if y.dtype == DType::F32 && depthwise_hwc(w, a, &g, ws, h) {
+            return true;
+        }
         return depthwise(w, a, &g, bias, y, h);
     }
     // Wide rows: vectorize over output columns. Narrow ones: over output
     // channels, which needs the weights repacked (so they must be constants).
+    // Spatial tiles pay for overlap when the row is not a multiple of the
+    // tile width; prefer channel vectors then, if they apply.
     let (lo, hi) = g.interior();
-    if hi - lo >= 16 && spatial_tiles(w, a, &g, cg, mg, bias, y, h) {
+    let width = g.ow.min(hi - lo + g.p[1] + g.pe[1]);
+    let vw = tile_width(width);
+    let cv_ok =
+        a.group == 1 && y.dtype == DType::F32 && g.m >= 8 && ws.get(1).copied().flatten().is_some();
+    let prefer_cv = cv_ok && (width < 32 || (vw > 0 && width % vw != 0 && width < 2 * vw));
+    if width >= 16 && !prefer_cv && spatial_tiles(w, a, &g, cg, mg, bias, y, h) {
         return true;
     }
     let bias_t = if bias {
@@ -446,7 +484,7 @@ fn channel_vectorized(
         w.close();
     };
     w.for_("n", 0, g.batch);
-    input_prologue(w, g0, "float");
+    input_prologue(w, g0, gp.as_ref(), "float");
     w.for_("ob", 0, nob);
     w.line(format!("const float *wb = {wp} + ob * {};", g.c * kk * vb));
     w.for_("oh", 0, g.oh);
@@ -493,7 +531,8 @@ fn spatial_tiles(
     y: &TensorType,
     h: &mut Helpers,
 ) -> bool {
-    let gp = padded(g0);
+    // Strided convolutions read a copy de-interleaved by column phase.
+    let gp = copy_geometry(g0, g0.s[1]);
     let g = gp.as_ref().unwrap_or(g0);
     let (lo, hi) = g.interior();
     let vw = tile_width(hi - lo);
@@ -516,7 +555,7 @@ fn spatial_tiles(
     };
     let nblk = (hi - lo).div_ceil(vw);
     w.for_("n", 0, y.dims[0]);
-    input_prologue(w, g0, t);
+    input_prologue(w, g0, gp.as_ref(), t);
     w.open(format!("for (size_t o0 = 0; o0 < {}; o0 += {ob})", g.m));
     w.line(format!("const size_t ic0 = (o0 / {mg}) * {cg};"));
     w.for_("oh", 0, g.oh);
@@ -538,10 +577,7 @@ fn spatial_tiles(
     w.close();
     w.close();
     w.for_("ic", 0, cg);
-    w.line(format!(
-        "const {t} *xc = xin + (ic0 + ic) * {};",
-        g.ih * g.iw
-    ));
+    w.line(format!("const {t} *xc = xin + (ic0 + ic) * {};", g.plane()));
     w.line(format!("const {t} *wc = in1 + (o0 * {cg} + ic) * {ksz};"));
     w.for_("kh", 0, g.kh);
     w.line(format!(
@@ -549,12 +585,29 @@ fn spatial_tiles(
         g.s[0], g.d[0], g.p[0]
     ));
     w.line(format!("if (ih < 0 || ih >= {}) continue;", g.ih));
-    w.line(format!(
-        "const {t} *xr = xc + (size_t)ih * {} + ow0 * {s} - {p};",
-        g.iw
-    ));
+    // With phases, tap kw of a stride-s tile is a contiguous run in
+    // phase (kw*d) % s, starting (kw*d) / s columns in.
+    let (ph, wph) = (g.phases, g.iw.div_ceil(g.phases));
+    let step = if ph > 1 { 1 } else { s };
+    if ph > 1 {
+        w.line(format!(
+            "const {t} *xr = xc + (size_t)ih * {} + ow0;",
+            g.row()
+        ));
+    } else {
+        w.line(format!(
+            "const {t} *xr = xc + (size_t)ih * {} + ow0 * {s} - {p};",
+            g.row()
+        ));
+    }
     w.for_("kw", 0, g.kw);
-    w.line(format!("const {t} *xk = xr + kw * {d};"));
+    if ph > 1 {
+        w.line(format!(
+            "const {t} *xk = xr + ((kw * {d}) % {ph}) * {wph} + (kw * {d}) / {ph};"
+        ));
+    } else {
+        w.line(format!("const {t} *xk = xr + kw * {d};"));
+    }
     w.for_("b", 0, ob);
     w.line(format!(
         "const {t} wv = wc[b * {} + kh * {} + kw];",
@@ -564,9 +617,11 @@ fn spatial_tiles(
     w.for_("j", 0, vw);
     if y.dtype == DType::F32 {
         h.need("nnc_fma");
-        w.line(format!("acc[b][j] = NNC_FMA(wv, xk[j * {s}], acc[b][j]);"));
+        w.line(format!(
+            "acc[b][j] = NNC_FMA(wv, xk[j * {step}], acc[b][j]);"
+        ));
     } else {
-        w.line(format!("acc[b][j] += wv * xk[j * {s}];"));
+        w.line(format!("acc[b][j] += wv * xk[j * {step}];"));
     }
     w.close();
     w.close();
@@ -688,6 +743,81 @@ fn depthwise_wide_grid(w: &mut W, a: &ConvAttrs, g: &Geo, bias: bool, h: &mut He
     w.line(format!(
         "out0[((n * {} + c) * {} + oh) * {} + ow] = {e};",
         g.m, g.oh, g.ow
+    ));
+    w.close();
+    w.close();
+    w.close();
+    w.close();
+    true
+}
+
+/// Depthwise convolution on tiny planes with many channels: the input is
+/// transposed to channels-last (zero-padded) on the stack, so every tap is
+/// a contiguous vector over channels, with weights packed `[tap][channel]`.
+fn depthwise_hwc(w: &mut W, a: &ConvAttrs, g: &Geo, ws: &StepWeights<'_>, h: &mut Helpers) -> bool {
+    let Some(wt) = ws.get(1).copied().flatten() else {
+        return false;
+    };
+    let bias = ws.get(2).copied().flatten();
+    if ws.len() > 2 && bias.is_none() {
+        return false;
+    }
+    let (ihp, iwp) = (g.ih + g.p[0] + g.pe[0], g.iw + g.p[1] + g.pe[1]);
+    let c = g.m;
+    if g.oh * g.ow > 64 || c < 16 || (ihp * iwp * c + c) * 4 > PAD_COPY_LIMIT {
+        return false;
+    }
+    let kk = g.kh * g.kw;
+    let wv = wt.to_f64();
+    let packed: Vec<String> = (0..kk)
+        .flat_map(|k| (0..c).map(move |ch| (k, ch)))
+        .map(|(k, ch)| flit(wv[ch * kk + k], DType::F32))
+        .collect();
+    let bv = bias.map(|b| b.to_f64()).unwrap_or_else(|| vec![0.0; c]);
+    let bp: Vec<String> = bv.iter().map(|&v| flit(v, DType::F32)).collect();
+    let wp = h.global_array("dw_w", "float", &packed);
+    let bpn = h.global_array("dw_b", "float", &bp);
+    h.need("nnc_fma");
+    w.for_("n", 0, g.batch);
+    w.line(format!("float xt[{}], acc[{c}];", ihp * iwp * c));
+    w.for_("i", 0, ihp * iwp * c);
+    w.line("xt[i] = 0.0f;");
+    w.close();
+    w.for_("ch", 0, c);
+    w.for_("r", 0, g.ih);
+    w.for_("k", 0, g.iw);
+    w.line(format!(
+        "xt[((r + {}) * {iwp} + k + {}) * {c} + ch] = in0[((n * {c} + ch) * {} + r) * {} + k];",
+        g.p[0], g.p[1], g.ih, g.iw
+    ));
+    w.close();
+    w.close();
+    w.close();
+    w.for_("oh", 0, g.oh);
+    w.for_("ow", 0, g.ow);
+    w.for_("ch", 0, c);
+    w.line(format!("acc[ch] = {bpn}[ch];"));
+    w.close();
+    w.for_("kh", 0, g.kh);
+    w.for_("kw", 0, g.kw);
+    w.line(format!(
+        "const float *xr = xt + ((oh * {} + kh * {}) * {iwp} + ow * {} + kw * {}) * {c};",
+        g.s[0], g.d[0], g.s[1], g.d[1]
+    ));
+    w.line(format!(
+        "const float *wr = {wp} + (kh * {} + kw) * {c};",
+        g.kw
+    ));
+    w.for_("ch", 0, c);
+    w.line("acc[ch] = NNC_FMA(xr[ch], wr[ch], acc[ch]);");
+    w.close();
+    w.close();
+    w.close();
+    w.for_("ch", 0, c);
+    let e = act(&a.act, "acc[ch]", DType::F32, h);
+    w.line(format!(
+        "out0[((n * {c} + ch) * {} + oh) * {} + ow] = {e};",
+        g.oh, g.ow
     ));
     w.close();
     w.close();
