@@ -7,9 +7,12 @@
 //! Depends on `nnc-ir` and `nnc-passes`.
 
 pub mod c;
+pub mod cranelift;
 pub mod error;
+pub mod header;
 pub mod plan;
 pub mod program;
+pub mod tables;
 
 pub use error::{BackendError, Result};
 pub use plan::lower;

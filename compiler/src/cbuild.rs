@@ -63,7 +63,7 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("nnc-cache"))
 }
 
-fn fnv(parts: &[&[u8]]) -> u64 {
+pub(crate) fn fnv(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for p in parts {
         for &b in *p {
@@ -119,7 +119,7 @@ pub fn harness_glue(p: &Program, name: &str) -> String {
     )
 }
 
-fn run_tool(cmd: &mut Command, what: &str) -> Result<()> {
+pub(crate) fn run_tool(cmd: &mut Command, what: &str) -> Result<()> {
     let out = cmd.output().map_err(|e| {
         DriverError::Usage(format!(
             "cannot run `{}` ({what}): {e}",
@@ -147,7 +147,7 @@ fn run_tool(cmd: &mut Command, what: &str) -> Result<()> {
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-fn scratch_dir(base: &Path, tag: &str) -> Result<PathBuf> {
+pub(crate) fn scratch_dir(base: &Path, tag: &str) -> Result<PathBuf> {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let d = base.join(format!(".{tag}-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&d)
@@ -155,12 +155,12 @@ fn scratch_dir(base: &Path, tag: &str) -> Result<PathBuf> {
     Ok(d)
 }
 
-fn write(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text)
         .map_err(|e| DriverError::Usage(format!("cannot write `{}`: {e}", path.display())))
 }
 
-fn sanitize_flags(flags: &CFlags) -> Vec<&'static str> {
+pub(crate) fn sanitize_flags(flags: &CFlags) -> Vec<&'static str> {
     if flags.sanitize {
         vec![
             "-fsanitize=address,undefined",
@@ -173,7 +173,7 @@ fn sanitize_flags(flags: &CFlags) -> Vec<&'static str> {
 }
 
 /// The harness object, compiled once per harness version and flag set.
-fn harness_object(base: &Path, flags: &CFlags) -> Result<PathBuf> {
+pub(crate) fn harness_object(base: &Path, flags: &CFlags) -> Result<PathBuf> {
     let san = sanitize_flags(flags);
     let key = fnv(&[
         HARNESS_C.as_bytes(),

@@ -174,15 +174,18 @@ pub enum Backend {
     Interp,
     /// Generated C, compiled with the system `cc`.
     C,
+    /// Cranelift native code, compiled in process (JIT).
+    Native,
 }
 
 impl Backend {
-    pub const ALL: [Backend; 2] = [Backend::Interp, Backend::C];
+    pub const ALL: [Backend; 3] = [Backend::Interp, Backend::C, Backend::Native];
 
     pub fn name(self) -> &'static str {
         match self {
             Backend::Interp => "interp",
             Backend::C => "c",
+            Backend::Native => "native",
         }
     }
 }
@@ -192,5 +195,6 @@ pub fn execute(g: &Graph, backend: Backend, inputs: &[Tensor]) -> Result<Vec<Ten
     match backend {
         Backend::Interp => run_interp(g, inputs),
         Backend::C => crate::cbuild::run_c(g, inputs, &crate::cbuild::CFlags::default()),
+        Backend::Native => crate::native::run_native(g, inputs),
     }
 }

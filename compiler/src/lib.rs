@@ -5,4 +5,5 @@
 pub mod cbuild;
 pub mod driver;
 pub mod io;
+pub mod native;
 pub mod onnx;

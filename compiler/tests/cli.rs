@@ -54,7 +54,7 @@ fn tmp(name: &str) -> PathBuf {
 #[test]
 fn help_documents_every_subcommand() {
     let (out, _) = text(&nnc(&["--help"]));
-    for cmd in ["run", "dump", "info"] {
+    for cmd in ["run", "dump", "info", "emit-c", "compile", "bench"] {
         assert!(out.contains(cmd), "{out}");
     }
     let (out, _) = text(&nnc(&["run", "--help"]));
@@ -615,7 +615,7 @@ fn plan_dump_and_bench() {
         out.contains("arena 64000 bytes") && out.contains("PEAK"),
         "{out}"
     );
-    for backend in ["interp", "c"] {
+    for backend in ["interp", "c", "native"] {
         let o = nnc(&[
             "bench",
             &model,
@@ -636,4 +636,169 @@ fn plan_dump_and_bench() {
             "{out}"
         );
     }
+}
+
+/// The float models every backend must run, relative to the models folder.
+const FLOAT_MODELS: [&str; 8] = [
+    "mlperf_tiny/ad_fc_autoencoder_fp32",
+    "mlperf_tiny/ic_resnet8_fp32",
+    "mlperf_tiny/kws_dscnn_fp32",
+    "mlperf_tiny/sww_dscnn_fp32",
+    "mlperf_tiny/vww_mbv1_025_96_fp32",
+    "torchvision/mobilenet_v2",
+    "torchvision/squeezenet1_1",
+    "onnx_light/light_squeezenet_randw",
+];
+
+/// `nnc compile` executables for every float model, run on their `.pb`
+/// inputs, write `.npy` outputs that match the references.
+#[test]
+fn compiled_executables_match_the_references() {
+    let dir = tmp("compile");
+    for m in FLOAT_MODELS {
+        let d = models().join(m);
+        let exe = dir.join(m.replace('/', "_"));
+        let o = nnc(&[
+            "compile",
+            &d.join("model.onnx").display().to_string(),
+            "-o",
+            &exe.display().to_string(),
+        ]);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{m}: {err}");
+        assert!(out.contains("code") && out.contains("arena"), "{out}");
+        let npy = dir.join(format!("{}.npy", m.replace('/', "_")));
+        let r = Command::new(&exe)
+            .arg("--input")
+            .arg(d.join("test_data_set_0/input_0.pb"))
+            .arg("--output")
+            .arg(&npy)
+            .output()
+            .unwrap();
+        assert!(
+            r.status.success(),
+            "{m}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        let (_, got) = nnc::io::read_tensor(&npy).unwrap();
+        let (_, want) = nnc::io::read_tensor(&d.join("test_data_set_0/output_0.pb")).unwrap();
+        let c = nnc::driver::compare(&got, &want, 1e-4, 1e-5);
+        assert!(c.ok(), "{m}: {c:?}");
+        // The executable's own benchmark mode.
+        let b = Command::new(&exe)
+            .args(["--bench", "3", "--json"])
+            .output()
+            .unwrap();
+        let bo = String::from_utf8_lossy(&b.stdout);
+        assert!(
+            b.status.success() && bo.contains("\"median_ms\""),
+            "{m}: {bo}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--emit obj` writes an object and a header a C program links against,
+/// for the host and (object only) for aarch64.
+#[test]
+fn compile_emits_objects_for_linking() {
+    let (model, input, output) = kws();
+    let dir = tmp("obj");
+    let obj = dir.join("kws.o");
+    let o = nnc(&[
+        "compile",
+        &model,
+        "--emit",
+        "obj",
+        "-o",
+        &obj.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let header = std::fs::read_to_string(dir.join("kws.h")).unwrap();
+    for m in [
+        "int kws_run(const void *const *inputs, void *const *outputs, void *arena);",
+        "#define kws_ARENA_BYTES 64000",
+        "#define kws_INPUT_0_BYTES 1960",
+        "#define kws_OUTPUT_0_BYTES 48",
+    ] {
+        assert!(header.contains(m), "header lacks `{m}`:\n{header}");
+    }
+    // A user program: run the model on zeros and print the top class.
+    std::fs::write(
+        dir.join("main.c"),
+        "#include <stdio.h>\n#include \"kws.h\"\n\
+         static float in[kws_INPUT_0_BYTES / 4], out[kws_OUTPUT_0_BYTES / 4];\n\
+         static _Alignas(16) unsigned char arena[kws_ARENA_BYTES];\n\
+         int main(void) {\n    const void *ins[1] = {in};\n    void *outs[1] = {out};\n\
+         int rc = kws_run(ins, outs, arena), best = 0, i;\n\
+         for (i = 1; i < 12; ++i) if (out[i] > out[best]) best = i;\n\
+         printf(\"rc %d class %d\\n\", rc, best);\n    return rc;\n}\n",
+    )
+    .unwrap();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let b = Command::new(&cc)
+        .current_dir(&dir)
+        .args([
+            "-std=c11", "-Wall", "-Werror", "main.c", "kws.o", "-lm", "-o", "user",
+        ])
+        .output()
+        .unwrap();
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    let r = Command::new(dir.join("user")).output().unwrap();
+    assert!(r.status.success());
+    assert!(String::from_utf8_lossy(&r.stdout).starts_with("rc 0 class"));
+    // aarch64: an ELF relocatable for machine 183 (EM_AARCH64).
+    let arm = dir.join("arm").join("kws.o");
+    let o = nnc(&[
+        "compile",
+        &model,
+        "--emit",
+        "obj",
+        "--target",
+        "aarch64",
+        "-o",
+        &arm.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let bytes = std::fs::read(&arm).unwrap();
+    assert_eq!(&bytes[..4], b"\x7fELF");
+    assert_eq!(u16::from_le_bytes([bytes[16], bytes[17]]), 1, "ET_REL");
+    assert_eq!(
+        u16::from_le_bytes([bytes[18], bytes[19]]),
+        183,
+        "EM_AARCH64"
+    );
+    // Impossible requests fail clearly.
+    let o = nnc(&["compile", &model, "--target", "aarch64", "-o", "x"]);
+    let (_, err) = text(&o);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(err.contains("--emit obj"), "{err}");
+    let o = nnc(&["compile", &model, "--target", "sparc", "-o", "x"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = nnc(&[
+        "compile",
+        &model,
+        "--target",
+        "x86_64:pentium9",
+        "--emit",
+        "obj",
+        "-o",
+        &dir.join("p.o").display().to_string(),
+    ]);
+    let (_, err) = text(&o);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(err.contains("unknown x86_64 CPU"), "{err}");
+    // The JIT path from the CLI.
+    let o = nnc(&[
+        "run",
+        &model,
+        "--backend",
+        "native",
+        "-i",
+        &input,
+        "--expect",
+        &output,
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let _ = std::fs::remove_dir_all(&dir);
 }

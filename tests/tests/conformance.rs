@@ -97,13 +97,34 @@ fn c_pytorch_and_simple_suites() {
     }
 }
 
-/// Every test that passes in the interpreter passes in C, or is listed in
-/// `c-differences.txt` with the reason.
+/// The native column: the same suites through Cranelift (JIT), at -O0 and
+/// at -O2.
 #[test]
-fn c_column_covers_the_interpreter() {
+fn native_node_suite() {
+    check_suite("node", Backend::Native, OptLevel::O0);
+}
+
+#[test]
+fn native_node_suite_at_o2() {
+    check_suite("node", Backend::Native, OptLevel::O2);
+}
+
+#[test]
+fn native_pytorch_and_simple_suites() {
+    for opt in [OptLevel::O0, OptLevel::O2] {
+        check_suite("pytorch-converted", Backend::Native, opt);
+        check_suite("pytorch-operator", Backend::Native, opt);
+        check_suite("simple", Backend::Native, opt);
+    }
+}
+
+/// Every test that passes in the interpreter passes on `backend`, or is
+/// listed in `<backend>-differences.txt` with the reason.
+fn column_covers_the_interpreter(backend: Backend) {
     let interp = read_list(&expected_list_path(Backend::Interp));
-    let c = read_list(&expected_list_path(Backend::C));
-    let diff_path = expected_list_path(Backend::C).with_file_name("c-differences.txt");
+    let listed = read_list(&expected_list_path(backend));
+    let diff_path =
+        expected_list_path(backend).with_file_name(format!("{}-differences.txt", backend.name()));
     let text = std::fs::read_to_string(&diff_path).unwrap_or_default();
     let mut explained = std::collections::BTreeSet::new();
     for l in text
@@ -120,12 +141,23 @@ fn c_column_covers_the_interpreter() {
     }
     let missing: Vec<&String> = interp
         .iter()
-        .filter(|id| !c.contains(*id) && !explained.contains(*id))
+        .filter(|id| !listed.contains(*id) && !explained.contains(*id))
         .collect();
     assert!(
         missing.is_empty(),
-        "pass in the interpreter, not in C, no reason given: {missing:?}"
+        "pass in the interpreter, not on {}, no reason given: {missing:?}",
+        backend.name()
     );
+}
+
+#[test]
+fn c_column_covers_the_interpreter() {
+    column_covers_the_interpreter(Backend::C);
+}
+
+#[test]
+fn native_column_covers_the_interpreter() {
+    column_covers_the_interpreter(Backend::Native);
 }
 
 /// The pass list is the contract; keep it from shrinking below the goals.

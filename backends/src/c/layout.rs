@@ -6,10 +6,11 @@ use nnc_ir::op::{
     ArgReduceAttrs, ConcatAttrs, CoordMode, GatherAttrs, PadAttrs, PadMode, ReduceAttrs,
     ReduceKind, ResizeAttrs, SliceAttrs, SplitAttrs, TileAttrs, TransposeAttrs,
 };
-use nnc_ir::{Tensor, TensorType, dtype::strides};
+use nnc_ir::{TensorType, dtype::strides};
 
 use super::elementwise::{Access, emit_loops};
 use super::writer::{W, ctype, flit, lit};
+use crate::tables::{pad_source_maps, resize_taps};
 
 fn st(dims: &[usize]) -> Vec<i64> {
     strides(dims).iter().map(|&s| s as i64).collect()
@@ -145,32 +146,8 @@ pub fn pad(w: &mut W, a: &PadAttrs, x: &TensorType, y: &TensorType) {
     let n = x.rank();
     let xs = strides(&x.dims);
     let ys = strides(&y.dims);
-    for ax in 0..n {
-        let d = x.dims[ax] as i64;
-        let map: Vec<String> = (0..y.dims[ax] as i64)
-            .map(|o| {
-                let s = o - a.pads[ax];
-                let src = if (0..d).contains(&s) {
-                    s
-                } else {
-                    match a.mode {
-                        PadMode::Constant => -1,
-                        PadMode::Edge => s.clamp(0, d - 1),
-                        PadMode::Wrap => s.rem_euclid(d),
-                        PadMode::Reflect => {
-                            if d == 1 {
-                                0
-                            } else {
-                                let p = 2 * (d - 1);
-                                let i = s.rem_euclid(p);
-                                if i >= d { p - i } else { i }
-                            }
-                        }
-                    }
-                };
-                src.to_string()
-            })
-            .collect();
+    for (ax, map) in pad_source_maps(a, x, y).iter().enumerate() {
+        let map: Vec<String> = map.iter().map(|v| v.to_string()).collect();
         w.line(format!(
             "static const long m{ax}[{}] = {{{}}};",
             map.len().max(1),
@@ -251,41 +228,7 @@ pub fn resize(w: &mut W, a: &ResizeAttrs, x: &TensorType, y: &TensorType) {
     let n = x.rank();
     let xs = strides(&x.dims);
     let ys = strides(&y.dims);
-    // Per axis: taps (index, weight) per output coordinate, and validity.
-    let mut taps_per_axis = Vec::with_capacity(n);
-    for ax in 0..n {
-        // Probe the interpreter's 1-D kernel on a one-hot basis to get exact
-        // taps: resizing e_k along `ax` gives the weight of source k.
-        let (il, ol) = (x.dims[ax], y.dims[ax]);
-        let mut probe = a.clone();
-        let mut dims = vec![1; n];
-        dims[ax] = il;
-        probe.sizes = dims.clone();
-        probe.sizes[ax] = ol;
-        let mut weights = vec![vec![0.0f64; il]; ol];
-        for k in 0..il {
-            let mut v = vec![0.0; il];
-            v[k] = 1.0;
-            let e = Tensor::from_f64(nnc_ir::DType::F64, dims.clone(), v).expect("sized");
-            if let Ok(r) = probe.eval(&e) {
-                for (o, val) in r.to_f64().into_iter().enumerate() {
-                    weights[o][k] = val;
-                }
-            }
-        }
-        // Extrapolation (tf_crop_and_resize): all-zero weight rows with a fill.
-        let taps: Vec<Vec<(usize, f64)>> = weights
-            .iter()
-            .map(|row| {
-                row.iter()
-                    .enumerate()
-                    .filter(|(_, w)| **w != 0.0)
-                    .map(|(k, w)| (k, *w))
-                    .collect()
-            })
-            .collect();
-        taps_per_axis.push(taps);
-    }
+    let taps_per_axis = resize_taps(a, x, y);
     let fill = a.coord == CoordMode::TfCropAndResize;
     for (ax, taps) in taps_per_axis.iter().enumerate() {
         let tn = taps.iter().map(|t| t.len()).max().unwrap_or(1).max(1);

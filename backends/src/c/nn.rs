@@ -13,27 +13,7 @@ use nnc_ir::{DType, TensorType, dtype::strides};
 use super::Helpers;
 use super::elementwise::unary_expr;
 use super::writer::{W, ctype, flit, fsuf, lit};
-
-/// Valid output range `[lo, hi)` for kernel tap `k` on one spatial axis.
-fn tap_range(
-    k: usize,
-    stride: usize,
-    dil: usize,
-    pad: usize,
-    in_len: usize,
-    out_len: usize,
-) -> (usize, usize) {
-    let off = (k * dil) as i64 - pad as i64;
-    let s = stride as i64;
-    // smallest o with o*s + off >= 0
-    let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
-    // largest o with o*s + off <= in_len - 1
-    let top = in_len as i64 - 1 - off;
-    let hi = if top < 0 { 0 } else { top / s + 1 };
-    let lo = lo.clamp(0, out_len as i64) as usize;
-    let hi = hi.clamp(0, out_len as i64) as usize;
-    (lo, hi.max(lo))
-}
+use crate::tables::{scatter_range, tap_range};
 
 fn table(w: &mut W, name: &str, v: &[usize]) {
     let items: Vec<String> = v.iter().map(|x| x.to_string()).collect();
@@ -182,17 +162,16 @@ pub fn conv_transpose(
     let ost = strides(out_sp);
     let kst = strides(k_sp);
     for d in 0..n {
-        // Input positions i with 0 <= i*s + k*dil - pad < out_len.
         let (lo, hi): (Vec<usize>, Vec<usize>) = (0..k_sp[d])
             .map(|k| {
-                let off = (k * a.dilations[d]) as i64 - a.pads[d] as i64;
-                let s = a.strides[d] as i64;
-                let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
-                let top = out_sp[d] as i64 - 1 - off;
-                let hi = if top < 0 { 0 } else { top / s + 1 };
-                let lo = lo.clamp(0, in_sp[d] as i64) as usize;
-                let hi = hi.clamp(0, in_sp[d] as i64) as usize;
-                (lo, hi.max(lo))
+                scatter_range(
+                    k,
+                    a.strides[d],
+                    a.dilations[d],
+                    a.pads[d],
+                    in_sp[d],
+                    out_sp[d],
+                )
             })
             .unzip();
         table(w, &format!("lo{d}"), &lo);

@@ -36,7 +36,7 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
     }
     nnc_ir::interp::check_inputs(&g, &inputs)?;
     if a.profile && a.backend == Backend::Interp {
-        bail!("--profile needs a compiled backend (--backend c)");
+        bail!("--profile needs a compiled backend (--backend c or native)");
     }
     match a.backend {
         Backend::Interp => {
@@ -55,16 +55,25 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
             t.sort_by(|x, y| x.total_cmp(y));
             report(&a, t[runs / 2], t[(runs * 9 / 10).min(runs - 1)], runs);
         }
-        Backend::C => {
+        Backend::C | Backend::Native => {
             let name = nnc_backends::c::ident(if g.name.is_empty() { "model" } else { &g.name });
             let p = nnc_backends::lower(&g, &name)?;
-            let src = nnc_backends::c::emit(&p, &name, nnc_backends::c::CTarget::Host)?;
-            let glue = nnc::cbuild::harness_glue(&p, &src.name);
-            let flags = nnc::cbuild::CFlags {
-                profile: a.profile,
-                ..nnc::cbuild::CFlags::bench()
+            let exe = if a.backend == Backend::C {
+                let src = nnc_backends::c::emit(&p, &name, nnc_backends::c::CTarget::Host)?;
+                let glue = nnc::cbuild::harness_glue(&p, &src.name);
+                let flags = nnc::cbuild::CFlags {
+                    profile: a.profile,
+                    ..nnc::cbuild::CFlags::bench()
+                };
+                nnc::cbuild::build_executable(&src, &glue, &flags)?
+            } else {
+                let opts = nnc_backends::cranelift::NativeOptions {
+                    profile: a.profile,
+                    ..Default::default()
+                };
+                let obj = nnc::native::object(&p, &name, &opts)?;
+                nnc::native::build_executable(&p, &obj)?
             };
-            let exe = nnc::cbuild::build_executable(&src, &glue, &flags)?;
             let dir = std::env::temp_dir().join(format!("nnc-bench-{}", std::process::id()));
             std::fs::create_dir_all(&dir)?;
             let mut args = Vec::new();

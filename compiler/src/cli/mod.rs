@@ -3,6 +3,7 @@
 //! (`nnc::driver`, `nnc::io`, `nnc::cbuild`).
 
 mod bench;
+mod compile;
 mod dump;
 mod emit;
 mod info;
@@ -60,6 +61,8 @@ enum Cmd {
     Info(InfoArgs),
     /// Write dependency-free C (NAME.h, NAME.c) for a host or a microcontroller
     EmitC(EmitArgs),
+    /// Compile to a native executable or object file with Cranelift
+    Compile(CompileArgs),
     /// Measure latency: median and p90 over many runs
     Bench(BenchArgs),
 }
@@ -133,6 +136,8 @@ enum Backend {
     Interp,
     /// Generated C compiled with the system `cc` (-O2) and run
     C,
+    /// Native code from Cranelift (compiled in process for `run`)
+    Native,
 }
 
 impl Backend {
@@ -140,6 +145,7 @@ impl Backend {
         match self {
             Backend::Interp => driver::Backend::Interp,
             Backend::C => driver::Backend::C,
+            Backend::Native => driver::Backend::Native,
         }
     }
 }
@@ -243,11 +249,46 @@ struct EmitArgs {
     target: TargetArg,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum EmitKind {
+    /// A standalone executable (the model linked with the runtime harness)
+    Exe,
+    /// A relocatable object file plus a C header, for linking into your program
+    Obj,
+}
+
+#[derive(Debug, Args)]
+struct CompileArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Output file: the executable, or the object (its header is written next to it as .h)
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    out: PathBuf,
+    /// What to write
+    #[arg(long, value_enum, default_value = "exe")]
+    emit: EmitKind,
+    /// Instruction set: `host` (this machine with all its ISA extensions), `x86_64`,
+    /// `x86_64:CPU` (a CPU preset such as x86-64-v3 or skylake), or `aarch64` (objects only)
+    #[arg(long, default_value = "host", value_parser = parse_native_target)]
+    target: nnc_backends::cranelift::Target,
+    /// Identifier for the entry point NAME_run and the header macros (default: the output file name)
+    #[arg(long)]
+    name: Option<String>,
+    /// Compile in the per-step timing hooks (the executable's --bench N --profile)
+    #[arg(long)]
+    profile: bool,
+}
+
+fn parse_native_target(s: &str) -> Result<nnc_backends::cranelift::Target, String> {
+    nnc_backends::cranelift::Target::parse(s)
+        .ok_or_else(|| format!("unknown target `{s}` (use host, x86_64, x86_64:CPU or aarch64)"))
+}
+
 #[derive(Debug, Args)]
 struct BenchArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Backend to measure (`c` compiles with -O3 -march=native)
+    /// Backend to measure (`c` compiles with -O3 -march=native; `native` is Cranelift for this host)
     #[arg(long, value_enum, default_value = "c")]
     backend: Backend,
     /// Timed runs (default: about two seconds' worth, 10 to 10000)
@@ -259,7 +300,7 @@ struct BenchArgs {
     /// Print JSON (`median_ms`, `p90_ms`, `runs`)
     #[arg(long)]
     json: bool,
-    /// Print the time and achieved GFLOP/s of every step instead (C backend)
+    /// Print the time and achieved GFLOP/s of every step instead (c and native backends)
     #[arg(long)]
     profile: bool,
 }
@@ -293,6 +334,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Dump(a) => dump::cmd_dump(a),
         Cmd::Info(a) => info::cmd_info(a),
         Cmd::EmitC(a) => emit::cmd_emit(a),
+        Cmd::Compile(a) => compile::cmd_compile(a),
         Cmd::Bench(a) => bench::cmd_bench(a),
     }
 }

@@ -1,0 +1,600 @@
+//! The native backend: the same [`Program`] as the C backend, lowered to
+//! Cranelift IR, one function per step plus the entry point
+//! `int NAME_run(const void *const *inputs, void *const *outputs, void *arena)`
+//! with the C backend's ABI and header. Weights and generation-time tables
+//! are read-only data objects. The module is either written as a
+//! relocatable object (cranelift-object) for linking with the runtime
+//! harness or a user's program, or compiled in process (cranelift-jit).
+//!
+//! Kernels have constant shapes. f32 inner loops use f32x4 vectors (the
+//! widest the x64 backend has) and `fma` when the ISA has it; the heavy 2-D
+//! convolutions and matrix products use register-blocked kernels
+//! (`conv_fast`, `gemm_fast`), everything else the general forms in `nn`.
+
+mod conv_fast;
+mod ew;
+mod gemm_fast;
+mod kb;
+mod layout;
+mod map;
+mod nn;
+mod reduce;
+mod scalar;
+
+use std::time::Instant;
+
+use cranelift_codegen::ir::{AbiParam, InstBuilder, UserFuncName, Value, types};
+use cranelift_codegen::isa;
+use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
+use nnc_ir::{Op, TensorType};
+
+use crate::error::{BackendError, Result};
+use crate::program::{Loc, Program, Step};
+use kb::{Kb, PTR, Shared, module_err};
+
+/// The instruction set to generate code for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Target {
+    /// This machine, with every ISA extension it has.
+    #[default]
+    Host,
+    /// x86-64 with a CPU preset (`x86-64-v2`, `x86-64-v3`, `skylake`, ...).
+    X86_64 { cpu: Option<String> },
+    /// 64-bit Arm (object files only unless the host is aarch64).
+    Aarch64,
+}
+
+impl Target {
+    /// Parses `host`, `x86_64`, `x86_64:CPU` or `aarch64`.
+    pub fn parse(s: &str) -> Option<Target> {
+        match s {
+            "host" | "native" => Some(Target::Host),
+            "x86_64" | "x86-64" => Some(if cfg!(target_arch = "x86_64") {
+                Target::Host
+            } else {
+                Target::X86_64 { cpu: None }
+            }),
+            "aarch64" | "arm64" => Some(if cfg!(target_arch = "aarch64") {
+                Target::Host
+            } else {
+                Target::Aarch64
+            }),
+            _ => {
+                let cpu = s
+                    .strip_prefix("x86_64:")
+                    .or_else(|| s.strip_prefix("x86-64:"))?;
+                Some(Target::X86_64 {
+                    cpu: Some(cpu.to_string()),
+                })
+            }
+        }
+    }
+
+    /// True when code for this target runs on this machine.
+    pub fn runs_here(&self) -> bool {
+        match self {
+            Target::Host => true,
+            Target::X86_64 { .. } => cfg!(target_arch = "x86_64"),
+            Target::Aarch64 => cfg!(target_arch = "aarch64"),
+        }
+    }
+}
+
+/// How to generate the native code.
+#[derive(Clone, Debug, Default)]
+pub struct NativeOptions {
+    pub target: Target,
+    /// Call `nnc_profile_begin()` / `nnc_profile_step(i)` around the steps
+    /// (the harness's per-step timing hooks).
+    pub profile: bool,
+}
+
+/// A compiled object with its header.
+#[derive(Clone, Debug)]
+pub struct NativeObject {
+    /// Symbol prefix: the entry point is `<name>_run`.
+    pub name: String,
+    pub header: String,
+    /// Relocatable ELF (or the host's object format) bytes.
+    pub object: Vec<u8>,
+    /// Target triple and ISA flags the code was generated for.
+    pub isa: String,
+    /// Bytes of machine code over all functions.
+    pub code_bytes: usize,
+    /// Time spent in Cranelift (lowering, optimization, emission).
+    pub compile_ms: f64,
+}
+
+fn isa_for(target: &Target, pic: bool) -> Result<OwnedTargetIsa> {
+    let mut flags = settings::builder();
+    let set = |f: &mut settings::Builder, k: &str, v: &str| {
+        f.set(k, v)
+            .map_err(|e| BackendError::Other(format!("Cranelift setting {k}={v}: {e}")))
+    };
+    set(&mut flags, "opt_level", "speed")?;
+    set(&mut flags, "is_pic", if pic { "true" } else { "false" })?;
+    set(&mut flags, "use_colocated_libcalls", "false")?;
+    set(&mut flags, "enable_probestack", "true")?;
+    set(&mut flags, "probestack_strategy", "inline")?;
+    set(
+        &mut flags,
+        "enable_verifier",
+        if cfg!(debug_assertions) {
+            "true"
+        } else {
+            "false"
+        },
+    )?;
+    let flags = settings::Flags::new(flags);
+    let builder = match target {
+        Target::Host => cranelift_native::builder()
+            .map_err(|e| BackendError::Other(format!("this host is not supported: {e}")))?,
+        Target::X86_64 { cpu } => {
+            let mut b = isa::lookup_by_name("x86_64-unknown-linux-gnu")
+                .map_err(|e| BackendError::Other(format!("x86_64: {e}")))?;
+            let preset = cpu.as_deref().unwrap_or("x86-64-v2");
+            b.enable(preset).map_err(|_| {
+                BackendError::Other(format!(
+                    "unknown x86_64 CPU `{preset}` (try x86-64-v2, x86-64-v3, x86-64-v4, haswell, skylake, znver3)"
+                ))
+            })?;
+            b
+        }
+        Target::Aarch64 => isa::lookup_by_name("aarch64-unknown-linux-gnu")
+            .map_err(|e| BackendError::Other(format!("aarch64: {e}")))?,
+    };
+    builder
+        .finish(flags)
+        .map_err(|e| BackendError::Other(format!("Cranelift ISA: {e}")))
+}
+
+/// True when the ISA fuses multiply-add (always on aarch64).
+fn has_fma(isa: &dyn isa::TargetIsa) -> bool {
+    if isa.name() == "aarch64" {
+        return true;
+    }
+    isa.isa_flags()
+        .iter()
+        .any(|f| f.name == "has_fma" && f.as_bool() == Some(true))
+}
+
+fn isa_description(isa: &dyn isa::TargetIsa) -> String {
+    let on: Vec<&str> = isa
+        .isa_flags()
+        .iter()
+        .filter(|f| f.as_bool() == Some(true))
+        .map(|f| f.name.strip_prefix("has_").unwrap_or(f.name))
+        .collect();
+    format!("{} [{}]", isa.triple(), on.join(" "))
+}
+
+/// Compiles a program to a relocatable object plus its header.
+pub fn compile_object(p: &Program, name: &str, opts: &NativeOptions) -> Result<NativeObject> {
+    let t0 = Instant::now();
+    let isa = isa_for(&opts.target, true)?;
+    let desc = isa_description(isa.as_ref());
+    let fma = has_fma(isa.as_ref());
+    let builder = cranelift_object::ObjectBuilder::new(
+        isa,
+        name.as_bytes().to_vec(),
+        default_libcall_names(),
+    )
+    .map_err(module_err)?;
+    let mut module = cranelift_object::ObjectModule::new(builder);
+    let (_, code_bytes) = define_program(&mut module, p, name, opts.profile, fma)?;
+    let product = module.finish();
+    let object = product
+        .emit()
+        .map_err(|e| BackendError::Other(format!("writing the object: {e}")))?;
+    Ok(NativeObject {
+        name: name.to_string(),
+        header: crate::header::header(p, name, &format!("native object, {desc}")),
+        object,
+        isa: desc,
+        code_bytes,
+        compile_ms: t0.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+/// Declares and defines every step function and the entry point.
+fn define_program(
+    m: &mut dyn Module,
+    p: &Program,
+    name: &str,
+    profile: bool,
+    fma: bool,
+) -> Result<(FuncId, usize)> {
+    let mut sh = Shared::new(m, p, name, fma);
+    let mut ctx = sh.module.make_context();
+    let mut fctx = FunctionBuilderContext::new();
+    let mut sig = sh.module.make_signature();
+    for _ in 0..3 {
+        sig.params.push(AbiParam::new(PTR));
+    }
+    sig.returns.push(AbiParam::new(types::I32));
+    let mut code_bytes = 0;
+    let mut steps = Vec::with_capacity(p.steps.len());
+    for (i, st) in p.steps.iter().enumerate() {
+        let id = sh
+            .module
+            .declare_function(&format!("{name}_step_{i}"), Linkage::Local, &sig)
+            .map_err(module_err)?;
+        ctx.func.signature = sig.clone();
+        ctx.func.name = UserFuncName::user(0, id.as_u32());
+        {
+            let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+            let entry = b.create_block();
+            b.append_block_params_for_function_params(entry);
+            b.switch_to_block(entry);
+            b.seal_block(entry);
+            let params = b.block_params(entry).to_vec();
+            let mut kb = Kb::new(b, &mut sh);
+            step_body(&mut kb, st, &params).map_err(|e| in_step(e, i, st))?;
+            let zero = kb.b.ins().iconst(types::I32, 0);
+            kb.b.ins().return_(&[zero]);
+            kb.finish_fail_blocks();
+            let tc = kb.sh.module.target_config();
+            kb.b.finalize(tc);
+        }
+        sh.module
+            .define_function(id, &mut ctx)
+            .map_err(|e| in_step(module_err(e), i, st))?;
+        code_bytes += ctx
+            .compiled_code()
+            .map(|c| c.code_info().total_size as usize)
+            .unwrap_or(0);
+        sh.module.clear_context(&mut ctx);
+        steps.push(id);
+    }
+    // The entry point.
+    let run = sh
+        .module
+        .declare_function(&format!("{name}_run"), Linkage::Export, &sig)
+        .map_err(module_err)?;
+    ctx.func.signature = sig.clone();
+    ctx.func.name = UserFuncName::user(0, run.as_u32());
+    {
+        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        b.seal_block(entry);
+        let params = b.block_params(entry).to_vec();
+        let mut kb = Kb::new(b, &mut sh);
+        if profile {
+            kb.call("nnc_profile_begin", &[], None, &[])?;
+        }
+        for (i, &id) in steps.iter().enumerate() {
+            let f = kb.sh.module.declare_func_in_func(id, kb.b.func);
+            let call = kb.b.ins().call(f, &params);
+            let rc = kb.b.inst_results(call)[0];
+            kb.fail_nonzero(rc);
+            if profile {
+                let iv = kb.b.ins().iconst(types::I32, i as i64);
+                kb.call("nnc_profile_step", &[types::I32], None, &[iv])?;
+            }
+        }
+        let zero = kb.b.ins().iconst(types::I32, 0);
+        kb.b.ins().return_(&[zero]);
+        let tc = kb.sh.module.target_config();
+        kb.b.finalize(tc);
+    }
+    sh.module
+        .define_function(run, &mut ctx)
+        .map_err(module_err)?;
+    code_bytes += ctx
+        .compiled_code()
+        .map(|c| c.code_info().total_size as usize)
+        .unwrap_or(0);
+    sh.module.clear_context(&mut ctx);
+    Ok((run, code_bytes))
+}
+
+fn in_step(e: BackendError, i: usize, st: &Step) -> BackendError {
+    match e {
+        e @ BackendError::Unsupported { .. } => e,
+        other => BackendError::Other(format!(
+            "step {i} ({} `{}`): {other}",
+            st.op.name(),
+            st.name
+        )),
+    }
+}
+
+/// A step's buffers as the kernel sees them.
+pub(crate) struct Args {
+    ins: Vec<ArgIn>,
+    pub outs: Vec<Value>,
+}
+
+#[derive(Clone, Copy)]
+enum ArgIn {
+    Ptr(Value),
+    Weight(usize),
+}
+
+impl Args {
+    /// The address of input `k` (weights are materialized on request, so a
+    /// kernel that reads a packed copy does not keep the original alive).
+    pub fn x(&self, kb: &mut Kb, k: usize) -> Result<Value> {
+        match self.ins[k] {
+            ArgIn::Ptr(v) => Ok(v),
+            ArgIn::Weight(w) => kb.weight(w),
+        }
+    }
+}
+
+fn step_body(kb: &mut Kb, st: &Step, params: &[Value]) -> Result<()> {
+    let (inputs, outputs, arena) = (params[0], params[1], params[2]);
+    let addr = |kb: &mut Kb, loc: Loc| -> ArgIn {
+        match loc {
+            Loc::Arena(o) => ArgIn::Ptr(kb.off(arena, o as i64)),
+            Loc::Input(k) => ArgIn::Ptr(kb.load(PTR, inputs, 8 * k as i64)),
+            Loc::Output(k) => ArgIn::Ptr(kb.load(PTR, outputs, 8 * k as i64)),
+            Loc::Const(k) => ArgIn::Weight(k),
+        }
+    };
+    let ins: Vec<ArgIn> = st.inputs.iter().map(|b| addr(kb, b.loc)).collect();
+    let outs: Vec<Value> = st
+        .outputs
+        .iter()
+        .map(|b| match addr(kb, b.loc) {
+            ArgIn::Ptr(v) => v,
+            ArgIn::Weight(_) => unreachable!("outputs are never weights"),
+        })
+        .collect();
+    let args = Args { ins, outs };
+    kernel(kb, st, &args)
+}
+
+fn kernel(kb: &mut Kb, st: &Step, a: &Args) -> Result<()> {
+    let y = &st.outputs[0].ty;
+    let ins: Vec<&TensorType> = st.inputs.iter().map(|b| &b.ty).collect();
+    if st.outputs.iter().all(|o| o.ty.is_empty()) {
+        return Ok(());
+    }
+    match &st.op {
+        Op::Identity | Op::Reshape(_) => {
+            if st.inputs[0].loc == st.outputs[0].loc {
+                return Ok(());
+            }
+            layout::identity(kb, y, a)
+        }
+        Op::Unary(u) => ew::unary(kb, u, ins[0], y, a),
+        Op::Binary(b) => ew::binary(kb, b, ins[0], ins[1], y, a),
+        Op::Where => ew::where_(kb, &ins, y, a),
+        Op::Cast(c) => ew::cast(kb, c.to, ins[0], y, a),
+        Op::BatchNorm(b) => ew::batch_norm(kb, b.epsilon, &ins, y, a),
+        Op::Quantize(q) => ew::quantize(kb, q, &ins, y, a),
+        Op::Dequantize(q) => ew::dequantize(kb, q.axis, &ins, y, a),
+        Op::Conv(c) => {
+            let prog = kb.sh.prog;
+            if !conv_fast::conv(kb, c, ins[0], ins[1], ins.len() > 2, y, a, prog)? {
+                nn::conv(kb, c, ins[0], ins[1], ins.len() > 2, y, a)?;
+            }
+            Ok(())
+        }
+        Op::ConvTranspose(c) => nn::conv_transpose(kb, c, ins[0], ins[1], ins.len() > 2, y, a),
+        Op::Gemm(g) => {
+            let prog = kb.sh.prog;
+            if !gemm_fast::gemm(kb, g, ins[0], ins[1], ins.get(2).copied(), y, a, prog)? {
+                nn::gemm(kb, g, ins[0], ins.get(2).copied(), y, a)?;
+            }
+            Ok(())
+        }
+        Op::MatMul => nn::matmul(kb, ins[0], ins[1], y, a),
+        Op::Softmax(s) => nn::softmax(kb, s, ins[0], a),
+        Op::Lrn(l) => nn::lrn(kb, l, ins[0], a),
+        Op::Pool(p) => nn::pool(kb, p, ins[0], y, a),
+        Op::GlobalPool(g) => nn::global_pool(kb, g.kind, ins[0], a),
+        Op::Transpose(t) => layout::transpose(kb, t, ins[0], y, a),
+        Op::Concat(c) => layout::concat(kb, c, &ins, y, a),
+        Op::Split(s) => {
+            let outs: Vec<TensorType> = st.outputs.iter().map(|b| b.ty.clone()).collect();
+            layout::split(kb, s, ins[0], &outs, a)
+        }
+        Op::Slice(s) => layout::slice(kb, s, ins[0], y, a),
+        Op::Pad(p) => layout::pad(kb, p, ins[0], y, a),
+        Op::Expand(_) => layout::expand(kb, ins[0], y, a),
+        Op::Tile(t) => layout::tile(kb, t, ins[0], y, a),
+        Op::Gather(g) => layout::gather(kb, g, ins[0], ins[1], y, a),
+        Op::Resize(r) => layout::resize(kb, r, ins[0], y, a),
+        Op::Reduce(r) => reduce::reduce(kb, r, ins[0], y, a),
+        Op::ArgReduce(r) => reduce::arg_reduce(kb, r, ins[0], a),
+        Op::Input | Op::Const(_) => Err(BackendError::Unsupported {
+            backend: "native",
+            node: st.name.clone(),
+            op: st.op.name().to_string(),
+            what: "graph inputs or constants as steps".into(),
+        }),
+    }
+}
+
+/// A program compiled in process, ready to run.
+pub struct JitModel {
+    module: Option<cranelift_jit::JITModule>,
+    entry: unsafe extern "C" fn(*const *const u8, *const *mut u8, *mut u8) -> i32,
+    arena_bytes: usize,
+    input_bytes: Vec<usize>,
+    output_bytes: Vec<usize>,
+    /// Bytes of machine code.
+    pub code_bytes: usize,
+    pub compile_ms: f64,
+}
+
+impl std::fmt::Debug for JitModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JitModel")
+            .field("arena_bytes", &self.arena_bytes)
+            .field("code_bytes", &self.code_bytes)
+            .finish()
+    }
+}
+
+/// The libm and libc functions generated code may call, resolved in this
+/// process rather than looked up by name at run time.
+fn host_symbols(b: &mut cranelift_jit::JITBuilder) {
+    unsafe extern "C" {
+        fn expf(x: f32) -> f32;
+        fn exp(x: f64) -> f64;
+        fn logf(x: f32) -> f32;
+        fn log(x: f64) -> f64;
+        fn log1pf(x: f32) -> f32;
+        fn log1p(x: f64) -> f64;
+        fn tanhf(x: f32) -> f32;
+        fn tanh(x: f64) -> f64;
+        fn erff(x: f32) -> f32;
+        fn erf(x: f64) -> f64;
+        fn sinf(x: f32) -> f32;
+        fn sin(x: f64) -> f64;
+        fn cosf(x: f32) -> f32;
+        fn cos(x: f64) -> f64;
+        fn powf(x: f32, y: f32) -> f32;
+        fn pow(x: f64, y: f64) -> f64;
+        fn fmodf(x: f32, y: f32) -> f32;
+        fn fmod(x: f64, y: f64) -> f64;
+        fn memmove(d: *mut u8, s: *const u8, n: usize) -> *mut u8;
+        fn memcpy(d: *mut u8, s: *const u8, n: usize) -> *mut u8;
+        fn memset(d: *mut u8, c: i32, n: usize) -> *mut u8;
+    }
+    let syms: [(&str, *const u8); 21] = [
+        ("expf", expf as *const u8),
+        ("exp", exp as *const u8),
+        ("logf", logf as *const u8),
+        ("log", log as *const u8),
+        ("log1pf", log1pf as *const u8),
+        ("log1p", log1p as *const u8),
+        ("tanhf", tanhf as *const u8),
+        ("tanh", tanh as *const u8),
+        ("erff", erff as *const u8),
+        ("erf", erf as *const u8),
+        ("sinf", sinf as *const u8),
+        ("sin", sin as *const u8),
+        ("cosf", cosf as *const u8),
+        ("cos", cos as *const u8),
+        ("powf", powf as *const u8),
+        ("pow", pow as *const u8),
+        ("fmodf", fmodf as *const u8),
+        ("fmod", fmod as *const u8),
+        ("memmove", memmove as *const u8),
+        ("memcpy", memcpy as *const u8),
+        ("memset", memset as *const u8),
+    ];
+    for (n, p) in syms {
+        b.symbol(n, p);
+    }
+}
+
+/// Compiles a program in process (the host ISA).
+pub fn jit(p: &Program) -> Result<JitModel> {
+    let t0 = Instant::now();
+    let isa = isa_for(&Target::Host, false)?;
+    let fma = has_fma(isa.as_ref());
+    let mut builder = cranelift_jit::JITBuilder::with_isa(isa, default_libcall_names());
+    host_symbols(&mut builder);
+    let mut module = cranelift_jit::JITModule::new(builder);
+    let (run, code_bytes) = define_program(&mut module, p, "nnc_jit", false, fma)?;
+    module.finalize_definitions().map_err(module_err)?;
+    let ptr = module.get_finalized_function(run);
+    // SAFETY: `run` was defined above with exactly this signature
+    // (three pointers in, i32 out) and the module stays alive in the
+    // returned value for as long as the pointer is used.
+    let entry = unsafe {
+        std::mem::transmute::<
+            *const u8,
+            unsafe extern "C" fn(*const *const u8, *const *mut u8, *mut u8) -> i32,
+        >(ptr)
+    };
+    Ok(JitModel {
+        module: Some(module),
+        entry,
+        arena_bytes: p.arena_bytes,
+        input_bytes: p.inputs.iter().map(|(_, t)| t.bytes()).collect(),
+        output_bytes: p.outputs.iter().map(|(_, t)| t.bytes()).collect(),
+        code_bytes,
+        compile_ms: t0.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+impl JitModel {
+    /// Runs the model on raw little-endian input bytes and returns the
+    /// output bytes. Sizes are checked against the program.
+    pub fn run(&self, inputs: &[&[u8]]) -> Result<Vec<Vec<u8>>> {
+        if inputs.len() != self.input_bytes.len() {
+            return Err(BackendError::Other(format!(
+                "expected {} inputs, got {}",
+                self.input_bytes.len(),
+                inputs.len()
+            )));
+        }
+        // Copies into 64-byte aligned buffers: the code may use aligned
+        // vector accesses, and callers' slices carry no such promise.
+        let mut in_bufs: Vec<Aligned> = Vec::with_capacity(inputs.len());
+        for (k, (b, &n)) in inputs.iter().zip(&self.input_bytes).enumerate() {
+            if b.len() != n {
+                return Err(BackendError::Other(format!(
+                    "input {k} has {} bytes, the model expects {n}",
+                    b.len()
+                )));
+            }
+            let mut a = Aligned::new(n);
+            a.bytes_mut().copy_from_slice(b);
+            in_bufs.push(a);
+        }
+        let mut out_bufs: Vec<Aligned> =
+            self.output_bytes.iter().map(|&n| Aligned::new(n)).collect();
+        let mut arena = Aligned::new(self.arena_bytes);
+        let in_ptrs: Vec<*const u8> = in_bufs.iter_mut().map(|b| b.ptr() as *const u8).collect();
+        let out_ptrs: Vec<*mut u8> = out_bufs.iter_mut().map(|b| b.ptr()).collect();
+        // SAFETY: every pointer refers to a live buffer of the size the
+        // program was planned with; the generated code only accesses those
+        // ranges (shapes are static and checked at generation time).
+        let rc = unsafe { (self.entry)(in_ptrs.as_ptr(), out_ptrs.as_ptr(), arena.ptr()) };
+        if rc != 0 {
+            return Err(BackendError::Other(format!(
+                "the compiled model failed with code {rc} (an index input out of range)"
+            )));
+        }
+        Ok(out_bufs.iter().map(|b| b.bytes().to_vec()).collect())
+    }
+}
+
+impl Drop for JitModel {
+    fn drop(&mut self) {
+        if let Some(m) = self.module.take() {
+            // SAFETY: the entry pointer is dropped with self; nothing else
+            // refers to the module's code or data.
+            unsafe { m.free_memory() };
+        }
+    }
+}
+
+/// A zeroed, 64-byte aligned byte buffer.
+struct Aligned {
+    buf: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl Aligned {
+    fn new(len: usize) -> Self {
+        let buf = vec![0u8; len + 64];
+        let start = buf.as_ptr().align_offset(64);
+        Aligned { buf, start, len }
+    }
+
+    fn ptr(&mut self) -> *mut u8 {
+        self.buf[self.start..].as_mut_ptr()
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.start + self.len]
+    }
+}

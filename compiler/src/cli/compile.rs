@@ -1,0 +1,66 @@
+//! `nnc compile`: a native executable or object file through Cranelift.
+
+use nnc_backends::cranelift::NativeOptions;
+
+use super::*;
+
+pub(super) fn cmd_compile(a: CompileArgs) -> Result<ExitCode> {
+    if a.emit == EmitKind::Exe && !a.target.runs_here() {
+        bail!(
+            "--target {:?} cannot run on this machine: use --emit obj and link it on the target",
+            a.target
+        );
+    }
+    let g = load(&a.model, &HashMap::new(), false)?;
+    let stem = a
+        .out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let name = nnc_backends::c::ident(a.name.as_deref().unwrap_or(&stem));
+    let p = emit::lower(&g, &name)?;
+    let opts = NativeOptions {
+        target: a.target.clone(),
+        profile: a.profile,
+    };
+    let obj = nnc::native::object(&p, &name, &opts).context("generating native code")?;
+    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create `{}`", dir.display()))?;
+    }
+    match a.emit {
+        EmitKind::Obj => {
+            let h = a.out.with_extension("h");
+            std::fs::write(&a.out, &obj.object)
+                .with_context(|| format!("cannot write `{}`", a.out.display()))?;
+            std::fs::write(&h, &obj.header)
+                .with_context(|| format!("cannot write `{}`", h.display()))?;
+            println!(
+                "wrote {} and {} ({}): entry {name}_run, code {} bytes, arena {} bytes, weights {} bytes",
+                a.out.display(),
+                h.display(),
+                obj.isa,
+                obj.code_bytes,
+                p.arena_bytes,
+                p.weight_bytes()
+            );
+        }
+        EmitKind::Exe => {
+            nnc::native::link_executable(&p, &obj, &a.out).context("linking")?;
+            println!(
+                "wrote {} ({}): code {} bytes, arena {} bytes, weights {} bytes, compiled in {:.0} ms",
+                a.out.display(),
+                obj.isa,
+                obj.code_bytes,
+                p.arena_bytes,
+                p.weight_bytes(),
+                obj.compile_ms
+            );
+            println!(
+                "run it: {} --input [NAME=]FILE.npy|.pb ... --output [NAME=]FILE.npy ...  (or --bench N)",
+                a.out.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
