@@ -332,3 +332,65 @@ fn random_graphs_agree_across_backends() {
         failures.join("\n")
     );
 }
+
+/// A sweep over the shape classes the register-blocked convolution kernels
+/// specialize (border rows and columns, tile tails, channel remainders,
+/// strides, dilations, pointwise, depthwise on narrow and wide planes),
+/// each checked against the interpreter.
+#[test]
+fn convolution_shape_classes_match_the_interpreter() {
+    let mut r = Rng(0x5eed);
+    let mut cases = 0;
+    let mut failures = Vec::new();
+    let shapes: Vec<(usize, usize, usize, usize, usize, usize, usize, usize)> = vec![
+        // (c, m, h, w, k, stride, pad, group)
+        (3, 16, 9, 9, 3, 1, 1, 1),
+        (5, 20, 7, 13, 3, 1, 1, 1),
+        (8, 12, 6, 5, 3, 2, 1, 1),
+        (4, 28, 11, 17, 5, 1, 2, 1),
+        (6, 8, 1, 30, 3, 1, 1, 1),
+        (16, 36, 4, 4, 1, 1, 0, 1),
+        (7, 44, 5, 9, 1, 1, 0, 1),
+        (8, 16, 8, 8, 3, 1, 0, 2),
+        (2, 4, 3, 3, 3, 1, 2, 1),
+        (1, 64, 25, 5, 4, 2, 2, 1),
+        (24, 24, 10, 10, 3, 1, 1, 24),
+        (16, 16, 30, 40, 3, 2, 1, 16),
+        (16, 16, 33, 37, 3, 1, 1, 16),
+        (12, 12, 20, 21, 5, 2, 2, 12),
+        (5, 5, 3, 3, 3, 1, 1, 5),
+        (20, 20, 7, 7, 3, 2, 1, 20),
+        (32, 32, 1, 1, 3, 1, 1, 32),
+    ];
+    for &(c, m, h, w, k, s, p, group) in &shapes {
+        for dil in [1, 2] {
+            let mut g = Graph::new("conv");
+            let x = g.add_input("x", TensorType::new(DType::F32, vec![1, c, h, w]));
+            let wt = konst(&mut g, &mut r, vec![m, c / group, k, k], 0.5);
+            let b = konst(&mut g, &mut r, vec![m], 0.5);
+            let mut a = ConvAttrs::new(2);
+            a.strides = vec![s, s];
+            a.pads = vec![p, p, p, p];
+            a.dilations = vec![dil, dil];
+            a.group = group;
+            a.act = Some(UnaryOp::Relu);
+            let Ok(y) = g.add1(Op::Conv(a), &[x, wt, b], "conv") else {
+                continue;
+            };
+            g.add_output(y, "y");
+            cases += 1;
+            let inputs = nnc_passes::check::random_inputs(&g, 3);
+            let want = driver::run_interp(&g, &inputs).unwrap();
+            match run_native(&g, &inputs) {
+                Ok(o) => {
+                    if let Err(e) = agree(&o[0], &want[0]) {
+                        failures.push(format!("{:?} dil {dil}: {e}", (c, m, h, w, k, s, p, group)));
+                    }
+                }
+                Err(e) => failures.push(format!("{:?}: {e}", (c, m, h, w, k, s, p, group))),
+            }
+        }
+    }
+    assert!(cases >= 25, "only {cases} cases");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

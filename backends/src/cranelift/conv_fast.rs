@@ -1,24 +1,486 @@
-//! Register-blocked 2-D f32 convolution kernels.
+//! Register-blocked 2-D f32 convolution. The accumulator tile is P output
+//! positions (along the row) by V vectors of four output channels, all in
+//! registers; each kernel tap loads V weight vectors (packed at generation
+//! time as `[block][ci][kh][kw][4V]`) and broadcasts P input values, so a
+//! tap costs V + P loads for P·V fused multiply-adds. Taps are unrolled with
+//! constant offsets; the reduction over input channels is the only loop
+//! inside the tile.
+//!
+//! Padding never reaches the inner loops: rows and columns whose windows
+//! are cut by the border get their own copies of the tile code with only
+//! the valid taps, decided at generation time; interior rows and column
+//! blocks run in loops with every tap. Pointwise convolutions see the whole
+//! plane as one row. Depthwise convolutions are in [`depthwise`].
 
-use nnc_ir::TensorType;
-use nnc_ir::op::ConvAttrs;
+use cranelift_codegen::ir::{Endianness, InstBuilder, MemFlagsData, Value, types};
+use nnc_ir::op::{ConvAttrs, UnaryOp};
+use nnc_ir::{DType, TensorType};
 
 use super::Args;
-use super::kb::Kb;
+use super::depthwise::Axis;
+use super::kb::{F32X4, Kb};
+use super::scalar;
 use crate::error::Result;
 use crate::program::Program;
 
-/// Emits a fast kernel when the convolution has one; false otherwise.
+/// Most constant (border) rows or columns a kernel will specialize; larger
+/// borders (tiny images with huge padding) use the general kernel.
+const MAX_BORDER: usize = 12;
+
+/// Candidate tile shapes (positions, vectors of four channels): the
+/// accumulators plus the weight vectors and one broadcast must fit the
+/// sixteen xmm registers of x86-64.
+const SHAPES: [(usize, usize); 6] = [(5, 2), (6, 2), (4, 2), (4, 3), (3, 3), (8, 1)];
+
+/// Estimated cost of one output row-plane with tile shape `(tp, tv)`: per
+/// tile and tap, the multiply-adds of its real positions and channel
+/// vectors plus a fixed overhead (loads, pointer updates), summed over the
+/// tiles the generator will emit and the channel blocks.
+fn shape_cost(tp: usize, tv: usize, mg: usize, w: &Axis) -> usize {
+    const OVERHEAD: usize = 4;
+    let cb = 4 * tv;
+    let (full, rem) = (mg / cb, mg % cb);
+    let (clo, chi) = w.interior();
+    let mut tiles: Vec<usize> = vec![];
+    let consts = |tiles: &mut Vec<usize>, n: usize| {
+        let mut left = n;
+        while left > 0 {
+            let t = left.min(tp);
+            tiles.push(t);
+            left -= t;
+        }
+    };
+    if clo >= chi {
+        consts(&mut tiles, w.output);
+    } else {
+        consts(&mut tiles, clo);
+        let n = chi - clo;
+        for _ in 0..n / tp {
+            tiles.push(tp);
+        }
+        consts(&mut tiles, n % tp);
+        consts(&mut tiles, w.output - chi);
+    }
+    let row = |v: usize| -> usize { tiles.iter().map(|&p| p * v + OVERHEAD).sum() };
+    full * row(tv) + if rem > 0 { row(rem.div_ceil(4)) } else { 0 }
+}
+
+/// The cheapest tile shape for `mg` channels per group along `w`.
+fn tile_shape(mg: usize, w: &Axis) -> (usize, usize) {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
+    if let (Some(p), Some(v)) = (env("NNC_TILE_P"), env("NNC_TILE_V")) {
+        return (p, v);
+    }
+    SHAPES
+        .into_iter()
+        .min_by_key(|&(p, v)| shape_cost(p, v, mg, w))
+        .unwrap_or((4, 2))
+}
+
+/// Where a tile's positions start along the row.
+#[derive(Clone, Copy)]
+enum Col {
+    /// A runtime column (inside the interior: every tap valid).
+    Loop(Value),
+    /// A constant column.
+    At(usize),
+}
+
+/// Everything the tile code needs.
+struct Tile<'a> {
+    /// Positions per tile and vectors of four channels per full block.
+    tp: usize,
+    tv: usize,
+    ih: usize,
+    iw: usize,
+    plane_in: i64,
+    plane_out: i64,
+    kh: usize,
+    kw: usize,
+    h: Axis,
+    w: Axis,
+    cg: usize,
+    act: &'a Option<UnaryOp>,
+}
+
+/// Emits a fast kernel for the convolution when it has one; false to use
+/// the general form.
 #[allow(clippy::too_many_arguments)]
 pub fn conv(
-    _kb: &mut Kb,
-    _a: &ConvAttrs,
-    _x: &TensorType,
-    _w: &TensorType,
-    _bias: bool,
-    _y: &TensorType,
-    _args: &Args,
-    _p: &Program,
+    kb: &mut Kb,
+    a: &ConvAttrs,
+    x: &TensorType,
+    w: &TensorType,
+    bias: bool,
+    y: &TensorType,
+    args: &Args,
+    p: &Program,
 ) -> Result<bool> {
-    Ok(false)
+    if y.dtype != DType::F32 || x.rank() != 4 {
+        return Ok(false);
+    }
+    if let Some(u) = &a.act
+        && !scalar::unary_vectorizes(u)
+    {
+        return Ok(false);
+    }
+    let Some(wt) = args.weight(p, 1) else {
+        return Ok(false);
+    };
+    let bt = if bias {
+        match args.weight(p, 2) {
+            Some(b) => Some(b),
+            None => return Ok(false),
+        }
+    } else {
+        None
+    };
+    let (c, m) = (x.dims[1], y.dims[1]);
+    let (cg, mg) = (c / a.group, m / a.group);
+    let h = Axis {
+        input: x.dims[2],
+        output: y.dims[2],
+        k: w.dims[2],
+        stride: a.strides[0],
+        dil: a.dilations[0],
+        pad: a.pads[0],
+    };
+    let wa = Axis {
+        input: x.dims[3],
+        output: y.dims[3],
+        k: w.dims[3],
+        stride: a.strides[1],
+        dil: a.dilations[1],
+        pad: a.pads[1],
+    };
+    if cg == 1 && mg == 1 {
+        return super::depthwise::depthwise(kb, &a.act, x, h, wa, wt, bt, args);
+    }
+    if mg < 4 || h.border() > MAX_BORDER || wa.border() > MAX_BORDER {
+        return Ok(false);
+    }
+    let pointwise =
+        h.k == 1 && wa.k == 1 && h.stride == 1 && wa.stride == 1 && a.pads.iter().all(|&v| v == 0);
+    // Pointwise: the plane is one long row.
+    let (h, wa) = if pointwise {
+        let n = h.output * wa.output;
+        (
+            Axis {
+                input: 1,
+                output: 1,
+                ..h
+            },
+            Axis {
+                input: n,
+                output: n,
+                ..wa
+            },
+        )
+    } else {
+        (h, wa)
+    };
+    let (tp, tv) = tile_shape(mg, &wa);
+    let t = Tile {
+        tp,
+        tv,
+        ih: h.input,
+        iw: wa.input,
+        plane_in: (h.input * wa.input * 4) as i64,
+        plane_out: (h.output * wa.output * 4) as i64,
+        kh: h.k,
+        kw: wa.k,
+        h,
+        w: wa,
+        cg,
+        act: &a.act,
+    };
+    let cb = 4 * t.tv;
+    let full = mg / cb;
+    let rem = mg % cb;
+    let taps = t.kh * t.kw;
+    let wv = wt.to_f64();
+    let bv = bt.map(|b| b.to_f64());
+    // Packed weights per group: full blocks of 4V channels, then the
+    // remainder block rounded up to whole vectors (zero padded).
+    let rem_v = rem.div_ceil(4);
+    let per_group = full * cg * taps * cb + rem_v * 4 * cg * taps;
+    let mut packed = Vec::with_capacity(per_group * a.group);
+    let mut pbias = Vec::new();
+    for g in 0..a.group {
+        let mut blocks: Vec<(usize, usize)> = (0..full).map(|b| (b * cb, cb)).collect();
+        if rem > 0 {
+            blocks.push((full * cb, rem_v * 4));
+        }
+        for (co0, width) in blocks {
+            for ci in 0..cg {
+                for tap in 0..taps {
+                    for j in 0..width {
+                        let co = co0 + j;
+                        packed.push(if co < mg {
+                            wv[((g * mg + co) * cg + ci) * taps + tap] as f32
+                        } else {
+                            0.0
+                        });
+                    }
+                }
+            }
+            for j in 0..width {
+                let co = co0 + j;
+                pbias.push(match (&bv, co < mg) {
+                    (Some(b), true) => b[g * mg + co] as f32,
+                    _ => 0.0,
+                });
+            }
+        }
+    }
+    let wp = kb.table_f32(&packed)?;
+    let bp = kb.table_f32(&pbias)?;
+    let xb = args.x(kb, 0)?;
+    let yb = args.outs[0];
+    let batch = x.dims[0] as i64;
+    let x_img = c as i64 * t.plane_in;
+    let y_img = m as i64 * t.plane_out;
+    let w_group = (per_group * 4) as i64;
+    let b_group = ((full * cb + rem_v * 4) * 4) as i64;
+    kb.for_range(0, batch, 1, |kb, n| {
+        let xi = kb.at(xb, n, x_img);
+        let yi = kb.at(yb, n, y_img);
+        kb.for_range(0, a.group as i64, 1, |kb, g| {
+            let xg = kb.at(xi, g, cg as i64 * t.plane_in);
+            let yg = kb.at(yi, g, mg as i64 * t.plane_out);
+            let wg = kb.at(wp, g, w_group);
+            let bg = kb.at(bp, g, b_group);
+            // Full blocks in a loop, the remainder block once.
+            kb.for_range(0, full as i64, 1, |kb, blk| {
+                let wblk = kb.at(wg, blk, (cg * taps * cb * 4) as i64);
+                let bblk = kb.at(bg, blk, (cb * 4) as i64);
+                let yblk = kb.at(yg, blk, cb as i64 * t.plane_out);
+                plane(kb, &t, xg, yblk, wblk, bblk, t.tv, cb)
+            })?;
+            if rem > 0 {
+                let wblk = kb.off(wg, (full * cg * taps * cb * 4) as i64);
+                let bblk = kb.off(bg, (full * cb * 4) as i64);
+                let yblk = kb.off(yg, full as i64 * cb as i64 * t.plane_out);
+                plane(kb, &t, xg, yblk, wblk, bblk, rem_v, rem)?;
+            }
+            Ok(())
+        })
+    })?;
+    Ok(true)
+}
+
+/// One block of output channels over the whole output plane.
+#[allow(clippy::too_many_arguments)]
+fn plane(
+    kb: &mut Kb,
+    t: &Tile,
+    xg: Value,
+    yblk: Value,
+    wblk: Value,
+    bblk: Value,
+    nv: usize,
+    lanes: usize,
+) -> Result<()> {
+    let (rlo, rhi) = t.h.interior();
+    let row = |kb: &mut Kb, oh: Value, konst: Option<usize>| -> Result<()> {
+        // x at (row origin, column 0) and y at (row, column 0).
+        let r0 = kb.b.ins().imul_imm_s(oh, t.h.stride as i64);
+        let r0 = kb.b.ins().iadd_imm_s(r0, -(t.h.pad as i64));
+        let xrow = kb.at(xg, r0, (t.iw * 4) as i64);
+        let yrow = kb.at(yblk, oh, (t.w.output * 4) as i64);
+        let kh_ok: Vec<bool> = (0..t.kh)
+            .map(|k| konst.is_none_or(|o| t.h.valid(o, k)))
+            .collect();
+        columns(kb, t, xrow, yrow, wblk, bblk, nv, lanes, &kh_ok)
+    };
+    if rlo < rhi {
+        for oh in 0..rlo {
+            let v = kb.ci(oh as i64);
+            row(kb, v, Some(oh))?;
+        }
+        kb.for_range(rlo as i64, rhi as i64, 1, |kb, oh| row(kb, oh, None))?;
+        for oh in rhi..t.h.output {
+            let v = kb.ci(oh as i64);
+            row(kb, v, Some(oh))?;
+        }
+    } else {
+        for oh in 0..t.h.output {
+            let v = kb.ci(oh as i64);
+            row(kb, v, Some(oh))?;
+        }
+    }
+    Ok(())
+}
+
+/// One output row: border columns one by one, interior columns in tiles of
+/// `tp` positions, then the interior's tail.
+#[allow(clippy::too_many_arguments)]
+fn columns(
+    kb: &mut Kb,
+    t: &Tile,
+    xrow: Value,
+    yrow: Value,
+    wblk: Value,
+    bblk: Value,
+    nv: usize,
+    lanes: usize,
+    kh_ok: &[bool],
+) -> Result<()> {
+    let (clo, chi) = t.w.interior();
+    let consts = |kb: &mut Kb, cols: Vec<usize>| -> Result<()> {
+        for group in cols.chunks(t.tp) {
+            let c = Col::At(group[0]);
+            tile(
+                kb,
+                t,
+                xrow,
+                yrow,
+                wblk,
+                bblk,
+                nv,
+                lanes,
+                kh_ok,
+                c,
+                group.len(),
+            )?;
+        }
+        Ok(())
+    };
+    if clo >= chi {
+        return consts(kb, (0..t.w.output).collect());
+    }
+    consts(kb, (0..clo).collect())?;
+    let n = chi - clo;
+    let full = n / t.tp;
+    kb.for_range(0, full as i64, 1, |kb, i| {
+        let ow = kb.b.ins().imul_imm_s(i, t.tp as i64);
+        let ow = kb.b.ins().iadd_imm_s(ow, clo as i64);
+        tile(
+            kb,
+            t,
+            xrow,
+            yrow,
+            wblk,
+            bblk,
+            nv,
+            lanes,
+            kh_ok,
+            Col::Loop(ow),
+            t.tp,
+        )
+    })?;
+    consts(kb, (clo + full * t.tp..chi).collect())?;
+    consts(kb, (chi..t.w.output).collect())?;
+    Ok(())
+}
+
+/// The tile: `np` positions from `col`, `nv` channel vectors (`lanes`
+/// of them real), accumulated over every input channel and valid tap.
+#[allow(clippy::too_many_arguments)]
+fn tile(
+    kb: &mut Kb,
+    t: &Tile,
+    xrow: Value,
+    yrow: Value,
+    wblk: Value,
+    bblk: Value,
+    nv: usize,
+    lanes: usize,
+    kh_ok: &[bool],
+    col: Col,
+    np: usize,
+) -> Result<()> {
+    let stride_w = t.w.stride as i64;
+    // Column bases: x at the first position's window origin, y at the
+    // first position.
+    let (xcol, ycol, first) = match col {
+        Col::Loop(ow) => {
+            let xo = kb.b.ins().imul_imm_s(ow, stride_w * 4);
+            let xc = kb.b.ins().iadd(xrow, xo);
+            let yc = kb.at(yrow, ow, 4);
+            (xc, yc, None)
+        }
+        Col::At(ow) => {
+            let xc = kb.off(xrow, ow as i64 * stride_w * 4);
+            let yc = kb.off(yrow, ow as i64 * 4);
+            (xc, yc, Some(ow))
+        }
+    };
+    // Valid (position, tap) pairs, known now.
+    let ok = |p: usize, kh: usize, kw: usize| -> bool {
+        kh_ok[kh] && first.is_none_or(|o| t.w.valid(o + p, kw))
+    };
+    let cb = (nv * 4) as i64;
+    let mut accs = Vec::with_capacity(np * nv);
+    for _ in 0..np {
+        for v in 0..nv {
+            let b = kb.load(F32X4, bblk, (v * 16) as i64);
+            accs.push(kb.var(F32X4, b));
+        }
+    }
+    let x0 = kb.var(types::I64, xcol);
+    let w0 = kb.var(types::I64, wblk);
+    let taps = (t.kh * t.kw) as i64;
+    kb.for_range(0, t.cg as i64, 1, |kb, _ci| {
+        let xp = kb.get(x0);
+        let wp = kb.get(w0);
+        let mut acc: Vec<Value> = accs.iter().map(|&a| kb.get(a)).collect();
+        for kh in 0..t.kh {
+            if !kh_ok[kh] {
+                continue;
+            }
+            for kw in 0..t.kw {
+                if !(0..np).any(|p| ok(p, kh, kw)) {
+                    continue;
+                }
+                let tap = (kh * t.kw + kw) as i64;
+                let wvs: Vec<Value> = (0..nv)
+                    .map(|v| kb.load(F32X4, wp, (tap * cb + 4 * v as i64) * 4))
+                    .collect();
+                for p in 0..np {
+                    if !ok(p, kh, kw) {
+                        continue;
+                    }
+                    let off =
+                        (kh * t.h.dil * t.iw) as i64 + p as i64 * stride_w + (kw * t.w.dil) as i64
+                            - t.w.pad as i64;
+                    let xs = kb.load(types::F32, xp, off * 4);
+                    let xs = kb.splat(xs);
+                    for v in 0..nv {
+                        let i = p * nv + v;
+                        acc[i] = kb.mul_add(xs, wvs[v], acc[i]);
+                    }
+                }
+            }
+        }
+        for (a, v) in accs.iter().zip(acc) {
+            kb.set(*a, v);
+        }
+        let xn = kb.b.ins().iadd_imm_s(xp, t.plane_in);
+        kb.set(x0, xn);
+        let wn = kb.b.ins().iadd_imm_s(wp, taps * cb * 4);
+        kb.set(w0, wn);
+        Ok(())
+    })?;
+    let _ = t.ih;
+    // Activation, then scatter: lane l of vector v is channel 4v + l.
+    let little = MemFlagsData::new().with_endianness(Endianness::Little);
+    for p in 0..np {
+        for v in 0..nv {
+            let mut r = kb.get(accs[p * nv + v]);
+            if let Some(u) = t.act {
+                r = scalar::unary_float(kb, u, r)?;
+            }
+            let bits = kb.b.ins().bitcast(types::I32X4, little, r);
+            for l in 0..4 {
+                let ch = 4 * v + l;
+                if ch >= lanes {
+                    break;
+                }
+                let e = kb.b.ins().extractlane(bits, l as u8);
+                kb.store(e, ycol, ch as i64 * t.plane_out + p as i64 * 4);
+            }
+        }
+    }
+    Ok(())
 }

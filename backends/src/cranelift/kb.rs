@@ -9,7 +9,8 @@ use std::collections::HashMap;
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    self, AbiParam, BlockArg, Endianness, InstBuilder, MemFlagsData, Type, Value, types,
+    self, AbiParam, BlockArg, Endianness, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind,
+    Type, Value, types,
 };
 use cranelift_frontend::{FunctionBuilder, Variable};
 use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
@@ -219,6 +220,16 @@ impl<'f, 's, 'm> Kb<'f, 's, 'm> {
         }
     }
 
+    /// A stack buffer of `bytes` bytes aligned to 64; returns its address.
+    pub fn stack(&mut self, bytes: usize) -> Value {
+        let ss = self.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            bytes.max(1) as u32,
+            6,
+        ));
+        self.b.ins().stack_addr(PTR, ss, 0)
+    }
+
     /// Address of weight `k`.
     pub fn weight(&mut self, k: usize) -> Result<Value> {
         let id = self.sh.weight(k)?;
@@ -229,6 +240,10 @@ impl<'f, 's, 'm> Kb<'f, 's, 'm> {
     pub fn table(&mut self, bytes: Vec<u8>, align: u64) -> Result<Value> {
         let id = self.sh.table(bytes, align)?;
         Ok(self.data_addr(id))
+    }
+
+    pub fn table_f32(&mut self, v: &[f32]) -> Result<Value> {
+        self.table(v.iter().flat_map(|x| x.to_le_bytes()).collect(), 64)
     }
 
     pub fn table_i64(&mut self, v: &[i64]) -> Result<Value> {

@@ -12,6 +12,7 @@
 //! (`conv_fast`, `gemm_fast`), everything else the general forms in `nn`.
 
 mod conv_fast;
+mod depthwise;
 mod ew;
 mod gemm_fast;
 mod kb;
@@ -114,7 +115,11 @@ fn isa_for(target: &Target, pic: bool) -> Result<OwnedTargetIsa> {
         f.set(k, v)
             .map_err(|e| BackendError::Other(format!("Cranelift setting {k}={v}: {e}")))
     };
-    set(&mut flags, "opt_level", "speed")?;
+    set(
+        &mut flags,
+        "opt_level",
+        &std::env::var("NNC_CL_OPT").unwrap_or("none".into()),
+    )?;
     set(&mut flags, "is_pic", if pic { "true" } else { "false" })?;
     set(&mut flags, "use_colocated_libcalls", "false")?;
     set(&mut flags, "enable_probestack", "true")?;
@@ -323,6 +328,14 @@ impl Args {
         match self.ins[k] {
             ArgIn::Ptr(v) => Ok(v),
             ArgIn::Weight(w) => kb.weight(w),
+        }
+    }
+
+    /// The weight tensor behind input `k`, when it is a weight.
+    pub fn weight<'p>(&self, p: &'p Program, k: usize) -> Option<&'p nnc_ir::Tensor> {
+        match self.ins.get(k)? {
+            ArgIn::Weight(w) => Some(p.weights[*w].tensor.as_ref()),
+            ArgIn::Ptr(_) => None,
         }
     }
 }
@@ -597,4 +610,88 @@ impl Aligned {
     fn bytes_mut(&mut self) -> &mut [u8] {
         &mut self.buf[self.start..self.start + self.len]
     }
+}
+
+/// Measures this machine's f32x4 fused multiply-add peak in GFLOP/s with a
+/// JIT-compiled loop of independent FMA chains (enough of them to hide the
+/// FMA latency on every current core). Best of several timed runs.
+pub fn fma_peak_gflops() -> Result<f64> {
+    const CHAINS: usize = 12;
+    let isa = isa_for(&Target::Host, false)?;
+    let fma = has_fma(isa.as_ref());
+    let mut builder = cranelift_jit::JITBuilder::with_isa(isa, default_libcall_names());
+    host_symbols(&mut builder);
+    let mut module = cranelift_jit::JITModule::new(builder);
+    let mut sig = module.make_signature();
+    sig.params.push(AbiParam::new(PTR));
+    sig.params.push(AbiParam::new(types::I64));
+    let id = module
+        .declare_function("nnc_fma_peak", Linkage::Local, &sig)
+        .map_err(module_err)?;
+    let mut ctx = module.make_context();
+    ctx.func.signature = sig;
+    let mut fctx = FunctionBuilderContext::new();
+    let prog = Program {
+        name: String::new(),
+        inputs: vec![],
+        outputs: vec![],
+        weights: vec![],
+        steps: vec![],
+        arena_bytes: 0,
+        stats: Default::default(),
+    };
+    let tc = module.target_config();
+    {
+        let mut sh = Shared::new(&mut module, &prog, "peak", fma);
+        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        b.seal_block(entry);
+        let (out, n) = (b.block_params(entry)[0], b.block_params(entry)[1]);
+        let mut kb = Kb::new(b, &mut sh);
+        let a = kb.cf(kb::F32X4, 0.999_999);
+        let c = kb.cf(kb::F32X4, 1e-7);
+        let accs: Vec<_> = (0..CHAINS)
+            .map(|i| {
+                let v = kb.cf(kb::F32X4, 1.0 + i as f64);
+                kb.var(kb::F32X4, v)
+            })
+            .collect();
+        let zero = kb.ci(0);
+        kb.for_dyn(zero, n, |kb, _| {
+            for &acc in &accs {
+                let v = kb.get(acc);
+                let r = kb.mul_add(v, a, c);
+                kb.set(acc, r);
+            }
+            Ok(())
+        })?;
+        let mut s = kb.get(accs[0]);
+        for &acc in &accs[1..] {
+            let v = kb.get(acc);
+            s = kb.b.ins().fadd(s, v);
+        }
+        kb.store(s, out, 0);
+        kb.b.ins().return_(&[]);
+        kb.b.finalize(tc);
+    }
+    module.define_function(id, &mut ctx).map_err(module_err)?;
+    module.finalize_definitions().map_err(module_err)?;
+    let f = module.get_finalized_function(id);
+    // SAFETY: defined above as fn(*mut f32x4, i64) with no other effects.
+    let f = unsafe { std::mem::transmute::<*const u8, unsafe extern "C" fn(*mut u8, i64)>(f) };
+    let mut sink = [0u8; 32];
+    let iters: i64 = 2_000_000;
+    let mut best = f64::INFINITY;
+    for _ in 0..7 {
+        let t0 = Instant::now();
+        // SAFETY: `sink` has room for one f32x4.
+        unsafe { f(sink.as_mut_ptr(), iters) };
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    // SAFETY: `f` is not used after this point.
+    unsafe { module.free_memory() };
+    let flops = iters as f64 * CHAINS as f64 * 8.0;
+    Ok(flops / best / 1e9)
 }

@@ -101,20 +101,20 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
                 ))
             };
             if a.profile {
-                let runs = a.runs.unwrap_or(200).max(1).to_string();
-                let mut cmd = Command::new(&exe);
-                cmd.args(&args).args(["--bench", &runs, "--profile"]);
-                if a.json {
-                    cmd.arg("--json");
-                }
-                let out = cmd.output()?;
+                let runs = a.runs.unwrap_or(200).max(1);
+                let out = Command::new(&exe)
+                    .args(&args)
+                    .args(["--bench", &runs.to_string(), "--profile", "--json"])
+                    .output()?;
                 if !out.status.success() {
                     bail!(
                         "profile failed: {}",
                         String::from_utf8_lossy(&out.stderr).trim()
                     );
                 }
-                print!("{}", String::from_utf8_lossy(&out.stdout));
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+                let peak = nnc_backends::cranelift::fma_peak_gflops()?;
+                print_profile(&a, &p, &v, peak, runs);
                 let _ = std::fs::remove_dir_all(&dir);
                 return Ok(ExitCode::SUCCESS);
             }
@@ -128,4 +128,65 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The per-step table: time, share, achieved GFLOP/s and its fraction of
+/// this machine's measured f32x4 FMA peak.
+fn print_profile(
+    a: &BenchArgs,
+    p: &nnc_backends::Program,
+    v: &serde_json::Value,
+    peak: f64,
+    runs: usize,
+) {
+    let descs = nnc::cbuild::step_descs(p);
+    let steps = v["steps"].as_array().cloned().unwrap_or_default();
+    let total = v["total_ms"].as_f64().unwrap_or(0.0);
+    if a.json {
+        let rows: Vec<serde_json::Value> = steps
+            .iter()
+            .zip(&descs)
+            .map(|(s, d)| {
+                let gf = s["gflops"].as_f64().unwrap_or(0.0);
+                json!({
+                    "op": d.op, "output": d.output, "name": d.name,
+                    "ms": s["ms"], "gflops": gf, "macs": d.macs,
+                    "peak_share": gf / peak,
+                })
+            })
+            .collect();
+        let o = json!({
+            "backend": format!("{:?}", a.backend).to_lowercase(),
+            "steps": rows,
+            "total_ms": total,
+            "runs": runs,
+            "f32x4_fma_peak_gflops": peak,
+        });
+        println!("{o}");
+        return;
+    }
+    println!("step  op               ms/run   share   GFLOP/s  %peak  output / name");
+    for (i, (s, d)) in steps.iter().zip(&descs).enumerate() {
+        let ms = s["ms"].as_f64().unwrap_or(0.0);
+        let gf = s["gflops"].as_f64().unwrap_or(0.0);
+        let share = if total > 0.0 { 100.0 * ms / total } else { 0.0 };
+        let pk = if d.macs > 0 {
+            format!("{:5.0}%", 100.0 * gf / peak)
+        } else {
+            "     -".to_string()
+        };
+        println!(
+            "{i:4}  {:<15} {ms:8.4}  {share:5.1}%  {gf:8.2} {pk}  {}  {}",
+            d.op, d.output, d.name
+        );
+    }
+    println!("total {total:.4} ms/run over {runs} runs");
+    println!(
+        "f32x4 FMA peak of this machine: {peak:.1} GFLOP/s (measured; %peak compares each step with it{})",
+        if a.backend == Backend::C {
+            "; C built with -march=native may use wider vectors"
+        } else {
+            ""
+        }
+    );
 }

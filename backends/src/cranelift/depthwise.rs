@@ -1,0 +1,468 @@
+//! Depthwise f32 convolution (one input channel per output channel), in
+//! two forms chosen by plane size:
+//!
+//! - Wide planes: f32x4 vectors along each output row, the channel's taps
+//!   broadcast once per channel. Stride 2 loads two vectors and keeps the
+//!   even lanes (one `shufps`). Border columns, where a window leaves the
+//!   input, are computed one position at a time with only their valid taps.
+//! - Small planes (where a row holds few vectors): a block of channels is
+//!   copied into a zero-padded channels-last buffer on the stack, and the
+//!   kernel runs f32x4 along channels with no border cases at all.
+
+use cranelift_codegen::ir::{ConstantData, Endianness, InstBuilder, MemFlagsData, Value, types};
+use nnc_ir::op::UnaryOp;
+use nnc_ir::{Tensor, TensorType};
+
+use super::Args;
+use super::kb::{F32X4, Kb};
+use super::scalar;
+use crate::error::Result;
+
+/// One spatial axis (same meaning as in `conv_fast`).
+#[derive(Clone, Copy, Debug)]
+pub struct Axis {
+    pub input: usize,
+    pub output: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub dil: usize,
+    pub pad: usize,
+}
+
+impl Axis {
+    /// True when tap `t` of output `o` reads inside the input.
+    pub fn valid(&self, o: usize, t: usize) -> bool {
+        let p = (o * self.stride + t * self.dil) as i64 - self.pad as i64;
+        (0..self.input as i64).contains(&p)
+    }
+
+    /// `[lo, hi)`: the outputs whose every tap is valid.
+    pub fn interior(&self) -> (usize, usize) {
+        let lo = self.pad.div_ceil(self.stride);
+        let last = self.input as i64 - 1 + self.pad as i64 - ((self.k - 1) * self.dil) as i64;
+        let hi = if last < 0 {
+            0
+        } else {
+            (last as usize / self.stride + 1).min(self.output)
+        };
+        if lo >= hi { (0, 0) } else { (lo, hi) }
+    }
+
+    /// Padded extent a channels-last buffer needs so every tap of every
+    /// output reads inside it.
+    fn padded(&self) -> usize {
+        let reach = (self.output - 1) * self.stride + (self.k - 1) * self.dil + 1;
+        reach.max(self.input + self.pad)
+    }
+}
+
+/// Largest channels-last stack buffer (bytes).
+const HWC_LIMIT: usize = 96 * 1024;
+/// Channels per block of the channels-last form.
+const HWC_BLOCK: usize = 16;
+
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise(
+    kb: &mut Kb,
+    act: &Option<UnaryOp>,
+    x: &TensorType,
+    h: Axis,
+    w: Axis,
+    wt: &Tensor,
+    bt: Option<&Tensor>,
+    args: &Args,
+) -> Result<bool> {
+    let c = x.dims[1];
+    let hwc_bytes = h.padded() * w.padded() * HWC_BLOCK * 4;
+    let small = w.output < 16 && hwc_bytes <= HWC_LIMIT;
+    if small {
+        hwc(kb, act, x, h, w, wt, bt, args)?;
+        return Ok(true);
+    }
+    if w.stride > 2 || h.border() > 16 || w.border() > 16 {
+        return Ok(false);
+    }
+    let _ = c;
+    rows(kb, act, x, h, w, wt, bt, args)?;
+    Ok(true)
+}
+
+impl Axis {
+    /// Outputs outside the interior.
+    pub fn border(&self) -> usize {
+        let (lo, hi) = self.interior();
+        self.output - (hi - lo)
+    }
+}
+
+fn little() -> MemFlagsData {
+    MemFlagsData::new().with_endianness(Endianness::Little)
+}
+
+/// `[a0, a2, b0, b2]`: the even lanes of the eight floats `a ++ b`.
+fn even_lanes(kb: &mut Kb, a: Value, b: Value) -> Value {
+    let a8 = kb.b.ins().bitcast(types::I8X16, little(), a);
+    let b8 = kb.b.ins().bitcast(types::I8X16, little(), b);
+    let mut mask = Vec::with_capacity(16);
+    for lane in [0u8, 2, 4, 6] {
+        for byte in 0..4u8 {
+            mask.push(lane * 4 + byte);
+        }
+    }
+    let imm = kb.b.func.dfg.immediates.push(ConstantData::from(mask));
+    let s = kb.b.ins().shuffle(a8, b8, imm);
+    kb.b.ins().bitcast(F32X4, little(), s)
+}
+
+/// Vectors along output rows (NCHW in place).
+#[allow(clippy::too_many_arguments)]
+fn rows(
+    kb: &mut Kb,
+    act: &Option<UnaryOp>,
+    x: &TensorType,
+    h: Axis,
+    w: Axis,
+    wt: &Tensor,
+    bt: Option<&Tensor>,
+    args: &Args,
+) -> Result<()> {
+    let (n, c) = (x.dims[0], x.dims[1]);
+    let taps = h.k * w.k;
+    let plane_in = (h.input * w.input * 4) as i64;
+    let plane_out = (h.output * w.output * 4) as i64;
+    let wv: Vec<f32> = wt.to_f64().iter().map(|&v| v as f32).collect();
+    let bv: Vec<f32> = match bt {
+        Some(b) => b.to_f64().iter().map(|&v| v as f32).collect(),
+        None => vec![0.0; c],
+    };
+    let wp = kb.table_f32(&wv)?;
+    let bp = kb.table_f32(&bv)?;
+    let xb = args.x(kb, 0)?;
+    let yb = args.outs[0];
+    let keep = taps <= 9;
+    kb.for_range(0, (n * c) as i64, 1, |kb, pl| {
+        let ch = kb.b.ins().urem_imm_s(pl, c as i64);
+        let xc = kb.at(xb, pl, plane_in);
+        let yc = kb.at(yb, pl, plane_out);
+        let wc = kb.at(wp, ch, (taps * 4) as i64);
+        let ba = kb.at(bp, ch, 4);
+        let bias = kb.load(types::F32, ba, 0);
+        // The channel's taps as scalars (for border columns) and, for small
+        // kernels, broadcast once into registers.
+        let ws: Vec<Value> = (0..taps)
+            .map(|t| kb.load(types::F32, wc, (t * 4) as i64))
+            .collect();
+        let wsplat: Vec<Option<Value>> = ws.iter().map(|&s| keep.then(|| kb.splat(s))).collect();
+        let (rlo, rhi) = h.interior();
+        let row = |kb: &mut Kb, oh: Value, konst: Option<usize>| -> Result<()> {
+            let r0 = kb.b.ins().imul_imm_s(oh, h.stride as i64);
+            let r0 = kb.b.ins().iadd_imm_s(r0, -(h.pad as i64));
+            let xrow = kb.at(xc, r0, (w.input * 4) as i64);
+            let yrow = kb.at(yc, oh, (w.output * 4) as i64);
+            let kh_ok: Vec<bool> = (0..h.k)
+                .map(|k| konst.is_none_or(|o| h.valid(o, k)))
+                .collect();
+            row_cols(kb, act, h, w, xrow, yrow, wc, &ws, &wsplat, bias, &kh_ok)
+        };
+        if rlo < rhi {
+            for oh in 0..rlo {
+                let v = kb.ci(oh as i64);
+                row(kb, v, Some(oh))?;
+            }
+            kb.for_range(rlo as i64, rhi as i64, 1, |kb, oh| row(kb, oh, None))?;
+            for oh in rhi..h.output {
+                let v = kb.ci(oh as i64);
+                row(kb, v, Some(oh))?;
+            }
+        } else {
+            for oh in 0..h.output {
+                let v = kb.ci(oh as i64);
+                row(kb, v, Some(oh))?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Vectors per interior column block.
+const ROW_VECS: usize = 3;
+
+#[allow(clippy::too_many_arguments)]
+fn row_cols(
+    kb: &mut Kb,
+    act: &Option<UnaryOp>,
+    h: Axis,
+    w: Axis,
+    xrow: Value,
+    yrow: Value,
+    wc: Value,
+    ws: &[Value],
+    wsplat: &[Option<Value>],
+    bias: Value,
+    kh_ok: &[bool],
+) -> Result<()> {
+    let (clo, chi) = w.interior();
+    let s = w.stride as i64;
+    // One output position, valid taps only.
+    let scalar_at = |kb: &mut Kb, ow: usize| -> Result<()> {
+        let mut acc = bias;
+        for kh in 0..h.k {
+            if !kh_ok[kh] {
+                continue;
+            }
+            for kw in 0..w.k {
+                if !w.valid(ow, kw) {
+                    continue;
+                }
+                let off = (kh * h.dil * w.input) as i64 + ow as i64 * s + (kw * w.dil) as i64
+                    - w.pad as i64;
+                let xv = kb.load(types::F32, xrow, off * 4);
+                acc = kb.mul_add(xv, ws[kh * w.k + kw], acc);
+            }
+        }
+        if let Some(u) = act {
+            acc = scalar::unary_float(kb, u, acc)?;
+        }
+        kb.store(acc, yrow, ow as i64 * 4);
+        Ok(())
+    };
+    // `nv` vectors of positions from `ow` (every tap valid).
+    let vectors = |kb: &mut Kb, ow: Value, nv: usize| -> Result<()> {
+        let xo = kb.b.ins().imul_imm_s(ow, s * 4);
+        let xcol = kb.b.ins().iadd(xrow, xo);
+        let ycol = kb.at(yrow, ow, 4);
+        let bsplat = kb.splat(bias);
+        let mut acc = vec![bsplat; nv];
+        for kh in 0..h.k {
+            if !kh_ok[kh] {
+                continue;
+            }
+            for kw in 0..w.k {
+                let t = kh * w.k + kw;
+                let wvec = match wsplat[t] {
+                    Some(v) => v,
+                    None => {
+                        let l = kb.load(types::F32, wc, (t * 4) as i64);
+                        kb.splat(l)
+                    }
+                };
+                for (v, a) in acc.iter_mut().enumerate() {
+                    let off =
+                        (kh * h.dil * w.input) as i64 + (4 * v) as i64 * s + (kw * w.dil) as i64
+                            - w.pad as i64;
+                    let xv = if s == 1 {
+                        kb.load(F32X4, xcol, off * 4)
+                    } else {
+                        let lo = kb.load(F32X4, xcol, off * 4);
+                        let hi = kb.load(F32X4, xcol, off * 4 + 16);
+                        even_lanes(kb, lo, hi)
+                    };
+                    *a = kb.mul_add(xv, wvec, *a);
+                }
+            }
+        }
+        for (v, a) in acc.into_iter().enumerate() {
+            let r = match act {
+                Some(u) => scalar::unary_float(kb, u, a)?,
+                None => a,
+            };
+            kb.store(r, ycol, (16 * v) as i64);
+        }
+        Ok(())
+    };
+    if clo >= chi {
+        for ow in 0..w.output {
+            scalar_at(kb, ow)?;
+        }
+        return Ok(());
+    }
+    for ow in 0..clo {
+        scalar_at(kb, ow)?;
+    }
+    // A stride-2 vector reads eight inputs; the last one must stay inside
+    // the row, so the vector region may end before the interior does.
+    let n = chi - clo;
+    let block = 4 * ROW_VECS;
+    let full = n / block;
+    kb.for_range(0, full as i64, 1, |kb, i| {
+        let ow = kb.b.ins().imul_imm_s(i, block as i64);
+        let ow = kb.b.ins().iadd_imm_s(ow, clo as i64);
+        vectors(kb, ow, ROW_VECS)
+    })?;
+    let mut at = clo + full * block;
+    let fits = |ow: usize| -> bool {
+        // Last input read by the vector at `ow` for the rightmost tap.
+        let last = (ow + 3) * w.stride + (w.k - 1) * w.dil + if w.stride == 2 { 1 } else { 0 };
+        (last as i64 - w.pad as i64) < w.input as i64
+    };
+    while at + 4 <= chi && fits(at) {
+        let v = kb.ci(at as i64);
+        vectors(kb, v, 1)?;
+        at += 4;
+    }
+    for ow in at..w.output {
+        scalar_at(kb, ow)?;
+    }
+    Ok(())
+}
+
+/// Small planes: channels-last, zero-padded, a block of channels at a time.
+#[allow(clippy::too_many_arguments)]
+fn hwc(
+    kb: &mut Kb,
+    act: &Option<UnaryOp>,
+    x: &TensorType,
+    h: Axis,
+    w: Axis,
+    wt: &Tensor,
+    bt: Option<&Tensor>,
+    args: &Args,
+) -> Result<()> {
+    let (n, c) = (x.dims[0], x.dims[1]);
+    let taps = h.k * w.k;
+    let (ph, pw) = (h.padded(), w.padded());
+    let nblk = c.div_ceil(HWC_BLOCK);
+    let cpad = nblk * HWC_BLOCK;
+    // Packed weights [block][tap][16] and bias [block][16], zero padded.
+    let wv = wt.to_f64();
+    let mut packed = vec![0f32; nblk * taps * HWC_BLOCK];
+    for ch in 0..c {
+        let (b, j) = (ch / HWC_BLOCK, ch % HWC_BLOCK);
+        for t in 0..taps {
+            packed[(b * taps + t) * HWC_BLOCK + j] = wv[ch * taps + t] as f32;
+        }
+    }
+    let mut pbias = vec![0f32; cpad];
+    if let Some(b) = bt {
+        for (i, v) in b.to_f64().iter().enumerate() {
+            pbias[i] = *v as f32;
+        }
+    }
+    let wp = kb.table_f32(&packed)?;
+    let bp = kb.table_f32(&pbias)?;
+    let xb = args.x(kb, 0)?;
+    let yb = args.outs[0];
+    let buf = kb.stack(ph * pw * HWC_BLOCK * 4);
+    let plane_in = (h.input * w.input) as i64;
+    let plane_out = (h.output * w.output) as i64;
+    let zero = kb.cf(F32X4, 0.0);
+    // Zero once: the border stays zero; interior lanes are rewritten per
+    // block (lanes of missing channels stay zero too).
+    kb.for_range(0, (ph * pw * HWC_BLOCK / 4) as i64, 1, |kb, i| {
+        let a = kb.at(buf, i, 16);
+        kb.store(zero, a, 0);
+        Ok(())
+    })?;
+    for blk in 0..nblk {
+        let c0 = blk * HWC_BLOCK;
+        let cn = HWC_BLOCK.min(c - c0);
+        kb.for_range(0, n as i64, 1, |kb, img| {
+            let xi = kb.at(xb, img, c as i64 * plane_in * 4);
+            let yi = kb.at(yb, img, c as i64 * plane_out * 4);
+            // Transpose the block in: buf[ih + pad][iw + pad][j] = x[c0 + j][ih][iw].
+            for j in 0..cn {
+                let xc = kb.off(xi, (c0 + j) as i64 * plane_in * 4);
+                kb.for_range(0, h.input as i64, 1, |kb, ih| {
+                    let xr = kb.at(xc, ih, (w.input * 4) as i64);
+                    let br = kb.at(buf, ih, (pw * HWC_BLOCK * 4) as i64);
+                    let base = ((h.pad * pw + w.pad) * HWC_BLOCK + j) as i64 * 4;
+                    for iw in 0..w.input {
+                        let v = kb.load(types::F32, xr, iw as i64 * 4);
+                        kb.store(v, br, base + (iw * HWC_BLOCK * 4) as i64);
+                    }
+                    Ok(())
+                })?;
+            }
+            let wb = kb.off(wp, (blk * taps * HWC_BLOCK * 4) as i64);
+            let bb = kb.off(bp, (c0 * 4) as i64);
+            let yc = kb.off(yi, c0 as i64 * plane_out * 4);
+            hwc_compute(kb, act, h, w, buf, pw, wb, bb, yc, cn, plane_out)
+        })?;
+    }
+    Ok(())
+}
+
+/// Positions per tile of the channels-last kernel.
+const HWC_P: usize = 2;
+
+#[allow(clippy::too_many_arguments)]
+fn hwc_compute(
+    kb: &mut Kb,
+    act: &Option<UnaryOp>,
+    h: Axis,
+    w: Axis,
+    buf: Value,
+    pw: usize,
+    wb: Value,
+    bb: Value,
+    yc: Value,
+    cn: usize,
+    plane_out: i64,
+) -> Result<()> {
+    let nv = cn.div_ceil(4);
+    let row_bytes = (pw * HWC_BLOCK * 4) as i64;
+    let pos_bytes = (HWC_BLOCK * 4) as i64;
+    let tile = |kb: &mut Kb, oh: Value, ow: Value, np: usize| -> Result<()> {
+        let r = kb.b.ins().imul_imm_s(oh, h.stride as i64 * row_bytes);
+        let cpos = kb.b.ins().imul_imm_s(ow, w.stride as i64 * pos_bytes);
+        let base = kb.b.ins().iadd(buf, r);
+        let base = kb.b.ins().iadd(base, cpos);
+        let mut acc: Vec<Value> = Vec::with_capacity(np * nv);
+        for _ in 0..np {
+            for v in 0..nv {
+                acc.push(kb.load(F32X4, bb, (v * 16) as i64));
+            }
+        }
+        for kh in 0..h.k {
+            for kw in 0..w.k {
+                let t = kh * w.k + kw;
+                let wvs: Vec<Value> = (0..nv)
+                    .map(|v| kb.load(F32X4, wb, ((t * HWC_BLOCK + 4 * v) * 4) as i64))
+                    .collect();
+                for p in 0..np {
+                    let off = (kh * h.dil) as i64 * row_bytes
+                        + ((p * w.stride + kw * w.dil) as i64) * pos_bytes;
+                    for v in 0..nv {
+                        let xv = kb.load(F32X4, base, off + (v * 16) as i64);
+                        let i = p * nv + v;
+                        acc[i] = kb.mul_add(xv, wvs[v], acc[i]);
+                    }
+                }
+            }
+        }
+        // Scatter: lane l of vector v is channel 4v + l.
+        let orow = kb.b.ins().imul_imm_s(oh, w.output as i64);
+        let opos = kb.b.ins().iadd(orow, ow);
+        let ya = kb.at(yc, opos, 4);
+        for p in 0..np {
+            for v in 0..nv {
+                let mut r = acc[p * nv + v];
+                if let Some(u) = act {
+                    r = scalar::unary_float(kb, u, r)?;
+                }
+                let bits = kb.b.ins().bitcast(types::I32X4, little(), r);
+                for l in 0..4 {
+                    let ch = 4 * v + l;
+                    if ch >= cn {
+                        break;
+                    }
+                    let e = kb.b.ins().extractlane(bits, l as u8);
+                    kb.store(e, ya, ch as i64 * plane_out * 4 + (p * 4) as i64);
+                }
+            }
+        }
+        Ok(())
+    };
+    kb.for_range(0, h.output as i64, 1, |kb, oh| {
+        let full = w.output / HWC_P;
+        kb.for_range(0, full as i64, 1, |kb, i| {
+            let ow = kb.b.ins().imul_imm_s(i, HWC_P as i64);
+            tile(kb, oh, ow, HWC_P)
+        })?;
+        for ow in full * HWC_P..w.output {
+            let v = kb.ci(ow as i64);
+            tile(kb, oh, v, 1)?;
+        }
+        Ok(())
+    })
+}
