@@ -394,3 +394,59 @@ fn convolution_shape_classes_match_the_interpreter() {
     assert!(cases >= 25, "only {cases} cases");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Pooling shape classes of the fast forms: whole-plane windows (global)
+/// and wide planes through the row-vector window kernel, with padding,
+/// ceil mode and both average divisors.
+#[test]
+fn pooling_shape_classes_match_the_interpreter() {
+    let mut failures = Vec::new();
+    let mut cases = 0;
+    for (h, w) in [(20, 37), (17, 64), (9, 33), (25, 5), (8, 8)] {
+        for (k, s, p) in [
+            (3, 2, 0),
+            (3, 2, 1),
+            (2, 2, 0),
+            (3, 1, 1),
+            (5, 1, 2),
+            (0, 1, 0),
+        ] {
+            for kind in [PoolKind::Max, PoolKind::Avg] {
+                for (ceil_mode, include) in [(false, false), (true, true), (true, false)] {
+                    let mut g = Graph::new("pool");
+                    let x = g.add_input("x", TensorType::new(DType::F32, vec![1, 3, h, w]));
+                    // k == 0: a window covering the whole plane.
+                    let (kh, kw, p) = if k == 0 { (h, w, 0) } else { (k, k, p) };
+                    let a = PoolAttrs {
+                        kind,
+                        kernel: vec![kh, kw],
+                        strides: vec![s, s],
+                        pads: vec![p, p, p, p],
+                        dilations: vec![1, 1],
+                        ceil_mode,
+                        count_include_pad: include,
+                    };
+                    let Ok(y) = g.add1(Op::Pool(a), &[x], "pool") else {
+                        continue;
+                    };
+                    g.add_output(y, "y");
+                    cases += 1;
+                    let inputs = nnc_passes::check::random_inputs(&g, 5);
+                    let want = driver::run_interp(&g, &inputs).unwrap();
+                    match run_native(&g, &inputs) {
+                        Ok(o) => {
+                            if let Err(e) = agree(&o[0], &want[0]) {
+                                failures.push(format!(
+                                    "{h}x{w} k{k} s{s} p{p} {kind:?} ceil {ceil_mode} incl {include}: {e}"
+                                ));
+                            }
+                        }
+                        Err(e) => failures.push(format!("{h}x{w} k{k}: {e}")),
+                    }
+                }
+            }
+        }
+    }
+    assert!(cases >= 100, "only {cases} cases");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -83,7 +83,7 @@ pub fn depthwise(
         return Ok(false);
     }
     let _ = c;
-    rows(kb, act, x, h, w, wt, bt, args)?;
+    rows(kb, Win::Dw, act, x, h, w, Some(wt), bt, args)?;
     Ok(true)
 }
 
@@ -114,15 +114,56 @@ fn even_lanes(kb: &mut Kb, a: Value, b: Value) -> Value {
     kb.b.ins().bitcast(F32X4, little(), s)
 }
 
-/// Vectors along output rows (NCHW in place).
+/// What a window kernel computes at each output position.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Win {
+    /// Depthwise convolution: bias plus the channel's weighted taps.
+    Dw,
+    /// Max pooling (NaN wins).
+    Max,
+    /// Average pooling; with `include_pad` the divisor counts padded taps
+    /// inside `[-pad, input + pad_end)` per axis.
+    Avg {
+        include_pad: bool,
+        pad_end_h: usize,
+        pad_end_w: usize,
+    },
+}
+
+/// Taps of one axis that count towards an average's divisor at output `o`.
+fn count(a: &Axis, o: usize, include_pad: bool, pad_end: usize) -> usize {
+    (0..a.k)
+        .filter(|&t| {
+            let p = (o * a.stride + t * a.dil) as i64 - a.pad as i64;
+            if include_pad {
+                p >= -(a.pad as i64) && p < (a.input + pad_end) as i64
+            } else {
+                (0..a.input as i64).contains(&p)
+            }
+        })
+        .count()
+}
+
+/// Per-channel values the row kernels use.
+struct Chan<'a> {
+    /// Tap weights as scalars, and broadcast when kept in registers.
+    ws: &'a [Value],
+    wsplat: &'a [Option<Value>],
+    wc: Value,
+    bias: Value,
+}
+
+/// Vectors along output rows (NCHW in place): depthwise convolution
+/// (`wt`, `bt`) or pooling.
 #[allow(clippy::too_many_arguments)]
-fn rows(
+pub fn rows(
     kb: &mut Kb,
+    op: Win,
     act: &Option<UnaryOp>,
     x: &TensorType,
     h: Axis,
     w: Axis,
-    wt: &Tensor,
+    wt: Option<&Tensor>,
     bt: Option<&Tensor>,
     args: &Args,
 ) -> Result<()> {
@@ -130,29 +171,46 @@ fn rows(
     let taps = h.k * w.k;
     let plane_in = (h.input * w.input * 4) as i64;
     let plane_out = (h.output * w.output * 4) as i64;
-    let wv: Vec<f32> = wt.to_f64().iter().map(|&v| v as f32).collect();
-    let bv: Vec<f32> = match bt {
-        Some(b) => b.to_f64().iter().map(|&v| v as f32).collect(),
-        None => vec![0.0; c],
+    let tabs = match wt {
+        Some(wt) => {
+            let wv: Vec<f32> = wt.to_f64().iter().map(|&v| v as f32).collect();
+            let bv: Vec<f32> = match bt {
+                Some(b) => b.to_f64().iter().map(|&v| v as f32).collect(),
+                None => vec![0.0; c],
+            };
+            Some((kb.table_f32(&wv)?, kb.table_f32(&bv)?))
+        }
+        None => None,
     };
-    let wp = kb.table_f32(&wv)?;
-    let bp = kb.table_f32(&bv)?;
     let xb = args.x(kb, 0)?;
     let yb = args.outs[0];
     let keep = taps <= 9;
     kb.for_range(0, (n * c) as i64, 1, |kb, pl| {
-        let ch = kb.b.ins().urem_imm_s(pl, c as i64);
         let xc = kb.at(xb, pl, plane_in);
         let yc = kb.at(yb, pl, plane_out);
-        let wc = kb.at(wp, ch, (taps * 4) as i64);
-        let ba = kb.at(bp, ch, 4);
-        let bias = kb.load(types::F32, ba, 0);
         // The channel's taps as scalars (for border columns) and, for small
         // kernels, broadcast once into registers.
-        let ws: Vec<Value> = (0..taps)
-            .map(|t| kb.load(types::F32, wc, (t * 4) as i64))
-            .collect();
-        let wsplat: Vec<Option<Value>> = ws.iter().map(|&s| keep.then(|| kb.splat(s))).collect();
+        let (ws, wsplat, wc, bias) = match tabs {
+            Some((wp, bp)) => {
+                let ch = kb.b.ins().urem_imm_s(pl, c as i64);
+                let wc = kb.at(wp, ch, (taps * 4) as i64);
+                let ba = kb.at(bp, ch, 4);
+                let bias = kb.load(types::F32, ba, 0);
+                let ws: Vec<Value> = (0..taps)
+                    .map(|t| kb.load(types::F32, wc, (t * 4) as i64))
+                    .collect();
+                let wsplat: Vec<Option<Value>> =
+                    ws.iter().map(|&s| keep.then(|| kb.splat(s))).collect();
+                (ws, wsplat, wc, bias)
+            }
+            None => (vec![], vec![], xc, xc),
+        };
+        let ch = Chan {
+            ws: &ws,
+            wsplat: &wsplat,
+            wc,
+            bias,
+        };
         let (rlo, rhi) = h.interior();
         let row = |kb: &mut Kb, oh: Value, konst: Option<usize>| -> Result<()> {
             let r0 = kb.b.ins().imul_imm_s(oh, h.stride as i64);
@@ -162,7 +220,18 @@ fn rows(
             let kh_ok: Vec<bool> = (0..h.k)
                 .map(|k| konst.is_none_or(|o| h.valid(o, k)))
                 .collect();
-            row_cols(kb, act, h, w, xrow, yrow, wc, &ws, &wsplat, bias, &kh_ok)
+            let hcnt = match (op, konst) {
+                (
+                    Win::Avg {
+                        include_pad,
+                        pad_end_h,
+                        ..
+                    },
+                    Some(o),
+                ) => count(&h, o, include_pad, pad_end_h),
+                _ => h.k,
+            };
+            row_cols(kb, op, act, h, w, xrow, yrow, &ch, &kh_ok, hcnt)
         };
         if rlo < rhi {
             for oh in 0..rlo {
@@ -187,25 +256,70 @@ fn rows(
 /// Vectors per interior column block.
 const ROW_VECS: usize = 3;
 
+/// Combines one tap into the accumulator.
+fn combine(kb: &mut Kb, op: Win, xv: Value, wv: Option<Value>, acc: Value) -> Value {
+    match op {
+        Win::Dw => kb.mul_add(xv, wv.expect("depthwise weights"), acc),
+        Win::Max => {
+            if kb.ty(acc) == F32X4 {
+                kb.b.ins().fmax(acc, xv)
+            } else {
+                super::reduce::nan_sticky(
+                    kb,
+                    cranelift_codegen::ir::condcodes::FloatCC::GreaterThan,
+                    xv,
+                    acc,
+                )
+            }
+        }
+        Win::Avg { .. } => kb.b.ins().fadd(acc, xv),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn row_cols(
     kb: &mut Kb,
+    op: Win,
     act: &Option<UnaryOp>,
     h: Axis,
     w: Axis,
     xrow: Value,
     yrow: Value,
-    wc: Value,
-    ws: &[Value],
-    wsplat: &[Option<Value>],
-    bias: Value,
+    ch: &Chan,
     kh_ok: &[bool],
+    hcnt: usize,
 ) -> Result<()> {
     let (clo, chi) = w.interior();
     let s = w.stride as i64;
+    let init = |kb: &mut Kb, ty| match op {
+        Win::Dw => {
+            if ty == F32X4 {
+                kb.splat(ch.bias)
+            } else {
+                ch.bias
+            }
+        }
+        Win::Max => kb.cf(ty, f64::NEG_INFINITY),
+        Win::Avg { .. } => kb.cf(ty, 0.0),
+    };
+    let finish = |kb: &mut Kb, acc: Value, div: usize| -> Result<Value> {
+        let mut r = acc;
+        if let Win::Avg { .. } = op {
+            let ty = kb.ty(acc);
+            let d = kb.cf(ty, div.max(1) as f64);
+            r = kb.b.ins().fdiv(r, d);
+            if div == 0 {
+                r = kb.cf(ty, 0.0);
+            }
+        }
+        if let Some(u) = act {
+            r = scalar::unary_float(kb, u, r)?;
+        }
+        Ok(r)
+    };
     // One output position, valid taps only.
     let scalar_at = |kb: &mut Kb, ow: usize| -> Result<()> {
-        let mut acc = bias;
+        let mut acc = init(kb, types::F32);
         for kh in 0..h.k {
             if !kh_ok[kh] {
                 continue;
@@ -217,13 +331,20 @@ fn row_cols(
                 let off = (kh * h.dil * w.input) as i64 + ow as i64 * s + (kw * w.dil) as i64
                     - w.pad as i64;
                 let xv = kb.load(types::F32, xrow, off * 4);
-                acc = kb.mul_add(xv, ws[kh * w.k + kw], acc);
+                let wv = ch.ws.get(kh * w.k + kw).copied();
+                acc = combine(kb, op, xv, wv, acc);
             }
         }
-        if let Some(u) = act {
-            acc = scalar::unary_float(kb, u, acc)?;
-        }
-        kb.store(acc, yrow, ow as i64 * 4);
+        let wcnt = match op {
+            Win::Avg {
+                include_pad,
+                pad_end_w,
+                ..
+            } => count(&w, ow, include_pad, pad_end_w),
+            _ => w.k,
+        };
+        let r = finish(kb, acc, hcnt * wcnt)?;
+        kb.store(r, yrow, ow as i64 * 4);
         Ok(())
     };
     // `nv` vectors of positions from `ow` (every tap valid).
@@ -231,20 +352,23 @@ fn row_cols(
         let xo = kb.b.ins().imul_imm_s(ow, s * 4);
         let xcol = kb.b.ins().iadd(xrow, xo);
         let ycol = kb.at(yrow, ow, 4);
-        let bsplat = kb.splat(bias);
-        let mut acc = vec![bsplat; nv];
+        let first = init(kb, F32X4);
+        let mut acc = vec![first; nv];
         for kh in 0..h.k {
             if !kh_ok[kh] {
                 continue;
             }
             for kw in 0..w.k {
                 let t = kh * w.k + kw;
-                let wvec = match wsplat[t] {
-                    Some(v) => v,
-                    None => {
-                        let l = kb.load(types::F32, wc, (t * 4) as i64);
-                        kb.splat(l)
-                    }
+                let wvec = match op {
+                    Win::Dw => Some(match ch.wsplat[t] {
+                        Some(v) => v,
+                        None => {
+                            let l = kb.load(types::F32, ch.wc, (t * 4) as i64);
+                            kb.splat(l)
+                        }
+                    }),
+                    _ => None,
                 };
                 for (v, a) in acc.iter_mut().enumerate() {
                     let off =
@@ -257,15 +381,12 @@ fn row_cols(
                         let hi = kb.load(F32X4, xcol, off * 4 + 16);
                         even_lanes(kb, lo, hi)
                     };
-                    *a = kb.mul_add(xv, wvec, *a);
+                    *a = combine(kb, op, xv, wvec, *a);
                 }
             }
         }
         for (v, a) in acc.into_iter().enumerate() {
-            let r = match act {
-                Some(u) => scalar::unary_float(kb, u, a)?,
-                None => a,
-            };
+            let r = finish(kb, a, hcnt * w.k)?;
             kb.store(r, ycol, (16 * v) as i64);
         }
         Ok(())
@@ -281,21 +402,28 @@ fn row_cols(
     }
     // A stride-2 vector reads eight inputs; the last one must stay inside
     // the row, so the vector region may end before the interior does.
-    let n = chi - clo;
+    let fits = |ow: usize| -> bool {
+        let last = (ow + 4 * ROW_VECS - 1) * w.stride
+            + (w.k - 1) * w.dil
+            + if w.stride == 2 { 1 } else { 0 };
+        (last as i64 - w.pad as i64) < w.input as i64
+    };
     let block = 4 * ROW_VECS;
-    let full = n / block;
+    let mut full = (chi - clo) / block;
+    while full > 0 && !fits(clo + (full - 1) * block) {
+        full -= 1;
+    }
     kb.for_range(0, full as i64, 1, |kb, i| {
         let ow = kb.b.ins().imul_imm_s(i, block as i64);
         let ow = kb.b.ins().iadd_imm_s(ow, clo as i64);
         vectors(kb, ow, ROW_VECS)
     })?;
     let mut at = clo + full * block;
-    let fits = |ow: usize| -> bool {
-        // Last input read by the vector at `ow` for the rightmost tap.
+    let fits1 = |ow: usize| -> bool {
         let last = (ow + 3) * w.stride + (w.k - 1) * w.dil + if w.stride == 2 { 1 } else { 0 };
         (last as i64 - w.pad as i64) < w.input as i64
     };
-    while at + 4 <= chi && fits(at) {
+    while at + 4 <= chi && fits1(at) {
         let v = kb.ci(at as i64);
         vectors(kb, v, 1)?;
         at += 4;

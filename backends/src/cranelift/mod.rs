@@ -398,7 +398,13 @@ fn kernel(kb: &mut Kb, st: &Step, a: &Args) -> Result<()> {
             }
             Ok(())
         }
-        Op::MatMul => nn::matmul(kb, ins[0], ins[1], y, a),
+        Op::MatMul => {
+            let prog = kb.sh.prog;
+            if !gemm_fast::matmul(kb, ins[0], ins[1], y, a, prog)? {
+                nn::matmul(kb, ins[0], ins[1], y, a)?;
+            }
+            Ok(())
+        }
         Op::Softmax(s) => nn::softmax(kb, s, ins[0], a),
         Op::Lrn(l) => nn::lrn(kb, l, ins[0], a),
         Op::Pool(p) => nn::pool(kb, p, ins[0], y, a),

@@ -15,6 +15,7 @@ use nnc_ir::op::{
 use nnc_ir::{DType, TensorType, dtype::strides};
 
 use super::Args;
+use super::depthwise::{Axis, Win, rows};
 use super::kb::{F32X4, Kb};
 use super::scalar::{self, cl, from_i64, to_i64};
 use crate::error::Result;
@@ -719,6 +720,55 @@ pub fn matmul(
     })
 }
 
+/// f32 pooling through the fast forms: a window covering each whole
+/// (unpadded) plane is a global pool; 2-D windows on wide planes run the
+/// row-vector window kernel shared with depthwise convolution.
+fn pool_fast(
+    kb: &mut Kb,
+    a: &PoolAttrs,
+    x: &TensorType,
+    y: &TensorType,
+    args: &Args,
+) -> Result<bool> {
+    if y.dtype != DType::F32 {
+        return Ok(false);
+    }
+    let n = a.kernel.len();
+    let whole = a.kernel[..] == x.dims[2..]
+        && a.pads.iter().all(|&p| p == 0)
+        && y.dims[2..].iter().all(|&d| d == 1)
+        && a.dilations.iter().all(|&d| d == 1);
+    if whole {
+        global_pool(kb, a.kind, x, args)?;
+        return Ok(true);
+    }
+    if n != 2 {
+        return Ok(false);
+    }
+    let axis = |d: usize| Axis {
+        input: x.dims[2 + d],
+        output: y.dims[2 + d],
+        k: a.kernel[d],
+        stride: a.strides[d],
+        dil: a.dilations[d],
+        pad: a.pads[d],
+    };
+    let (h, w) = (axis(0), axis(1));
+    if w.output < 16 || w.stride > 2 || h.border() > 16 || w.border() > 16 {
+        return Ok(false);
+    }
+    let op = match a.kind {
+        PoolKind::Max => Win::Max,
+        PoolKind::Avg => Win::Avg {
+            include_pad: a.count_include_pad,
+            pad_end_h: a.pads[2],
+            pad_end_w: a.pads[3],
+        },
+    };
+    rows(kb, op, &None, x, h, w, None, None, args)?;
+    Ok(true)
+}
+
 /// Per axis: the valid kernel taps `[klo, khi)` of every output position
 /// and the counts the average divides by.
 fn pool_tables(
@@ -762,6 +812,9 @@ fn pool_tables(
 
 /// Max / average pooling over any spatial rank.
 pub fn pool(kb: &mut Kb, a: &PoolAttrs, x: &TensorType, y: &TensorType, args: &Args) -> Result<()> {
+    if pool_fast(kb, a, x, y, args)? {
+        return Ok(());
+    }
     let d = y.dtype;
     let es = d.size() as i64;
     let n = a.kernel.len();
@@ -945,6 +998,9 @@ fn pool_window(
 
 /// Global average / max pooling over each plane.
 pub fn global_pool(kb: &mut Kb, kind: PoolKind, x: &TensorType, args: &Args) -> Result<()> {
+    if x.dtype == DType::F32 && x.dims[2..].iter().product::<usize>() >= 8 {
+        return global_pool_f32(kb, kind, x, args);
+    }
     let d = x.dtype;
     let ty = cl(d);
     let es = d.size() as i64;
@@ -978,6 +1034,69 @@ pub fn global_pool(kb: &mut Kb, kind: PoolKind, x: &TensorType, args: &Args) -> 
             r = kb.b.ins().fdiv(r, c);
         }
         let ya = kb.at(yb, pl, es);
+        kb.store(r, ya, 0);
+        Ok(())
+    })
+}
+
+/// Global pooling of f32 planes: two f32x4 partial results per plane,
+/// combined across lanes at the end (max ignores NaN, as the scalar form).
+fn global_pool_f32(kb: &mut Kb, kind: PoolKind, x: &TensorType, args: &Args) -> Result<()> {
+    let inner = x.dims[2..].iter().product::<usize>() as i64;
+    let planes = (x.dims[0] * x.dims[1]) as i64;
+    let (xb, yb) = (args.x(kb, 0)?, args.outs[0]);
+    let ty = types::F32;
+    let step = |kb: &mut Kb, a: Value, v: Value| -> Value {
+        match kind {
+            PoolKind::Avg => kb.b.ins().fadd(a, v),
+            PoolKind::Max => kb.fselect(FloatCC::GreaterThan, v, a, v, a),
+        }
+    };
+    kb.for_range(0, planes, 1, |kb, pl| {
+        let xp = kb.at(xb, pl, inner * 4);
+        let init = match kind {
+            PoolKind::Avg => 0.0,
+            PoolKind::Max => f64::NEG_INFINITY,
+        };
+        let iv = kb.cf(F32X4, init);
+        let a0 = kb.var(F32X4, iv);
+        let a1 = kb.var(F32X4, iv);
+        let n8 = inner / 8;
+        kb.for_range(0, n8, 1, |kb, i| {
+            let p = kb.at(xp, i, 32);
+            let v0 = kb.load(F32X4, p, 0);
+            let v1 = kb.load(F32X4, p, 16);
+            let s0 = kb.get(a0);
+            let s1 = kb.get(a1);
+            let r0 = step(kb, s0, v0);
+            let r1 = step(kb, s1, v1);
+            kb.set(a0, r0);
+            kb.set(a1, r1);
+            Ok(())
+        })?;
+        let s0 = kb.get(a0);
+        let s1 = kb.get(a1);
+        let v = step(kb, s0, s1);
+        let mut acc = kb.b.ins().extractlane(v, 0);
+        for l in 1..4u8 {
+            let e = kb.b.ins().extractlane(v, l);
+            acc = step(kb, acc, e);
+        }
+        let tail = kb.var(ty, acc);
+        kb.for_range(n8 * 8, inner, 1, |kb, i| {
+            let p = kb.at(xp, i, 4);
+            let e = kb.load(ty, p, 0);
+            let a = kb.get(tail);
+            let r = step(kb, a, e);
+            kb.set(tail, r);
+            Ok(())
+        })?;
+        let mut r = kb.get(tail);
+        if kind == PoolKind::Avg {
+            let c = kb.cf(ty, inner as f64);
+            r = kb.b.ins().fdiv(r, c);
+        }
+        let ya = kb.at(yb, pl, 4);
         kb.store(r, ya, 0);
         Ok(())
     })
