@@ -1,7 +1,8 @@
 /* Example host program: runs an nnc-generated model on an input file of
  * raw little-endian elements (or zeros without an argument) and prints the
- * first output. The Makefile generates MODEL.h / MODEL.c with
- * `nnc emit-c` and passes -DNNC_MODEL_HEADER and -DNNC_NAME. */
+ * first output. The Makefile generates MODEL.h with MODEL.c (`nnc emit-c`)
+ * or MODEL.o (`nnc compile --emit obj`) and passes -DNNC_MODEL_HEADER and
+ * -DNNC_NAME. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

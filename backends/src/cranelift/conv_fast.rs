@@ -30,7 +30,7 @@ const MAX_BORDER: usize = 12;
 /// Candidate tile shapes (positions, vectors of four channels): the
 /// accumulators plus the weight vectors and one broadcast must fit the
 /// sixteen xmm registers of x86-64.
-const SHAPES: [(usize, usize); 6] = [(5, 2), (6, 2), (4, 2), (4, 3), (3, 3), (8, 1)];
+const SHAPES: [(usize, usize); 4] = [(5, 2), (3, 3), (4, 2), (8, 1)];
 
 /// Estimated cost of one output row-plane with tile shape `(tp, tv)`: per
 /// tile and tap, the multiply-adds of its real positions and channel
@@ -421,34 +421,45 @@ fn tile(
     let x0 = kb.var(types::I64, xcol);
     let w0 = kb.var(types::I64, wblk);
     let taps = (t.kh * t.kw) as i64;
-    kb.for_range(0, t.cg as i64, 1, |kb, _ci| {
+    // Input channels per loop iteration: short tap lists are unrolled
+    // across channels so the loop overhead is paid less often.
+    let unroll = match taps {
+        1 => 4,
+        2..=4 => 2,
+        _ => 1,
+    }
+    .min(t.cg);
+    let body = |kb: &mut Kb, n: usize| -> Result<()> {
         let xp = kb.get(x0);
         let wp = kb.get(w0);
         let mut acc: Vec<Value> = accs.iter().map(|&a| kb.get(a)).collect();
-        for kh in 0..t.kh {
-            if !kh_ok[kh] {
-                continue;
-            }
-            for kw in 0..t.kw {
-                if !(0..np).any(|p| ok(p, kh, kw)) {
+        for u in 0..n as i64 {
+            for kh in 0..t.kh {
+                if !kh_ok[kh] {
                     continue;
                 }
-                let tap = (kh * t.kw + kw) as i64;
-                let wvs: Vec<Value> = (0..nv)
-                    .map(|v| kb.load(F32X4, wp, (tap * cb + 4 * v as i64) * 4))
-                    .collect();
-                for p in 0..np {
-                    if !ok(p, kh, kw) {
+                for kw in 0..t.kw {
+                    if !(0..np).any(|p| ok(p, kh, kw)) {
                         continue;
                     }
-                    let off =
-                        (kh * t.h.dil * t.iw) as i64 + p as i64 * stride_w + (kw * t.w.dil) as i64
+                    let tap = u * taps + (kh * t.kw + kw) as i64;
+                    let wvs: Vec<Value> = (0..nv)
+                        .map(|v| kb.load(F32X4, wp, (tap * cb + 4 * v as i64) * 4))
+                        .collect();
+                    for p in 0..np {
+                        if !ok(p, kh, kw) {
+                            continue;
+                        }
+                        let off = (kh * t.h.dil * t.iw) as i64
+                            + p as i64 * stride_w
+                            + (kw * t.w.dil) as i64
                             - t.w.pad as i64;
-                    let xs = kb.load(types::F32, xp, off * 4);
-                    let xs = kb.splat(xs);
-                    for v in 0..nv {
-                        let i = p * nv + v;
-                        acc[i] = kb.mul_add(xs, wvs[v], acc[i]);
+                        let xs = kb.load(types::F32, xp, u * t.plane_in + off * 4);
+                        let xs = kb.splat(xs);
+                        for v in 0..nv {
+                            let i = p * nv + v;
+                            acc[i] = kb.mul_add(xs, wvs[v], acc[i]);
+                        }
                     }
                 }
             }
@@ -456,12 +467,16 @@ fn tile(
         for (a, v) in accs.iter().zip(acc) {
             kb.set(*a, v);
         }
-        let xn = kb.b.ins().iadd_imm_s(xp, t.plane_in);
+        let xn = kb.b.ins().iadd_imm_s(xp, n as i64 * t.plane_in);
         kb.set(x0, xn);
-        let wn = kb.b.ins().iadd_imm_s(wp, taps * cb * 4);
+        let wn = kb.b.ins().iadd_imm_s(wp, n as i64 * taps * cb * 4);
         kb.set(w0, wn);
         Ok(())
-    })?;
+    };
+    kb.for_range(0, (t.cg / unroll) as i64, 1, |kb, _| body(kb, unroll))?;
+    if !t.cg.is_multiple_of(unroll) {
+        body(kb, t.cg % unroll)?;
+    }
     let _ = t.ih;
     // Activation, then scatter: lane l of vector v is channel 4v + l.
     let little = MemFlagsData::new().with_endianness(Endianness::Little);

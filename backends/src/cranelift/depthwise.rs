@@ -171,6 +171,7 @@ pub fn rows(
     let taps = h.k * w.k;
     let plane_in = (h.input * w.input * 4) as i64;
     let plane_out = (h.output * w.output * 4) as i64;
+    let (orig_h, orig_w) = (h, w);
     let tabs = match wt {
         Some(wt) => {
             let wv: Vec<f32> = wt.to_f64().iter().map(|&v| v as f32).collect();
@@ -185,9 +186,47 @@ pub fn rows(
     let xb = args.x(kb, 0)?;
     let yb = args.outs[0];
     let keep = taps <= 9;
+    // Depthwise convolution reads each plane from a zero-padded copy on the
+    // stack when it fits: every output is then interior (no scalar border
+    // positions) and the copy is one contiguous pass per row. The copy has
+    // a vector of slack so stride-2 pair loads stay inside it.
+    let (ph, pw) = (h.padded(), w.padded() + 4);
+    let pad_copy = op == Win::Dw
+        && (h.pad > 0 || w.pad > 0 || h.padded() > h.input || w.padded() > w.input)
+        && ph * pw * 4 <= HWC_LIMIT;
+    let (hh, ww, buf) = if pad_copy {
+        let buf = kb.stack(ph * pw * 4);
+        let zero = kb.cf(F32X4, 0.0);
+        kb.for_range(0, (ph * pw).div_ceil(4) as i64, 1, |kb, i| {
+            let a = kb.at(buf, i, 16);
+            kb.store(zero, a, 0);
+            Ok(())
+        })?;
+        let hh = Axis {
+            input: ph,
+            pad: 0,
+            ..h
+        };
+        let ww = Axis {
+            input: pw,
+            pad: 0,
+            ..w
+        };
+        (hh, ww, Some(buf))
+    } else {
+        (h, w, None)
+    };
+    let (h, w) = (hh, ww);
     kb.for_range(0, (n * c) as i64, 1, |kb, pl| {
-        let xc = kb.at(xb, pl, plane_in);
+        let xsrc = kb.at(xb, pl, plane_in);
         let yc = kb.at(yb, pl, plane_out);
+        let xc = match buf {
+            Some(buf) => {
+                copy_padded(kb, xsrc, buf, &orig_h, &orig_w, pw)?;
+                buf
+            }
+            None => xsrc,
+        };
         // The channel's taps as scalars (for border columns) and, for small
         // kernels, broadcast once into registers.
         let (ws, wsplat, wc, bias) = match tabs {
@@ -248,6 +287,27 @@ pub fn rows(
                 let v = kb.ci(oh as i64);
                 row(kb, v, Some(oh))?;
             }
+        }
+        Ok(())
+    })
+}
+
+/// Copies one input plane into the interior of a zero-bordered buffer
+/// whose rows are `pw` floats long.
+fn copy_padded(kb: &mut Kb, src: Value, buf: Value, h: &Axis, w: &Axis, pw: usize) -> Result<()> {
+    let n = w.input as i64;
+    kb.for_range(0, h.input as i64, 1, |kb, ih| {
+        let s = kb.at(src, ih, n * 4);
+        let d = kb.at(buf, ih, (pw * 4) as i64);
+        let d = kb.off(d, ((h.pad * pw + w.pad) * 4) as i64);
+        let n4 = n / 4 * 4;
+        for i in (0..n4).step_by(4) {
+            let v = kb.load(F32X4, s, i * 4);
+            kb.store(v, d, i * 4);
+        }
+        for i in n4..n {
+            let v = kb.load(types::F32, s, i * 4);
+            kb.store(v, d, i * 4);
         }
         Ok(())
     })
