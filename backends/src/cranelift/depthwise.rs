@@ -101,17 +101,7 @@ fn little() -> MemFlagsData {
 
 /// `[a0, a2, b0, b2]`: the even lanes of the eight floats `a ++ b`.
 fn even_lanes(kb: &mut Kb, a: Value, b: Value) -> Value {
-    let a8 = kb.b.ins().bitcast(types::I8X16, little(), a);
-    let b8 = kb.b.ins().bitcast(types::I8X16, little(), b);
-    let mut mask = Vec::with_capacity(16);
-    for lane in [0u8, 2, 4, 6] {
-        for byte in 0..4u8 {
-            mask.push(lane * 4 + byte);
-        }
-    }
-    let imm = kb.b.func.dfg.immediates.push(ConstantData::from(mask));
-    let s = kb.b.ins().shuffle(a8, b8, imm);
-    kb.b.ins().bitcast(F32X4, little(), s)
+    shuffle4(kb, a, b, [0, 2, 4, 6])
 }
 
 /// What a window kernel computes at each output position.
@@ -151,6 +141,34 @@ struct Chan<'a> {
     wsplat: &'a [Option<Value>],
     wc: Value,
     bias: Value,
+}
+
+/// A two-source lane shuffle of f32x4 values (`lanes` index `a ++ b`).
+fn shuffle4(kb: &mut Kb, a: Value, b: Value, lanes: [u8; 4]) -> Value {
+    let a8 = kb.b.ins().bitcast(types::I8X16, little(), a);
+    let b8 = kb.b.ins().bitcast(types::I8X16, little(), b);
+    let mask: Vec<u8> = lanes
+        .iter()
+        .flat_map(|&l| (0..4u8).map(move |byte| l * 4 + byte))
+        .collect();
+    let imm = kb.b.func.dfg.immediates.push(ConstantData::from(mask));
+    let s = kb.b.ins().shuffle(a8, b8, imm);
+    kb.b.ins().bitcast(F32X4, little(), s)
+}
+
+/// Transposes a 4x4 block held as four row vectors (eight shuffles, each
+/// a single unpack instruction on x64).
+fn transpose4(kb: &mut Kb, r: [Value; 4]) -> [Value; 4] {
+    let t0 = shuffle4(kb, r[0], r[1], [0, 4, 1, 5]);
+    let t1 = shuffle4(kb, r[2], r[3], [0, 4, 1, 5]);
+    let t2 = shuffle4(kb, r[0], r[1], [2, 6, 3, 7]);
+    let t3 = shuffle4(kb, r[2], r[3], [2, 6, 3, 7]);
+    [
+        shuffle4(kb, t0, t1, [0, 1, 4, 5]),
+        shuffle4(kb, t0, t1, [2, 3, 6, 7]),
+        shuffle4(kb, t2, t3, [0, 1, 4, 5]),
+        shuffle4(kb, t2, t3, [2, 3, 6, 7]),
+    ]
 }
 
 /// Vectors along output rows (NCHW in place): depthwise convolution
@@ -547,20 +565,49 @@ fn hwc(
         kb.for_range(0, n as i64, 1, |kb, img| {
             let xi = kb.at(xb, img, c as i64 * plane_in * 4);
             let yi = kb.at(yb, img, c as i64 * plane_out * 4);
-            // Transpose the block in: buf[ih + pad][iw + pad][j] = x[c0 + j][ih][iw].
-            for j in 0..cn {
-                let xc = kb.off(xi, (c0 + j) as i64 * plane_in * 4);
-                kb.for_range(0, h.input as i64, 1, |kb, ih| {
-                    let xr = kb.at(xc, ih, (w.input * 4) as i64);
-                    let br = kb.at(buf, ih, (pw * HWC_BLOCK * 4) as i64);
-                    let base = ((h.pad * pw + w.pad) * HWC_BLOCK + j) as i64 * 4;
-                    for iw in 0..w.input {
-                        let v = kb.load(types::F32, xr, iw as i64 * 4);
-                        kb.store(v, br, base + (iw * HWC_BLOCK * 4) as i64);
+            // Transpose the block in: buf[ih + pad][iw + pad][j] = x[c0 + j][ih][iw],
+            // 4x4 tiles (four channels by four columns) through shuffles,
+            // single elements at the edges.
+            let groups = cn / 4;
+            let w4 = w.input / 4 * 4;
+            let pos = (HWC_BLOCK * 4) as i64;
+            let base = ((h.pad * pw + w.pad) * HWC_BLOCK) as i64 * 4;
+            kb.for_range(0, h.input as i64, 1, |kb, ih| {
+                let br = kb.at(buf, ih, (pw * HWC_BLOCK * 4) as i64);
+                for g in 0..groups {
+                    let rows: Vec<Value> = (0..4)
+                        .map(|q| {
+                            let xc = kb.off(xi, (c0 + 4 * g + q) as i64 * plane_in * 4);
+                            kb.at(xc, ih, (w.input * 4) as i64)
+                        })
+                        .collect();
+                    for iw in (0..w4).step_by(4) {
+                        let v: Vec<Value> = rows
+                            .iter()
+                            .map(|&r| kb.load(F32X4, r, iw as i64 * 4))
+                            .collect();
+                        let t = transpose4(kb, [v[0], v[1], v[2], v[3]]);
+                        for (k, tv) in t.into_iter().enumerate() {
+                            kb.store(tv, br, base + (iw + k) as i64 * pos + (16 * g) as i64);
+                        }
                     }
-                    Ok(())
-                })?;
-            }
+                    for iw in w4..w.input {
+                        for (q, &r) in rows.iter().enumerate() {
+                            let e = kb.load(types::F32, r, iw as i64 * 4);
+                            kb.store(e, br, base + iw as i64 * pos + ((4 * g + q) * 4) as i64);
+                        }
+                    }
+                }
+                for j in groups * 4..cn {
+                    let xc = kb.off(xi, (c0 + j) as i64 * plane_in * 4);
+                    let xr = kb.at(xc, ih, (w.input * 4) as i64);
+                    for iw in 0..w.input {
+                        let e = kb.load(types::F32, xr, iw as i64 * 4);
+                        kb.store(e, br, base + iw as i64 * pos + (j * 4) as i64);
+                    }
+                }
+                Ok(())
+            })?;
             let wb = kb.off(wp, (blk * taps * HWC_BLOCK * 4) as i64);
             let bb = kb.off(bp, (c0 * 4) as i64);
             let yc = kb.off(yi, c0 as i64 * plane_out * 4);
