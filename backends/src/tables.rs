@@ -30,7 +30,8 @@ pub fn tap_range(
 }
 
 /// For a transposed convolution: the input positions `i` whose output
-/// position `i * stride + k * dil - pad` lies in `[0, out_len)`.
+/// position `i * stride + k * dil - pad` lies in `[0, out_len)` (the same
+/// range with the roles of input and output swapped).
 pub fn scatter_range(
     k: usize,
     stride: usize,
@@ -39,14 +40,77 @@ pub fn scatter_range(
     in_len: usize,
     out_len: usize,
 ) -> (usize, usize) {
-    let off = (k * dil) as i64 - pad as i64;
-    let s = stride as i64;
-    let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
-    let top = out_len as i64 - 1 - off;
-    let hi = if top < 0 { 0 } else { top / s + 1 };
-    let lo = lo.clamp(0, in_len as i64) as usize;
-    let hi = hi.clamp(0, in_len as i64) as usize;
-    (lo, hi.max(lo))
+    tap_range(k, stride, dil, pad, out_len, in_len)
+}
+
+/// A MatMul with numpy batching: `[.., m, k] x [.., k, n]` (1-D operands
+/// promoted), and for every batch the element offsets of its A and B
+/// matrices.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatMulBatches {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub a_off: Vec<usize>,
+    pub b_off: Vec<usize>,
+}
+
+pub fn matmul_batches(at: &TensorType, bt: &TensorType) -> MatMulBatches {
+    use nnc_ir::op::elementwise::{broadcast_dims, broadcast_offsets};
+    let ad: Vec<usize> = if at.rank() == 1 {
+        vec![1, at.dims[0]]
+    } else {
+        at.dims.clone()
+    };
+    let bd: Vec<usize> = if bt.rank() == 1 {
+        vec![bt.dims[0], 1]
+    } else {
+        bt.dims.clone()
+    };
+    let (m, k, n) = (ad[ad.len() - 2], ad[ad.len() - 1], bd[bd.len() - 1]);
+    let batch = broadcast_dims(&ad[..ad.len() - 2], &bd[..bd.len() - 2]).unwrap_or_default();
+    let ao = broadcast_offsets(&ad[..ad.len() - 2], &batch);
+    let bo = broadcast_offsets(&bd[..bd.len() - 2], &batch);
+    let nb = ao.len().max(1);
+    MatMulBatches {
+        m,
+        k,
+        n,
+        a_off: (0..nb)
+            .map(|i| ao.get(i).copied().unwrap_or(0) * m * k)
+            .collect(),
+        b_off: (0..nb)
+            .map(|i| bo.get(i).copied().unwrap_or(0) * k * n)
+            .collect(),
+    }
+}
+
+/// Drops unit dims and merges adjacent dims that are contiguous in every
+/// access (`strides[a][d]` is access `a`'s stride along dim `d`), so a loop
+/// nest over `dims` becomes as few loops as possible. Returns the new dims
+/// and strides.
+pub fn merge_dims(dims: &[usize], strides: &[Vec<i64>]) -> (Vec<usize>, Vec<Vec<i64>>) {
+    let keep: Vec<usize> = (0..dims.len()).filter(|&i| dims[i] != 1).collect();
+    let mut dims: Vec<usize> = keep.iter().map(|&i| dims[i]).collect();
+    let mut st: Vec<Vec<i64>> = strides
+        .iter()
+        .map(|s| keep.iter().map(|&i| s[i]).collect())
+        .collect();
+    let mut i = 0;
+    while i + 1 < dims.len() {
+        let n = dims[i + 1] as i64;
+        if st.iter().all(|a| a[i] == a[i + 1] * n) {
+            dims[i] *= dims[i + 1];
+            dims.remove(i + 1);
+            for a in st.iter_mut() {
+                a[i] = a[i + 1];
+                a.remove(i + 1);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    (dims, st)
 }
 
 /// Per axis, the source index of every output position of a Pad, or -1
@@ -142,6 +206,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn contiguous_dims_merge_and_unit_dims_drop() {
+        // [2, 1, 3, 4] dense, and a broadcast along the last dim.
+        let (d, s) = merge_dims(&[2, 1, 3, 4], &[vec![12, 12, 4, 1], vec![3, 3, 1, 0]]);
+        assert_eq!(d, vec![6, 4]);
+        assert_eq!(s, vec![vec![4, 1], vec![1, 0]]);
+        let (d, _) = merge_dims(&[2, 3], &[vec![3, 1]]);
+        assert_eq!(d, vec![6]);
     }
 
     #[test]

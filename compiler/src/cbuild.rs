@@ -225,8 +225,58 @@ pub fn build_executable(src: &CSource, glue_c: &str, flags: &CFlags) -> Result<P
         all.as_bytes(),
         cc().as_bytes(),
     ]);
+    cached_build(
+        &format!("{}-{key:016x}", src.name),
+        flags,
+        |tmp, harness| {
+            let name = &src.name;
+            write(&tmp.join(format!("{name}.h")), &src.header)?;
+            write(&tmp.join(format!("{name}.c")), &src.source)?;
+            write(&tmp.join("nnc_harness.h"), HARNESS_H)?;
+            write(&tmp.join("nnc_glue.c"), glue_c)?;
+            let strict = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"];
+            run_tool(
+                Command::new(cc())
+                    .current_dir(tmp)
+                    .args(strict)
+                    .args(&flags.opt)
+                    .args(&san)
+                    .args(&prof)
+                    .args(["-c", &format!("{name}.c"), "-o", "model.o"]),
+                "compiling the generated C",
+            )?;
+            run_tool(
+                Command::new(cc())
+                    .current_dir(tmp)
+                    .args(strict)
+                    .args(["-O1"])
+                    .args(&san)
+                    .args(["-c", "nnc_glue.c", "-o", "glue.o"]),
+                "compiling the harness glue",
+            )?;
+            run_tool(
+                Command::new(cc())
+                    .current_dir(tmp)
+                    .args(&san)
+                    .args(["model.o", "glue.o"])
+                    .arg(harness)
+                    .args(["-lm", "-o", "model"]),
+                "linking",
+            )
+        },
+    )
+}
+
+/// The cached executable `<cache>/<dir>/model`: built by `build` (given a
+/// scratch folder and the harness object) when missing, then published
+/// atomically, so concurrent builds of the same thing are safe.
+pub(crate) fn cached_build(
+    dir: &str,
+    flags: &CFlags,
+    build: impl FnOnce(&Path, &Path) -> Result<()>,
+) -> Result<PathBuf> {
     let base = cache_dir();
-    let dir = base.join(format!("{}-{key:016x}", src.name));
+    let dir = base.join(dir);
     let exe = dir.join("model");
     if exe.exists() {
         return Ok(exe);
@@ -235,40 +285,10 @@ pub fn build_executable(src: &CSource, glue_c: &str, flags: &CFlags) -> Result<P
         .map_err(|e| DriverError::Usage(format!("cannot create `{}`: {e}", base.display())))?;
     let harness = harness_object(&base, flags)?;
     let tmp = scratch_dir(&base, "build")?;
-    let name = &src.name;
-    write(&tmp.join(format!("{name}.h")), &src.header)?;
-    write(&tmp.join(format!("{name}.c")), &src.source)?;
-    write(&tmp.join("nnc_harness.h"), HARNESS_H)?;
-    write(&tmp.join("nnc_glue.c"), glue_c)?;
-    let strict = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"];
-    run_tool(
-        Command::new(cc())
-            .current_dir(&tmp)
-            .args(strict)
-            .args(&flags.opt)
-            .args(&san)
-            .args(&prof)
-            .args(["-c", &format!("{name}.c"), "-o", "model.o"]),
-        "compiling the generated C",
-    )?;
-    run_tool(
-        Command::new(cc())
-            .current_dir(&tmp)
-            .args(strict)
-            .args(["-O1"])
-            .args(&san)
-            .args(["-c", "nnc_glue.c", "-o", "glue.o"]),
-        "compiling the harness glue",
-    )?;
-    run_tool(
-        Command::new(cc())
-            .current_dir(&tmp)
-            .args(&san)
-            .args(["model.o", "glue.o"])
-            .arg(&harness)
-            .args(["-lm", "-o", "model"]),
-        "linking",
-    )?;
+    if let Err(e) = build(&tmp, &harness) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
     // Publish atomically; another process may have won the race.
     if std::fs::rename(&tmp, &dir).is_err() {
         let _ = std::fs::remove_dir_all(&tmp);

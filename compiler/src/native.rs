@@ -13,8 +13,8 @@ use nnc_ir::{Data, Tensor};
 use nnc_runtime::harness::{HARNESS_C, HARNESS_H};
 
 use crate::cbuild::{
-    CFlags, backend_err, cache_dir, cc, fnv, harness_glue, harness_object, run_tool, scratch_dir,
-    write,
+    CFlags, backend_err, cache_dir, cached_build, cc, fnv, harness_glue, harness_object, run_tool,
+    scratch_dir, write,
 };
 use crate::driver::{DriverError, Result};
 
@@ -59,27 +59,11 @@ pub fn build_executable(p: &Program, obj: &NativeObject) -> Result<PathBuf> {
         HARNESS_H.as_bytes(),
         cc().as_bytes(),
     ]);
-    let base = cache_dir();
-    let dir = base.join(format!("{}-native-{key:016x}", obj.name));
-    let exe = dir.join("model");
-    if exe.exists() {
-        return Ok(exe);
-    }
-    std::fs::create_dir_all(&base)
-        .map_err(|e| DriverError::Usage(format!("cannot create `{}`: {e}", base.display())))?;
-    let harness = harness_object(&base, &flags)?;
-    let tmp = scratch_dir(&base, "native")?;
-    link_in(&tmp, obj, &glue_c, &harness, Path::new("model"))?;
-    if std::fs::rename(&tmp, &dir).is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    if !exe.exists() {
-        return Err(DriverError::Usage(format!(
-            "build output `{}` missing",
-            exe.display()
-        )));
-    }
-    Ok(exe)
+    cached_build(
+        &format!("{}-native-{key:016x}", obj.name),
+        &flags,
+        |tmp, harness| link_in(tmp, obj, &glue_c, harness, Path::new("model")),
+    )
 }
 
 /// Writes the header, object and glue into `dir` and links `out` there.

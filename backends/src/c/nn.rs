@@ -292,41 +292,24 @@ pub fn gemm(
 /// MatMul with numpy batching. Params: `in0` A, `in1` B, `out0` Y.
 pub fn matmul(w: &mut W, at: &TensorType, bt: &TensorType, y: &TensorType) {
     let t = ctype(y.dtype);
-    let ad: Vec<usize> = if at.rank() == 1 {
-        vec![1, at.dims[0]]
-    } else {
-        at.dims.clone()
-    };
-    let bd: Vec<usize> = if bt.rank() == 1 {
-        vec![bt.dims[0], 1]
-    } else {
-        bt.dims.clone()
-    };
-    let (m, k, n) = (ad[ad.len() - 2], ad[ad.len() - 1], bd[bd.len() - 1]);
-    let batch = nnc_ir::op::elementwise::broadcast_dims(&ad[..ad.len() - 2], &bd[..bd.len() - 2])
-        .unwrap_or_default();
-    let ao = broadcast_offsets(&ad[..ad.len() - 2], &batch);
-    let bo = broadcast_offsets(&bd[..bd.len() - 2], &batch);
-    let nb = ao.len().max(1);
+    let mb = crate::tables::matmul_batches(at, bt);
+    let (m, k, n) = (mb.m, mb.k, mb.n);
+    let nb = mb.a_off.len();
     let int = !y.dtype.is_float();
     let acc_t = if int { "uint64_t" } else { t };
-    let ao_s: Vec<String> = ao.iter().map(|v| (v * m * k).to_string()).collect();
-    let bo_s: Vec<String> = bo.iter().map(|v| (v * k * n).to_string()).collect();
+    let list = |v: &[usize]| {
+        v.iter()
+            .map(|o| o.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     w.line(format!(
         "static const size_t aoff[{nb}] = {{{}}};",
-        if ao_s.is_empty() {
-            "0".into()
-        } else {
-            ao_s.join(", ")
-        }
+        list(&mb.a_off)
     ));
     w.line(format!(
         "static const size_t boff[{nb}] = {{{}}};",
-        if bo_s.is_empty() {
-            "0".into()
-        } else {
-            bo_s.join(", ")
-        }
+        list(&mb.b_off)
     ));
     w.for_("bi", 0, nb);
     w.line(format!("const {t} *a = in0 + aoff[bi];"));

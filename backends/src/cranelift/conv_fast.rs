@@ -293,23 +293,7 @@ fn plane(
             .collect();
         columns(kb, t, xrow, yrow, wblk, bblk, nv, lanes, &kh_ok)
     };
-    if rlo < rhi {
-        for oh in 0..rlo {
-            let v = kb.ci(oh as i64);
-            row(kb, v, Some(oh))?;
-        }
-        kb.for_range(rlo as i64, rhi as i64, 1, |kb, oh| row(kb, oh, None))?;
-        for oh in rhi..t.h.output {
-            let v = kb.ci(oh as i64);
-            row(kb, v, Some(oh))?;
-        }
-    } else {
-        for oh in 0..t.h.output {
-            let v = kb.ci(oh as i64);
-            row(kb, v, Some(oh))?;
-        }
-    }
-    Ok(())
+    super::depthwise::split_rows(kb, (rlo, rhi), t.h.output, row)
 }
 
 /// One output row: border columns one by one, interior columns in tiles of

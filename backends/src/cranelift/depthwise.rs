@@ -290,24 +290,32 @@ pub fn rows(
             };
             row_cols(kb, op, act, h, w, xrow, yrow, &ch, &kh_ok, hcnt)
         };
-        if rlo < rhi {
-            for oh in 0..rlo {
-                let v = kb.ci(oh as i64);
-                row(kb, v, Some(oh))?;
-            }
-            kb.for_range(rlo as i64, rhi as i64, 1, |kb, oh| row(kb, oh, None))?;
-            for oh in rhi..h.output {
-                let v = kb.ci(oh as i64);
-                row(kb, v, Some(oh))?;
-            }
-        } else {
-            for oh in 0..h.output {
-                let v = kb.ci(oh as i64);
-                row(kb, v, Some(oh))?;
-            }
+        split_rows(kb, (rlo, rhi), h.output, row)
+    })
+}
+
+/// Runs `row` for every output row `0..n`: the interior `[lo, hi)` as one
+/// loop (`None`: every tap valid), the border rows one by one with their
+/// constant index, so each gets code with only its valid taps.
+pub fn split_rows(
+    kb: &mut Kb,
+    (lo, hi): (usize, usize),
+    n: usize,
+    row: impl Fn(&mut Kb, Value, Option<usize>) -> Result<()>,
+) -> Result<()> {
+    let border = |kb: &mut Kb, range: std::ops::Range<usize>| -> Result<()> {
+        for oh in range {
+            let v = kb.ci(oh as i64);
+            row(kb, v, Some(oh))?;
         }
         Ok(())
-    })
+    };
+    if lo >= hi {
+        return border(kb, 0..n);
+    }
+    border(kb, 0..lo)?;
+    kb.for_range(lo as i64, hi as i64, 1, |kb, oh| row(kb, oh, None))?;
+    border(kb, hi..n)
 }
 
 /// Copies one input plane into the interior of a zero-bordered buffer

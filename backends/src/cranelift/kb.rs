@@ -352,23 +352,9 @@ impl<'f, 's, 'm> Kb<'f, 's, 'm> {
             let iv = self.ci(lo);
             return f(self, iv);
         }
-        let body = self.b.create_block();
-        let exit = self.b.create_block();
-        let iv = self.b.append_block_param(body, PTR);
         let start = self.ci(lo);
-        self.b.ins().jump(body, &[BlockArg::Value(start)]);
-        self.b.switch_to_block(body);
-        f(self, iv)?;
-        let next = self.b.ins().iadd_imm_s(iv, step);
-        // The last iteration starts below hi; continue while next < hi.
-        let c = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, next, hi);
-        self.b
-            .ins()
-            .brif(c, body, &[BlockArg::Value(next)], exit, &[]);
-        self.b.seal_block(body);
-        self.b.switch_to_block(exit);
-        self.b.seal_block(exit);
-        Ok(())
+        let hi = self.ci(hi);
+        self.counted(start, hi, step, None, f)
     }
 
     /// `for iv in lo..hi` with computed bounds (may run zero times).
@@ -378,16 +364,37 @@ impl<'f, 's, 'm> Kb<'f, 's, 'm> {
         hi: Value,
         f: impl FnOnce(&mut Self, Value) -> Result<()>,
     ) -> Result<()> {
+        let first = self.b.ins().icmp(IntCC::SignedLessThan, lo, hi);
+        self.counted(lo, hi, 1, Some(first), f)
+    }
+
+    /// The loop skeleton: a body block whose parameter is the induction
+    /// value, entered when `enter` holds (always when `None`), continued
+    /// while `iv + step < hi`.
+    fn counted(
+        &mut self,
+        start: Value,
+        hi: Value,
+        step: i64,
+        enter: Option<Value>,
+        f: impl FnOnce(&mut Self, Value) -> Result<()>,
+    ) -> Result<()> {
         let body = self.b.create_block();
         let exit = self.b.create_block();
         let iv = self.b.append_block_param(body, PTR);
-        let c0 = self.b.ins().icmp(IntCC::SignedLessThan, lo, hi);
-        self.b
-            .ins()
-            .brif(c0, body, &[BlockArg::Value(lo)], exit, &[]);
+        match enter {
+            Some(c) => {
+                self.b
+                    .ins()
+                    .brif(c, body, &[BlockArg::Value(start)], exit, &[]);
+            }
+            None => {
+                self.b.ins().jump(body, &[BlockArg::Value(start)]);
+            }
+        }
         self.b.switch_to_block(body);
         f(self, iv)?;
-        let next = self.b.ins().iadd_imm_s(iv, 1);
+        let next = self.b.ins().iadd_imm_s(iv, step);
         let c = self.b.ins().icmp(IntCC::SignedLessThan, next, hi);
         self.b
             .ins()

@@ -89,24 +89,10 @@ pub fn map(
     let mut all: Vec<View> = std::iter::once(out.clone())
         .chain(ins.iter().cloned())
         .collect();
-    let keep: Vec<usize> = (0..dims.len()).filter(|&i| dims[i] != 1).collect();
-    let mut dims: Vec<usize> = keep.iter().map(|&i| dims[i]).collect();
-    for a in all.iter_mut() {
-        a.strides = keep.iter().map(|&i| a.strides[i]).collect();
-    }
-    let mut i = 0;
-    while i + 1 < dims.len() {
-        let n = dims[i + 1] as i64;
-        if all.iter().all(|a| a.strides[i] == a.strides[i + 1] * n) {
-            dims[i] *= dims[i + 1];
-            dims.remove(i + 1);
-            for a in all.iter_mut() {
-                a.strides[i] = a.strides[i + 1];
-                a.strides.remove(i + 1);
-            }
-        } else {
-            i += 1;
-        }
+    let st: Vec<Vec<i64>> = all.iter().map(|a| a.strides.clone()).collect();
+    let (dims, st) = crate::tables::merge_dims(dims, &st);
+    for (a, s) in all.iter_mut().zip(st) {
+        a.strides = s;
     }
     // Fold the constant offsets into the base pointers.
     let mut bases = Vec::with_capacity(all.len());

@@ -227,54 +227,28 @@ fn define_program(
             .module
             .declare_function(&format!("{name}_step_{i}"), Linkage::Local, &sig)
             .map_err(module_err)?;
-        ctx.func.signature = sig.clone();
-        ctx.func.name = UserFuncName::user(0, id.as_u32());
-        {
-            let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-            let entry = b.create_block();
-            b.append_block_params_for_function_params(entry);
-            b.switch_to_block(entry);
-            b.seal_block(entry);
-            let params = b.block_params(entry).to_vec();
-            let mut kb = Kb::new(b, &mut sh);
-            step_body(&mut kb, st, &params).map_err(|e| in_step(e, i, st))?;
+        code_bytes += define_fn(&mut sh, &mut ctx, &mut fctx, id, &sig, |kb, params| {
+            step_body(kb, st, params)?;
             let zero = kb.b.ins().iconst(types::I32, 0);
             kb.b.ins().return_(&[zero]);
             kb.finish_fail_blocks();
-            let tc = kb.sh.module.target_config();
-            kb.b.finalize(tc);
-        }
-        sh.module
-            .define_function(id, &mut ctx)
-            .map_err(|e| in_step(module_err(e), i, st))?;
-        code_bytes += ctx
-            .compiled_code()
-            .map(|c| c.code_info().total_size as usize)
-            .unwrap_or(0);
-        sh.module.clear_context(&mut ctx);
+            Ok(())
+        })
+        .map_err(|e| in_step(e, i, st))?;
         steps.push(id);
     }
-    // The entry point.
+    // The entry point: the steps in order, stopping at the first failure.
     let run = sh
         .module
         .declare_function(&format!("{name}_run"), Linkage::Export, &sig)
         .map_err(module_err)?;
-    ctx.func.signature = sig.clone();
-    ctx.func.name = UserFuncName::user(0, run.as_u32());
-    {
-        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-        let entry = b.create_block();
-        b.append_block_params_for_function_params(entry);
-        b.switch_to_block(entry);
-        b.seal_block(entry);
-        let params = b.block_params(entry).to_vec();
-        let mut kb = Kb::new(b, &mut sh);
+    code_bytes += define_fn(&mut sh, &mut ctx, &mut fctx, run, &sig, |kb, params| {
         if profile {
             kb.call("nnc_profile_begin", &[], None, &[])?;
         }
         for (i, &id) in steps.iter().enumerate() {
             let f = kb.sh.module.declare_func_in_func(id, kb.b.func);
-            let call = kb.b.ins().call(f, &params);
+            let call = kb.b.ins().call(f, params);
             let rc = kb.b.inst_results(call)[0];
             kb.fail_nonzero(rc);
             if profile {
@@ -284,18 +258,42 @@ fn define_program(
         }
         let zero = kb.b.ins().iconst(types::I32, 0);
         kb.b.ins().return_(&[zero]);
+        Ok(())
+    })?;
+    Ok((run, code_bytes))
+}
+
+/// Builds and defines one function: an entry block with the signature's
+/// parameters, `body` writing the rest. Returns the machine-code bytes.
+fn define_fn(
+    sh: &mut Shared,
+    ctx: &mut cranelift_codegen::Context,
+    fctx: &mut FunctionBuilderContext,
+    id: FuncId,
+    sig: &cranelift_codegen::ir::Signature,
+    body: impl FnOnce(&mut Kb, &[Value]) -> Result<()>,
+) -> Result<usize> {
+    ctx.func.signature = sig.clone();
+    ctx.func.name = UserFuncName::user(0, id.as_u32());
+    {
+        let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        b.seal_block(entry);
+        let params = b.block_params(entry).to_vec();
+        let mut kb = Kb::new(b, sh);
+        body(&mut kb, &params)?;
         let tc = kb.sh.module.target_config();
         kb.b.finalize(tc);
     }
-    sh.module
-        .define_function(run, &mut ctx)
-        .map_err(module_err)?;
-    code_bytes += ctx
+    sh.module.define_function(id, ctx).map_err(module_err)?;
+    let bytes = ctx
         .compiled_code()
         .map(|c| c.code_info().total_size as usize)
         .unwrap_or(0);
-    sh.module.clear_context(&mut ctx);
-    Ok((run, code_bytes))
+    sh.module.clear_context(ctx);
+    Ok(bytes)
 }
 
 fn in_step(e: BackendError, i: usize, st: &Step) -> BackendError {
@@ -635,7 +633,6 @@ pub fn fma_peak_gflops() -> Result<f64> {
         .declare_function("nnc_fma_peak", Linkage::Local, &sig)
         .map_err(module_err)?;
     let mut ctx = module.make_context();
-    ctx.func.signature = sig;
     let mut fctx = FunctionBuilderContext::new();
     let prog = Program {
         name: String::new(),
@@ -646,43 +643,37 @@ pub fn fma_peak_gflops() -> Result<f64> {
         arena_bytes: 0,
         stats: Default::default(),
     };
-    let tc = module.target_config();
     {
         let mut sh = Shared::new(&mut module, &prog, "peak", fma);
-        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-        let entry = b.create_block();
-        b.append_block_params_for_function_params(entry);
-        b.switch_to_block(entry);
-        b.seal_block(entry);
-        let (out, n) = (b.block_params(entry)[0], b.block_params(entry)[1]);
-        let mut kb = Kb::new(b, &mut sh);
-        let a = kb.cf(kb::F32X4, 0.999_999);
-        let c = kb.cf(kb::F32X4, 1e-7);
-        let accs: Vec<_> = (0..CHAINS)
-            .map(|i| {
-                let v = kb.cf(kb::F32X4, 1.0 + i as f64);
-                kb.var(kb::F32X4, v)
-            })
-            .collect();
-        let zero = kb.ci(0);
-        kb.for_dyn(zero, n, |kb, _| {
-            for &acc in &accs {
+        define_fn(&mut sh, &mut ctx, &mut fctx, id, &sig, |kb, params| {
+            let (out, n) = (params[0], params[1]);
+            let a = kb.cf(kb::F32X4, 0.999_999);
+            let c = kb.cf(kb::F32X4, 1e-7);
+            let accs: Vec<_> = (0..CHAINS)
+                .map(|i| {
+                    let v = kb.cf(kb::F32X4, 1.0 + i as f64);
+                    kb.var(kb::F32X4, v)
+                })
+                .collect();
+            let zero = kb.ci(0);
+            kb.for_dyn(zero, n, |kb, _| {
+                for &acc in &accs {
+                    let v = kb.get(acc);
+                    let r = kb.mul_add(v, a, c);
+                    kb.set(acc, r);
+                }
+                Ok(())
+            })?;
+            let mut s = kb.get(accs[0]);
+            for &acc in &accs[1..] {
                 let v = kb.get(acc);
-                let r = kb.mul_add(v, a, c);
-                kb.set(acc, r);
+                s = kb.b.ins().fadd(s, v);
             }
+            kb.store(s, out, 0);
+            kb.b.ins().return_(&[]);
             Ok(())
         })?;
-        let mut s = kb.get(accs[0]);
-        for &acc in &accs[1..] {
-            let v = kb.get(acc);
-            s = kb.b.ins().fadd(s, v);
-        }
-        kb.store(s, out, 0);
-        kb.b.ins().return_(&[]);
-        kb.b.finalize(tc);
     }
-    module.define_function(id, &mut ctx).map_err(module_err)?;
     module.finalize_definitions().map_err(module_err)?;
     let f = module.get_finalized_function(id);
     // SAFETY: defined above as fn(*mut f32x4, i64) with no other effects.

@@ -8,7 +8,7 @@
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
 use cranelift_frontend::Variable;
-use nnc_ir::op::elementwise::{broadcast_dims, broadcast_offsets};
+use nnc_ir::op::elementwise::broadcast_offsets;
 use nnc_ir::op::{
     ConvAttrs, ConvTransposeAttrs, GemmAttrs, LrnAttrs, PoolAttrs, PoolKind, SoftmaxAttrs, UnaryOp,
 };
@@ -19,7 +19,7 @@ use super::depthwise::{Axis, Win, rows};
 use super::kb::{F32X4, Kb};
 use super::scalar::{self, cl, from_i64, to_i64};
 use crate::error::Result;
-use crate::tables::{scatter_range, tap_range};
+use crate::tables::{matmul_batches, scatter_range, tap_range};
 
 /// Applies a fused activation in place over `n` contiguous elements.
 pub fn act_inplace(
@@ -51,24 +51,27 @@ pub fn act_inplace(
     })
 }
 
-/// `dst[i] += w * src[i * step]` for `i` in `[lo, hi)` (dynamic bounds),
-/// four lanes at a time when both are contiguous f32.
+/// `dst[i * dstep] += w * src[i * sstep]` for `i` in `[lo, hi)` (dynamic
+/// bounds), four lanes at a time when both are contiguous f32.
+#[allow(clippy::too_many_arguments)]
 fn axpy_dyn(
     kb: &mut Kb,
     d: DType,
     w: Value,
     dst: Value,
+    dstep: i64,
     src: Value,
-    step: i64,
+    sstep: i64,
     lo: Value,
     hi: Value,
 ) -> Result<()> {
     let es = d.size() as i64;
-    if d == DType::F32 && step == 1 {
+    let mut start = lo;
+    if d == DType::F32 && dstep == 1 && sstep == 1 {
         let wv = kb.splat(w);
         let n = kb.b.ins().isub(hi, lo);
         let n4 = kb.b.ins().band_imm_s(n, -4);
-        let vend = kb.b.ins().iadd(lo, n4);
+        start = kb.b.ins().iadd(lo, n4);
         let zero = kb.ci(0);
         let quads = kb.b.ins().ushr_imm_s(n4, 2);
         kb.for_dyn(zero, quads, |kb, q| {
@@ -82,23 +85,13 @@ fn axpy_dyn(
             kb.store(r, ya, 0);
             Ok(())
         })?;
-        return kb.for_dyn(vend, hi, |kb, i| {
-            let ya = kb.at(dst, i, es);
-            let xa = kb.at(src, i, es);
-            let yv = kb.load(types::F32, ya, 0);
-            let xv = kb.load(types::F32, xa, 0);
-            let r = kb.mul_add(w, xv, yv);
-            kb.store(r, ya, 0);
-            Ok(())
-        });
     }
-    kb.for_dyn(lo, hi, |kb, i| {
-        let ya = kb.at(dst, i, es);
-        let xa = kb.at(src, i, es * step);
+    kb.for_dyn(start, hi, |kb, i| {
+        let ya = kb.at(dst, i, es * dstep);
+        let xa = kb.at(src, i, es * sstep);
         let yv = kb.load(cl(d), ya, 0);
         let xv = kb.load(cl(d), xa, 0);
-        let p = kb.b.ins().fmul(w, xv);
-        let r = kb.b.ins().fadd(yv, p);
+        let r = kb.mul_add(w, xv, yv);
         kb.store(r, ya, 0);
         Ok(())
     })
@@ -134,6 +127,30 @@ fn range_table(kb: &mut Kb, ranges: &[(usize, usize)]) -> Result<Value> {
     kb.table_i64(&v)
 }
 
+/// Convolution (`Gather`: each output reads a window of the input) or
+/// transposed convolution (`Scatter`: each input adds a window to the
+/// output).
+#[derive(Clone, Copy, PartialEq)]
+enum Dir {
+    Gather,
+    Scatter,
+}
+
+/// The geometry shared by both directions.
+struct Geo<'a> {
+    dir: Dir,
+    strides: &'a [usize],
+    dilations: &'a [usize],
+    pads: &'a [usize],
+    k_sp: &'a [usize],
+    ist: Vec<usize>,
+    ost: Vec<usize>,
+    kst: Vec<usize>,
+    /// Per spatial axis: `[lo, hi)` of the iterated positions of every tap.
+    tabs: Vec<Value>,
+    d: DType,
+}
+
 /// Direct convolution of any spatial rank. Per output channel: fill with
 /// the bias, accumulate every (input channel, tap) over that tap's valid
 /// output range, apply the activation.
@@ -146,164 +163,33 @@ pub fn conv(
     y: &TensorType,
     args: &Args,
 ) -> Result<()> {
-    let d = y.dtype;
-    let es = d.size() as i64;
-    let n = x.rank() - 2;
-    let (batch, c, m) = (x.dims[0], x.dims[1], y.dims[1]);
-    let (cg, mg) = (c / a.group, m / a.group);
-    let (in_sp, out_sp, k_sp) = (&x.dims[2..], &y.dims[2..], &w.dims[2..]);
-    let isz: usize = in_sp.iter().product();
-    let osz: usize = out_sp.iter().product();
-    let ksz: usize = k_sp.iter().product();
-    let (ist, ost, kst) = (strides(in_sp), strides(out_sp), strides(k_sp));
-    let xb = args.x(kb, 0)?;
-    let wb = args.x(kb, 1)?;
-    let bb = if bias { Some(args.x(kb, 2)?) } else { None };
-    let yb = args.outs[0];
-    let mut tabs = Vec::with_capacity(n);
-    for dd in 0..n {
-        let r: Vec<(usize, usize)> = (0..k_sp[dd])
-            .map(|k| {
-                tap_range(
-                    k,
-                    a.strides[dd],
-                    a.dilations[dd],
-                    a.pads[dd],
-                    in_sp[dd],
-                    out_sp[dd],
-                )
-            })
-            .collect();
-        tabs.push(range_table(kb, &r)?);
+    let cg = x.dims[1] / a.group;
+    conv_general(
+        kb,
+        Dir::Gather,
+        (&a.strides, &a.dilations, &a.pads),
+        a.group,
+        x,
+        w,
+        bias,
+        y,
+        args,
+        // Weights [M, C/group, K...]: row of (o, ic).
+        &|kb: &mut Kb, o, _oc, _ci, ic| {
+            let r = kb.b.ins().imul_imm_s(o, cg as i64);
+            kb.b.ins().iadd(r, ic)
+        },
+    )?;
+    if let Some(u) = &a.act {
+        let osz: usize = y.dims[2..].iter().product();
+        let yb = args.outs[0];
+        let rows = (y.dims[0] * y.dims[1]) as i64;
+        kb.for_range(0, rows, 1, |kb, r| {
+            let yo = kb.at(yb, r, (osz * y.dtype.size()) as i64);
+            act_inplace(kb, &Some(*u), yo, osz, y.dtype)
+        })?;
     }
-    kb.for_range(0, batch as i64, 1, |kb, nb| {
-        kb.for_range(0, m as i64, 1, |kb, o| {
-            let g = kb.b.ins().udiv_imm_s(o, mg as i64);
-            let nm = kb.b.ins().imul_imm_s(nb, m as i64);
-            let row = kb.b.ins().iadd(nm, o);
-            let yo = kb.at(yb, row, osz as i64 * es);
-            let init = match bb {
-                Some(b) => {
-                    let ba = kb.at(b, o, es);
-                    kb.load(cl(d), ba, 0)
-                }
-                None => kb.cf(cl(d), 0.0),
-            };
-            fill(kb, yo, osz, init, d)?;
-            kb.for_range(0, cg as i64, 1, |kb, ic| {
-                let nc = kb.b.ins().imul_imm_s(nb, c as i64);
-                let gc = kb.b.ins().imul_imm_s(g, cg as i64);
-                let ch = kb.b.ins().iadd(nc, gc);
-                let ch = kb.b.ins().iadd(ch, ic);
-                let xi = kb.at(xb, ch, isz as i64 * es);
-                let oc = kb.b.ins().imul_imm_s(o, cg as i64);
-                let wr = kb.b.ins().iadd(oc, ic);
-                let wk = kb.at(wb, wr, ksz as i64 * es);
-                conv_taps(
-                    kb,
-                    a,
-                    n,
-                    k_sp,
-                    &kst,
-                    &ist,
-                    &ost,
-                    &tabs,
-                    0,
-                    wk,
-                    xi,
-                    yo,
-                    d,
-                    &mut vec![],
-                )
-            })?;
-            act_inplace(kb, &a.act, yo, osz, d)
-        })
-    })
-}
-
-/// Loops over kernel taps of axis `dd` and beyond, then over the valid
-/// output positions of each tap.
-#[allow(clippy::too_many_arguments)]
-fn conv_taps(
-    kb: &mut Kb,
-    a: &ConvAttrs,
-    n: usize,
-    k_sp: &[usize],
-    kst: &[usize],
-    ist: &[usize],
-    ost: &[usize],
-    tabs: &[Value],
-    dd: usize,
-    wk: Value,
-    xi: Value,
-    yo: Value,
-    d: DType,
-    ks: &mut Vec<Value>,
-) -> Result<()> {
-    let es = d.size() as i64;
-    if dd == n {
-        // Weight of this tap.
-        let wv = kb.load(cl(d), wk, 0);
-        let ks = ks.clone();
-        return conv_positions(kb, a, n, ist, ost, tabs, 0, &ks, xi, yo, wv, d);
-    }
-    kb.for_range(0, k_sp[dd] as i64, 1, |kb, k| {
-        let w2 = kb.at(wk, k, kst[dd] as i64 * es);
-        // Input offset of this tap: (k * dil - pad) * ist.
-        let kd = kb.b.ins().imul_imm_s(k, a.dilations[dd] as i64);
-        let kd = kb.b.ins().iadd_imm_s(kd, -(a.pads[dd] as i64));
-        let x2 = kb.at(xi, kd, ist[dd] as i64 * es);
-        ks.push(k);
-        let r = conv_taps(
-            kb,
-            a,
-            n,
-            k_sp,
-            kst,
-            ist,
-            ost,
-            tabs,
-            dd + 1,
-            w2,
-            x2,
-            yo,
-            d,
-            ks,
-        );
-        ks.pop();
-        r
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn conv_positions(
-    kb: &mut Kb,
-    a: &ConvAttrs,
-    n: usize,
-    ist: &[usize],
-    ost: &[usize],
-    tabs: &[Value],
-    dd: usize,
-    ks: &[Value],
-    xi: Value,
-    yo: Value,
-    wv: Value,
-    d: DType,
-) -> Result<()> {
-    let es = d.size() as i64;
-    let ta = kb.at(tabs[dd], ks[dd], 16);
-    let lo = kb.load(types::I64, ta, 0);
-    let hi = kb.load(types::I64, ta, 8);
-    let step = a.strides[dd] as i64;
-    if dd + 1 == n {
-        // y[o] += w * x[o * stride] along the innermost axis.
-        return axpy_dyn(kb, d, wv, yo, xi, step, lo, hi);
-    }
-    kb.for_dyn(lo, hi, |kb, o| {
-        let y2 = kb.at(yo, o, ost[dd] as i64 * es);
-        let x2 = kb.at(xi, o, step * ist[dd] as i64 * es);
-        conv_positions(kb, a, n, ist, ost, tabs, dd + 1, ks, x2, y2, wv, d)
-    })
+    Ok(())
 }
 
 /// Transposed convolution in scatter form.
@@ -316,16 +202,49 @@ pub fn conv_transpose(
     y: &TensorType,
     args: &Args,
 ) -> Result<()> {
+    let mg = y.dims[1] / a.group;
+    conv_general(
+        kb,
+        Dir::Scatter,
+        (&a.strides, &a.dilations, &a.pads),
+        a.group,
+        x,
+        w,
+        bias,
+        y,
+        args,
+        // Weights [C, M/group, K...]: row of (ci, oc).
+        &|kb: &mut Kb, _o, oc, ci, _ic| {
+            let r = kb.b.ins().imul_imm_s(ci, mg as i64);
+            kb.b.ins().iadd(r, oc)
+        },
+    )
+}
+
+/// The loops both directions share: image, output channel (filled with its
+/// bias), input channel of its group, then every tap.
+#[allow(clippy::too_many_arguments)]
+fn conv_general(
+    kb: &mut Kb,
+    dir: Dir,
+    (strides_, dilations, pads): (&[usize], &[usize], &[usize]),
+    group: usize,
+    x: &TensorType,
+    w: &TensorType,
+    bias: bool,
+    y: &TensorType,
+    args: &Args,
+    wrow: &dyn Fn(&mut Kb, Value, Value, Value, Value) -> Value,
+) -> Result<()> {
     let d = y.dtype;
     let es = d.size() as i64;
     let n = x.rank() - 2;
     let (batch, c, m) = (x.dims[0], x.dims[1], y.dims[1]);
-    let (cg, mg) = (c / a.group, m / a.group);
+    let (cg, mg) = (c / group, m / group);
     let (in_sp, out_sp, k_sp) = (&x.dims[2..], &y.dims[2..], &w.dims[2..]);
     let isz: usize = in_sp.iter().product();
     let osz: usize = out_sp.iter().product();
     let ksz: usize = k_sp.iter().product();
-    let (ist, ost, kst) = (strides(in_sp), strides(out_sp), strides(k_sp));
     let xb = args.x(kb, 0)?;
     let wb = args.x(kb, 1)?;
     let bb = if bias { Some(args.x(kb, 2)?) } else { None };
@@ -334,11 +253,15 @@ pub fn conv_transpose(
     for dd in 0..n {
         let r: Vec<(usize, usize)> = (0..k_sp[dd])
             .map(|k| {
-                scatter_range(
+                let f = match dir {
+                    Dir::Gather => tap_range,
+                    Dir::Scatter => scatter_range,
+                };
+                f(
                     k,
-                    a.strides[dd],
-                    a.dilations[dd],
-                    a.pads[dd],
+                    strides_[dd],
+                    dilations[dd],
+                    pads[dd],
                     in_sp[dd],
                     out_sp[dd],
                 )
@@ -346,6 +269,18 @@ pub fn conv_transpose(
             .collect();
         tabs.push(range_table(kb, &r)?);
     }
+    let geo = Geo {
+        dir,
+        strides: strides_,
+        dilations,
+        pads,
+        k_sp,
+        ist: strides(in_sp),
+        ost: strides(out_sp),
+        kst: strides(k_sp),
+        tabs,
+        d,
+    };
     kb.for_range(0, batch as i64, 1, |kb, nb| {
         kb.for_range(0, m as i64, 1, |kb, o| {
             let g = kb.b.ins().udiv_imm_s(o, mg as i64);
@@ -367,113 +302,78 @@ pub fn conv_transpose(
                 let nc = kb.b.ins().imul_imm_s(nb, c as i64);
                 let xr = kb.b.ins().iadd(nc, ci);
                 let xi = kb.at(xb, xr, isz as i64 * es);
-                let cm = kb.b.ins().imul_imm_s(ci, mg as i64);
-                let wr = kb.b.ins().iadd(cm, oc);
+                let wr = wrow(kb, o, oc, ci, ic);
                 let wk = kb.at(wb, wr, ksz as i64 * es);
-                scatter_taps(
-                    kb,
-                    a,
-                    n,
-                    k_sp,
-                    &kst,
-                    &ist,
-                    &ost,
-                    &tabs,
-                    0,
-                    wk,
-                    xi,
-                    yo,
-                    d,
-                    &mut vec![],
-                )
+                taps(kb, &geo, 0, wk, xi, yo, &mut vec![])
             })
         })
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn scatter_taps(
+/// Loops over the kernel taps of axis `dd` and beyond, moving the window
+/// origin of the side that is offset by the tap (input for gather, output
+/// for scatter), then over the positions each tap reaches.
+fn taps(
     kb: &mut Kb,
-    a: &ConvTransposeAttrs,
-    n: usize,
-    k_sp: &[usize],
-    kst: &[usize],
-    ist: &[usize],
-    ost: &[usize],
-    tabs: &[Value],
+    g: &Geo,
     dd: usize,
     wk: Value,
     xi: Value,
     yo: Value,
-    d: DType,
     ks: &mut Vec<Value>,
 ) -> Result<()> {
-    let es = d.size() as i64;
+    let es = g.d.size() as i64;
+    let n = g.k_sp.len();
     if dd == n {
-        let wv = kb.load(cl(d), wk, 0);
+        let wv = kb.load(cl(g.d), wk, 0);
         let ks = ks.clone();
-        return scatter_positions(kb, a, n, ist, ost, tabs, 0, &ks, xi, yo, wv, d);
+        return positions(kb, g, 0, &ks, xi, yo, wv);
     }
-    kb.for_range(0, k_sp[dd] as i64, 1, |kb, k| {
-        let w2 = kb.at(wk, k, kst[dd] as i64 * es);
-        let kd = kb.b.ins().imul_imm_s(k, a.dilations[dd] as i64);
-        let kd = kb.b.ins().iadd_imm_s(kd, -(a.pads[dd] as i64));
-        let y2 = kb.at(yo, kd, ost[dd] as i64 * es);
+    kb.for_range(0, g.k_sp[dd] as i64, 1, |kb, k| {
+        let w2 = kb.at(wk, k, g.kst[dd] as i64 * es);
+        // Offset of this tap: (k * dil - pad) along the offset side.
+        let kd = kb.b.ins().imul_imm_s(k, g.dilations[dd] as i64);
+        let kd = kb.b.ins().iadd_imm_s(kd, -(g.pads[dd] as i64));
+        let (x2, y2) = match g.dir {
+            Dir::Gather => (kb.at(xi, kd, g.ist[dd] as i64 * es), yo),
+            Dir::Scatter => (xi, kb.at(yo, kd, g.ost[dd] as i64 * es)),
+        };
         ks.push(k);
-        let r = scatter_taps(
-            kb,
-            a,
-            n,
-            k_sp,
-            kst,
-            ist,
-            ost,
-            tabs,
-            dd + 1,
-            w2,
-            xi,
-            y2,
-            d,
-            ks,
-        );
+        let r = taps(kb, g, dd + 1, w2, x2, y2, ks);
         ks.pop();
         r
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn scatter_positions(
+/// Positions `[lo, hi)` of a tap along axis `dd` (from the tables); the
+/// innermost axis is one strided multiply-add sweep.
+fn positions(
     kb: &mut Kb,
-    a: &ConvTransposeAttrs,
-    n: usize,
-    ist: &[usize],
-    ost: &[usize],
-    tabs: &[Value],
+    g: &Geo,
     dd: usize,
     ks: &[Value],
     xi: Value,
     yo: Value,
     wv: Value,
-    d: DType,
 ) -> Result<()> {
-    let es = d.size() as i64;
-    let ta = kb.at(tabs[dd], ks[dd], 16);
+    let es = g.d.size() as i64;
+    let ta = kb.at(g.tabs[dd], ks[dd], 16);
     let lo = kb.load(types::I64, ta, 0);
     let hi = kb.load(types::I64, ta, 8);
-    let step = a.strides[dd] as i64;
+    let s = g.strides[dd] as i64;
+    // Per step of the iterated position: the gathered side moves by the
+    // stride, the other by one.
+    let (xstep, ystep) = match g.dir {
+        Dir::Gather => (s * g.ist[dd] as i64, g.ost[dd] as i64),
+        Dir::Scatter => (g.ist[dd] as i64, s * g.ost[dd] as i64),
+    };
+    if dd + 1 == g.k_sp.len() {
+        return axpy_dyn(kb, g.d, wv, yo, ystep, xi, xstep, lo, hi);
+    }
     kb.for_dyn(lo, hi, |kb, i| {
-        let x2 = kb.at(xi, i, ist[dd] as i64 * es);
-        let y2 = kb.at(yo, i, step * ost[dd] as i64 * es);
-        if dd + 1 == n {
-            let xv = kb.load(cl(d), x2, 0);
-            let yv = kb.load(cl(d), y2, 0);
-            let p = kb.b.ins().fmul(wv, xv);
-            let r = kb.b.ins().fadd(yv, p);
-            kb.store(r, y2, 0);
-            Ok(())
-        } else {
-            scatter_positions(kb, a, n, ist, ost, tabs, dd + 1, ks, x2, y2, wv, d)
-        }
+        let y2 = kb.at(yo, i, ystep * es);
+        let x2 = kb.at(xi, i, xstep * es);
+        positions(kb, g, dd + 1, ks, x2, y2, wv)
     })
 }
 
@@ -643,27 +543,11 @@ pub fn matmul(
     let d = y.dtype;
     let es = d.size() as i64;
     let ty = cl(d);
-    let ad: Vec<usize> = if at.rank() == 1 {
-        vec![1, at.dims[0]]
-    } else {
-        at.dims.clone()
-    };
-    let bd: Vec<usize> = if bt.rank() == 1 {
-        vec![bt.dims[0], 1]
-    } else {
-        bt.dims.clone()
-    };
-    let (m, k, n) = (ad[ad.len() - 2], ad[ad.len() - 1], bd[bd.len() - 1]);
-    let batch = broadcast_dims(&ad[..ad.len() - 2], &bd[..bd.len() - 2]).unwrap_or_default();
-    let ao = broadcast_offsets(&ad[..ad.len() - 2], &batch);
-    let bo = broadcast_offsets(&bd[..bd.len() - 2], &batch);
-    let nb = ao.len().max(1);
-    let aoff: Vec<i64> = (0..nb)
-        .map(|i| (ao.get(i).copied().unwrap_or(0) * m * k) as i64 * es)
-        .collect();
-    let boff: Vec<i64> = (0..nb)
-        .map(|i| (bo.get(i).copied().unwrap_or(0) * k * n) as i64 * es)
-        .collect();
+    let mb = matmul_batches(at, bt);
+    let (m, k, n) = (mb.m, mb.k, mb.n);
+    let nb = mb.a_off.len();
+    let aoff: Vec<i64> = mb.a_off.iter().map(|&o| o as i64 * es).collect();
+    let boff: Vec<i64> = mb.b_off.iter().map(|&o| o as i64 * es).collect();
     let (ab, bb, yb) = (args.x(kb, 0)?, args.x(kb, 1)?, args.outs[0]);
     if y.is_empty() {
         return Ok(());
