@@ -638,7 +638,7 @@ fn pool_fast(
         pad: a.pads[d],
     };
     let (h, w) = (axis(0), axis(1));
-    if w.output < 16 || w.stride > 2 || h.border() > 16 || w.border() > 16 {
+    if w.output < 4 || w.stride > 2 || h.border() > 16 || w.border() > 16 {
         return Ok(false);
     }
     let op = match a.kind {
