@@ -24,9 +24,12 @@ use nnc_passes::{OptLevel, PipelineOptions, PrintAfter};
 use serde_json::json;
 
 const ABOUT: &str = "nnc: an ahead-of-time neural-network compiler.\n\n\
-Imports ONNX models into a typed graph IR, optimizes them, and runs them \
-with the reference interpreter. MODEL is an ONNX file (.onnx) or an nnc \
-text IR file (.nnir, as written by `nnc dump`).";
+Imports ONNX models into a typed graph IR, optimizes them with e-graph \
+rewrites, plans their memory, and compiles them to native code (Cranelift: \
+executables, object files, in-process runs) or to dependency-free C for \
+microcontrollers; the reference interpreter runs any of it for comparison. \
+MODEL is an ONNX file (.onnx) or an nnc text IR file (.nnir, as written by \
+`nnc dump`).";
 
 const AFTER_HELP: &str = "Optimization levels and their pipelines:\n\
   -O0  (none: the graph as imported)\n\
