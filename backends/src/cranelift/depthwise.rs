@@ -328,10 +328,13 @@ fn copy_padded(kb: &mut Kb, src: Value, buf: Value, h: &Axis, w: &Axis, pw: usiz
         let d = kb.at(buf, ih, (pw * 4) as i64);
         let d = kb.off(d, ((h.pad * pw + w.pad) * 4) as i64);
         let n4 = n / 4 * 4;
-        for i in (0..n4).step_by(4) {
-            let v = kb.load(F32X4, s, i * 4);
-            kb.store(v, d, i * 4);
-        }
+        kb.for_range(0, n4 / 4, 1, |kb, i| {
+            let sa = kb.at(s, i, 16);
+            let v = kb.load(F32X4, sa, 0);
+            let da = kb.at(d, i, 16);
+            kb.store(v, da, 0);
+            Ok(())
+        })?;
         for i in n4..n {
             let v = kb.load(types::F32, s, i * 4);
             kb.store(v, d, i * 4);
@@ -570,13 +573,11 @@ fn hwc(
         kb.store(zero, a, 0);
         Ok(())
     })?;
-    for blk in 0..nblk {
-        let c0 = blk * HWC_BLOCK;
-        let cn = HWC_BLOCK.min(c - c0);
-        kb.for_range(0, n as i64, 1, |kb, img| {
-            let xi = kb.at(xb, img, c as i64 * plane_in * 4);
-            let yi = kb.at(yb, img, c as i64 * plane_out * 4);
-            // Transpose the block in: buf[ih + pad][iw + pad][j] = x[c0 + j][ih][iw],
+    // One block of `cn` channels: x and y at its first channel, its packed
+    // weights and bias. Full blocks run in a loop, the remainder once.
+    let block =
+        |kb: &mut Kb, xc0: Value, yc0: Value, wb: Value, bb: Value, cn: usize| -> Result<()> {
+            // Transpose the block in: buf[ih + pad][iw + pad][j] = x[j][ih][iw],
             // 4x4 tiles (four channels by four columns) through shuffles,
             // single elements at the edges.
             let groups = cn / 4;
@@ -585,17 +586,12 @@ fn hwc(
             let base = ((h.pad * pw + w.pad) * HWC_BLOCK) as i64 * 4;
             kb.for_range(0, h.input as i64, 1, |kb, ih| {
                 let br = kb.at(buf, ih, (pw * HWC_BLOCK * 4) as i64);
+                let xr = kb.at(xc0, ih, (w.input * 4) as i64);
                 for g in 0..groups {
-                    let rows: Vec<Value> = (0..4)
-                        .map(|q| {
-                            let xc = kb.off(xi, (c0 + 4 * g + q) as i64 * plane_in * 4);
-                            kb.at(xc, ih, (w.input * 4) as i64)
-                        })
-                        .collect();
+                    let plane = |q: usize| ((4 * g + q) as i64) * plane_in * 4;
                     for iw in (0..w4).step_by(4) {
-                        let v: Vec<Value> = rows
-                            .iter()
-                            .map(|&r| kb.load(F32X4, r, iw as i64 * 4))
+                        let v: Vec<Value> = (0..4)
+                            .map(|q| kb.load(F32X4, xr, plane(q) + iw as i64 * 4))
                             .collect();
                         let t = transpose4(kb, [v[0], v[1], v[2], v[3]]);
                         for (k, tv) in t.into_iter().enumerate() {
@@ -603,29 +599,44 @@ fn hwc(
                         }
                     }
                     for iw in w4..w.input {
-                        for (q, &r) in rows.iter().enumerate() {
-                            let e = kb.load(types::F32, r, iw as i64 * 4);
+                        for q in 0..4 {
+                            let e = kb.load(types::F32, xr, plane(q) + iw as i64 * 4);
                             kb.store(e, br, base + iw as i64 * pos + ((4 * g + q) * 4) as i64);
                         }
                     }
                 }
                 for j in groups * 4..cn {
-                    let xc = kb.off(xi, (c0 + j) as i64 * plane_in * 4);
-                    let xr = kb.at(xc, ih, (w.input * 4) as i64);
                     for iw in 0..w.input {
-                        let e = kb.load(types::F32, xr, iw as i64 * 4);
+                        let e = kb.load(types::F32, xr, j as i64 * plane_in * 4 + iw as i64 * 4);
                         kb.store(e, br, base + iw as i64 * pos + (j * 4) as i64);
                     }
                 }
                 Ok(())
             })?;
-            let wb = kb.off(wp, (blk * taps * HWC_BLOCK * 4) as i64);
-            let bb = kb.off(bp, (c0 * 4) as i64);
-            let yc = kb.off(yi, c0 as i64 * plane_out * 4);
-            hwc_compute(kb, act, h, w, buf, pw, wb, bb, yc, cn, plane_out)
+            hwc_compute(kb, act, h, w, buf, pw, wb, bb, yc0, cn, plane_out)
+        };
+    let full = c / HWC_BLOCK;
+    let rem = c % HWC_BLOCK;
+    kb.for_range(0, n as i64, 1, |kb, img| {
+        let xi = kb.at(xb, img, c as i64 * plane_in * 4);
+        let yi = kb.at(yb, img, c as i64 * plane_out * 4);
+        kb.for_range(0, full as i64, 1, |kb, blk| {
+            let xc0 = kb.at(xi, blk, HWC_BLOCK as i64 * plane_in * 4);
+            let yc0 = kb.at(yi, blk, HWC_BLOCK as i64 * plane_out * 4);
+            let wb = kb.at(wp, blk, (taps * HWC_BLOCK * 4) as i64);
+            let bb = kb.at(bp, blk, (HWC_BLOCK * 4) as i64);
+            block(kb, xc0, yc0, wb, bb, HWC_BLOCK)
         })?;
-    }
-    Ok(())
+        if rem > 0 {
+            let c0 = full * HWC_BLOCK;
+            let xc0 = kb.off(xi, c0 as i64 * plane_in * 4);
+            let yc0 = kb.off(yi, c0 as i64 * plane_out * 4);
+            let wb = kb.off(wp, (full * taps * HWC_BLOCK * 4) as i64);
+            let bb = kb.off(bp, (c0 * 4) as i64);
+            block(kb, xc0, yc0, wb, bb, rem)?;
+        }
+        Ok(())
+    })
 }
 
 /// Positions per tile of the channels-last kernel.
