@@ -450,3 +450,38 @@ fn pooling_shape_classes_match_the_interpreter() {
     assert!(cases >= 100, "only {cases} cases");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Channels-last to channels-first transposes (the NHWC inputs of
+/// converted TensorFlow models) for every channel count the shuffle kernel
+/// takes, odd plane sizes, and a 4-byte integer type, against the
+/// interpreter; other permutations go through the strided copy.
+#[test]
+fn transposes_match_the_interpreter() {
+    use nnc_ir::op::TransposeAttrs;
+    let mut failures = Vec::new();
+    for dtype in [DType::F32, DType::I32] {
+        for c in 1..=5 {
+            for (h, w) in [(3, 3), (4, 5), (96, 96), (1, 7)] {
+                for perm in [vec![0, 3, 1, 2], vec![0, 2, 3, 1], vec![3, 1, 2, 0]] {
+                    let mut g = Graph::new("t");
+                    let x = g.add_input("x", TensorType::new(dtype, vec![1, h, w, c]));
+                    let y = g
+                        .add1(
+                            Op::Transpose(TransposeAttrs { perm: perm.clone() }),
+                            &[x],
+                            "t",
+                        )
+                        .unwrap();
+                    g.add_output(y, "y");
+                    let inputs = nnc_passes::check::random_inputs(&g, 9);
+                    let want = driver::run_interp(&g, &inputs).unwrap();
+                    let got = run_native(&g, &inputs).unwrap();
+                    if !got[0].bit_eq(&want[0]) {
+                        failures.push(format!("{dtype} [1,{h},{w},{c}] perm {perm:?}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

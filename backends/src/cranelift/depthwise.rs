@@ -145,7 +145,7 @@ struct Chan<'a> {
 }
 
 /// A two-source lane shuffle of f32x4 values (`lanes` index `a ++ b`).
-fn shuffle4(kb: &mut Kb, a: Value, b: Value, lanes: [u8; 4]) -> Value {
+pub(super) fn shuffle4(kb: &mut Kb, a: Value, b: Value, lanes: [u8; 4]) -> Value {
     let a8 = kb.b.ins().bitcast(types::I8X16, little(), a);
     let b8 = kb.b.ins().bitcast(types::I8X16, little(), b);
     let mask: Vec<u8> = lanes
@@ -159,7 +159,7 @@ fn shuffle4(kb: &mut Kb, a: Value, b: Value, lanes: [u8; 4]) -> Value {
 
 /// Transposes a 4x4 block held as four row vectors (eight shuffles, each
 /// a single unpack instruction on x64).
-fn transpose4(kb: &mut Kb, r: [Value; 4]) -> [Value; 4] {
+pub(super) fn transpose4(kb: &mut Kb, r: [Value; 4]) -> [Value; 4] {
     let t0 = shuffle4(kb, r[0], r[1], [0, 4, 1, 5]);
     let t1 = shuffle4(kb, r[2], r[3], [0, 4, 1, 5]);
     let t2 = shuffle4(kb, r[0], r[1], [2, 6, 3, 7]);

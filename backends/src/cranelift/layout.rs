@@ -12,7 +12,7 @@ use nnc_ir::op::{
 use nnc_ir::{DType, TensorType, dtype::strides};
 
 use super::Args;
-use super::kb::Kb;
+use super::kb::{F32X4, Kb};
 use super::map::{View, copy};
 use super::scalar::{cl, load_at, store_at, to_float, to_i64};
 use crate::error::Result;
@@ -47,7 +47,66 @@ pub fn transpose(
         off: 0,
         strides: t.perm.iter().map(|&p| xs[p]).collect(),
     };
-    copy(kb, &y.dims, &View::dense(a.outs[0], y.dtype, &y.dims), &inp)
+    let out = View::dense(a.outs[0], y.dtype, &y.dims);
+    // Channels-last to channels-first with a few channels (the NHWC inputs
+    // of converted TensorFlow models): after merging, out[c][p] = in[p][c].
+    let (dims, strides) =
+        crate::tables::merge_dims(&y.dims, &[out.strides.clone(), inp.strides.clone()]);
+    if let [ch, n] = dims[..]
+        && (2..=4).contains(&ch)
+        && n >= 4
+        && strides[0] == [n as i64, 1]
+        && strides[1] == [1, ch as i64]
+        && y.dtype.size() == 4
+    {
+        return deinterleave(kb, ch, n, inp.base, out.base);
+    }
+    copy(kb, &y.dims, &out, &inp)
+}
+
+/// `out[c][p] = in[p][c]` for `ch` (2 to 4) channels of 4-byte elements:
+/// four positions at a time, `ch` vector loads become `ch` channel vectors
+/// through lane shuffles.
+fn deinterleave(kb: &mut Kb, ch: usize, n: usize, src: Value, dst: Value) -> Result<()> {
+    use super::depthwise::{shuffle4, transpose4};
+    let plane = (n * 4) as i64;
+    let blocks = n / 4;
+    kb.for_range(0, blocks as i64, 1, |kb, i| {
+        let s = kb.at(src, i, (16 * ch) as i64);
+        let d = kb.at(dst, i, 16);
+        let v: Vec<Value> = (0..ch)
+            .map(|k| kb.load(F32X4, s, (16 * k) as i64))
+            .collect();
+        let outs: Vec<Value> = match ch {
+            2 => vec![
+                shuffle4(kb, v[0], v[1], [0, 2, 4, 6]),
+                shuffle4(kb, v[0], v[1], [1, 3, 5, 7]),
+            ],
+            3 => {
+                // [r0 g0 b0 r1] [g1 b1 r2 g2] [b2 r3 g3 b3]
+                let r = shuffle4(kb, v[0], v[1], [0, 3, 6, 7]);
+                let g = shuffle4(kb, v[0], v[1], [1, 4, 7, 7]);
+                let b = shuffle4(kb, v[0], v[1], [2, 5, 5, 5]);
+                vec![
+                    shuffle4(kb, r, v[2], [0, 1, 2, 5]),
+                    shuffle4(kb, g, v[2], [0, 1, 2, 6]),
+                    shuffle4(kb, b, v[2], [0, 1, 4, 7]),
+                ]
+            }
+            _ => transpose4(kb, [v[0], v[1], v[2], v[3]]).to_vec(),
+        };
+        for (c, o) in outs.into_iter().enumerate() {
+            kb.store(o, d, c as i64 * plane);
+        }
+        Ok(())
+    })?;
+    for p in blocks * 4..n {
+        for c in 0..ch {
+            let e = kb.load(types::F32, src, ((p * ch + c) * 4) as i64);
+            kb.store(e, dst, c as i64 * plane + (p * 4) as i64);
+        }
+    }
+    Ok(())
 }
 
 pub fn concat(
