@@ -214,13 +214,7 @@ pub fn rows(
         && (h.pad > 0 || w.pad > 0 || h.padded() > h.input || w.padded() > w.input)
         && ph * pw * 4 <= HWC_LIMIT;
     let (hh, ww, buf) = if pad_copy {
-        let buf = kb.stack(ph * pw * 4);
-        let zero = kb.cf(F32X4, 0.0);
-        kb.for_range(0, (ph * pw).div_ceil(4) as i64, 1, |kb, i| {
-            let a = kb.at(buf, i, 16);
-            kb.store(zero, a, 0);
-            Ok(())
-        })?;
+        let buf = zeroed_stack(kb, ph * pw * 4)?;
         let hh = Axis {
             input: ph,
             pad: 0,
@@ -317,6 +311,19 @@ pub fn split_rows(
     border(kb, 0..lo)?;
     kb.for_range(lo as i64, hi as i64, 1, |kb, oh| row(kb, oh, None))?;
     border(kb, hi..n)
+}
+
+/// A zero-filled stack buffer of `bytes` (rounded up to whole vectors).
+fn zeroed_stack(kb: &mut Kb, bytes: usize) -> Result<Value> {
+    let n = bytes.div_ceil(16);
+    let buf = kb.stack(n * 16);
+    let zero = kb.cf(F32X4, 0.0);
+    kb.for_range(0, n as i64, 1, |kb, i| {
+        let a = kb.at(buf, i, 16);
+        kb.store(zero, a, 0);
+        Ok(())
+    })?;
+    Ok(buf)
 }
 
 /// Copies one input plane into the interior of a zero-bordered buffer
@@ -562,17 +569,11 @@ fn hwc(
     let bp = kb.table_f32(&pbias)?;
     let xb = args.x(kb, 0)?;
     let yb = args.outs[0];
-    let buf = kb.stack(ph * pw * HWC_BLOCK * 4);
+    // Zeroed once: the border stays zero; interior lanes are rewritten per
+    // block (lanes of channels past the end are never stored).
+    let buf = zeroed_stack(kb, ph * pw * HWC_BLOCK * 4)?;
     let plane_in = (h.input * w.input) as i64;
     let plane_out = (h.output * w.output) as i64;
-    let zero = kb.cf(F32X4, 0.0);
-    // Zero once: the border stays zero; interior lanes are rewritten per
-    // block (lanes of missing channels stay zero too).
-    kb.for_range(0, (ph * pw * HWC_BLOCK / 4) as i64, 1, |kb, i| {
-        let a = kb.at(buf, i, 16);
-        kb.store(zero, a, 0);
-        Ok(())
-    })?;
     // One block of `cn` channels: x and y at its first channel, its packed
     // weights and bias. Full blocks run in a loop, the remainder once.
     let block =

@@ -125,6 +125,23 @@ pub fn batch_norm(
     )
 }
 
+/// The operands of a quantize or dequantize: `x`, then the scale and the
+/// optional zero point laid along `axis` (one value, or one per channel).
+fn qdq_views(
+    kb: &mut Kb,
+    ins: &[&TensorType],
+    axis: usize,
+    y: &TensorType,
+    a: &Args,
+) -> Result<Vec<View>> {
+    let n = ins[1].len();
+    let mut views = vec![View::dense(a.x(kb, 0)?, ins[0].dtype, &ins[0].dims)];
+    for k in 1..ins.len() {
+        views.push(View::along(a.x(kb, k)?, ins[k].dtype, n, axis, &y.dims));
+    }
+    Ok(views)
+}
+
 /// QuantizeLinear: round half to even in the input precision, add the zero
 /// point, saturate.
 pub fn quantize(
@@ -135,15 +152,8 @@ pub fn quantize(
     a: &Args,
 ) -> Result<()> {
     let x = ins[0];
-    let n = ins[1].len();
-    let mut views = vec![
-        View::dense(a.x(kb, 0)?, x.dtype, &x.dims),
-        View::along(a.x(kb, 1)?, ins[1].dtype, n, q.axis, &y.dims),
-    ];
+    let views = qdq_views(kb, ins, q.axis, y, a)?;
     let zd = ins.get(2).map(|t| t.dtype);
-    if let Some(zt) = ins.get(2) {
-        views.push(View::along(a.x(kb, 2)?, zt.dtype, n, q.axis, &y.dims));
-    }
     let (lo, hi) = q.to.int_range().expect("integer target");
     let (xd, sd, to) = (x.dtype, ins[1].dtype, q.to);
     let out = View::dense(a.outs[0], to, &y.dims);
@@ -185,15 +195,8 @@ pub fn dequantize(
     a: &Args,
 ) -> Result<()> {
     let x = ins[0];
-    let n = ins[1].len();
-    let mut views = vec![
-        View::dense(a.x(kb, 0)?, x.dtype, &x.dims),
-        View::along(a.x(kb, 1)?, ins[1].dtype, n, axis, &y.dims),
-    ];
+    let views = qdq_views(kb, ins, axis, y, a)?;
     let zd = ins.get(2).map(|t| t.dtype);
-    if let Some(zt) = ins.get(2) {
-        views.push(View::along(a.x(kb, 2)?, zt.dtype, n, axis, &y.dims));
-    }
     let (xd, yd) = (x.dtype, y.dtype);
     let out = View::dense(a.outs[0], yd, &y.dims);
     map(
