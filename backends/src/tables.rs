@@ -43,6 +43,15 @@ pub fn scatter_range(
     tap_range(k, stride, dil, pad, out_len, in_len)
 }
 
+/// Element strides `(row, column)` of Gemm's C broadcast to `[m, n]`
+/// (C may be a scalar, `[n]`, `[1, n]`, `[m, 1]` or `[m, n]`).
+pub fn gemm_c_strides(c_dims: &[usize], m: usize, n: usize) -> (usize, usize) {
+    let off = nnc_ir::op::elementwise::broadcast_offsets(c_dims, &[m, n]);
+    let row = if m > 1 { off[n] } else { 0 };
+    let col = if n > 1 { off[1] } else { 0 };
+    (row, col)
+}
+
 /// A MatMul with numpy batching: `[.., m, k] x [.., k, n]` (1-D operands
 /// promoted), and for every batch the element offsets of its A and B
 /// matrices.
@@ -206,6 +215,14 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn gemm_c_broadcasts() {
+        assert_eq!(gemm_c_strides(&[4], 3, 4), (0, 1));
+        assert_eq!(gemm_c_strides(&[3, 1], 3, 4), (1, 0));
+        assert_eq!(gemm_c_strides(&[3, 4], 3, 4), (4, 1));
+        assert_eq!(gemm_c_strides(&[1], 3, 4), (0, 0));
     }
 
     #[test]

@@ -161,7 +161,7 @@ fn wrap(t: DType, a: &str, op: &str, b: &str) -> String {
 }
 
 /// C expression of a unary op on `x` of type `d`.
-pub fn unary_expr(u: &UnaryOp, x: &str, d: DType, h: &mut Helpers) -> String {
+pub fn unary_expr(u: &UnaryOp, x: &str, d: DType) -> String {
     let f = fsuf(d);
     let l = |v: f64| lit(v, d);
     if !d.is_float() && d != DType::Bool {
@@ -251,10 +251,7 @@ pub fn unary_expr(u: &UnaryOp, x: &str, d: DType, h: &mut Helpers) -> String {
         UnaryOp::Sign => format!("({x} > 0 ? {} : ({x} < 0 ? {} : {x}))", l(1.0), l(-1.0)),
         UnaryOp::Sin => format!("sin{f}({x})"),
         UnaryOp::Cos => format!("cos{f}({x})"),
-        UnaryOp::Not => {
-            let _ = h;
-            format!("(uint8_t)!{x}")
-        }
+        UnaryOp::Not => format!("(uint8_t)!{x}"),
     }
 }
 

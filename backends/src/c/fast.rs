@@ -72,6 +72,17 @@ struct Geo {
 }
 
 impl Geo {
+    /// Opens the loop over kernel rows `kh` with `ih`, the input row they
+    /// read, skipping rows outside the input.
+    fn open_kh_rows(&self, w: &mut W) {
+        w.for_("kh", 0, self.kh);
+        w.line(format!(
+            "const long ih = (long)(oh * {} + kh * {}) - {};",
+            self.s[0], self.d[0], self.p[0]
+        ));
+        w.line(format!("if (ih < 0 || ih >= {}) continue;", self.ih));
+    }
+
     /// Floats per stored input row (all phases).
     fn row(&self) -> usize {
         self.phases * self.iw.div_ceil(self.phases)
@@ -218,9 +229,9 @@ fn input_prologue(w: &mut W, g: &Geo, to: Option<&Geo>, t: &str) {
     w.line(format!("const {t} *xin = xp;"));
 }
 
-fn act(a: &Option<UnaryOp>, v: &str, d: DType, h: &mut Helpers) -> String {
+fn act(a: &Option<UnaryOp>, v: &str, d: DType) -> String {
     match a {
-        Some(u) => unary_expr(u, v, d, h),
+        Some(u) => unary_expr(u, v, d),
         None => v.to_string(),
     }
 }
@@ -236,7 +247,6 @@ fn scalar_columns(
     bias: bool,
     t: &str,
     y: DType,
-    h: &mut Helpers,
     from: &str,
     to: &str,
 ) {
@@ -262,12 +272,7 @@ fn scalar_columns(
         g.ih * g.iw
     ));
     w.line(format!("const {t} *wc = in1 + (o * {cg} + ic) * {ksz};"));
-    w.for_("kh", 0, g.kh);
-    w.line(format!(
-        "const long ih = (long)(oh * {} + kh * {}) - {};",
-        g.s[0], g.d[0], g.p[0]
-    ));
-    w.line(format!("if (ih < 0 || ih >= {}) continue;", g.ih));
+    g.open_kh_rows(w);
     w.for_("kw", 0, g.kw);
     w.line(format!(
         "const long iw = (long)(ow * {} + kw * {}) - {};",
@@ -281,7 +286,7 @@ fn scalar_columns(
     w.close();
     w.close();
     w.close();
-    let e = act(&a.act, "s", y, h);
+    let e = act(&a.act, "s", y);
     w.line(format!(
         "out0[(n * {} + o) * {} + oh * {} + ow] = {e};",
         g.m,
@@ -290,6 +295,16 @@ fn scalar_columns(
     ));
     w.close();
     w.close();
+}
+
+/// `ow0`, the first column of interior tile `blk` of `vw` columns: tiles
+/// step by `vw` from `lo`, and the last one is shifted left to end at `hi`.
+fn tile_start(w: &mut W, vw: usize, lo: usize, hi: usize) {
+    w.line(format!(
+        "const size_t ow0 = blk * {vw} + {lo} < {} ? blk * {vw} + {lo} : {};",
+        hi - vw + 1,
+        hi - vw
+    ));
 }
 
 /// Picks a fast kernel for a convolution: channel-vectorized with packed
@@ -419,7 +434,7 @@ fn channel_vectorized(
     let (isz, osz) = (g.ih * g.iw, g.oh * g.ow);
     // One named accumulator array per position: GCC keeps each in vector
     // registers (a 2-D array defeats its vectorizer).
-    let store = |w: &mut W, h: &mut Helpers, pw: usize, pos: &str| {
+    let store = |w: &mut W, pw: usize, pos: &str| {
         w.for_("j", 0, vb);
         if !g.m.is_multiple_of(vb) {
             w.line(format!("if (ob * {vb} + j >= {}) continue;", g.m));
@@ -429,7 +444,7 @@ fn channel_vectorized(
             g.m, g.ow
         ));
         for q in 0..pw {
-            let e = act(&a.act, &format!("a{q}[j]"), DType::F32, h);
+            let e = act(&a.act, &format!("a{q}[j]"), DType::F32);
             w.line(format!("yo[{q}] = {e};"));
         }
         w.close();
@@ -446,12 +461,7 @@ fn channel_vectorized(
         w.for_("ic", 0, g.c);
         w.line(format!("const float *xc = xin + ic * {isz};"));
         w.line(format!("const float *wc = wb + ic * {};", kk * vb));
-        w.for_("kh", 0, g.kh);
-        w.line(format!(
-            "const long ih = (long)(oh * {} + kh * {}) - {};",
-            g.s[0], g.d[0], g.p[0]
-        ));
-        w.line(format!("if (ih < 0 || ih >= {}) continue;", g.ih));
+        g.open_kh_rows(w);
         w.for_("kw", 0, g.kw);
         w.line(format!(
             "const float *wv = wc + (kh * {} + kw) * {vb};",
@@ -497,7 +507,7 @@ fn channel_vectorized(
         ));
         init(w, pwv);
         taps(w, pwv, "ow0", false);
-        store(w, h, pwv, "ow0");
+        store(w, pwv, "ow0");
         w.close();
     }
     let ranges: Vec<(usize, usize)> = if tiled {
@@ -512,7 +522,7 @@ fn channel_vectorized(
         w.open(format!("for (size_t ow = {from}; ow < {to}; ++ow)"));
         init(w, 1);
         taps(w, 1, "ow", true);
-        store(w, h, 1, "ow");
+        store(w, 1, "ow");
         w.close();
     }
     w.close(); // oh
@@ -561,11 +571,7 @@ fn spatial_tiles(
     w.for_("oh", 0, g.oh);
     // Interior tiles; the last one is shifted left to end at `hi`.
     w.for_("blk", 0, nblk);
-    w.line(format!(
-        "const size_t ow0 = blk * {vw} + {lo} < {} ? blk * {vw} + {lo} : {};",
-        hi - vw + 1,
-        hi - vw
-    ));
+    tile_start(w, vw, lo, hi);
     w.line(format!("{t} acc[{ob}][{vw}];"));
     w.for_("b", 0, ob);
     w.for_("j", 0, vw);
@@ -579,12 +585,7 @@ fn spatial_tiles(
     w.for_("ic", 0, cg);
     w.line(format!("const {t} *xc = xin + (ic0 + ic) * {};", g.plane()));
     w.line(format!("const {t} *wc = in1 + (o0 * {cg} + ic) * {ksz};"));
-    w.for_("kh", 0, g.kh);
-    w.line(format!(
-        "const long ih = (long)(oh * {} + kh * {}) - {};",
-        g.s[0], g.d[0], g.p[0]
-    ));
-    w.line(format!("if (ih < 0 || ih >= {}) continue;", g.ih));
+    g.open_kh_rows(w);
     // With phases, tap kw of a stride-s tile is a contiguous run in
     // phase (kw*d) % s, starting (kw*d) / s columns in.
     let (ph, wph) = (g.phases, g.iw.div_ceil(g.phases));
@@ -636,7 +637,7 @@ fn spatial_tiles(
         g.ow
     ));
     w.for_("j", 0, vw);
-    let e = act(&a.act, "acc[b][j]", y.dtype, h);
+    let e = act(&a.act, "acc[b][j]", y.dtype);
     w.line(format!("yr[j] = {e};"));
     w.close();
     w.close();
@@ -651,7 +652,6 @@ fn spatial_tiles(
             bias,
             t,
             y.dtype,
-            h,
             "0",
             &lo.to_string(),
         );
@@ -666,7 +666,6 @@ fn spatial_tiles(
             bias,
             t,
             y.dtype,
-            h,
             &hi.to_string(),
             &g.ow.to_string(),
         );
@@ -739,7 +738,7 @@ fn depthwise_wide_grid(w: &mut W, a: &ConvAttrs, g: &Geo, bias: bool, h: &mut He
     w.close();
     w.for_("oh", 0, g.oh);
     w.for_("ow", 0, g.ow);
-    let e = act(&a.act, &format!("yw[oh * {wp} + ow]"), DType::F32, h);
+    let e = act(&a.act, &format!("yw[oh * {wp} + ow]"), DType::F32);
     w.line(format!(
         "out0[((n * {} + c) * {} + oh) * {} + ow] = {e};",
         g.m, g.oh, g.ow
@@ -814,7 +813,7 @@ fn depthwise_hwc(w: &mut W, a: &ConvAttrs, g: &Geo, ws: &StepWeights<'_>, h: &mu
     w.close();
     w.close();
     w.for_("ch", 0, c);
-    let e = act(&a.act, "acc[ch]", DType::F32, h);
+    let e = act(&a.act, "acc[ch]", DType::F32);
     w.line(format!(
         "out0[((n * {c} + ch) * {} + oh) * {} + ow] = {e};",
         g.oh, g.ow
@@ -870,21 +869,12 @@ fn depthwise(
     ));
     w.for_("oh", 0, g.oh);
     w.for_("blk", 0, nblk);
-    w.line(format!(
-        "const size_t ow0 = blk * {vw} + {lo} < {} ? blk * {vw} + {lo} : {};",
-        hi - vw + 1,
-        hi - vw
-    ));
+    tile_start(w, vw, lo, hi);
     w.line(format!("{t} acc[{vw}];"));
     w.for_("j", 0, vw);
     w.line("acc[j] = b0;");
     w.close();
-    w.for_("kh", 0, g.kh);
-    w.line(format!(
-        "const long ih = (long)(oh * {} + kh * {}) - {};",
-        g.s[0], g.d[0], g.p[0]
-    ));
-    w.line(format!("if (ih < 0 || ih >= {}) continue;", g.ih));
+    g.open_kh_rows(w);
     w.line(format!(
         "const {t} *xr = xc + (size_t)ih * {} + ow0 * {s} - {p};",
         g.iw
@@ -897,7 +887,7 @@ fn depthwise(
     w.close();
     w.close();
     w.for_("j", 0, vw);
-    let e = act(&a.act, "acc[j]", y.dtype, h);
+    let e = act(&a.act, "acc[j]", y.dtype);
     w.line(format!("yc[oh * {} + ow0 + j] = {e};", g.ow));
     w.close();
     w.close(); // blk
@@ -907,12 +897,7 @@ fn depthwise(
         }
         w.open(format!("for (size_t ow = {from}; ow < {to}; ++ow)"));
         w.line(format!("{t} sacc = b0;"));
-        w.for_("kh", 0, g.kh);
-        w.line(format!(
-            "const long ih = (long)(oh * {} + kh * {}) - {};",
-            g.s[0], g.d[0], g.p[0]
-        ));
-        w.line(format!("if (ih < 0 || ih >= {}) continue;", g.ih));
+        g.open_kh_rows(w);
         w.for_("kw", 0, g.kw);
         w.line(format!(
             "const long iw = (long)(ow * {s} + kw * {d}) - {p};"
@@ -924,7 +909,7 @@ fn depthwise(
         ));
         w.close();
         w.close();
-        let e = act(&a.act, "sacc", y.dtype, h);
+        let e = act(&a.act, "sacc", y.dtype);
         w.line(format!("yc[oh * {} + ow] = {e};", g.ow));
         w.close();
     }

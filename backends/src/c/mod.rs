@@ -329,7 +329,7 @@ fn kernel(
         Op::Identity | Op::Reshape(_) => layout::copy(w, y),
         Op::Unary(u) => {
             let d = ins[0].dtype;
-            emit_map(w, "out0", &y.dims, &[op(0)], |v| unary_expr(u, &v[0], d, h));
+            emit_map(w, "out0", &y.dims, &[op(0)], |v| unary_expr(u, &v[0], d));
         }
         Op::Binary(b) => {
             let (d, yd) = (ins[0].dtype, ins[1].dtype);
@@ -404,11 +404,11 @@ fn kernel(
             let fast = target == CTarget::Host
                 && fast::conv(w, a, ins[0], ins[1], ins.len() > 2, y, ws, h);
             if !fast {
-                nn::conv(w, a, ins[0], ins[1], ins.len() > 2, y, h);
+                nn::conv(w, a, ins[0], ins[1], ins.len() > 2, y);
             }
         }
         Op::ConvTranspose(a) => nn::conv_transpose(w, a, ins[0], ins[1], ins.len() > 2, y),
-        Op::Gemm(a) => nn::gemm(w, a, ins[0], ins[1], ins.get(2).copied(), y, h),
+        Op::Gemm(a) => nn::gemm(w, a, ins[0], ins.get(2).copied(), y),
         Op::MatMul => nn::matmul(w, ins[0], ins[1], y),
         Op::Softmax(a) => nn::softmax(w, a, ins[0]),
         Op::Lrn(a) => nn::lrn(w, a, ins[0]),

@@ -4,13 +4,11 @@
 //! constants; padding is handled by per-kernel-tap valid ranges computed at
 //! generation time, so inner loops have no bounds checks.
 
-use nnc_ir::op::elementwise::broadcast_offsets;
 use nnc_ir::op::{
     ConvAttrs, ConvTransposeAttrs, GemmAttrs, LrnAttrs, PoolAttrs, PoolKind, SoftmaxAttrs, UnaryOp,
 };
 use nnc_ir::{DType, TensorType, dtype::strides};
 
-use super::Helpers;
 use super::elementwise::unary_expr;
 use super::writer::{W, ctype, flit, fsuf, lit};
 use crate::tables::{scatter_range, tap_range};
@@ -28,30 +26,66 @@ fn table(w: &mut W, name: &str, v: &[usize]) {
     ));
 }
 
-fn act_loop(w: &mut W, act: &Option<UnaryOp>, ptr: &str, n: usize, d: DType, h: &mut Helpers) {
+fn act_loop(w: &mut W, act: &Option<UnaryOp>, ptr: &str, n: usize, d: DType) {
     if let Some(a) = act {
         w.for_("p", 0, n);
-        let e = unary_expr(a, &format!("{ptr}[p]"), d, h);
+        let e = unary_expr(a, &format!("{ptr}[p]"), d);
         w.line(format!("{ptr}[p] = {e};"));
         w.close();
     }
 }
 
 /// Convolution. Params: `in0` x, `in1` w, optional `in2` bias, `out0` y.
-pub fn conv(
+pub fn conv(w: &mut W, a: &ConvAttrs, x: &TensorType, wt: &TensorType, bias: bool, y: &TensorType) {
+    let geo = (&a.strides[..], &a.dilations[..], &a.pads[..]);
+    conv_general(w, Dir::Gather, geo, a.group, x, wt, bias, y, |w, osz| {
+        act_loop(w, &a.act, "yo", osz, y.dtype)
+    });
+}
+
+/// Transposed convolution (scatter form). Params as for [`conv`].
+pub fn conv_transpose(
     w: &mut W,
-    a: &ConvAttrs,
+    a: &ConvTransposeAttrs,
     x: &TensorType,
     wt: &TensorType,
     bias: bool,
     y: &TensorType,
-    h: &mut Helpers,
+) {
+    let geo = (&a.strides[..], &a.dilations[..], &a.pads[..]);
+    conv_general(w, Dir::Scatter, geo, a.group, x, wt, bias, y, |_, _| {});
+}
+
+/// Convolution (`Gather`: each output reads a window of the input) or
+/// transposed convolution (`Scatter`: each input adds a window to the
+/// output).
+#[derive(Clone, Copy, PartialEq)]
+enum Dir {
+    Gather,
+    Scatter,
+}
+
+/// The loops both directions share: image, output channel (filled with its
+/// bias), input channel of its group, every tap, then the positions the tap
+/// reaches (from generation-time tables, so no bounds checks); `epilogue`
+/// runs per output channel after the accumulation.
+#[allow(clippy::too_many_arguments)]
+fn conv_general(
+    w: &mut W,
+    dir: Dir,
+    (strides_, dilations, pads): (&[usize], &[usize], &[usize]),
+    group: usize,
+    x: &TensorType,
+    wt: &TensorType,
+    bias: bool,
+    y: &TensorType,
+    mut epilogue: impl FnMut(&mut W, usize),
 ) {
     let t = ctype(y.dtype);
     let n = x.rank() - 2;
     let (batch, c, m) = (x.dims[0], x.dims[1], y.dims[1]);
-    let cg = c / a.group;
-    let mg = m / a.group;
+    let cg = c / group;
+    let mg = m / group;
     let in_sp = &x.dims[2..];
     let out_sp = &y.dims[2..];
     let k_sp = &wt.dims[2..];
@@ -61,30 +95,29 @@ pub fn conv(
     let ist = strides(in_sp);
     let ost = strides(out_sp);
     let kst = strides(k_sp);
-    let pointwise = k_sp.iter().all(|&k| k == 1)
-        && a.strides.iter().all(|&s| s == 1)
-        && a.pads.iter().all(|&p| p == 0);
-    for d in 0..n {
-        let (lo, hi): (Vec<usize>, Vec<usize>) = (0..k_sp[d])
-            .map(|k| {
-                tap_range(
-                    k,
-                    a.strides[d],
-                    a.dilations[d],
-                    a.pads[d],
-                    in_sp[d],
-                    out_sp[d],
-                )
-            })
-            .unzip();
-        if !pointwise {
+    let pointwise = dir == Dir::Gather
+        && k_sp.iter().all(|&k| k == 1)
+        && strides_.iter().all(|&s| s == 1)
+        && pads.iter().all(|&p| p == 0);
+    if !pointwise {
+        for d in 0..n {
+            let range = match dir {
+                Dir::Gather => tap_range,
+                Dir::Scatter => scatter_range,
+            };
+            let (lo, hi): (Vec<usize>, Vec<usize>) = (0..k_sp[d])
+                .map(|k| range(k, strides_[d], dilations[d], pads[d], in_sp[d], out_sp[d]))
+                .unzip();
             table(w, &format!("lo{d}"), &lo);
             table(w, &format!("hi{d}"), &hi);
         }
     }
     w.for_("n", 0, batch);
     w.for_("o", 0, m);
-    w.line(format!("const size_t g = o / {mg};"));
+    match dir {
+        Dir::Gather => w.line(format!("const size_t g = o / {mg};")),
+        Dir::Scatter => w.line(format!("const size_t g = o / {mg}, oc = o % {mg};")),
+    }
     w.line(format!("{t} *yo = out0 + (n * {m} + o) * {osz};"));
     w.for_("p", 0, osz);
     if bias {
@@ -94,10 +127,15 @@ pub fn conv(
     }
     w.close();
     w.for_("ic", 0, cg);
-    w.line(format!(
-        "const {t} *xi = in0 + (n * {c} + g * {cg} + ic) * {isz};"
-    ));
-    w.line(format!("const {t} *wk = in1 + (o * {cg} + ic) * {ksz};"));
+    w.line(format!("const size_t ci = g * {cg} + ic;"));
+    w.line(format!("const {t} *xi = in0 + (n * {c} + ci) * {isz};"));
+    // Weights are [M, C/group, K...] for a convolution and
+    // [C, M/group, K...] for a transposed one.
+    let row = match dir {
+        Dir::Gather => format!("o * {cg} + ic"),
+        Dir::Scatter => format!("ci * {mg} + oc"),
+    };
+    w.line(format!("const {t} *wk = in1 + ({row}) * {ksz};"));
     if pointwise {
         w.line(format!("const {t} wv = wk[0];"));
         w.for_("p", 0, osz);
@@ -111,18 +149,27 @@ pub fn conv(
         w.line(format!("const {t} wv = wk[{}];", kidx.join(" + ")));
         for d in 0..n {
             w.open(format!(
-                "for (size_t o{d} = lo{d}[k{d}]; o{d} < hi{d}[k{d}]; ++o{d})"
+                "for (size_t i{d} = lo{d}[k{d}]; i{d} < hi{d}[k{d}]; ++i{d})"
             ));
         }
-        let yidx: Vec<String> = (0..n).map(|d| format!("o{d} * {}", ost[d])).collect();
-        let xidx: Vec<String> = (0..n)
-            .map(|d| {
-                format!(
-                    "(o{d} * {} + k{d} * {} - {}) * {}",
-                    a.strides[d], a.dilations[d], a.pads[d], ist[d]
-                )
-            })
-            .collect();
+        // The iterated position indexes one side directly; the other side
+        // is at `i * stride + k * dil - pad`.
+        let direct =
+            |st: &[usize]| -> Vec<String> { (0..n).map(|d| format!("i{d} * {}", st[d])).collect() };
+        let windowed = |st: &[usize]| -> Vec<String> {
+            (0..n)
+                .map(|d| {
+                    format!(
+                        "(i{d} * {} + k{d} * {} - {}) * {}",
+                        strides_[d], dilations[d], pads[d], st[d]
+                    )
+                })
+                .collect()
+        };
+        let (yidx, xidx) = match dir {
+            Dir::Gather => (direct(&ost), windowed(&ist)),
+            Dir::Scatter => (windowed(&ost), direct(&ist)),
+        };
         w.line(format!(
             "yo[{}] += wv * xi[{}];",
             yidx.join(" + "),
@@ -133,107 +180,13 @@ pub fn conv(
         }
     }
     w.close(); // ic
-    act_loop(w, &a.act, "yo", osz, y.dtype, h);
+    epilogue(w, osz);
     w.close(); // o
     w.close(); // n
 }
 
-/// Transposed convolution (scatter form). Params as for [`conv`].
-pub fn conv_transpose(
-    w: &mut W,
-    a: &ConvTransposeAttrs,
-    x: &TensorType,
-    wt: &TensorType,
-    bias: bool,
-    y: &TensorType,
-) {
-    let t = ctype(y.dtype);
-    let n = x.rank() - 2;
-    let (batch, c, m) = (x.dims[0], x.dims[1], y.dims[1]);
-    let cg = c / a.group;
-    let mg = m / a.group;
-    let in_sp = &x.dims[2..];
-    let out_sp = &y.dims[2..];
-    let k_sp = &wt.dims[2..];
-    let isz: usize = in_sp.iter().product();
-    let osz: usize = out_sp.iter().product();
-    let ksz: usize = k_sp.iter().product();
-    let ist = strides(in_sp);
-    let ost = strides(out_sp);
-    let kst = strides(k_sp);
-    for d in 0..n {
-        let (lo, hi): (Vec<usize>, Vec<usize>) = (0..k_sp[d])
-            .map(|k| {
-                scatter_range(
-                    k,
-                    a.strides[d],
-                    a.dilations[d],
-                    a.pads[d],
-                    in_sp[d],
-                    out_sp[d],
-                )
-            })
-            .unzip();
-        table(w, &format!("lo{d}"), &lo);
-        table(w, &format!("hi{d}"), &hi);
-    }
-    w.for_("n", 0, batch);
-    w.for_("o", 0, m);
-    w.line(format!("const size_t g = o / {mg}, oc = o % {mg};"));
-    w.line(format!("{t} *yo = out0 + (n * {m} + o) * {osz};"));
-    w.for_("p", 0, osz);
-    w.line(if bias {
-        "yo[p] = in2[o];".to_string()
-    } else {
-        format!("yo[p] = {};", lit(0.0, y.dtype))
-    });
-    w.close();
-    w.for_("ic", 0, cg);
-    w.line(format!("const size_t ci = g * {cg} + ic;"));
-    w.line(format!("const {t} *xi = in0 + (n * {c} + ci) * {isz};"));
-    w.line(format!("const {t} *wk = in1 + (ci * {mg} + oc) * {ksz};"));
-    for d in 0..n {
-        w.for_(&format!("k{d}"), 0, k_sp[d]);
-    }
-    let kidx: Vec<String> = (0..n).map(|d| format!("k{d} * {}", kst[d])).collect();
-    w.line(format!("const {t} wv = wk[{}];", kidx.join(" + ")));
-    for d in 0..n {
-        w.open(format!(
-            "for (size_t i{d} = lo{d}[k{d}]; i{d} < hi{d}[k{d}]; ++i{d})"
-        ));
-    }
-    let xidx: Vec<String> = (0..n).map(|d| format!("i{d} * {}", ist[d])).collect();
-    let yidx: Vec<String> = (0..n)
-        .map(|d| {
-            format!(
-                "(i{d} * {} + k{d} * {} - {}) * {}",
-                a.strides[d], a.dilations[d], a.pads[d], ost[d]
-            )
-        })
-        .collect();
-    w.line(format!(
-        "yo[{}] += wv * xi[{}];",
-        yidx.join(" + "),
-        xidx.join(" + ")
-    ));
-    for _ in 0..2 * n {
-        w.close();
-    }
-    w.close();
-    w.close();
-    w.close();
-}
-
 /// Gemm. Params: `in0` A, `in1` B, optional `in2` C, `out0` Y `[M, N]`.
-pub fn gemm(
-    w: &mut W,
-    a: &GemmAttrs,
-    at: &TensorType,
-    bt: &TensorType,
-    ct: Option<&TensorType>,
-    y: &TensorType,
-    h: &mut Helpers,
-) {
+pub fn gemm(w: &mut W, a: &GemmAttrs, at: &TensorType, ct: Option<&TensorType>, y: &TensorType) {
     let t = ctype(y.dtype);
     let (m, nn) = (y.dims[0], y.dims[1]);
     let k = if a.trans_a { at.dims[0] } else { at.dims[1] };
@@ -248,9 +201,7 @@ pub fn gemm(
     let beta = flit(a.beta as f64, y.dtype);
     if let Some(ct) = ct {
         // C broadcast to [M, N]: row and column strides.
-        let off = broadcast_offsets(&ct.dims, &[m, nn]);
-        let cs_row = if m > 1 { off[nn] } else { 0 };
-        let cs_col = if nn > 1 { off[1] } else { 0 };
+        let (cs_row, cs_col) = crate::tables::gemm_c_strides(&ct.dims, m, nn);
         w.for_("i", 0, m);
         w.for_("j", 0, nn);
         w.line(format!(
@@ -284,9 +235,8 @@ pub fn gemm(
         w.close();
         w.close();
     }
-    act_loop(w, &a.act, "yr", nn, y.dtype, h);
+    act_loop(w, &a.act, "yr", nn, y.dtype);
     w.close();
-    let _ = bt;
 }
 
 /// MatMul with numpy batching. Params: `in0` A, `in1` B, `out0` Y.
