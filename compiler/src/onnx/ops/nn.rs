@@ -6,7 +6,7 @@ use nnc_ir::op::{
     BatchNormAttrs, BinaryOp, ConvAttrs, ConvTransposeAttrs, GemmAttrs, GlobalPoolAttrs, LrnAttrs,
     PoolAttrs, PoolKind, ReduceAttrs, ReduceKind, ReshapeAttrs, SoftmaxAttrs, UnaryOp,
 };
-use nnc_ir::{Op, Value};
+use nnc_ir::{Op, TensorType, Value};
 
 use super::super::error::Result;
 use super::super::import::Ctx;
@@ -60,11 +60,7 @@ fn resolve_pads(
     let n = in_sp.len();
     let auto = cx.s_or("auto_pad", "NOTSET")?;
     match auto.as_str() {
-        "NOTSET" | "" => match cx.ints("pads")? {
-            None => Ok(vec![0; 2 * n]),
-            Some(p) if p.len() == 2 * n => to_usizes(cx, &p, "pads"),
-            Some(p) => cx.err(format!("pads {p:?} must have {} entries", 2 * n)),
-        },
+        "NOTSET" | "" => explicit_pads(cx, n),
         "VALID" => Ok(vec![0; 2 * n]),
         "SAME_UPPER" | "SAME_LOWER" => {
             let mut pads = vec![0; 2 * n];
@@ -95,7 +91,30 @@ fn spatial_attr(cx: &Ctx<'_>, name: &str, n: usize) -> Result<Vec<usize>> {
     }
 }
 
-fn conv(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {
+/// The `pads` attribute (all begins, then all ends), or no padding.
+fn explicit_pads(cx: &Ctx<'_>, n: usize) -> Result<Vec<usize>> {
+    match cx.ints("pads")? {
+        None => Ok(vec![0; 2 * n]),
+        Some(p) if p.len() == 2 * n => to_usizes(cx, &p, "pads"),
+        Some(p) => cx.err(format!("pads {p:?} must have {} entries", 2 * n)),
+    }
+}
+
+/// What Conv and ConvTranspose read alike: the input and weight (same
+/// rank, at least 3), the spatial rank, kernel, strides and dilations
+/// (positive) and group.
+struct ConvCommon {
+    x: Value,
+    w: Value,
+    tx: TensorType,
+    n: usize,
+    kernel: Vec<usize>,
+    strides: Vec<usize>,
+    dilations: Vec<usize>,
+    group: usize,
+}
+
+fn conv_common(cx: &mut Ctx<'_>) -> Result<ConvCommon> {
     let x = cx.input(0)?;
     let w = cx.input(1)?;
     let (tx, tw) = (cx.ty(x), cx.ty(w));
@@ -105,50 +124,65 @@ fn conv(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {
         ));
     }
     let n = tx.rank() - 2;
-    let kernel = tw.dims[2..].to_vec();
-    if let Some(k) = cx.ints("kernel_shape")?
-        && to_usizes(cx, &k, "kernel_shape")? != kernel
-    {
-        return cx.err(format!("kernel_shape {k:?} does not match weight {tw}"));
-    }
     let strides = spatial_attr(cx, "strides", n)?;
     let dilations = spatial_attr(cx, "dilations", n)?;
     if strides.contains(&0) || dilations.contains(&0) {
         return cx.err("strides and dilations must be positive");
     }
-    let pads = resolve_pads(cx, &tx.dims[2..], &kernel, &strides, &dilations)?;
     let group = to_usizes(cx, &[cx.i("group", 1)?], "group")?[0];
-    let a = ConvAttrs {
+    Ok(ConvCommon {
+        x,
+        w,
+        n,
+        kernel: tw.dims[2..].to_vec(),
+        tx,
         strides,
-        pads,
         dilations,
         group,
-        act: None,
-    };
+    })
+}
+
+/// `op` on inputs 0 and 1 and the optional input 2 (a bias, or Gemm's C).
+fn add_with_bias(cx: &mut Ctx<'_>, op: Op, x: Value, w: Value) -> Result<Vec<Value>> {
     let mut ins = vec![x, w];
     if let Some(b) = cx.opt(2) {
         ins.push(b);
     }
-    Ok(vec![cx.add(Op::Conv(a), &ins)?])
+    Ok(vec![cx.add(op, &ins)?])
+}
+
+fn conv(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {
+    let c = conv_common(cx)?;
+    if let Some(k) = cx.ints("kernel_shape")?
+        && to_usizes(cx, &k, "kernel_shape")? != c.kernel
+    {
+        return cx.err(format!(
+            "kernel_shape {k:?} does not match weight {}",
+            cx.ty(c.w)
+        ));
+    }
+    let pads = resolve_pads(cx, &c.tx.dims[2..], &c.kernel, &c.strides, &c.dilations)?;
+    let a = ConvAttrs {
+        strides: c.strides,
+        pads,
+        dilations: c.dilations,
+        group: c.group,
+        act: None,
+    };
+    add_with_bias(cx, Op::Conv(a), c.x, c.w)
 }
 
 fn conv_transpose(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {
-    let x = cx.input(0)?;
-    let w = cx.input(1)?;
-    let (tx, tw) = (cx.ty(x), cx.ty(w));
-    if tx.rank() < 3 || tw.rank() != tx.rank() {
-        return cx.err(format!(
-            "input {tx} and weight {tw} must have the same rank >= 3"
-        ));
-    }
-    let n = tx.rank() - 2;
-    let kernel = tw.dims[2..].to_vec();
-    let strides = spatial_attr(cx, "strides", n)?;
-    let dilations = spatial_attr(cx, "dilations", n)?;
-    if strides.contains(&0) || dilations.contains(&0) {
-        return cx.err("strides and dilations must be positive");
-    }
-    let group = to_usizes(cx, &[cx.i("group", 1)?], "group")?[0];
+    let ConvCommon {
+        x,
+        w,
+        tx,
+        n,
+        kernel,
+        strides,
+        dilations,
+        group,
+    } = conv_common(cx)?;
     let mut output_padding = match cx.ints("output_padding")? {
         None => vec![0; n],
         Some(v) if v.len() == n => to_usizes(cx, &v, "output_padding")?,
@@ -189,11 +223,7 @@ fn conv_transpose(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {
             }
             pads
         }
-        None => match cx.ints("pads")? {
-            None => vec![0; 2 * n],
-            Some(p) if p.len() == 2 * n => to_usizes(cx, &p, "pads")?,
-            Some(p) => return cx.err(format!("pads {p:?} must have {} entries", 2 * n)),
-        },
+        None => explicit_pads(cx, n)?,
     };
     let a = ConvTransposeAttrs {
         strides,
@@ -202,11 +232,7 @@ fn conv_transpose(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {
         output_padding,
         group,
     };
-    let mut ins = vec![x, w];
-    if let Some(b) = cx.opt(2) {
-        ins.push(b);
-    }
-    Ok(vec![cx.add(Op::ConvTranspose(a), &ins)?])
+    add_with_bias(cx, Op::ConvTranspose(a), x, w)
 }
 
 fn gemm(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {
@@ -219,11 +245,7 @@ fn gemm(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {
         trans_b: cx.i("transB", 0)? != 0,
         act: None,
     };
-    let mut ins = vec![a, b];
-    if let Some(c) = cx.opt(2) {
-        ins.push(c);
-    }
-    Ok(vec![cx.add(Op::Gemm(attrs), &ins)?])
+    add_with_bias(cx, Op::Gemm(attrs), a, b)
 }
 
 fn batch_norm(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {
