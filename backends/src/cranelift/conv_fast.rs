@@ -21,7 +21,6 @@ use super::depthwise::Axis;
 use super::kb::{F32X4, Kb};
 use super::scalar;
 use crate::error::Result;
-use crate::program::Program;
 
 /// Most constant (border) rows or columns a kernel will specialize; larger
 /// borders (tiny images with huge padding) use the general kernel.
@@ -91,7 +90,6 @@ struct Tile<'a> {
     /// Positions per tile and vectors of four channels per full block.
     tp: usize,
     tv: usize,
-    ih: usize,
     iw: usize,
     plane_in: i64,
     plane_out: i64,
@@ -114,7 +112,6 @@ pub fn conv(
     bias: bool,
     y: &TensorType,
     args: &Args,
-    p: &Program,
 ) -> Result<bool> {
     if y.dtype != DType::F32 || x.rank() != 4 {
         return Ok(false);
@@ -124,11 +121,11 @@ pub fn conv(
     {
         return Ok(false);
     }
-    let Some(wt) = args.weight(p, 1) else {
+    let Some(wt) = args.weight(kb, 1) else {
         return Ok(false);
     };
     let bt = if bias {
-        match args.weight(p, 2) {
+        match args.weight(kb, 2) {
             Some(b) => Some(b),
             None => return Ok(false),
         }
@@ -183,7 +180,6 @@ pub fn conv(
     let t = Tile {
         tp,
         tv,
-        ih: h.input,
         iw: wa.input,
         plane_in: (h.input * wa.input * 4) as i64,
         plane_out: (h.output * wa.output * 4) as i64,
@@ -311,51 +307,28 @@ fn columns(
     kh_ok: &[bool],
 ) -> Result<()> {
     let (clo, chi) = t.w.interior();
-    let consts = |kb: &mut Kb, cols: Vec<usize>| -> Result<()> {
-        for group in cols.chunks(t.tp) {
-            let c = Col::At(group[0]);
-            tile(
-                kb,
-                t,
-                xrow,
-                yrow,
-                wblk,
-                bblk,
-                nv,
-                lanes,
-                kh_ok,
-                c,
-                group.len(),
-            )?;
+    let at = |kb: &mut Kb, col: Col, np: usize| {
+        tile(kb, t, xrow, yrow, wblk, bblk, nv, lanes, kh_ok, col, np)
+    };
+    // Constant columns, `tp` at a time.
+    let consts = |kb: &mut Kb, cols: std::ops::Range<usize>| -> Result<()> {
+        for group in cols.collect::<Vec<_>>().chunks(t.tp) {
+            at(kb, Col::At(group[0]), group.len())?;
         }
         Ok(())
     };
     if clo >= chi {
-        return consts(kb, (0..t.w.output).collect());
+        return consts(kb, 0..t.w.output);
     }
-    consts(kb, (0..clo).collect())?;
-    let n = chi - clo;
-    let full = n / t.tp;
+    consts(kb, 0..clo)?;
+    let full = (chi - clo) / t.tp;
     kb.for_range(0, full as i64, 1, |kb, i| {
         let ow = kb.b.ins().imul_imm_s(i, t.tp as i64);
         let ow = kb.b.ins().iadd_imm_s(ow, clo as i64);
-        tile(
-            kb,
-            t,
-            xrow,
-            yrow,
-            wblk,
-            bblk,
-            nv,
-            lanes,
-            kh_ok,
-            Col::Loop(ow),
-            t.tp,
-        )
+        at(kb, Col::Loop(ow), t.tp)
     })?;
-    consts(kb, (clo + full * t.tp..chi).collect())?;
-    consts(kb, (chi..t.w.output).collect())?;
-    Ok(())
+    consts(kb, clo + full * t.tp..chi)?;
+    consts(kb, chi..t.w.output)
 }
 
 /// The tile: `np` positions from `col`, `nv` channel vectors (`lanes`
@@ -461,7 +434,6 @@ fn tile(
     if !t.cg.is_multiple_of(unroll) {
         body(kb, t.cg % unroll)?;
     }
-    let _ = t.ih;
     // Activation, then scatter: lane l of vector v is channel 4v + l.
     let little = MemFlagsData::new().with_endianness(Endianness::Little);
     for p in 0..np {

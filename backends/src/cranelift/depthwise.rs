@@ -73,7 +73,6 @@ pub fn depthwise(
     bt: Option<&Tensor>,
     args: &Args,
 ) -> Result<bool> {
-    let c = x.dims[1];
     let hwc_bytes = h.padded() * w.padded() * HWC_BLOCK * 4;
     let small = w.output < 16 && hwc_bytes <= HWC_LIMIT;
     if small {
@@ -83,7 +82,6 @@ pub fn depthwise(
     if w.stride > 2 || h.border() > 16 || w.border() > 16 {
         return Ok(false);
     }
-    let _ = c;
     rows(kb, Win::Dw, act, x, h, w, Some(wt), bt, args)?;
     Ok(true)
 }

@@ -104,6 +104,7 @@ pub fn batch_norm(
         views.push(View::along(a.x(kb, k)?, d, c, 1, &y.dims));
     }
     let out = View::dense(a.outs[0], d, &y.dims);
+    // The same body serves scalars and f32x4 vectors (the closure is Copy).
     let body = |kb: &mut Kb, v: &[Value]| {
         let ty = kb.ty(v[0]);
         let e = kb.cf(ty, eps as f64);
@@ -114,14 +115,14 @@ pub fn batch_norm(
         let q = kb.b.ins().fmul(q, v[1]);
         Ok(kb.b.ins().fadd(q, v[2]))
     };
-    let mut vf = body;
+    let (mut scalar_body, mut vector_body) = (body, body);
     map(
         kb,
         &y.dims,
         &out,
         &views,
-        &mut { body },
-        (d == DType::F32).then_some(&mut vf as _),
+        &mut scalar_body,
+        (d == DType::F32).then_some(&mut vector_body as _),
     )
 }
 

@@ -6,15 +6,13 @@
 //! the weights; the packing makes that a single contiguous stream.
 
 use cranelift_codegen::ir::{Endianness, InstBuilder, MemFlagsData, Value, types};
-use nnc_ir::op::elementwise::broadcast_offsets;
 use nnc_ir::op::{GemmAttrs, UnaryOp};
-use nnc_ir::{DType, Tensor, TensorType};
+use nnc_ir::{DType, TensorType};
 
 use super::Args;
 use super::kb::{F32X4, Kb};
 use super::scalar;
 use crate::error::Result;
-use crate::program::Program;
 
 /// Column vectors per block: eight accumulators keep two FMA ports busy
 /// through the four-cycle latency with loads to spare.
@@ -30,12 +28,11 @@ pub fn gemm(
     ct: Option<&TensorType>,
     y: &TensorType,
     args: &Args,
-    p: &Program,
 ) -> Result<bool> {
     if y.dtype != DType::F32 || g.act.as_ref().is_some_and(|u| !scalar::unary_vectorizes(u)) {
         return Ok(false);
     }
-    let Some(b) = args.weight(p, 1) else {
+    let Some(b) = args.weight(kb, 1) else {
         return Ok(false);
     };
     let (m, n) = (y.dims[0], y.dims[1]);
@@ -44,16 +41,16 @@ pub fn gemm(
     let bias: Vec<f32> = match ct {
         None => vec![0.0; n],
         Some(ct) => {
-            let Some(c) = args.weight(p, 2) else {
+            let Some(c) = args.weight(kb, 2) else {
                 return Ok(false);
             };
-            let off = broadcast_offsets(&ct.dims, &[m, n]);
-            if m > 1 && off[n] != 0 {
+            let (row, col) = crate::tables::gemm_c_strides(&ct.dims, m, n);
+            if m > 1 && row != 0 {
                 return Ok(false);
             }
             let cv = c.to_f64();
             (0..n)
-                .map(|j| (g.beta as f64 * cv[off[j]]) as f32)
+                .map(|j| (g.beta as f64 * cv[j * col]) as f32)
                 .collect()
         }
     };
@@ -88,17 +85,15 @@ pub fn matmul(
     bt: &TensorType,
     y: &TensorType,
     args: &Args,
-    p: &Program,
 ) -> Result<bool> {
     if y.dtype != DType::F32 || at.rank() != 2 || bt.rank() != 2 {
         return Ok(false);
     }
-    let Some(b) = args.weight(p, 1) else {
+    let Some(b) = args.weight(kb, 1) else {
         return Ok(false);
     };
     let (m, k, n) = (at.dims[0], at.dims[1], bt.dims[1]);
-    let bv: &Tensor = b;
-    let bv = bv.to_f64();
+    let bv = b.to_f64();
     rows(
         kb,
         &None,

@@ -330,7 +330,8 @@ impl Args {
     }
 
     /// The weight tensor behind input `k`, when it is a weight.
-    pub fn weight<'p>(&self, p: &'p Program, k: usize) -> Option<&'p nnc_ir::Tensor> {
+    pub fn weight<'m>(&self, kb: &Kb<'_, '_, 'm>, k: usize) -> Option<&'m nnc_ir::Tensor> {
+        let p: &'m Program = kb.sh.prog;
         match self.ins.get(k)? {
             ArgIn::Weight(w) => Some(p.weights[*w].tensor.as_ref()),
             ArgIn::Ptr(_) => None,
@@ -382,23 +383,20 @@ fn kernel(kb: &mut Kb, st: &Step, a: &Args) -> Result<()> {
         Op::Quantize(q) => ew::quantize(kb, q, &ins, y, a),
         Op::Dequantize(q) => ew::dequantize(kb, q.axis, &ins, y, a),
         Op::Conv(c) => {
-            let prog = kb.sh.prog;
-            if !conv_fast::conv(kb, c, ins[0], ins[1], ins.len() > 2, y, a, prog)? {
+            if !conv_fast::conv(kb, c, ins[0], ins[1], ins.len() > 2, y, a)? {
                 nn::conv(kb, c, ins[0], ins[1], ins.len() > 2, y, a)?;
             }
             Ok(())
         }
         Op::ConvTranspose(c) => nn::conv_transpose(kb, c, ins[0], ins[1], ins.len() > 2, y, a),
         Op::Gemm(g) => {
-            let prog = kb.sh.prog;
-            if !gemm_fast::gemm(kb, g, ins[0], ins[1], ins.get(2).copied(), y, a, prog)? {
+            if !gemm_fast::gemm(kb, g, ins[0], ins[1], ins.get(2).copied(), y, a)? {
                 nn::gemm(kb, g, ins[0], ins.get(2).copied(), y, a)?;
             }
             Ok(())
         }
         Op::MatMul => {
-            let prog = kb.sh.prog;
-            if !gemm_fast::matmul(kb, ins[0], ins[1], y, a, prog)? {
+            if !gemm_fast::matmul(kb, ins[0], ins[1], y, a)? {
                 nn::matmul(kb, ins[0], ins[1], y, a)?;
             }
             Ok(())

@@ -8,7 +8,6 @@
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
 use cranelift_frontend::Variable;
-use nnc_ir::op::elementwise::broadcast_offsets;
 use nnc_ir::op::{
     ConvAttrs, ConvTransposeAttrs, GemmAttrs, LrnAttrs, PoolAttrs, PoolKind, SoftmaxAttrs, UnaryOp,
 };
@@ -425,9 +424,8 @@ pub fn gemm(
     let alpha = kb.cf(ty, g.alpha as f64);
     if let Some(ct) = ct {
         let cb = args.x(kb, 2)?;
-        let off = broadcast_offsets(&ct.dims, &[m, nn]);
-        let cs_row = if m > 1 { off[nn] as i64 } else { 0 };
-        let cs_col = if nn > 1 { off[1] as i64 } else { 0 };
+        let (cs_row, cs_col) = crate::tables::gemm_c_strides(&ct.dims, m, nn);
+        let (cs_row, cs_col) = (cs_row as i64, cs_col as i64);
         let beta = kb.cf(ty, g.beta as f64);
         kb.for_range(0, m as i64, 1, |kb, i| {
             let cr = kb.at(cb, i, cs_row * es);
@@ -904,10 +902,7 @@ pub fn global_pool(kb: &mut Kb, kind: PoolKind, x: &TensorType, args: &Args) -> 
             let s = kb.get(acc);
             let r = match kind {
                 PoolKind::Avg => kb.b.ins().fadd(s, v),
-                PoolKind::Max => {
-                    let gt = kb.b.ins().fcmp(FloatCC::GreaterThan, v, s);
-                    kb.b.ins().select(gt, v, s)
-                }
+                PoolKind::Max => kb.fselect(FloatCC::GreaterThan, v, s, v, s),
             };
             kb.set(acc, r);
             Ok(())
@@ -1011,8 +1006,7 @@ pub fn softmax(kb: &mut Kb, a: &SoftmaxAttrs, x: &TensorType, args: &Args) -> Re
                 let p = kb.at(xr, k, st);
                 let v = kb.load(ty, p, 0);
                 let m = kb.get(mx);
-                let gt = kb.b.ins().fcmp(FloatCC::GreaterThan, v, m);
-                let r = kb.b.ins().select(gt, v, m);
+                let r = kb.fselect(FloatCC::GreaterThan, v, m, v, m);
                 kb.set(mx, r);
                 Ok(())
             })?;

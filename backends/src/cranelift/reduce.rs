@@ -80,8 +80,7 @@ fn outer(
         let mx = kb.var(f, ninf);
         inner(kb, c, 0, xp, &mut |kb, v| {
             let m = kb.get(mx);
-            let gt = kb.b.ins().fcmp(FloatCC::GreaterThan, v, m);
-            let r = kb.b.ins().select(gt, v, m);
+            let r = kb.fselect(FloatCC::GreaterThan, v, m, v, m);
             kb.set(mx, r);
             Ok(())
         })?;
