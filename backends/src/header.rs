@@ -4,8 +4,8 @@
 
 use std::fmt::Write as _;
 
-use crate::c::{comment_safe, cstr};
-use crate::program::{ARENA_ALIGN, Program};
+use crate::names::{comment_safe, cstr};
+use nnc_ir::program::{ARENA_ALIGN, Program};
 
 /// `NAME.h` for a model compiled as `name`; `target` is recorded in the
 /// first comment (`host`, `cortex-m4`, `x86_64 object`, ...).

@@ -1,19 +1,17 @@
-//! nnc-backends: from an optimized graph to code.
+//! nnc-backends: renderers of the lowered program.
 //!
-//! `plan` lowers a graph to a [`Program`]: a schedule of kernel steps whose
-//! buffers are offsets in one arena, weights, or the caller's input and
-//! output buffers. The C generator (`c`) and the Cranelift generator
-//! consume the same program, so both execute the same memory plan.
-//! Depends on `nnc-ir` and `nnc-passes`.
+//! A [`nnc_ir::program::Program`] (lowered, planned and with every step's
+//! kernel selected by `nnc-passes`) becomes C source (`c`) or native code
+//! through Cranelift (`cranelift`). Both render exactly the program they are
+//! given: the same steps, kernels, tile shapes and arena offsets, so the
+//! memory report is exact for both. They make no choices of their own.
+//! Depends only on `nnc-ir`.
 
 pub mod c;
 pub mod cranelift;
 pub mod error;
 pub mod header;
-pub mod plan;
-pub mod program;
+pub mod names;
 pub mod tables;
 
 pub use error::{BackendError, Result};
-pub use plan::lower;
-pub use program::{ARENA_ALIGN, Buffer, Loc, PlanStats, Program, Step, Weight};

@@ -19,14 +19,16 @@ pub fn tap_range(
     in_len: usize,
     out_len: usize,
 ) -> (usize, usize) {
-    let off = (k * dil) as i64 - pad as i64;
-    let s = stride as i64;
-    let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
-    let top = in_len as i64 - 1 - off;
-    let hi = if top < 0 { 0 } else { top / s + 1 };
-    let lo = lo.clamp(0, out_len as i64) as usize;
-    let hi = hi.clamp(0, out_len as i64) as usize;
-    (lo, hi.max(lo))
+    nnc_ir::program::Axis {
+        input: in_len,
+        output: out_len,
+        k: k + 1,
+        stride,
+        dil,
+        pad,
+        pad_end: 0,
+    }
+    .tap_range(k)
 }
 
 /// For a transposed convolution: the input positions `i` whose output
@@ -43,14 +45,7 @@ pub fn scatter_range(
     tap_range(k, stride, dil, pad, out_len, in_len)
 }
 
-/// Element strides `(row, column)` of Gemm's C broadcast to `[m, n]`
-/// (C may be a scalar, `[n]`, `[1, n]`, `[m, 1]` or `[m, n]`).
-pub fn gemm_c_strides(c_dims: &[usize], m: usize, n: usize) -> (usize, usize) {
-    let off = nnc_ir::op::elementwise::broadcast_offsets(c_dims, &[m, n]);
-    let row = if m > 1 { off[n] } else { 0 };
-    let col = if n > 1 { off[1] } else { 0 };
-    (row, col)
-}
+pub use nnc_ir::op::matmul::gemm_c_strides;
 
 /// A MatMul with numpy batching: `[.., m, k] x [.., k, n]` (1-D operands
 /// promoted), and for every batch the element offsets of its A and B
@@ -94,33 +89,7 @@ pub fn matmul_batches(at: &TensorType, bt: &TensorType) -> MatMulBatches {
     }
 }
 
-/// Drops unit dims and merges adjacent dims that are contiguous in every
-/// access (`strides[a][d]` is access `a`'s stride along dim `d`), so a loop
-/// nest over `dims` becomes as few loops as possible. Returns the new dims
-/// and strides.
-pub fn merge_dims(dims: &[usize], strides: &[Vec<i64>]) -> (Vec<usize>, Vec<Vec<i64>>) {
-    let keep: Vec<usize> = (0..dims.len()).filter(|&i| dims[i] != 1).collect();
-    let mut dims: Vec<usize> = keep.iter().map(|&i| dims[i]).collect();
-    let mut st: Vec<Vec<i64>> = strides
-        .iter()
-        .map(|s| keep.iter().map(|&i| s[i]).collect())
-        .collect();
-    let mut i = 0;
-    while i + 1 < dims.len() {
-        let n = dims[i + 1] as i64;
-        if st.iter().all(|a| a[i] == a[i + 1] * n) {
-            dims[i] *= dims[i + 1];
-            dims.remove(i + 1);
-            for a in st.iter_mut() {
-                a[i] = a[i + 1];
-                a.remove(i + 1);
-            }
-        } else {
-            i += 1;
-        }
-    }
-    (dims, st)
-}
+pub use nnc_ir::program::geometry::merge_dims;
 
 /// Per axis, the source index of every output position of a Pad, or -1
 /// where the constant fill goes.

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use nnc_backends::Program;
-use nnc_backends::c::{CSource, CTarget};
+use nnc_backends::c::CSource;
 use nnc_ir::Tensor;
+use nnc_ir::program::Program;
 use nnc_runtime::harness::{HARNESS_C, HARNESS_H, IoDesc, StepDesc, glue};
 
 use crate::driver::{DriverError, Result};
@@ -338,10 +338,20 @@ pub fn run_executable(exe: &Path, p: &Program, inputs: &[Tensor]) -> Result<Vec<
 
 /// Lowers, emits, builds (cached) and runs a graph through the C backend.
 pub fn run_c(g: &nnc_ir::Graph, inputs: &[Tensor], flags: &CFlags) -> Result<Vec<Tensor>> {
+    run_c_with(g, inputs, flags, &[])
+}
+
+/// As [`run_c`], with kernels forced onto some steps.
+pub fn run_c_with(
+    g: &nnc_ir::Graph,
+    inputs: &[Tensor],
+    flags: &CFlags,
+    kernels: &[nnc_passes::lower::KernelChoice],
+) -> Result<Vec<Tensor>> {
     nnc_ir::interp::check_inputs(g, inputs)?;
     let name = nnc_backends::c::ident(if g.name.is_empty() { "model" } else { &g.name });
-    let p = nnc_backends::lower(g, &name).map_err(backend_err)?;
-    let src = nnc_backends::c::emit(&p, &name, CTarget::Host).map_err(backend_err)?;
+    let p = crate::driver::lower(g, &name, &nnc_backends::c::host_target(), kernels)?;
+    let src = nnc_backends::c::emit(&p, &name).map_err(backend_err)?;
     let glue_h = harness_glue(&p, &src.name);
     let exe = build_executable(&src, &glue_h, flags)?;
     run_executable(&exe, &p, inputs)

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use nnc_ir::program::{Program, Target};
 use nnc_ir::{Graph, IrError, Tensor};
+use nnc_passes::lower::{KernelChoice, LowerOptions};
 use nnc_passes::manager::PassRecord;
 use nnc_passes::{OptLevel, PassError, PipelineOptions, PipelineReport};
 use thiserror::Error;
@@ -51,6 +53,88 @@ pub fn is_text_ir(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "nnir")
 }
 
+/// A model file read (and, for ONNX, decoded) once: callers that need its
+/// input names before importing it, or import it and then optimize it, do
+/// not read or decode it again.
+#[derive(Debug)]
+pub struct Model {
+    pub path: PathBuf,
+    source: Source,
+}
+
+#[derive(Debug)]
+enum Source {
+    Onnx(Box<onnx::proto::ModelProto>),
+    Text(String),
+}
+
+impl Model {
+    /// Reads an ONNX file or an `.nnir` dump.
+    pub fn read(path: &Path) -> Result<Model> {
+        let source = if is_text_ir(path) {
+            Source::Text(
+                std::fs::read_to_string(path).map_err(|source| IoError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?,
+            )
+        } else {
+            let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            Source::Onnx(Box::new(onnx::decode(&bytes)?))
+        };
+        Ok(Model {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// The names of the inputs a caller feeds (empty for `.nnir`, whose
+    /// inputs are known only once parsed).
+    pub fn input_names(&self) -> Vec<String> {
+        match &self.source {
+            Source::Onnx(m) => onnx::input_names(m),
+            Source::Text(_) => vec![],
+        }
+    }
+
+    /// The graph as written (no passes).
+    pub fn import(&self, opts: &LoadOptions) -> Result<Graph> {
+        let path = &self.path;
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        match &self.source {
+            Source::Text(text) => {
+                let loader = move |f: &str| std::fs::read(dir.join(f));
+                nnc_ir::parse_with(text, &loader).map_err(|source| DriverError::Text {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+            Source::Onnx(m) => {
+                let iopts = ImportOptions {
+                    input_shapes: opts.input_shapes.clone(),
+                    shape_hints: opts.shape_hints.clone(),
+                    base_dir: Some(dir),
+                };
+                let mut g = onnx::import_model(m, &iopts)?;
+                if g.name.is_empty() {
+                    g.name = path
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                }
+                Ok(g)
+            }
+        }
+    }
+}
+
 /// Loads an ONNX model or an `.nnir` dump and applies the pipeline.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Graph> {
     Ok(load_with(path, opts, |_, _| {})?.0)
@@ -58,26 +142,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Graph> {
 
 /// Loads the graph as written (no passes).
 pub fn import(path: &Path, opts: &LoadOptions) -> Result<Graph> {
-    let g = if is_text_ir(path) {
-        let text = std::fs::read_to_string(path).map_err(|source| IoError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let loader = move |f: &str| std::fs::read(dir.join(f));
-        nnc_ir::parse_with(&text, &loader).map_err(|source| DriverError::Text {
-            path: path.to_path_buf(),
-            source,
-        })?
-    } else {
-        let iopts = ImportOptions {
-            input_shapes: opts.input_shapes.clone(),
-            shape_hints: opts.shape_hints.clone(),
-            base_dir: None,
-        };
-        onnx::load(path, &iopts)?
-    };
-    Ok(g)
+    Model::read(path)?.import(opts)
 }
 
 /// Like [`load`], calling `on_pass` after every pass (for `--print-after`)
@@ -87,7 +152,16 @@ pub fn load_with(
     opts: &LoadOptions,
     on_pass: impl FnMut(&PassRecord, &Graph),
 ) -> Result<(Graph, PipelineReport)> {
-    let mut g = import(path, opts)?;
+    let g = import(path, opts)?;
+    optimize(g, opts, on_pass)
+}
+
+/// Applies the pipeline of `opts` to an imported graph.
+pub fn optimize(
+    mut g: Graph,
+    opts: &LoadOptions,
+    on_pass: impl FnMut(&PassRecord, &Graph),
+) -> Result<(Graph, PipelineReport)> {
     let report = nnc_passes::run_pipeline(&mut g, opts.opt_level, &opts.pipeline, on_pass)?;
     Ok((g, report))
 }
@@ -192,9 +266,34 @@ impl Backend {
 
 /// Runs a graph on the given backend.
 pub fn execute(g: &Graph, backend: Backend, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+    execute_with(g, backend, inputs, &[])
+}
+
+/// Runs a graph on the given backend with kernels forced onto some steps.
+pub fn execute_with(
+    g: &Graph,
+    backend: Backend,
+    inputs: &[Tensor],
+    kernels: &[KernelChoice],
+) -> Result<Vec<Tensor>> {
     match backend {
         Backend::Interp => run_interp(g, inputs),
-        Backend::C => crate::cbuild::run_c(g, inputs, &crate::cbuild::CFlags::default()),
-        Backend::Native => crate::native::run_native(g, inputs),
+        Backend::C => {
+            crate::cbuild::run_c_with(g, inputs, &crate::cbuild::CFlags::default(), kernels)
+        }
+        Backend::Native => crate::native::run_native_with(g, inputs, kernels),
     }
+}
+
+/// Lowers a graph to a program for `target`: memory plan and kernel
+/// selection, with `kernels` forced onto the steps they select.
+pub fn lower(g: &Graph, name: &str, target: &Target, kernels: &[KernelChoice]) -> Result<Program> {
+    Ok(nnc_passes::lower::lower(
+        g,
+        &LowerOptions {
+            name: name.to_string(),
+            target: target.clone(),
+            kernels: kernels.to_vec(),
+        },
+    )?)
 }

@@ -7,9 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use nnc_backends::Program;
 use nnc_backends::cranelift::{self, NativeObject, NativeOptions};
+use nnc_ir::program::Program;
 use nnc_ir::{Data, Tensor};
+use nnc_passes::lower::KernelChoice;
 use nnc_runtime::harness::{HARNESS_C, HARNESS_H};
 
 use crate::cbuild::{
@@ -18,10 +19,20 @@ use crate::cbuild::{
 };
 use crate::driver::{DriverError, Result};
 
-/// Lowers a graph and runs it through the JIT.
+/// Lowers a graph for this machine and runs it through the JIT.
 pub fn run_native(g: &nnc_ir::Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+    run_native_with(g, inputs, &[])
+}
+
+/// As [`run_native`], with kernels forced onto some steps.
+pub fn run_native_with(
+    g: &nnc_ir::Graph,
+    inputs: &[Tensor],
+    kernels: &[KernelChoice],
+) -> Result<Vec<Tensor>> {
     nnc_ir::interp::check_inputs(g, inputs)?;
-    let p = nnc_backends::lower(g, "model").map_err(backend_err)?;
+    let target = cranelift::host_target().map_err(backend_err)?;
+    let p = crate::driver::lower(g, "model", &target, kernels)?;
     let jit = cranelift::jit(&p).map_err(backend_err)?;
     run_jit(&jit, &p, inputs)
 }

@@ -39,6 +39,9 @@ pub enum IrError {
     /// The verifier found problems; all of them are listed.
     #[error("graph verification failed with {} error(s):\n  {}", .0.len(), .0.join("\n  "))]
     Verify(Vec<String>),
+    /// The program verifier found problems; all of them are listed.
+    #[error("program verification failed with {} error(s):\n  {}", .0.len(), .0.join("\n  "))]
+    ProgramVerify(Vec<String>),
     /// A graph-level structural problem (cycle, dangling value...).
     #[error("{0}")]
     Graph(String),

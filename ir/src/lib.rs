@@ -5,7 +5,9 @@
 //! petgraph with constants in a shared side table. The crate also holds the
 //! verifier, the text format ([`print()`] / [`parse()`], which round-trip),
 //! Graphviz output and the reference interpreter ([`interp`]), the oracle
-//! for every pass and backend.
+//! for every pass and backend. [`program`] is the second IR level: the
+//! lowered program (steps with their kernels and buffers) that both code
+//! generators render, with the target description kernels are chosen for.
 //!
 //! This crate depends on nothing else in nnc.
 
@@ -17,6 +19,7 @@ pub mod interp;
 pub mod op;
 pub mod parse;
 pub mod print;
+pub mod program;
 pub mod stats;
 pub mod tensor;
 mod verify;

@@ -2,17 +2,19 @@
 //!
 //! The pass manager and the pipelines of each optimization level
 //! (`manager`), plain graph clean-ups (`basic`), and the e-graph engine
-//! with its rewrite rules (`egraph`). `check` compares graphs with the
-//! interpreter. Depends only on `nnc-ir`.
+//! with its rewrite rules (`egraph`), and lowering to the program level
+//! (`lower`: memory planning and kernel selection). `check` compares graphs
+//! with the interpreter. Depends only on `nnc-ir`.
 
 pub mod basic;
 pub mod check;
 pub mod egraph;
+pub mod lower;
 pub mod manager;
 pub mod pass;
 
 pub use manager::{PASS_NAMES, PipelineOptions, PipelineReport, PrintAfter, run_pipeline};
-pub use pass::{EgraphLimits, Pass, PassCx, PassError, Target};
+pub use pass::{EgraphLimits, Pass, PassCx, PassError};
 
 use std::fmt;
 use std::str::FromStr;

@@ -10,7 +10,8 @@ use crate::OptLevel;
 use crate::basic::{Cse, DeadCode, FoldConstants, RemoveIdentity};
 use crate::egraph::EgraphPass;
 use crate::egraph::rules::Group;
-use crate::pass::{EgraphLimits, Pass, PassCx, PassError, Result, Target};
+use crate::pass::{EgraphLimits, Pass, PassCx, PassError, Result};
+use nnc_ir::program::Target;
 
 /// Every pass name, in the order `--help` lists them.
 pub const PASS_NAMES: [&str; 7] = [
@@ -71,7 +72,8 @@ pub struct PipelineOptions {
     pub stop_after: Option<String>,
     /// Verify after every pass even in release builds (`--verify`).
     pub verify: bool,
-    /// Cost model; `-Os` always uses the MCU model.
+    /// What the code is for: a microcontroller target (and `-Os`) makes
+    /// extraction count memory.
     pub target: Target,
     pub limits: EgraphLimits,
 }
@@ -176,11 +178,8 @@ pub fn run_pipeline(
 ) -> Result<PipelineReport> {
     let list = resolve(level, opts)?;
     let mut cx = PassCx {
-        target: if level == OptLevel::Os {
-            Target::Mcu
-        } else {
-            opts.target
-        },
+        target: opts.target.clone(),
+        memory_cost: level == OptLevel::Os || opts.target.is_mcu(),
         egraph_limits: opts.limits,
         egraph_reports: vec![],
     };

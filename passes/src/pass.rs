@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use nnc_ir::program::Target;
 use nnc_ir::{Graph, IrError};
 use thiserror::Error;
 
@@ -21,16 +22,6 @@ pub enum PassError {
 
 /// Result alias for passes.
 pub type Result<T, E = PassError> = std::result::Result<T, E>;
-
-/// What the code is being optimized for; selects the cost model.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Target {
-    /// A desktop or server CPU: minimize estimated latency.
-    #[default]
-    Host,
-    /// A microcontroller: latency plus the memory of live tensors.
-    Mcu,
-}
 
 /// Limits for e-graph saturation. Every run stops at the first one reached
 /// and reports which.
@@ -54,7 +45,11 @@ impl Default for EgraphLimits {
 /// Context shared by the passes of one pipeline run.
 #[derive(Debug, Default)]
 pub struct PassCx {
+    /// What the code is for.
     pub target: Target,
+    /// Extraction also counts the memory of materialized intermediates
+    /// (microcontroller targets and `-Os`).
+    pub memory_cost: bool,
     pub egraph_limits: EgraphLimits,
     /// Reports of e-graph runs (saturation statistics and stop reason), in order.
     pub egraph_reports: Vec<String>,

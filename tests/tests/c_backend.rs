@@ -7,7 +7,8 @@ use std::process::Command;
 
 use nnc::cbuild::{CFlags, run_c};
 use nnc::driver::{self, LoadOptions};
-use nnc_backends::c::{self, CTarget};
+use nnc_backends::c;
+use nnc_ir::program::{Arch, Target};
 use nnc_passes::OptLevel;
 use nnc_tests::shared::{FLOAT_MODELS, INT8_MODELS, MLPERF_TINY_FP32, models_dir, require};
 
@@ -71,11 +72,11 @@ fn c_compiles_for_other_cortex_m_cores() {
     std::fs::create_dir_all(&dir).unwrap();
     for (target, flags) in [
         (
-            CTarget::CortexM0,
+            Target::cortex_m(Arch::CortexM0),
             vec!["-mcpu=cortex-m0", "-mthumb", "-mfloat-abi=soft"],
         ),
         (
-            CTarget::CortexM7,
+            Target::cortex_m(Arch::CortexM7),
             vec![
                 "-mcpu=cortex-m7",
                 "-mthumb",
@@ -90,8 +91,8 @@ fn c_compiles_for_other_cortex_m_cores() {
         ] {
             let g = load(m, OptLevel::Os);
             let name = c::ident(m.rsplit('/').next().unwrap());
-            let p = nnc_backends::lower(&g, &name).unwrap();
-            let src = c::emit(&p, &name, target).unwrap();
+            let p = driver::lower(&g, &name, &target, &[]).unwrap();
+            let src = c::emit(&p, &name).unwrap();
             std::fs::write(dir.join(format!("{name}.h")), &src.header).unwrap();
             std::fs::write(dir.join(format!("{name}.c")), &src.source).unwrap();
             let out = Command::new("arm-none-eabi-gcc")
@@ -112,7 +113,7 @@ fn c_compiles_for_other_cortex_m_cores() {
             assert!(
                 out.status.success(),
                 "{m} for {}: {}",
-                target.name(),
+                target.spec(),
                 String::from_utf8_lossy(&out.stderr)
             );
         }

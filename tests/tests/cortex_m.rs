@@ -14,9 +14,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use nnc::driver::{self, LoadOptions};
-use nnc_backends::c::{self, CTarget};
+use nnc_backends::c;
+use nnc_ir::program::{Arch, Target};
 use nnc_ir::{DType, Tensor};
-use nnc_passes::{OptLevel, PipelineOptions, Target};
+use nnc_passes::{OptLevel, PipelineOptions};
 use nnc_tests::shared::{INT8_MODELS, MLPERF_TINY_FP32, models_dir, require};
 
 fn repo() -> PathBuf {
@@ -127,15 +128,15 @@ fn build_and_run(rel: &str, dir: &Path) -> String {
     let opts = LoadOptions {
         opt_level: OptLevel::O2,
         pipeline: PipelineOptions {
-            target: Target::Mcu,
+            target: Target::cortex_m(Arch::CortexM4),
             ..Default::default()
         },
         ..Default::default()
     };
     let g = driver::load(&d.join("model.onnx"), &opts).unwrap();
     let name = c::ident(rel.rsplit('/').next().unwrap());
-    let p = nnc_backends::lower(&g, &name).unwrap();
-    let src = c::emit(&p, &name, CTarget::CortexM4).unwrap();
+    let p = driver::lower(&g, &name, &Target::cortex_m(Arch::CortexM4), &[]).unwrap();
+    let src = c::emit(&p, &name).unwrap();
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join(format!("{name}.h")), &src.header).unwrap();
     std::fs::write(dir.join(format!("{name}.c")), &src.source).unwrap();

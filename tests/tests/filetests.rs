@@ -6,7 +6,8 @@
 
 use std::path::Path;
 
-use nnc_passes::{OptLevel, PipelineOptions, Target, run_pipeline};
+use nnc_ir::program::{Arch, Target};
+use nnc_passes::{OptLevel, PipelineOptions, run_pipeline};
 
 struct Spec {
     passes: Vec<String>,
@@ -18,7 +19,7 @@ struct Spec {
 fn spec(text: &str, file: &str) -> Spec {
     let mut s = Spec {
         passes: vec![],
-        target: Target::Host,
+        target: Target::default(),
         checks: vec![],
         nots: vec![],
     };
@@ -31,8 +32,8 @@ fn spec(text: &str, file: &str) -> Spec {
             s.passes = p.split(',').map(|x| x.trim().to_string()).collect();
         } else if let Some(t) = d.strip_prefix("target:") {
             s.target = match t.trim() {
-                "mcu" => Target::Mcu,
-                "host" => Target::Host,
+                "mcu" => Target::cortex_m(Arch::CortexM4),
+                "host" => Target::default(),
                 other => panic!("{file}: unknown target `{other}`"),
             };
         } else if let Some(c) = d.strip_prefix("check:") {
@@ -57,7 +58,7 @@ fn run_file(path: &Path) -> String {
     let mut g = input.clone();
     let opts = PipelineOptions {
         passes: Some(s.passes.clone()),
-        target: s.target,
+        target: s.target.clone(),
         verify: true,
         ..Default::default()
     };

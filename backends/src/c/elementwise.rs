@@ -371,3 +371,81 @@ pub fn helper_source(name: &str) -> &'static str {
         _ => "",
     }
 }
+
+/// Emits a map kernel: `out0 = expr(inputs)` over the output, every input
+/// read through its operand layout.
+pub fn map(
+    w: &mut W,
+    m: &nnc_ir::program::MapKernel,
+    ins: &[&nnc_ir::TensorType],
+    y: &nnc_ir::TensorType,
+    h: &mut Helpers,
+) {
+    use nnc_ir::program::Operand as Layout;
+    let r = y.rank();
+    let ops: Vec<Operand> = m
+        .operands
+        .iter()
+        .enumerate()
+        .map(|(k, o)| match o {
+            Layout::Broadcast => Operand::new(format!("in{k}"), &ins[k].dims, r),
+            Layout::Along { axis } => Operand::along(format!("in{k}"), ins[k].len(), *axis, r),
+        })
+        .collect();
+    let dts: Vec<DType> = ins.iter().map(|t| t.dtype).collect();
+    emit_map(w, "out0", &y.dims, &ops, |v| expr(&m.expr, v, &dts, h).0);
+}
+
+/// The C expression of a map expression over operand values `v` (of
+/// types `dts`), with its type.
+fn expr(
+    e: &nnc_ir::program::MapExpr,
+    v: &[String],
+    dts: &[DType],
+    h: &mut Helpers,
+) -> (String, DType) {
+    use nnc_ir::program::{MapExpr, MapOp};
+    let (op, args, dtype) = match e {
+        MapExpr::Input(k) => return (v[*k].clone(), dts[*k]),
+        MapExpr::Apply { op, args, dtype } => (op, args, *dtype),
+    };
+    let a: Vec<(String, DType)> = args.iter().map(|x| expr(x, v, dts, h)).collect();
+    let s = match op {
+        MapOp::Unary(u) => unary_expr(u, &a[0].0, a[0].1),
+        MapOp::Binary(b) => binary_expr(b, &a[0].0, &a[1].0, a[0].1, a[1].1, h),
+        MapOp::Where => format!("({} ? {} : {})", a[0].0, a[1].0, a[2].0),
+        MapOp::Cast => cast_expr(&a[0].0, a[0].1, dtype, h),
+        MapOp::BatchNorm { epsilon } => {
+            let f = fsuf(dtype);
+            let eps = flit(*epsilon as f64, dtype);
+            format!(
+                "(({} - {}) / sqrt{f}({} + {eps}) * {} + {})",
+                a[0].0, a[3].0, a[4].0, a[1].0, a[2].0
+            )
+        }
+        MapOp::Quantize(q) => {
+            let (lo, hi) = q.to.int_range().unwrap_or((0, 0));
+            let t = ctype(q.to);
+            h.need("nnc_quant");
+            let q = if a[0].1 == DType::F32 {
+                format!("(double)rintf({} / {})", a[0].0, a[1].0)
+            } else {
+                format!("rint({} / {})", a[0].0, a[1].0)
+            };
+            let zp = a
+                .get(2)
+                .map(|z| format!("(double){}", z.0))
+                .unwrap_or_else(|| "0.0".into());
+            format!("({t})nnc_quant({q}, {zp}, {lo}.0, {hi}.0)")
+        }
+        MapOp::Dequantize(_) => {
+            let t = ctype(dtype);
+            let zp = a
+                .get(2)
+                .map(|z| format!("(int64_t){}", z.0))
+                .unwrap_or_else(|| "0".into());
+            format!("({t})((int64_t){} - {zp}) * {}", a[0].0, a[1].0)
+        }
+    };
+    (s, dtype)
+}

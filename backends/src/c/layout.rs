@@ -39,6 +39,17 @@ pub fn transpose(w: &mut W, a: &TransposeAttrs, x: &TensorType, y: &TensorType) 
     });
 }
 
+/// Channels-last to channels-first for `ch` channels: `out[c][p] =
+/// in[p][c]` over the merged positions.
+pub fn deinterleave(w: &mut W, ch: usize, y: &TensorType) {
+    let n = y.len() / ch.max(1);
+    w.for_("p", 0, n);
+    w.for_("c", 0, ch);
+    w.line(format!("out0[c * {n} + p] = in0[p * {ch} + c];"));
+    w.close();
+    w.close();
+}
+
 pub fn concat(w: &mut W, a: &ConcatAttrs, ins: &[TensorType], y: &TensorType) {
     let ys = st(&y.dims);
     let mut off = 0i64;

@@ -8,47 +8,100 @@
 //! `<stddef.h>`. The code compiles warning-free with
 //! `-std=c99 -Wall -Wextra -Werror -pedantic`.
 
+mod conv;
+mod depthwise;
 mod elementwise;
-mod fast;
+mod epilogue;
 mod layout;
+mod matmul;
 mod nn;
+mod pool;
 mod writer;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use nnc_ir::{DType, Op, Tensor};
+use nnc_ir::program::{Arch, Buffer, Codegen, Kernel, Loc, Program, Step, Target, Window};
+use nnc_ir::{DType, Op, Tensor, TensorType};
 
 use crate::error::{BackendError, Result};
-use crate::program::{Buffer, Loc, Program, Step};
-use elementwise::{Operand, binary_expr, cast_expr, emit_map, unary_expr};
+use conv::{Dir, Geo};
+use epilogue::Epi;
 use writer::{W, ctype, flit, ilit};
 pub use writer::{comment_safe, cstr, ident};
 
-/// What the C is for. The kernels are the same; the target is recorded in
-/// the header and selects the accumulator precision of a few kernels
-/// (double on the host, float on Cortex-M where double is emulated).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum CTarget {
-    #[default]
-    Host,
-    CortexM0,
-    CortexM4,
-    CortexM7,
+/// The target description for C on this machine: the vector registers
+/// `-march=native` gives the C compiler (AVX-512: 512 bits, 32 registers;
+/// AVX2: 256 bits, 16; otherwise SSE's 128 bits), and fused multiply-add
+/// when the CPU has it.
+pub fn host_target() -> Target {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (bits, regs) = if std::is_x86_feature_detected!("avx512f") {
+            (512, 32)
+        } else if std::is_x86_feature_detected!("avx2") {
+            (256, 16)
+        } else {
+            (128, 16)
+        };
+        let mut t = Target::cpu(Arch::X86_64, Codegen::C, bits, regs);
+        t.fma = std::is_x86_feature_detected!("fma");
+        t.host = true;
+        t
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let mut t = Target::cpu(Arch::Aarch64, Codegen::C, 128, 32);
+        t.fma = true;
+        t.host = true;
+        t
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let mut t = Target::cpu(Arch::X86_64, Codegen::C, 0, 0);
+        t.host = true;
+        t
+    }
 }
 
-impl CTarget {
-    pub fn name(self) -> &'static str {
-        match self {
-            CTarget::Host => "host",
-            CTarget::CortexM0 => "cortex-m0",
-            CTarget::CortexM4 => "cortex-m4",
-            CTarget::CortexM7 => "cortex-m7",
+/// Parses a C target and describes it: `host` (this machine, as
+/// `-march=native` sees it), `x86_64` (SSE2 only), `x86_64:avx2`
+/// (256-bit vectors and FMA, as `-mavx2 -mfma`), `x86_64:avx512`
+/// (`-mavx512f -mfma`), `aarch64` (NEON), or a microcontroller
+/// (`cortex-m0`, `cortex-m4`, `cortex-m7`). The vector width decides the
+/// kernels' tile shapes, so C for another machine should name it.
+pub fn target(spec: &str) -> Result<Target> {
+    let cpu = |arch, bits, regs, fma: bool, name: &str| {
+        let mut t = Target::cpu(arch, Codegen::C, bits, regs);
+        t.fma = fma;
+        t.cpu = (!name.is_empty()).then(|| name.to_string());
+        t
+    };
+    Ok(match spec {
+        "host" | "native" => host_target(),
+        "x86_64" | "x86-64" => cpu(Arch::X86_64, 128, 16, false, ""),
+        "x86_64:avx2" | "x86-64:avx2" => cpu(Arch::X86_64, 256, 16, true, "avx2"),
+        "x86_64:avx512" | "x86-64:avx512" => cpu(Arch::X86_64, 512, 32, true, "avx512"),
+        "aarch64" | "arm64" => cpu(Arch::Aarch64, 128, 32, true, ""),
+        "cortex-m0" | "cortex-m0plus" | "cortex-m0+" => Target::cortex_m(Arch::CortexM0),
+        "cortex-m4" => Target::cortex_m(Arch::CortexM4),
+        "cortex-m7" => Target::cortex_m(Arch::CortexM7),
+        _ => {
+            return Err(BackendError::Other(format!(
+                "unknown C target `{spec}` (use host, x86_64, x86_64:avx2, x86_64:avx512, \
+                 aarch64, cortex-m0, cortex-m4 or cortex-m7)"
+            )));
         }
-    }
+    })
+}
 
-    pub fn is_mcu(self) -> bool {
-        self != CTarget::Host
+/// The C compiler flags that give the vector unit a C target assumes
+/// (empty for `host`: the caller picks `-march=native` or not).
+pub fn isa_flags(t: &Target) -> Vec<&'static str> {
+    match (t.arch, t.cpu.as_deref()) {
+        (Arch::X86_64, Some("avx2")) => vec!["-mavx2", "-mfma"],
+        (Arch::X86_64, Some("avx512")) => vec!["-mavx512f", "-mavx2", "-mfma"],
+        _ => vec![],
     }
 }
 
@@ -117,23 +170,25 @@ const FMA_MACRO: &str = "#if defined(__FMA__) || defined(__ARM_FEATURE_FMA) || d
 /// Per-step timing hooks, compiled in only with `-DNNC_PROFILE`.
 const PROFILE_HOOKS: &str = "#ifdef NNC_PROFILE\nvoid nnc_profile_begin(void);\nvoid nnc_profile_step(int step);\n#define NNC_PROFILE_BEGIN() nnc_profile_begin()\n#define NNC_PROFILE_STEP(i) nnc_profile_step(i)\n#else\n#define NNC_PROFILE_BEGIN() ((void)0)\n#define NNC_PROFILE_STEP(i) ((void)0)\n#endif\n\n";
 
-/// Emits the header and source for a program.
-pub fn emit(p: &Program, name: &str, target: CTarget) -> Result<CSource> {
+/// Emits the header and source for a program (its kernels selected for a
+/// C target).
+pub fn emit(p: &Program, name: &str) -> Result<CSource> {
+    if p.target.codegen != Codegen::C {
+        return Err(BackendError::Other(format!(
+            "the program was lowered for {}, not for C",
+            p.target
+        )));
+    }
     let name = ident(name);
     let mut h = Helpers::default();
     let mut body = String::new();
     let mut calls = Vec::new();
     let mut used = BTreeSet::new();
     for (i, st) in p.steps.iter().enumerate() {
-        let ws: StepWeights<'_> = st
-            .inputs
-            .iter()
-            .map(|b| match b.loc {
-                Loc::Const(k) => Some(p.weights[k].tensor.as_ref()),
-                _ => None,
-            })
-            .collect();
-        let (func, call, refs) = step_function(&name, i, st, &ws, &mut h, target)?;
+        let views: Vec<Option<std::borrow::Cow<'_, Tensor>>> =
+            st.inputs.iter().map(|b| p.weight_view(b)).collect();
+        let ws: StepWeights<'_> = views.iter().map(|v| v.as_deref()).collect();
+        let (func, call, refs) = step_function(&name, i, st, &ws, &mut h)?;
         body.push_str(&func);
         body.push('\n');
         calls.push(call);
@@ -145,7 +200,7 @@ pub fn emit(p: &Program, name: &str, target: CTarget) -> Result<CSource> {
         "/* Generated by nnc {} for {} ({}). Do not edit. */",
         env!("CARGO_PKG_VERSION"),
         comment_safe(&p.name),
-        target.name()
+        p.target.spec()
     );
     let _ = writeln!(src, "#include \"{name}.h\"\n");
     src.push_str("#include <math.h>\n#include <stddef.h>\n#include <stdint.h>\n\n");
@@ -182,7 +237,7 @@ pub fn emit(p: &Program, name: &str, target: CTarget) -> Result<CSource> {
     w.close();
     src.push_str(&w.s);
     Ok(CSource {
-        header: crate::header::header(p, &name, target.name()),
+        header: crate::header::header(p, &name, &p.target.spec()),
         name,
         source: src,
     })
@@ -231,11 +286,18 @@ fn arg(b: &Buffer, is_input: bool) -> String {
         // Never dereferenced; a null pointer also cannot alias (restrict).
         return format!("({c}{t} *)0");
     }
-    match b.loc {
-        Loc::Arena(o) => format!("({c}{t} *)(a + {o})"),
-        Loc::Input(k) => format!("(const {t} *)inputs[{k}]"),
-        Loc::Output(k) => format!("({c}{t} *)outputs[{k}]"),
-        Loc::Const(k) => format!("nnc_w{k}"),
+    let off = b.offset;
+    let es = b.ty.dtype.size().max(1);
+    match (b.loc, off) {
+        (Loc::Arena(o), _) => format!("({c}{t} *)(a + {})", o + off),
+        (Loc::Input(k), 0) => format!("(const {t} *)inputs[{k}]"),
+        (Loc::Input(k), _) => {
+            format!("(const {t} *)((const unsigned char *)inputs[{k}] + {off})")
+        }
+        (Loc::Output(k), 0) => format!("({c}{t} *)outputs[{k}]"),
+        (Loc::Output(k), _) => format!("({c}{t} *)((unsigned char *)outputs[{k}] + {off})"),
+        (Loc::Const(k), 0) => format!("nnc_w{k}"),
+        (Loc::Const(k), _) => format!("(nnc_w{k} + {})", off / es),
     }
 }
 
@@ -246,7 +308,6 @@ fn step_function(
     st: &Step,
     ws: &StepWeights<'_>,
     h: &mut Helpers,
-    target: CTarget,
 ) -> Result<(String, String, Vec<usize>)> {
     let fname = format!("{name}_step_{i}");
     let restrict = if st.aliases() { "" } else { "restrict " };
@@ -267,7 +328,7 @@ fn step_function(
         args.push(arg(b, false));
     }
     let mut w = W::new();
-    kernel(&mut w, st, ws, h, target)?;
+    kernel(&mut w, st, ws, h)?;
     let body = w.s;
     // Weights the body does not read (packed elsewhere) are not passed.
     let mut refs = Vec::new();
@@ -284,10 +345,11 @@ fn step_function(
     let shapes: Vec<String> = st.outputs.iter().map(|b| b.ty.to_string()).collect();
     let _ = writeln!(
         f,
-        "/* step {i}: {} -> {}{}  [{}] */",
+        "/* step {i}: {} -> {}{}  kernel={}  [{}] */",
         st.op.name(),
         shapes.join(", "),
         if st.in_place { " (in place)" } else { "" },
+        comment_safe(&st.kernel.to_string()),
         comment_safe(&st.name)
     );
     let plist: Vec<&str> = params.iter().map(|(_, p)| p.as_str()).collect();
@@ -314,125 +376,151 @@ fn mentions(body: &str, ident: &str) -> bool {
     })
 }
 
-fn kernel(
-    w: &mut W,
-    st: &Step,
-    ws: &StepWeights<'_>,
-    h: &mut Helpers,
-    target: CTarget,
-) -> Result<()> {
+fn conv_window(st: &Step) -> Result<Window> {
+    match (&st.op, st.inputs.len() >= 2) {
+        (Op::Conv(a), true) if st.inputs[0].ty.rank() >= 3 => Ok(Window::conv(
+            a,
+            &st.inputs[0].ty,
+            &st.inputs[1].ty,
+            &st.outputs[0].ty,
+        )),
+        _ => Err(unsupported(
+            st,
+            "a convolution kernel on a step that is not a convolution",
+        )),
+    }
+}
+
+/// The 1-D or 2-D view of a convolution window the tile kernels need.
+fn geo(st: &Step, win: &Window) -> Result<Geo> {
+    Geo::of(win).ok_or_else(|| unsupported(st, &format!("kernel {} on a 3-D window", st.kernel)))
+}
+
+/// A weight input the kernel packs at generation time.
+fn weight<'a>(st: &Step, ws: &StepWeights<'a>, k: usize) -> Result<&'a Tensor> {
+    ws.get(k)
+        .copied()
+        .flatten()
+        .ok_or_else(|| unsupported(st, &format!("kernel {} with computed weights", st.kernel)))
+}
+
+fn kernel(w: &mut W, st: &Step, ws: &StepWeights<'_>, h: &mut Helpers) -> Result<()> {
     let y = &st.outputs[0].ty;
-    let ins: Vec<&nnc_ir::TensorType> = st.inputs.iter().map(|b| &b.ty).collect();
-    let r = y.rank();
-    let op = |k: usize| Operand::new(format!("in{k}"), &ins[k].dims, r);
-    match &st.op {
-        Op::Identity | Op::Reshape(_) => layout::copy(w, y),
-        Op::Unary(u) => {
-            let d = ins[0].dtype;
-            emit_map(w, "out0", &y.dims, &[op(0)], |v| unary_expr(u, &v[0], d));
+    let ins: Vec<&TensorType> = st.inputs.iter().map(|b| &b.ty).collect();
+    let epi = Epi::of(st);
+    let bias = |st: &Step| -> Result<Option<&Tensor>> {
+        match epi.bias() {
+            Some(k) => weight(st, ws, k).map(Some),
+            None => Ok(None),
         }
-        Op::Binary(b) => {
-            let (d, yd) = (ins[0].dtype, ins[1].dtype);
-            emit_map(w, "out0", &y.dims, &[op(0), op(1)], |v| {
-                binary_expr(b, &v[0], &v[1], d, yd, h)
-            });
-        }
-        Op::Where => emit_map(w, "out0", &y.dims, &[op(0), op(1), op(2)], |v| {
-            format!("({} ? {} : {})", v[0], v[1], v[2])
-        }),
-        Op::Cast(c) => {
-            let from = ins[0].dtype;
-            emit_map(w, "out0", &y.dims, &[op(0)], |v| {
-                cast_expr(&v[0], from, c.to, h)
-            });
-        }
-        Op::BatchNorm(a) => {
-            let c = y.dims[1];
-            let p = |k: usize| Operand::along(format!("in{k}"), c, 1, r);
-            let f = writer::fsuf(y.dtype);
-            let eps = flit(a.epsilon as f64, y.dtype);
-            emit_map(w, "out0", &y.dims, &[op(0), p(1), p(2), p(3), p(4)], |v| {
-                format!(
-                    "(({} - {}) / sqrt{f}({} + {eps}) * {} + {})",
-                    v[0], v[3], v[4], v[1], v[2]
-                )
-            });
-        }
-        Op::Quantize(q) => {
-            let n = ins[1].len();
-            let mut ops = vec![op(0), Operand::along("in1", n, q.axis, r)];
-            if ins.len() > 2 {
-                ops.push(Operand::along("in2", n, q.axis, r));
-            }
-            let (lo, hi) = q.to.int_range().expect("integer target");
-            let t = ctype(q.to);
-            let f32 = ins[0].dtype == DType::F32;
-            h.need("nnc_quant");
-            emit_map(w, "out0", &y.dims, &ops, |v| {
-                let q = if f32 {
-                    format!("(double)rintf({} / {})", v[0], v[1])
-                } else {
-                    format!("rint({} / {})", v[0], v[1])
-                };
-                let zp = v
-                    .get(2)
-                    .map(|z| format!("(double){z}"))
-                    .unwrap_or_else(|| "0.0".into());
-                format!("({t})nnc_quant({q}, {zp}, {}.0, {}.0)", lo, hi)
-            });
-        }
-        Op::Dequantize(_) => {
-            let n = ins[1].len();
-            let axis = match &st.op {
-                Op::Dequantize(d) => d.axis,
-                _ => 0,
-            };
-            let mut ops = vec![op(0), Operand::along("in1", n, axis, r)];
-            if ins.len() > 2 {
-                ops.push(Operand::along("in2", n, axis, r));
-            }
-            let t = ctype(y.dtype);
-            emit_map(w, "out0", &y.dims, &ops, |v| {
-                let zp = v
-                    .get(2)
-                    .map(|z| format!("(int64_t){z}"))
-                    .unwrap_or_else(|| "0".into());
-                format!("({t})((int64_t){} - {zp}) * {}", v[0], v[1])
-            });
-        }
-        Op::Conv(a) => {
-            let fast = target == CTarget::Host
-                && fast::conv(w, a, ins[0], ins[1], ins.len() > 2, y, ws, h);
-            if !fast {
-                nn::conv(w, a, ins[0], ins[1], ins.len() > 2, y);
-            }
-        }
-        Op::ConvTranspose(a) => nn::conv_transpose(w, a, ins[0], ins[1], ins.len() > 2, y),
-        Op::Gemm(a) => nn::gemm(w, a, ins[0], ins.get(2).copied(), y),
-        Op::MatMul => nn::matmul(w, ins[0], ins[1], y),
-        Op::Softmax(a) => nn::softmax(w, a, ins[0]),
-        Op::Lrn(a) => nn::lrn(w, a, ins[0]),
-        Op::Pool(a) => nn::pool(w, a, ins[0], y),
-        Op::GlobalPool(a) => nn::global_pool(w, a.kind, ins[0]),
-        Op::Transpose(a) => layout::transpose(w, a, ins[0], y),
-        Op::Concat(a) => {
-            let v: Vec<nnc_ir::TensorType> = ins.iter().map(|t| (*t).clone()).collect();
+    };
+    match (&st.kernel, &st.op) {
+        (Kernel::Map(m), _) => elementwise::map(w, m, &ins, y, h),
+        (Kernel::Copy, Op::Identity | Op::Reshape(_)) => layout::copy(w, y),
+        (Kernel::Copy, Op::Transpose(a)) => layout::transpose(w, a, ins[0], y),
+        (Kernel::Copy, Op::Concat(a)) => {
+            let v: Vec<TensorType> = ins.iter().map(|t| (*t).clone()).collect();
             layout::concat(w, a, &v, y);
         }
-        Op::Split(a) => {
-            let outs: Vec<nnc_ir::TensorType> = st.outputs.iter().map(|b| b.ty.clone()).collect();
+        (Kernel::Copy, Op::Split(a)) => {
+            let outs: Vec<TensorType> = st.outputs.iter().map(|b| b.ty.clone()).collect();
             layout::split(w, a, ins[0], &outs);
         }
-        Op::Slice(a) => layout::slice(w, a, ins[0], y),
-        Op::Pad(a) => layout::pad(w, a, ins[0], y),
-        Op::Expand(_) => layout::expand(w, ins[0], y),
-        Op::Tile(a) => layout::tile(w, a, ins[0], y),
-        Op::Gather(a) => layout::gather(w, a, ins[0], ins[1], y),
-        Op::Resize(a) => layout::resize(w, a, ins[0], y),
-        Op::Reduce(a) => layout::reduce(w, a, ins[0], y, target.is_mcu()),
-        Op::ArgReduce(a) => layout::arg_reduce(w, a, ins[0]),
-        Op::Input | Op::Const(_) => {
-            return Err(unsupported(st, "graph inputs or constants as steps"));
+        (Kernel::Copy, Op::Slice(a)) => layout::slice(w, a, ins[0], y),
+        (Kernel::Copy, Op::Expand(_)) => layout::expand(w, ins[0], y),
+        (Kernel::Copy, Op::Tile(a)) => layout::tile(w, a, ins[0], y),
+        (Kernel::Deinterleave { channels }, _) => layout::deinterleave(w, *channels, y),
+        (Kernel::PadTable, Op::Pad(a)) => layout::pad(w, a, ins[0], y),
+        (Kernel::Gather, Op::Gather(a)) => layout::gather(w, a, ins[0], ins[1], y),
+        (Kernel::ResizeTable, Op::Resize(a)) => layout::resize(w, a, ins[0], y),
+        (Kernel::Reduce { acc }, Op::Reduce(a)) => {
+            layout::reduce(w, a, ins[0], y, *acc == DType::F32)
+        }
+        (Kernel::ArgReduce, Op::ArgReduce(a)) => layout::arg_reduce(w, a, ins[0]),
+        (Kernel::Softmax, Op::Softmax(a)) => nn::softmax(w, a, ins[0]),
+        (Kernel::Lrn, Op::Lrn(a)) => nn::lrn(w, a, ins[0]),
+        (Kernel::ConvDirect, Op::Conv(a)) => conv::direct(
+            w,
+            Dir::Gather,
+            (&a.strides, &a.dilations, &a.pads),
+            a.group,
+            ins[0],
+            ins[1],
+            y,
+            &epi,
+        ),
+        (Kernel::ConvTransposeScatter, Op::ConvTranspose(a)) => {
+            let mut e = Epi::of(st);
+            if ins.len() > 2 {
+                e = e.with_bias(2);
+            }
+            conv::direct(
+                w,
+                Dir::Scatter,
+                (&a.strides, &a.dilations, &a.pads),
+                a.group,
+                ins[0],
+                ins[1],
+                y,
+                &e,
+            )
+        }
+        (Kernel::ConvBlocked(k), Op::Conv(_)) => {
+            let win = conv_window(st)?;
+            let g = geo(st, &win)?;
+            conv::blocked(w, k, &g, weight(st, ws, 1)?, bias(st)?, &epi, h);
+        }
+        (Kernel::ConvRowTiles(k), Op::Conv(_)) => {
+            let win = conv_window(st)?;
+            let g = geo(st, &win)?;
+            conv::row_tiles(w, k, &g, y, &epi, h);
+        }
+        (Kernel::DepthwiseRows(k), Op::Conv(_)) => {
+            let win = conv_window(st)?;
+            let g = geo(st, &win)?;
+            depthwise::rows(w, k, &g, y, &epi);
+        }
+        (Kernel::DepthwiseChannelsLast(k), Op::Conv(_)) => {
+            let win = conv_window(st)?;
+            let g = geo(st, &win)?;
+            depthwise::channels_last(w, k, &g, weight(st, ws, 1)?, bias(st)?, &epi, h);
+        }
+        (Kernel::DepthwiseGrid, Op::Conv(_)) => {
+            let win = conv_window(st)?;
+            let g = geo(st, &win)?;
+            if win.grid().is_none() {
+                return Err(unsupported(st, "dw_grid on unequal strides"));
+            }
+            depthwise::grid(w, &win, &g, &epi, h);
+        }
+        (Kernel::MatMulDirect, Op::Gemm(a)) => {
+            matmul::gemm(w, a, ins[0], ins.get(2).copied(), y, &epi)
+        }
+        (Kernel::MatMulDirect, Op::MatMul) => matmul::matmul(w, ins[0], ins[1], y, &epi),
+        (Kernel::MatMulPacked(k), Op::Gemm(_) | Op::MatMul) => {
+            let bv = weight(st, ws, 1)?.to_f64();
+            let c = match ins.get(2) {
+                Some(ct) => Some((*ct, weight(st, ws, 2)?)),
+                None => None,
+            };
+            let p = matmul::Packed::of(&st.op, ins[0], y, &bv, c);
+            matmul::packed(w, k, &p, &epi, h);
+        }
+        (Kernel::PoolDirect, Op::Pool(a)) => pool::direct(w, a, ins[0], y),
+        (Kernel::PoolRows(k), Op::Pool(a)) => {
+            let win = Window::pool(a, ins[0], y);
+            if win.axes.len() != 2 {
+                return Err(unsupported(st, "pool_rows on a window that is not 2-D"));
+            }
+            pool::rows(w, k, a, &win);
+        }
+        (Kernel::GlobalPool(k), Op::Pool(a)) => pool::global(w, k, a.kind, ins[0]),
+        (Kernel::GlobalPool(k), Op::GlobalPool(a)) => pool::global(w, k, a.kind, ins[0]),
+        (k, op) => {
+            return Err(unsupported(
+                st,
+                &format!("kernel {} on a {} step", k.name(), op.name()),
+            ));
         }
     }
     Ok(())

@@ -9,72 +9,19 @@
 //! Padding never reaches the inner loops: rows and columns whose windows
 //! are cut by the border get their own copies of the tile code with only
 //! the valid taps, decided at generation time; interior rows and column
-//! blocks run in loops with every tap. Pointwise convolutions see the whole
-//! plane as one row. Depthwise convolutions are in [`depthwise`].
+//! blocks run in loops with every tap, or (with `pad_copy`) the input is
+//! first copied into a zero-padded stack buffer. Pointwise convolutions
+//! see the whole plane as one row. Depthwise convolutions are in
+//! [`super::depthwise`].
 
 use cranelift_codegen::ir::{Endianness, InstBuilder, MemFlagsData, Value, types};
-use nnc_ir::op::{ConvAttrs, UnaryOp};
-use nnc_ir::{DType, TensorType};
+use nnc_ir::Tensor;
+use nnc_ir::program::{Axis, ConvBlocked, Window};
 
 use super::Args;
-use super::depthwise::Axis;
+use super::epilogue::Epi;
 use super::kb::{F32X4, Kb};
-use super::scalar;
 use crate::error::Result;
-
-/// Most constant (border) rows or columns a kernel will specialize; larger
-/// borders (tiny images with huge padding) use the general kernel.
-const MAX_BORDER: usize = 12;
-
-/// Candidate tile shapes (positions, vectors of four channels): the
-/// accumulators plus the weight vectors and one broadcast must fit the
-/// sixteen xmm registers of x86-64.
-const SHAPES: [(usize, usize); 4] = [(5, 2), (3, 3), (4, 2), (8, 1)];
-
-/// Estimated cost of one output row-plane with tile shape `(tp, tv)`: per
-/// tile and tap, the multiply-adds of its real positions and channel
-/// vectors plus a fixed overhead (loads, pointer updates), summed over the
-/// tiles the generator will emit and the channel blocks.
-fn shape_cost(tp: usize, tv: usize, mg: usize, w: &Axis) -> usize {
-    const OVERHEAD: usize = 4;
-    let cb = 4 * tv;
-    let (full, rem) = (mg / cb, mg % cb);
-    let (clo, chi) = w.interior();
-    let mut tiles: Vec<usize> = vec![];
-    let consts = |tiles: &mut Vec<usize>, n: usize| {
-        let mut left = n;
-        while left > 0 {
-            let t = left.min(tp);
-            tiles.push(t);
-            left -= t;
-        }
-    };
-    if clo >= chi {
-        consts(&mut tiles, w.output);
-    } else {
-        consts(&mut tiles, clo);
-        let n = chi - clo;
-        for _ in 0..n / tp {
-            tiles.push(tp);
-        }
-        consts(&mut tiles, n % tp);
-        consts(&mut tiles, w.output - chi);
-    }
-    let row = |v: usize| -> usize { tiles.iter().map(|&p| p * v + OVERHEAD).sum() };
-    full * row(tv) + if rem > 0 { row(rem.div_ceil(4)) } else { 0 }
-}
-
-/// The cheapest tile shape for `mg` channels per group along `w`.
-fn tile_shape(mg: usize, w: &Axis) -> (usize, usize) {
-    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
-    if let (Some(p), Some(v)) = (env("NNC_TILE_P"), env("NNC_TILE_V")) {
-        return (p, v);
-    }
-    SHAPES
-        .into_iter()
-        .min_by_key(|&(p, v)| shape_cost(p, v, mg, w))
-        .unwrap_or((4, 2))
-}
 
 /// Where a tile's positions start along the row.
 #[derive(Clone, Copy)]
@@ -98,88 +45,38 @@ struct Tile<'a> {
     h: Axis,
     w: Axis,
     cg: usize,
-    act: &'a Option<UnaryOp>,
+    unroll: usize,
+    epi: &'a Epi<'a>,
 }
 
-/// Emits a fast kernel for the convolution when it has one; false to use
-/// the general form.
+/// The register-blocked kernel of a convolution (1-D or 2-D, any groups;
+/// weights and bias constant), with the step's tile shape.
 #[allow(clippy::too_many_arguments)]
-pub fn conv(
+pub fn blocked(
     kb: &mut Kb,
-    a: &ConvAttrs,
-    x: &TensorType,
-    w: &TensorType,
-    bias: bool,
-    y: &TensorType,
+    k: &ConvBlocked,
+    win: &Window,
+    wt: &Tensor,
+    bt: Option<&Tensor>,
+    epi: &Epi,
     args: &Args,
-) -> Result<bool> {
-    if y.dtype != DType::F32 || x.rank() != 4 {
-        return Ok(false);
-    }
-    if let Some(u) = &a.act
-        && !scalar::unary_vectorizes(u)
-    {
-        return Ok(false);
-    }
-    let Some(wt) = args.weight(kb, 1) else {
-        return Ok(false);
+) -> Result<()> {
+    let (c, m) = (win.channels, win.out_channels);
+    let (cg, mg) = (win.cg(), win.mg());
+    let Some((h0, w0)) = win.rows_cols() else {
+        return Err(crate::error::BackendError::Other(
+            "conv_blocked needs a 1-D or 2-D window".into(),
+        ));
     };
-    let bt = if bias {
-        match args.weight(kb, 2) {
-            Some(b) => Some(b),
-            None => return Ok(false),
-        }
+    // A padded copy is read through axes without padding.
+    let (h, wa) = if k.pad_copy {
+        (h0.unpadded(), w0.unpadded())
     } else {
-        None
+        (h0, w0)
     };
-    let (c, m) = (x.dims[1], y.dims[1]);
-    let (cg, mg) = (c / a.group, m / a.group);
-    let h = Axis {
-        input: x.dims[2],
-        output: y.dims[2],
-        k: w.dims[2],
-        stride: a.strides[0],
-        dil: a.dilations[0],
-        pad: a.pads[0],
-    };
-    let wa = Axis {
-        input: x.dims[3],
-        output: y.dims[3],
-        k: w.dims[3],
-        stride: a.strides[1],
-        dil: a.dilations[1],
-        pad: a.pads[1],
-    };
-    if cg == 1 && mg == 1 {
-        return super::depthwise::depthwise(kb, &a.act, x, h, wa, wt, bt, args);
-    }
-    if mg < 4 || h.border() > MAX_BORDER || wa.border() > MAX_BORDER {
-        return Ok(false);
-    }
-    let pointwise =
-        h.k == 1 && wa.k == 1 && h.stride == 1 && wa.stride == 1 && a.pads.iter().all(|&v| v == 0);
-    // Pointwise: the plane is one long row.
-    let (h, wa) = if pointwise {
-        let n = h.output * wa.output;
-        (
-            Axis {
-                input: 1,
-                output: 1,
-                ..h
-            },
-            Axis {
-                input: n,
-                output: n,
-                ..wa
-            },
-        )
-    } else {
-        (h, wa)
-    };
-    let (tp, tv) = tile_shape(mg, &wa);
     let t = Tile {
-        tp,
-        tv,
+        tp: k.positions.max(1),
+        tv: (k.channels / 4).max(1),
         iw: wa.input,
         plane_in: (h.input * wa.input * 4) as i64,
         plane_out: (h.output * wa.output * 4) as i64,
@@ -188,7 +85,8 @@ pub fn conv(
         h,
         w: wa,
         cg,
-        act: &a.act,
+        unroll: k.unroll.clamp(1, cg.max(1)),
+        epi,
     };
     let cb = 4 * t.tv;
     let full = mg / cb;
@@ -200,9 +98,9 @@ pub fn conv(
     // remainder block rounded up to whole vectors (zero padded).
     let rem_v = rem.div_ceil(4);
     let per_group = full * cg * taps * cb + rem_v * 4 * cg * taps;
-    let mut packed = Vec::with_capacity(per_group * a.group);
+    let mut packed = Vec::with_capacity(per_group * win.groups);
     let mut pbias = Vec::new();
-    for g in 0..a.group {
+    for g in 0..win.groups {
         let mut blocks: Vec<(usize, usize)> = (0..full).map(|b| (b * cb, cb)).collect();
         if rem > 0 {
             blocks.push((full * cb, rem_v * 4));
@@ -231,17 +129,37 @@ pub fn conv(
     }
     let wp = kb.table_f32(&packed)?;
     let bp = kb.table_f32(&pbias)?;
-    let xb = args.x(kb, 0)?;
+    let xsrc = args.x(kb, 0)?;
     let yb = args.outs[0];
-    let batch = x.dims[0] as i64;
+    let batch = win.batch as i64;
+    let x_img_src = (c * h0.input * w0.input * 4) as i64;
     let x_img = c as i64 * t.plane_in;
     let y_img = m as i64 * t.plane_out;
     let w_group = (per_group * 4) as i64;
     let b_group = ((full * cb + rem_v * 4) * 4) as i64;
+    let copy = if k.pad_copy {
+        Some(super::depthwise::zeroed_stack(
+            kb,
+            c * h.input * wa.input * 4,
+        )?)
+    } else {
+        None
+    };
     kb.for_range(0, batch, 1, |kb, n| {
-        let xi = kb.at(xb, n, x_img);
+        let xi = match copy {
+            Some(buf) => {
+                let src = kb.at(xsrc, n, x_img_src);
+                for ch in 0..c {
+                    let s = kb.off(src, (ch * h0.input * w0.input * 4) as i64);
+                    let d = kb.off(buf, ch as i64 * t.plane_in);
+                    super::depthwise::copy_padded(kb, s, d, &h0, &w0, wa.input)?;
+                }
+                buf
+            }
+            None => kb.at(xsrc, n, x_img),
+        };
         let yi = kb.at(yb, n, y_img);
-        kb.for_range(0, a.group as i64, 1, |kb, g| {
+        kb.for_range(0, win.groups as i64, 1, |kb, g| {
             let xg = kb.at(xi, g, cg as i64 * t.plane_in);
             let yg = kb.at(yi, g, mg as i64 * t.plane_out);
             let wg = kb.at(wp, g, w_group);
@@ -261,8 +179,7 @@ pub fn conv(
             }
             Ok(())
         })
-    })?;
-    Ok(true)
+    })
 }
 
 /// One block of output channels over the whole output plane.
@@ -369,9 +286,24 @@ fn tile(
     };
     let cb = (nv * 4) as i64;
     let mut accs = Vec::with_capacity(np * nv);
-    for _ in 0..np {
+    for p in 0..np {
         for v in 0..nv {
-            let b = kb.load(F32X4, bblk, (v * 16) as i64);
+            let b = if t.epi.accumulate {
+                // A later slice of a partial sum starts from the output:
+                // lane l of vector v is channel 4v + l.
+                let mut acc = kb.cf(F32X4, 0.0);
+                for l in 0..4 {
+                    let ch = 4 * v + l;
+                    if ch >= lanes {
+                        break;
+                    }
+                    let e = kb.load(types::F32, ycol, ch as i64 * t.plane_out + p as i64 * 4);
+                    acc = kb.b.ins().insertlane(acc, e, l as u8);
+                }
+                acc
+            } else {
+                kb.load(F32X4, bblk, (v * 16) as i64)
+            };
             accs.push(kb.var(F32X4, b));
         }
     }
@@ -380,12 +312,7 @@ fn tile(
     let taps = (t.kh * t.kw) as i64;
     // Input channels per loop iteration: short tap lists are unrolled
     // across channels so the loop overhead is paid less often.
-    let unroll = match taps {
-        1 => 4,
-        2..=4 => 2,
-        _ => 1,
-    }
-    .min(t.cg);
+    let unroll = t.unroll;
     let body = |kb: &mut Kb, n: usize| -> Result<()> {
         let xp = kb.get(x0);
         let wp = kb.get(w0);
@@ -434,14 +361,26 @@ fn tile(
     if !t.cg.is_multiple_of(unroll) {
         body(kb, t.cg % unroll)?;
     }
-    // Activation, then scatter: lane l of vector v is channel 4v + l.
+    // Epilogue, then scatter: lane l of vector v is channel 4v + l. A
+    // residual add reads each lane's own address.
     let little = MemFlagsData::new().with_endianness(Endianness::Little);
     for p in 0..np {
         for v in 0..nv {
             let mut r = kb.get(accs[p * nv + v]);
-            if let Some(u) = t.act {
-                r = scalar::unary_float(kb, u, r)?;
+            if t.epi.has_residual() {
+                for l in 0..4 {
+                    let ch = 4 * v + l;
+                    if ch >= lanes {
+                        break;
+                    }
+                    let off = ch as i64 * t.plane_out + p as i64 * 4;
+                    let e = kb.b.ins().extractlane(r, l as u8);
+                    let e = t.epi.apply(kb, e, ycol, off)?;
+                    kb.store(e, ycol, off);
+                }
+                continue;
             }
+            r = t.epi.apply(kb, r, ycol, 0)?;
             let bits = kb.b.ins().bitcast(types::I32X4, little, r);
             for l in 0..4 {
                 let ch = 4 * v + l;

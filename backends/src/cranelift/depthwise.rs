@@ -1,98 +1,26 @@
-//! Depthwise f32 convolution (one input channel per output channel), in
-//! two forms chosen by plane size:
+//! Depthwise f32 convolution (one input channel per output channel) and
+//! 2-D pooling through one window kernel, in the forms the step's kernel
+//! names:
 //!
-//! - Wide planes: f32x4 vectors along each output row, the channel's taps
-//!   broadcast once per channel. Stride 2 loads two vectors and keeps the
-//!   even lanes (one `shufps`). Border columns, where a window leaves the
-//!   input, are computed one position at a time with only their valid taps.
-//! - Small planes (where a row holds few vectors): a block of channels is
-//!   copied into a zero-padded channels-last buffer on the stack, and the
-//!   kernel runs f32x4 along channels with no border cases at all.
+//! - `dw_rows` / `pool_rows`: f32x4 vectors along each output row, the
+//!   channel's taps broadcast once per channel. Stride 2 loads two vectors
+//!   and keeps the even lanes (one `shufps`). Border columns, where a
+//!   window leaves the input, are computed one position at a time with only
+//!   their valid taps, unless the plane is first copied into a zero-padded
+//!   stack buffer.
+//! - `dw_channels_last`: a block of channels is copied into a zero-padded
+//!   channels-last buffer on the stack, and the kernel runs f32x4 along
+//!   channels with no border cases at all.
 
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{ConstantData, Endianness, InstBuilder, MemFlagsData, Value, types};
-use nnc_ir::op::UnaryOp;
-use nnc_ir::{Tensor, TensorType};
+use nnc_ir::Tensor;
+use nnc_ir::program::{Axis, DepthwiseChannelsLast};
 
 use super::Args;
+use super::epilogue::Epi;
 use super::kb::{F32X4, Kb};
-use super::scalar;
 use crate::error::Result;
-
-/// One spatial axis (same meaning as in `conv_fast`).
-#[derive(Clone, Copy, Debug)]
-pub struct Axis {
-    pub input: usize,
-    pub output: usize,
-    pub k: usize,
-    pub stride: usize,
-    pub dil: usize,
-    pub pad: usize,
-}
-
-impl Axis {
-    /// True when tap `t` of output `o` reads inside the input.
-    pub fn valid(&self, o: usize, t: usize) -> bool {
-        let p = (o * self.stride + t * self.dil) as i64 - self.pad as i64;
-        (0..self.input as i64).contains(&p)
-    }
-
-    /// `[lo, hi)`: the outputs whose every tap is valid.
-    pub fn interior(&self) -> (usize, usize) {
-        let lo = self.pad.div_ceil(self.stride);
-        let last = self.input as i64 - 1 + self.pad as i64 - ((self.k - 1) * self.dil) as i64;
-        let hi = if last < 0 {
-            0
-        } else {
-            (last as usize / self.stride + 1).min(self.output)
-        };
-        if lo >= hi { (0, 0) } else { (lo, hi) }
-    }
-
-    /// Padded extent a channels-last buffer needs so every tap of every
-    /// output reads inside it.
-    fn padded(&self) -> usize {
-        let reach = (self.output - 1) * self.stride + (self.k - 1) * self.dil + 1;
-        reach.max(self.input + self.pad)
-    }
-}
-
-/// Largest channels-last stack buffer (bytes).
-const HWC_LIMIT: usize = 96 * 1024;
-/// Channels per block of the channels-last form.
-const HWC_BLOCK: usize = 16;
-
-#[allow(clippy::too_many_arguments)]
-pub fn depthwise(
-    kb: &mut Kb,
-    act: &Option<UnaryOp>,
-    x: &TensorType,
-    h: Axis,
-    w: Axis,
-    wt: &Tensor,
-    bt: Option<&Tensor>,
-    args: &Args,
-) -> Result<bool> {
-    let hwc_bytes = h.padded() * w.padded() * HWC_BLOCK * 4;
-    let small = w.output < 16 && hwc_bytes <= HWC_LIMIT;
-    if small {
-        hwc(kb, act, x, h, w, wt, bt, args)?;
-        return Ok(true);
-    }
-    if w.stride > 2 || h.border() > 16 || w.border() > 16 {
-        return Ok(false);
-    }
-    rows(kb, Win::Dw, act, x, h, w, Some(wt), bt, args)?;
-    Ok(true)
-}
-
-impl Axis {
-    /// Outputs outside the interior.
-    pub fn border(&self) -> usize {
-        let (lo, hi) = self.interior();
-        self.output - (hi - lo)
-    }
-}
 
 fn little() -> MemFlagsData {
     MemFlagsData::new().with_endianness(Endianness::Little)
@@ -170,21 +98,30 @@ pub(super) fn transpose4(kb: &mut Kb, r: [Value; 4]) -> [Value; 4] {
     ]
 }
 
-/// Vectors along output rows (NCHW in place): depthwise convolution
-/// (`wt`, `bt`) or pooling.
+/// How a row-vector window kernel runs: what it computes, the output
+/// columns per interior block (a multiple of four), whether each plane is
+/// read from a zero-padded copy, and the epilogue of a convolution.
+pub struct RowsSpec<'a> {
+    pub op: Win,
+    pub width: usize,
+    pub pad_copy: bool,
+    pub epi: Option<&'a Epi<'a>>,
+}
+
+/// Vectors along output rows (NCHW in place) of `n * c` planes: depthwise
+/// convolution (`wt`, `bt`) or pooling.
 #[allow(clippy::too_many_arguments)]
 pub fn rows(
     kb: &mut Kb,
-    op: Win,
-    act: &Option<UnaryOp>,
-    x: &TensorType,
+    spec: &RowsSpec,
+    (n, c): (usize, usize),
     h: Axis,
     w: Axis,
     wt: Option<&Tensor>,
     bt: Option<&Tensor>,
     args: &Args,
 ) -> Result<()> {
-    let (n, c) = (x.dims[0], x.dims[1]);
+    let op = spec.op;
     let taps = h.k * w.k;
     let plane_in = (h.input * w.input * 4) as i64;
     let plane_out = (h.output * w.output * 4) as i64;
@@ -207,10 +144,8 @@ pub fn rows(
     // stack when it fits: every output is then interior (no scalar border
     // positions) and the copy is one contiguous pass per row. The copy has
     // a vector of slack so stride-2 pair loads stay inside it.
-    let (ph, pw) = (h.padded(), w.padded() + 4);
-    let pad_copy = op == Win::Dw
-        && (h.pad > 0 || w.pad > 0 || h.padded() > h.input || w.padded() > w.input)
-        && ph * pw * 4 <= HWC_LIMIT;
+    let (ph, pw) = (h.reach(), w.reach() + 4);
+    let pad_copy = spec.pad_copy;
     let (hh, ww, buf) = if pad_copy {
         let buf = zeroed_stack(kb, ph * pw * 4)?;
         let hh = Axis {
@@ -281,7 +216,7 @@ pub fn rows(
                 ) => count(&h, o, include_pad, pad_end_h),
                 _ => h.k,
             };
-            row_cols(kb, op, act, h, w, xrow, yrow, &ch, &kh_ok, hcnt)
+            row_cols(kb, spec, h, w, xrow, yrow, &ch, &kh_ok, hcnt)
         };
         split_rows(kb, (rlo, rhi), h.output, row)
     })
@@ -312,7 +247,7 @@ pub fn split_rows(
 }
 
 /// A zero-filled stack buffer of `bytes` (rounded up to whole vectors).
-fn zeroed_stack(kb: &mut Kb, bytes: usize) -> Result<Value> {
+pub(super) fn zeroed_stack(kb: &mut Kb, bytes: usize) -> Result<Value> {
     let n = bytes.div_ceil(16);
     let buf = kb.stack(n * 16);
     let zero = kb.cf(F32X4, 0.0);
@@ -326,7 +261,14 @@ fn zeroed_stack(kb: &mut Kb, bytes: usize) -> Result<Value> {
 
 /// Copies one input plane into the interior of a zero-bordered buffer
 /// whose rows are `pw` floats long.
-fn copy_padded(kb: &mut Kb, src: Value, buf: Value, h: &Axis, w: &Axis, pw: usize) -> Result<()> {
+pub(super) fn copy_padded(
+    kb: &mut Kb,
+    src: Value,
+    buf: Value,
+    h: &Axis,
+    w: &Axis,
+    pw: usize,
+) -> Result<()> {
     let n = w.input as i64;
     kb.for_range(0, h.input as i64, 1, |kb, ih| {
         let s = kb.at(src, ih, n * 4);
@@ -347,9 +289,6 @@ fn copy_padded(kb: &mut Kb, src: Value, buf: Value, h: &Axis, w: &Axis, pw: usiz
         Ok(())
     })
 }
-
-/// Vectors per interior column block.
-const ROW_VECS: usize = 3;
 
 /// Combines one tap into the accumulator.
 fn combine(kb: &mut Kb, op: Win, xv: Value, wv: Option<Value>, acc: Value) -> Value {
@@ -376,8 +315,7 @@ fn combine(kb: &mut Kb, op: Win, xv: Value, wv: Option<Value>, acc: Value) -> Va
 #[allow(clippy::too_many_arguments)]
 fn row_cols(
     kb: &mut Kb,
-    op: Win,
-    act: &Option<UnaryOp>,
+    spec: &RowsSpec,
     h: Axis,
     w: Axis,
     xrow: Value,
@@ -386,6 +324,8 @@ fn row_cols(
     kh_ok: &[bool],
     hcnt: usize,
 ) -> Result<()> {
+    let op = spec.op;
+    let row_vecs = (spec.width / 4).max(1);
     let (clo, chi) = w.interior();
     let s = w.stride as i64;
     let init = |kb: &mut Kb, ty| match op {
@@ -399,7 +339,7 @@ fn row_cols(
         Win::Max => kb.cf(ty, f64::NEG_INFINITY),
         Win::Avg { .. } => kb.cf(ty, 0.0),
     };
-    let finish = |kb: &mut Kb, acc: Value, div: usize| -> Result<Value> {
+    let finish = |kb: &mut Kb, acc: Value, div: usize, addr: Value, off: i64| -> Result<Value> {
         let mut r = acc;
         if let Win::Avg { .. } = op {
             let ty = kb.ty(acc);
@@ -409,8 +349,8 @@ fn row_cols(
                 r = kb.cf(ty, 0.0);
             }
         }
-        if let Some(u) = act {
-            r = scalar::unary_float(kb, u, r)?;
+        if let Some(e) = spec.epi {
+            r = e.apply(kb, r, addr, off)?;
         }
         Ok(r)
     };
@@ -440,7 +380,7 @@ fn row_cols(
             } => count(&w, ow, include_pad, pad_end_w),
             _ => w.k,
         };
-        let r = finish(kb, acc, hcnt * wcnt)?;
+        let r = finish(kb, acc, hcnt * wcnt, yrow, ow as i64 * 4)?;
         kb.store(r, yrow, ow as i64 * 4);
         Ok(())
     };
@@ -483,7 +423,7 @@ fn row_cols(
             }
         }
         for (v, a) in acc.into_iter().enumerate() {
-            let r = finish(kb, a, hcnt * w.k)?;
+            let r = finish(kb, a, hcnt * w.k, ycol, (16 * v) as i64)?;
             kb.store(r, ycol, (16 * v) as i64);
         }
         Ok(())
@@ -500,12 +440,12 @@ fn row_cols(
     // A stride-2 vector reads eight inputs; the last one must stay inside
     // the row, so the vector region may end before the interior does.
     let fits = |ow: usize| -> bool {
-        let last = (ow + 4 * ROW_VECS - 1) * w.stride
+        let last = (ow + 4 * row_vecs - 1) * w.stride
             + (w.k - 1) * w.dil
             + if w.stride == 2 { 1 } else { 0 };
         (last as i64 - w.pad as i64) < w.input as i64
     };
-    let block = 4 * ROW_VECS;
+    let block = 4 * row_vecs;
     let mut full = (chi - clo) / block;
     while full > 0 && !fits(clo + (full - 1) * block) {
         full -= 1;
@@ -513,7 +453,7 @@ fn row_cols(
     kb.for_range(0, full as i64, 1, |kb, i| {
         let ow = kb.b.ins().imul_imm_s(i, block as i64);
         let ow = kb.b.ins().iadd_imm_s(ow, clo as i64);
-        vectors(kb, ow, ROW_VECS)
+        vectors(kb, ow, row_vecs)
     })?;
     let mut at = clo + full * block;
     let fits1 = |ow: usize| -> bool {
@@ -531,30 +471,32 @@ fn row_cols(
     Ok(())
 }
 
-/// Small planes: channels-last, zero-padded, a block of channels at a time.
+/// Small planes: channels-last, zero-padded, a block of `k.block`
+/// channels at a time, `k.positions` output positions per tile.
 #[allow(clippy::too_many_arguments)]
-fn hwc(
+pub fn channels_last(
     kb: &mut Kb,
-    act: &Option<UnaryOp>,
-    x: &TensorType,
+    k: &DepthwiseChannelsLast,
+    (n, c): (usize, usize),
     h: Axis,
     w: Axis,
     wt: &Tensor,
     bt: Option<&Tensor>,
+    epi: &Epi,
     args: &Args,
 ) -> Result<()> {
-    let (n, c) = (x.dims[0], x.dims[1]);
+    let hwc_block = k.block.max(1);
     let taps = h.k * w.k;
-    let (ph, pw) = (h.padded(), w.padded());
-    let nblk = c.div_ceil(HWC_BLOCK);
-    let cpad = nblk * HWC_BLOCK;
+    let (ph, pw) = (h.reach(), w.reach());
+    let nblk = c.div_ceil(hwc_block);
+    let cpad = nblk * hwc_block;
     // Packed weights [block][tap][16] and bias [block][16], zero padded.
     let wv = wt.to_f64();
-    let mut packed = vec![0f32; nblk * taps * HWC_BLOCK];
+    let mut packed = vec![0f32; nblk * taps * hwc_block];
     for ch in 0..c {
-        let (b, j) = (ch / HWC_BLOCK, ch % HWC_BLOCK);
+        let (b, j) = (ch / hwc_block, ch % hwc_block);
         for t in 0..taps {
-            packed[(b * taps + t) * HWC_BLOCK + j] = wv[ch * taps + t] as f32;
+            packed[(b * taps + t) * hwc_block + j] = wv[ch * taps + t] as f32;
         }
     }
     let mut pbias = vec![0f32; cpad];
@@ -569,7 +511,7 @@ fn hwc(
     let yb = args.outs[0];
     // Zeroed once: the border stays zero; interior lanes are rewritten per
     // block (lanes of channels past the end are never stored).
-    let buf = zeroed_stack(kb, ph * pw * HWC_BLOCK * 4)?;
+    let buf = zeroed_stack(kb, ph * pw * hwc_block * 4)?;
     let plane_in = (h.input * w.input) as i64;
     let plane_out = (h.output * w.output) as i64;
     // One block of `cn` channels: x and y at its first channel, its packed
@@ -581,10 +523,10 @@ fn hwc(
             // single elements at the edges.
             let groups = cn / 4;
             let w4 = w.input / 4 * 4;
-            let pos = (HWC_BLOCK * 4) as i64;
-            let base = ((h.pad * pw + w.pad) * HWC_BLOCK) as i64 * 4;
+            let pos = (hwc_block * 4) as i64;
+            let base = ((h.pad * pw + w.pad) * hwc_block) as i64 * 4;
             kb.for_range(0, h.input as i64, 1, |kb, ih| {
-                let br = kb.at(buf, ih, (pw * HWC_BLOCK * 4) as i64);
+                let br = kb.at(buf, ih, (pw * hwc_block * 4) as i64);
                 let xr = kb.at(xc0, ih, (w.input * 4) as i64);
                 for g in 0..groups {
                     let plane = |q: usize| ((4 * g + q) as i64) * plane_in * 4;
@@ -612,25 +554,25 @@ fn hwc(
                 }
                 Ok(())
             })?;
-            hwc_compute(kb, act, h, w, buf, pw, wb, bb, yc0, cn, plane_out)
+            hwc_compute(kb, k, epi, h, w, buf, pw, wb, bb, yc0, cn, plane_out)
         };
-    let full = c / HWC_BLOCK;
-    let rem = c % HWC_BLOCK;
+    let full = c / hwc_block;
+    let rem = c % hwc_block;
     kb.for_range(0, n as i64, 1, |kb, img| {
         let xi = kb.at(xb, img, c as i64 * plane_in * 4);
         let yi = kb.at(yb, img, c as i64 * plane_out * 4);
         kb.for_range(0, full as i64, 1, |kb, blk| {
-            let xc0 = kb.at(xi, blk, HWC_BLOCK as i64 * plane_in * 4);
-            let yc0 = kb.at(yi, blk, HWC_BLOCK as i64 * plane_out * 4);
-            let wb = kb.at(wp, blk, (taps * HWC_BLOCK * 4) as i64);
-            let bb = kb.at(bp, blk, (HWC_BLOCK * 4) as i64);
-            block(kb, xc0, yc0, wb, bb, HWC_BLOCK)
+            let xc0 = kb.at(xi, blk, hwc_block as i64 * plane_in * 4);
+            let yc0 = kb.at(yi, blk, hwc_block as i64 * plane_out * 4);
+            let wb = kb.at(wp, blk, (taps * hwc_block * 4) as i64);
+            let bb = kb.at(bp, blk, (hwc_block * 4) as i64);
+            block(kb, xc0, yc0, wb, bb, hwc_block)
         })?;
         if rem > 0 {
-            let c0 = full * HWC_BLOCK;
+            let c0 = full * hwc_block;
             let xc0 = kb.off(xi, c0 as i64 * plane_in * 4);
             let yc0 = kb.off(yi, c0 as i64 * plane_out * 4);
-            let wb = kb.off(wp, (full * taps * HWC_BLOCK * 4) as i64);
+            let wb = kb.off(wp, (full * taps * hwc_block * 4) as i64);
             let bb = kb.off(bp, (c0 * 4) as i64);
             block(kb, xc0, yc0, wb, bb, rem)?;
         }
@@ -638,13 +580,11 @@ fn hwc(
     })
 }
 
-/// Positions per tile of the channels-last kernel.
-const HWC_P: usize = 2;
-
 #[allow(clippy::too_many_arguments)]
 fn hwc_compute(
     kb: &mut Kb,
-    act: &Option<UnaryOp>,
+    k: &DepthwiseChannelsLast,
+    epi: &Epi,
     h: Axis,
     w: Axis,
     buf: Value,
@@ -655,9 +595,11 @@ fn hwc_compute(
     cn: usize,
     plane_out: i64,
 ) -> Result<()> {
+    let hwc_block = k.block.max(1);
+    let hwc_p = k.positions.max(1);
     let nv = cn.div_ceil(4);
-    let row_bytes = (pw * HWC_BLOCK * 4) as i64;
-    let pos_bytes = (HWC_BLOCK * 4) as i64;
+    let row_bytes = (pw * hwc_block * 4) as i64;
+    let pos_bytes = (hwc_block * 4) as i64;
     let tile = |kb: &mut Kb, oh: Value, ow: Value, np: usize| -> Result<()> {
         let r = kb.b.ins().imul_imm_s(oh, h.stride as i64 * row_bytes);
         let cpos = kb.b.ins().imul_imm_s(ow, w.stride as i64 * pos_bytes);
@@ -673,7 +615,7 @@ fn hwc_compute(
             for kw in 0..w.k {
                 let t = kh * w.k + kw;
                 let wvs: Vec<Value> = (0..nv)
-                    .map(|v| kb.load(F32X4, wb, ((t * HWC_BLOCK + 4 * v) * 4) as i64))
+                    .map(|v| kb.load(F32X4, wb, ((t * hwc_block + 4 * v) * 4) as i64))
                     .collect();
                 for p in 0..np {
                     let off = (kh * h.dil) as i64 * row_bytes
@@ -693,9 +635,20 @@ fn hwc_compute(
         for p in 0..np {
             for v in 0..nv {
                 let mut r = acc[p * nv + v];
-                if let Some(u) = act {
-                    r = scalar::unary_float(kb, u, r)?;
+                if epi.has_residual() {
+                    for l in 0..4 {
+                        let ch = 4 * v + l;
+                        if ch >= cn {
+                            break;
+                        }
+                        let off = ch as i64 * plane_out * 4 + (p * 4) as i64;
+                        let e = kb.b.ins().extractlane(r, l as u8);
+                        let e = epi.apply(kb, e, ya, off)?;
+                        kb.store(e, ya, off);
+                    }
+                    continue;
                 }
+                r = epi.apply(kb, r, ya, 0)?;
                 let bits = kb.b.ins().bitcast(types::I32X4, little(), r);
                 for l in 0..4 {
                     let ch = 4 * v + l;
@@ -710,12 +663,12 @@ fn hwc_compute(
         Ok(())
     };
     kb.for_range(0, h.output as i64, 1, |kb, oh| {
-        let full = w.output / HWC_P;
+        let full = w.output / hwc_p;
         kb.for_range(0, full as i64, 1, |kb, i| {
-            let ow = kb.b.ins().imul_imm_s(i, HWC_P as i64);
-            tile(kb, oh, ow, HWC_P)
+            let ow = kb.b.ins().imul_imm_s(i, hwc_p as i64);
+            tile(kb, oh, ow, hwc_p)
         })?;
-        for ow in full * HWC_P..w.output {
+        for ow in full * hwc_p..w.output {
             let v = kb.ci(ow as i64);
             tile(kb, oh, v, 1)?;
         }

@@ -6,124 +6,96 @@
 //! the weights; the packing makes that a single contiguous stream.
 
 use cranelift_codegen::ir::{Endianness, InstBuilder, MemFlagsData, Value, types};
-use nnc_ir::op::{GemmAttrs, UnaryOp};
-use nnc_ir::{DType, TensorType};
+use nnc_ir::program::MatMulPacked;
+use nnc_ir::{Op, TensorType};
 
 use super::Args;
+use super::epilogue::Epi;
 use super::kb::{F32X4, Kb};
-use super::scalar;
-use crate::error::Result;
+use crate::error::{BackendError, Result};
 
-/// Column vectors per block: eight accumulators keep two FMA ports busy
-/// through the four-cycle latency with loads to spare.
-const VECS: usize = 8;
-
-/// Emits the packed kernel for a Gemm when it fits; false otherwise.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm(
+/// The packed kernel of a Gemm or 2-D MatMul whose `B` (and C, if any) are
+/// constants, with the step's column block and unroll.
+pub fn packed(
     kb: &mut Kb,
-    g: &GemmAttrs,
+    k: &MatMulPacked,
+    op: &Op,
     at: &TensorType,
-    _bt: &TensorType,
-    ct: Option<&TensorType>,
     y: &TensorType,
+    epi: &Epi,
     args: &Args,
-) -> Result<bool> {
-    if y.dtype != DType::F32 || g.act.as_ref().is_some_and(|u| !scalar::unary_vectorizes(u)) {
-        return Ok(false);
-    }
+) -> Result<()> {
     let Some(b) = args.weight(kb, 1) else {
-        return Ok(false);
+        return Err(BackendError::Other(
+            "matmul_packed needs a constant right-hand side".into(),
+        ));
     };
     let (m, n) = (y.dims[0], y.dims[1]);
-    let k = if g.trans_a { at.dims[0] } else { at.dims[1] };
-    // C as a per-column bias: constant and the same for every row.
-    let bias: Vec<f32> = match ct {
-        None => vec![0.0; n],
-        Some(ct) => {
-            let Some(c) = args.weight(kb, 2) else {
-                return Ok(false);
+    let bv = b.to_f64();
+    match op {
+        Op::Gemm(g) => {
+            let kk = if g.trans_a { at.dims[0] } else { at.dims[1] };
+            // C as a per-column bias: constant and the same for every row.
+            let bias: Vec<f32> = match args.weight(kb, 2) {
+                None => vec![0.0; n],
+                Some(c) => {
+                    let (_, col) = crate::tables::gemm_c_strides(c.dims(), m, n);
+                    let cv = c.to_f64();
+                    (0..n)
+                        .map(|j| (g.beta as f64 * cv[j * col]) as f32)
+                        .collect()
+                }
             };
-            let (row, col) = crate::tables::gemm_c_strides(&ct.dims, m, n);
-            if m > 1 && row != 0 {
-                return Ok(false);
-            }
-            let cv = c.to_f64();
-            (0..n)
-                .map(|j| (g.beta as f64 * cv[j * col]) as f32)
-                .collect()
+            let bkj = |p: usize, j: usize| -> f64 {
+                if g.trans_b {
+                    bv[j * kk + p]
+                } else {
+                    bv[p * n + j]
+                }
+            };
+            let (sa_row, sa_k) = if g.trans_a { (1, m) } else { (kk, 1) };
+            rows(
+                kb,
+                k,
+                epi,
+                (m, n, kk),
+                (sa_row, sa_k),
+                &bias,
+                |p, j| g.alpha as f64 * bkj(p, j),
+                args,
+            )
         }
-    };
-    let bv = b.to_f64();
-    let bkj = |kk: usize, j: usize| -> f64 {
-        if g.trans_b {
-            bv[j * k + kk]
-        } else {
-            bv[kk * n + j]
+        _ => {
+            let kk = at.dims[1];
+            rows(
+                kb,
+                k,
+                epi,
+                (m, n, kk),
+                (kk, 1),
+                &vec![0.0; n],
+                |p, j| bv[p * n + j],
+                args,
+            )
         }
-    };
-    let (sa_row, sa_k) = if g.trans_a { (1, m) } else { (k, 1) };
-    rows(
-        kb,
-        &g.act,
-        m,
-        n,
-        k,
-        sa_row,
-        sa_k,
-        &bias,
-        |kk, j| g.alpha as f64 * bkj(kk, j),
-        args,
-    )?;
-    Ok(true)
-}
-
-/// MatMul `[M, K] x [K, N]` with a constant `B`: the same kernel.
-pub fn matmul(
-    kb: &mut Kb,
-    at: &TensorType,
-    bt: &TensorType,
-    y: &TensorType,
-    args: &Args,
-) -> Result<bool> {
-    if y.dtype != DType::F32 || at.rank() != 2 || bt.rank() != 2 {
-        return Ok(false);
     }
-    let Some(b) = args.weight(kb, 1) else {
-        return Ok(false);
-    };
-    let (m, k, n) = (at.dims[0], at.dims[1], bt.dims[1]);
-    let bv = b.to_f64();
-    rows(
-        kb,
-        &None,
-        m,
-        n,
-        k,
-        k,
-        1,
-        &vec![0.0; n],
-        |kk, j| bv[kk * n + j],
-        args,
-    )?;
-    Ok(true)
 }
 
-/// `y[i, :] = act(bias + sum_k a[i, k] * B[k, :])` for every row `i`.
+/// `y[i, :] = epilogue(bias + sum_k a[i, k] * B[k, :])` for every row `i`.
 #[allow(clippy::too_many_arguments)]
 fn rows(
     kb: &mut Kb,
-    act: &Option<UnaryOp>,
-    m: usize,
-    n: usize,
-    k: usize,
-    sa_row: usize,
-    sa_k: usize,
+    kp: &MatMulPacked,
+    epi: &Epi,
+    (m, n, k): (usize, usize, usize),
+    (sa_row, sa_k): (usize, usize),
     bias: &[f32],
     bkj: impl Fn(usize, usize) -> f64,
     args: &Args,
 ) -> Result<()> {
-    let cb = 4 * VECS;
+    let vecs = (kp.cols / 4).max(1);
+    let unroll = kp.unroll.max(1);
+    let cb = 4 * vecs;
     let full = n / cb;
     let rem = n % cb;
     let rem_v = rem.div_ceil(4);
@@ -156,25 +128,23 @@ fn rows(
             let bblk = kb.at(bp, blk, (k * cb * 4) as i64);
             let cblk = kb.at(cp, blk, (cb * 4) as i64);
             let yblk = kb.at(yrow, blk, (cb * 4) as i64);
-            block(kb, act, k, sa_k, arow, bblk, cblk, yblk, VECS, cb)
+            block(kb, epi, unroll, k, sa_k, arow, bblk, cblk, yblk, vecs, cb)
         })?;
         if rem > 0 {
             let bblk = kb.off(bp, (full * k * cb * 4) as i64);
             let cblk = kb.off(cp, (full * cb * 4) as i64);
             let yblk = kb.off(yrow, (full * cb * 4) as i64);
-            block(kb, act, k, sa_k, arow, bblk, cblk, yblk, rem_v, rem)?;
+            block(kb, epi, unroll, k, sa_k, arow, bblk, cblk, yblk, rem_v, rem)?;
         }
         Ok(())
     })
 }
 
-/// Steps of `k` per loop iteration.
-const UNROLL: usize = 4;
-
 #[allow(clippy::too_many_arguments)]
 fn block(
     kb: &mut Kb,
-    act: &Option<UnaryOp>,
+    epi: &Epi,
+    unroll: usize,
     k: usize,
     sa_k: usize,
     arow: Value,
@@ -187,7 +157,21 @@ fn block(
     let row_bytes = (nv * 16) as i64;
     let accs: Vec<_> = (0..nv)
         .map(|v| {
-            let c = kb.load(F32X4, cblk, (v * 16) as i64);
+            let c = if epi.accumulate {
+                // A later slice of a partial sum starts from the output.
+                if 4 * v + 4 <= cols {
+                    kb.load(F32X4, yblk, (v * 16) as i64)
+                } else {
+                    let mut acc = kb.cf(F32X4, 0.0);
+                    for l in 0..(cols - 4 * v) {
+                        let e = kb.load(types::F32, yblk, ((4 * v + l) * 4) as i64);
+                        acc = kb.b.ins().insertlane(acc, e, l as u8);
+                    }
+                    acc
+                }
+            } else {
+                kb.load(F32X4, cblk, (v * 16) as i64)
+            };
             kb.var(F32X4, c)
         })
         .collect();
@@ -214,20 +198,26 @@ fn block(
         kb.set(bp, b2);
         Ok(())
     };
-    let main = k / UNROLL;
-    kb.for_range(0, main as i64, 1, |kb, _| step(kb, UNROLL))?;
-    if !k.is_multiple_of(UNROLL) {
-        step(kb, k % UNROLL)?;
+    let main = k / unroll;
+    kb.for_range(0, main as i64, 1, |kb, _| step(kb, unroll))?;
+    if !k.is_multiple_of(unroll) {
+        step(kb, k % unroll)?;
     }
     let little = MemFlagsData::new().with_endianness(Endianness::Little);
     for (v, &var) in accs.iter().enumerate() {
-        let mut r = kb.get(var);
-        if let Some(u) = act {
-            r = scalar::unary_float(kb, u, r)?;
-        }
+        let r = kb.get(var);
         if 4 * v + 4 <= cols {
+            let r = epi.apply(kb, r, yblk, (v * 16) as i64)?;
             kb.store(r, yblk, (v * 16) as i64);
+        } else if epi.has_residual() {
+            for l in 0..(cols - 4 * v) {
+                let off = ((4 * v + l) * 4) as i64;
+                let e = kb.b.ins().extractlane(r, l as u8);
+                let e = epi.apply(kb, e, yblk, off)?;
+                kb.store(e, yblk, off);
+            }
         } else {
+            let r = epi.apply(kb, r, yblk, (v * 16) as i64)?;
             let bits = kb.b.ins().bitcast(types::I32X4, little, r);
             for l in 0..(cols - 4 * v) {
                 let e = kb.b.ins().extractlane(bits, l as u8);

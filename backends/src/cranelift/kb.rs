@@ -16,7 +16,7 @@ use cranelift_frontend::{FunctionBuilder, Variable};
 use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
 
 use crate::error::{BackendError, Result};
-use crate::program::Program;
+use nnc_ir::program::Program;
 
 /// Module-wide state shared by the step functions of one program.
 pub(crate) struct Shared<'m> {

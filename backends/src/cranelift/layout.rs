@@ -48,20 +48,15 @@ pub fn transpose(
         strides: t.perm.iter().map(|&p| xs[p]).collect(),
     };
     let out = View::dense(a.outs[0], y.dtype, &y.dims);
-    // Channels-last to channels-first with a few channels (the NHWC inputs
-    // of converted TensorFlow models): after merging, out[c][p] = in[p][c].
-    let (dims, strides) =
-        crate::tables::merge_dims(&y.dims, &[out.strides.clone(), inp.strides.clone()]);
-    if let [ch, n] = dims[..]
-        && (2..=4).contains(&ch)
-        && n >= 4
-        && strides[0] == [n as i64, 1]
-        && strides[1] == [1, ch as i64]
-        && y.dtype.size() == 4
-    {
-        return deinterleave(kb, ch, n, inp.base, out.base);
-    }
     copy(kb, &y.dims, &out, &inp)
+}
+
+/// Channels-last to channels-first: `out[c][p] = in[p][c]` over the
+/// merged positions, for `ch` (2 to 4) channels of 4-byte elements.
+pub fn deinterleave_step(kb: &mut Kb, ch: usize, y: &TensorType, a: &Args) -> Result<()> {
+    let n = y.len() / ch.max(1);
+    let src = a.x(kb, 0)?;
+    deinterleave(kb, ch, n, src, a.outs[0])
 }
 
 /// `out[c][p] = in[p][c]` for `ch` (2 to 4) channels of 4-byte elements:

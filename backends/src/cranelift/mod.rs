@@ -11,15 +11,21 @@
 //! convolutions and matrix products use register-blocked kernels
 //! (`conv_fast`, `gemm_fast`), everything else the general forms in `nn`.
 
+mod conv;
 mod conv_fast;
 mod depthwise;
+mod dw_grid;
+mod epilogue;
 mod ew;
 mod gemm_fast;
 mod kb;
 mod layout;
 mod map;
+mod matmul;
 mod nn;
+mod pool;
 mod reduce;
+mod row_tiles;
 mod scalar;
 
 use std::time::Instant;
@@ -30,64 +36,81 @@ use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
+use nnc_ir::program::{Arch, Codegen, Kernel, Loc, Program, Step, Target, Window};
 use nnc_ir::{Op, TensorType};
 
 use crate::error::{BackendError, Result};
-use crate::program::{Loc, Program, Step};
+use epilogue::Epi;
 use kb::{Kb, PTR, Shared, module_err};
 
-/// The instruction set to generate code for.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum Target {
-    /// This machine, with every ISA extension it has.
-    #[default]
-    Host,
-    /// x86-64 with a CPU preset (`x86-64-v2`, `x86-64-v3`, `skylake`, ...).
-    X86_64 { cpu: Option<String> },
-    /// 64-bit Arm (object files only unless the host is aarch64).
-    Aarch64,
+/// The target description for Cranelift code on this machine: 128-bit
+/// vectors (the widest the x86-64 backend has; aarch64's NEON is 128-bit
+/// too), fused multiply-add when the CPU has it.
+pub fn host_target() -> Result<Target> {
+    let isa = isa_for(
+        &Target::cpu(host_arch(), Codegen::Cranelift, 128, 16),
+        false,
+        true,
+    )?;
+    let mut t = describe(isa.as_ref(), host_arch());
+    t.host = true;
+    Ok(t)
 }
 
-impl Target {
-    /// Parses `host`, `x86_64`, `x86_64:CPU` or `aarch64`.
-    pub fn parse(s: &str) -> Option<Target> {
-        match s {
-            "host" | "native" => Some(Target::Host),
-            "x86_64" | "x86-64" => Some(if cfg!(target_arch = "x86_64") {
-                Target::Host
-            } else {
-                Target::X86_64 { cpu: None }
-            }),
-            "aarch64" | "arm64" => Some(if cfg!(target_arch = "aarch64") {
-                Target::Host
-            } else {
-                Target::Aarch64
-            }),
-            _ => {
-                let cpu = s
-                    .strip_prefix("x86_64:")
-                    .or_else(|| s.strip_prefix("x86-64:"))?;
-                Some(Target::X86_64 {
-                    cpu: Some(cpu.to_string()),
-                })
-            }
-        }
+fn host_arch() -> Arch {
+    if cfg!(target_arch = "aarch64") {
+        Arch::Aarch64
+    } else {
+        Arch::X86_64
     }
+}
 
-    /// True when code for this target runs on this machine.
-    pub fn runs_here(&self) -> bool {
-        match self {
-            Target::Host => true,
-            Target::X86_64 { .. } => cfg!(target_arch = "x86_64"),
-            Target::Aarch64 => cfg!(target_arch = "aarch64"),
-        }
+/// The target description of an ISA Cranelift built.
+fn describe(isa: &dyn isa::TargetIsa, arch: Arch) -> Target {
+    let regs = if arch == Arch::Aarch64 { 32 } else { 16 };
+    let mut t = Target::cpu(arch, Codegen::Cranelift, 128, regs);
+    t.fma = has_fma(isa);
+    t
+}
+
+/// Parses a Cranelift target: `host`, `x86_64`, `x86_64:CPU` (a CPU preset
+/// such as `x86-64-v3` or `skylake`) or `aarch64`, and describes it.
+pub fn target(spec: &str) -> Result<Target> {
+    let (arch, cpu) = match spec {
+        "host" | "native" => return host_target(),
+        "x86_64" | "x86-64" => (Arch::X86_64, None),
+        "aarch64" | "arm64" => (Arch::Aarch64, None),
+        _ => match spec
+            .strip_prefix("x86_64:")
+            .or_else(|| spec.strip_prefix("x86-64:"))
+        {
+            Some(cpu) => (Arch::X86_64, Some(cpu.to_string())),
+            None => {
+                return Err(BackendError::Other(format!(
+                    "unknown native target `{spec}` (use host, x86_64, x86_64:CPU or aarch64)"
+                )));
+            }
+        },
+    };
+    if cpu.is_none() && arch == host_arch() {
+        return host_target();
     }
+    let mut t = Target::cpu(arch, Codegen::Cranelift, 128, 16);
+    t.cpu = cpu;
+    let isa = isa_for(&t, false, false)?;
+    let mut d = describe(isa.as_ref(), arch);
+    d.cpu = t.cpu;
+    Ok(d)
+}
+
+/// True when code for this target runs on this machine.
+pub fn runs_here(t: &Target) -> bool {
+    t.arch == host_arch()
 }
 
 /// How to generate the native code.
 #[derive(Clone, Debug, Default)]
 pub struct NativeOptions {
-    pub target: Target,
     /// Call `nnc_profile_begin()` / `nnc_profile_step(i)` around the steps
     /// (the harness's per-step timing hooks).
     pub profile: bool,
@@ -109,17 +132,14 @@ pub struct NativeObject {
     pub compile_ms: f64,
 }
 
-fn isa_for(target: &Target, pic: bool) -> Result<OwnedTargetIsa> {
+/// The Cranelift ISA of a target (`host`: this machine's own features).
+fn isa_for(target: &Target, pic: bool, host: bool) -> Result<OwnedTargetIsa> {
     let mut flags = settings::builder();
     let set = |f: &mut settings::Builder, k: &str, v: &str| {
         f.set(k, v)
             .map_err(|e| BackendError::Other(format!("Cranelift setting {k}={v}: {e}")))
     };
-    set(
-        &mut flags,
-        "opt_level",
-        &std::env::var("NNC_CL_OPT").unwrap_or("none".into()),
-    )?;
+    set(&mut flags, "opt_level", "none")?;
     set(&mut flags, "is_pic", if pic { "true" } else { "false" })?;
     set(&mut flags, "use_colocated_libcalls", "false")?;
     set(&mut flags, "enable_probestack", "true")?;
@@ -134,13 +154,13 @@ fn isa_for(target: &Target, pic: bool) -> Result<OwnedTargetIsa> {
         },
     )?;
     let flags = settings::Flags::new(flags);
-    let builder = match target {
-        Target::Host => cranelift_native::builder()
+    let builder = match target.arch {
+        _ if host || (target.host && target.cpu.is_none()) => cranelift_native::builder()
             .map_err(|e| BackendError::Other(format!("this host is not supported: {e}")))?,
-        Target::X86_64 { cpu } => {
+        Arch::X86_64 => {
             let mut b = isa::lookup_by_name("x86_64-unknown-linux-gnu")
                 .map_err(|e| BackendError::Other(format!("x86_64: {e}")))?;
-            let preset = cpu.as_deref().unwrap_or("x86-64-v2");
+            let preset = target.cpu.as_deref().unwrap_or("x86-64-v2");
             b.enable(preset).map_err(|_| {
                 BackendError::Other(format!(
                     "unknown x86_64 CPU `{preset}` (try x86-64-v2, x86-64-v3, x86-64-v4, haswell, skylake, znver3)"
@@ -148,8 +168,14 @@ fn isa_for(target: &Target, pic: bool) -> Result<OwnedTargetIsa> {
             })?;
             b
         }
-        Target::Aarch64 => isa::lookup_by_name("aarch64-unknown-linux-gnu")
+        Arch::Aarch64 => isa::lookup_by_name("aarch64-unknown-linux-gnu")
             .map_err(|e| BackendError::Other(format!("aarch64: {e}")))?,
+        a => {
+            return Err(BackendError::Other(format!(
+                "Cranelift has no {} backend (use the C backend)",
+                a.name()
+            )));
+        }
     };
     builder
         .finish(flags)
@@ -179,7 +205,13 @@ fn isa_description(isa: &dyn isa::TargetIsa) -> String {
 /// Compiles a program to a relocatable object plus its header.
 pub fn compile_object(p: &Program, name: &str, opts: &NativeOptions) -> Result<NativeObject> {
     let t0 = Instant::now();
-    let isa = isa_for(&opts.target, true)?;
+    if p.target.codegen != Codegen::Cranelift {
+        return Err(BackendError::Other(format!(
+            "the program was lowered for {}, not for Cranelift",
+            p.target
+        )));
+    }
+    let isa = isa_for(&p.target, true, false)?;
     let desc = isa_description(isa.as_ref());
     let fma = has_fma(isa.as_ref());
     let builder = cranelift_object::ObjectBuilder::new(
@@ -310,13 +342,15 @@ fn in_step(e: BackendError, i: usize, st: &Step) -> BackendError {
 /// A step's buffers as the kernel sees them.
 pub(crate) struct Args {
     ins: Vec<ArgIn>,
+    bufs: Vec<nnc_ir::program::Buffer>,
     pub outs: Vec<Value>,
 }
 
 #[derive(Clone, Copy)]
 enum ArgIn {
     Ptr(Value),
-    Weight(usize),
+    /// Weight `k` at a byte offset.
+    Weight(usize, usize),
 }
 
 impl Args {
@@ -325,15 +359,22 @@ impl Args {
     pub fn x(&self, kb: &mut Kb, k: usize) -> Result<Value> {
         match self.ins[k] {
             ArgIn::Ptr(v) => Ok(v),
-            ArgIn::Weight(w) => kb.weight(w),
+            ArgIn::Weight(w, off) => {
+                let base = kb.weight(w)?;
+                Ok(kb.off(base, off as i64))
+            }
         }
     }
 
-    /// The weight tensor behind input `k`, when it is a weight.
-    pub fn weight<'m>(&self, kb: &Kb<'_, '_, 'm>, k: usize) -> Option<&'m nnc_ir::Tensor> {
+    /// The weight values behind input `k`, when it is (part of) a weight.
+    pub fn weight<'m>(
+        &self,
+        kb: &Kb<'_, '_, 'm>,
+        k: usize,
+    ) -> Option<std::borrow::Cow<'m, nnc_ir::Tensor>> {
         let p: &'m Program = kb.sh.prog;
         match self.ins.get(k)? {
-            ArgIn::Weight(w) => Some(p.weights[*w].tensor.as_ref()),
+            ArgIn::Weight(..) => p.weight_view(&self.bufs[k]),
             ArgIn::Ptr(_) => None,
         }
     }
@@ -341,25 +382,70 @@ impl Args {
 
 fn step_body(kb: &mut Kb, st: &Step, params: &[Value]) -> Result<()> {
     let (inputs, outputs, arena) = (params[0], params[1], params[2]);
-    let addr = |kb: &mut Kb, loc: Loc| -> ArgIn {
-        match loc {
-            Loc::Arena(o) => ArgIn::Ptr(kb.off(arena, o as i64)),
-            Loc::Input(k) => ArgIn::Ptr(kb.load(PTR, inputs, 8 * k as i64)),
-            Loc::Output(k) => ArgIn::Ptr(kb.load(PTR, outputs, 8 * k as i64)),
-            Loc::Const(k) => ArgIn::Weight(k),
+    let addr = |kb: &mut Kb, b: &nnc_ir::program::Buffer| -> ArgIn {
+        let off = b.offset as i64;
+        match b.loc {
+            Loc::Arena(o) => ArgIn::Ptr(kb.off(arena, o as i64 + off)),
+            Loc::Input(k) => {
+                let p = kb.load(PTR, inputs, 8 * k as i64);
+                ArgIn::Ptr(kb.off(p, off))
+            }
+            Loc::Output(k) => {
+                let p = kb.load(PTR, outputs, 8 * k as i64);
+                ArgIn::Ptr(kb.off(p, off))
+            }
+            Loc::Const(k) => ArgIn::Weight(k, b.offset),
         }
     };
-    let ins: Vec<ArgIn> = st.inputs.iter().map(|b| addr(kb, b.loc)).collect();
-    let outs: Vec<Value> = st
-        .outputs
-        .iter()
-        .map(|b| match addr(kb, b.loc) {
-            ArgIn::Ptr(v) => v,
-            ArgIn::Weight(_) => unreachable!("outputs are never weights"),
-        })
-        .collect();
-    let args = Args { ins, outs };
+    let ins: Vec<ArgIn> = st.inputs.iter().map(|b| addr(kb, b)).collect();
+    let mut outs = Vec::with_capacity(st.outputs.len());
+    for b in &st.outputs {
+        match addr(kb, b) {
+            ArgIn::Ptr(v) => outs.push(v),
+            ArgIn::Weight(..) => {
+                return Err(unsupported(st, "a step that writes a weight".into()));
+            }
+        }
+    }
+    let args = Args {
+        ins,
+        bufs: st.inputs.clone(),
+        outs,
+    };
     kernel(kb, st, &args)
+}
+
+fn unsupported(st: &Step, what: String) -> BackendError {
+    BackendError::Unsupported {
+        backend: "native",
+        node: st.name.clone(),
+        op: st.op.name().to_string(),
+        what,
+    }
+}
+
+/// The window of a convolution step.
+fn conv_window(st: &Step) -> Result<Window> {
+    match (&st.op, st.inputs.len() >= 2) {
+        (Op::Conv(c), true) if st.inputs[0].ty.rank() >= 3 => Ok(Window::conv(
+            c,
+            &st.inputs[0].ty,
+            &st.inputs[1].ty,
+            &st.outputs[0].ty,
+        )),
+        _ => Err(unsupported(st, format!("kernel {} here", st.kernel))),
+    }
+}
+
+/// The weight in input `k`, which the kernel packs at generation time.
+fn weight<'m>(
+    kb: &Kb<'_, '_, 'm>,
+    st: &Step,
+    a: &Args,
+    k: usize,
+) -> Result<std::borrow::Cow<'m, nnc_ir::Tensor>> {
+    a.weight(kb, k)
+        .ok_or_else(|| unsupported(st, format!("kernel {} with computed weights", st.kernel)))
 }
 
 fn kernel(kb: &mut Kb, st: &Step, a: &Args) -> Result<()> {
@@ -368,63 +454,116 @@ fn kernel(kb: &mut Kb, st: &Step, a: &Args) -> Result<()> {
     if st.outputs.iter().all(|o| o.ty.is_empty()) {
         return Ok(());
     }
-    match &st.op {
-        Op::Identity | Op::Reshape(_) => {
-            if st.inputs[0].loc == st.outputs[0].loc {
+    let epi = Epi::new(kb, st, a)?;
+    fn bias<'m>(
+        kb: &Kb<'_, '_, 'm>,
+        st: &Step,
+        a: &Args,
+        epi: &Epi,
+    ) -> Result<Option<std::borrow::Cow<'m, nnc_ir::Tensor>>> {
+        match epi.bias() {
+            Some(k) => weight(kb, st, a, k).map(Some),
+            None => Ok(None),
+        }
+    }
+    let axes = |win: &Window| {
+        win.rows_cols()
+            .ok_or_else(|| unsupported(st, format!("kernel {} on a 3-D window", st.kernel)))
+    };
+    match (&st.kernel, &st.op) {
+        (Kernel::Map(m), _) => ew::map_kernel(kb, m, &ins, y, a),
+        (Kernel::Copy, Op::Identity | Op::Reshape(_)) => {
+            if st.inputs[0].same_place(&st.outputs[0]) {
                 return Ok(());
             }
             layout::identity(kb, y, a)
         }
-        Op::Unary(u) => ew::unary(kb, u, ins[0], y, a),
-        Op::Binary(b) => ew::binary(kb, b, ins[0], ins[1], y, a),
-        Op::Where => ew::where_(kb, &ins, y, a),
-        Op::Cast(c) => ew::cast(kb, c.to, ins[0], y, a),
-        Op::BatchNorm(b) => ew::batch_norm(kb, b.epsilon, &ins, y, a),
-        Op::Quantize(q) => ew::quantize(kb, q, &ins, y, a),
-        Op::Dequantize(q) => ew::dequantize(kb, q.axis, &ins, y, a),
-        Op::Conv(c) => {
-            if !conv_fast::conv(kb, c, ins[0], ins[1], ins.len() > 2, y, a)? {
-                nn::conv(kb, c, ins[0], ins[1], ins.len() > 2, y, a)?;
-            }
-            Ok(())
-        }
-        Op::ConvTranspose(c) => nn::conv_transpose(kb, c, ins[0], ins[1], ins.len() > 2, y, a),
-        Op::Gemm(g) => {
-            if !gemm_fast::gemm(kb, g, ins[0], ins[1], ins.get(2).copied(), y, a)? {
-                nn::gemm(kb, g, ins[0], ins.get(2).copied(), y, a)?;
-            }
-            Ok(())
-        }
-        Op::MatMul => {
-            if !gemm_fast::matmul(kb, ins[0], ins[1], y, a)? {
-                nn::matmul(kb, ins[0], ins[1], y, a)?;
-            }
-            Ok(())
-        }
-        Op::Softmax(s) => nn::softmax(kb, s, ins[0], a),
-        Op::Lrn(l) => nn::lrn(kb, l, ins[0], a),
-        Op::Pool(p) => nn::pool(kb, p, ins[0], y, a),
-        Op::GlobalPool(g) => nn::global_pool(kb, g.kind, ins[0], a),
-        Op::Transpose(t) => layout::transpose(kb, t, ins[0], y, a),
-        Op::Concat(c) => layout::concat(kb, c, &ins, y, a),
-        Op::Split(s) => {
+        (Kernel::Copy, Op::Transpose(t)) => layout::transpose(kb, t, ins[0], y, a),
+        (Kernel::Copy, Op::Concat(c)) => layout::concat(kb, c, &ins, y, a),
+        (Kernel::Copy, Op::Split(s)) => {
             let outs: Vec<TensorType> = st.outputs.iter().map(|b| b.ty.clone()).collect();
             layout::split(kb, s, ins[0], &outs, a)
         }
-        Op::Slice(s) => layout::slice(kb, s, ins[0], y, a),
-        Op::Pad(p) => layout::pad(kb, p, ins[0], y, a),
-        Op::Expand(_) => layout::expand(kb, ins[0], y, a),
-        Op::Tile(t) => layout::tile(kb, t, ins[0], y, a),
-        Op::Gather(g) => layout::gather(kb, g, ins[0], ins[1], y, a),
-        Op::Resize(r) => layout::resize(kb, r, ins[0], y, a),
-        Op::Reduce(r) => reduce::reduce(kb, r, ins[0], y, a),
-        Op::ArgReduce(r) => reduce::arg_reduce(kb, r, ins[0], a),
-        Op::Input | Op::Const(_) => Err(BackendError::Unsupported {
-            backend: "native",
-            node: st.name.clone(),
-            op: st.op.name().to_string(),
-            what: "graph inputs or constants as steps".into(),
-        }),
+        (Kernel::Copy, Op::Slice(s)) => layout::slice(kb, s, ins[0], y, a),
+        (Kernel::Copy, Op::Expand(_)) => layout::expand(kb, ins[0], y, a),
+        (Kernel::Copy, Op::Tile(t)) => layout::tile(kb, t, ins[0], y, a),
+        (Kernel::Deinterleave { channels }, Op::Transpose(_)) => {
+            layout::deinterleave_step(kb, *channels, y, a)
+        }
+        (Kernel::PadTable, Op::Pad(p)) => layout::pad(kb, p, ins[0], y, a),
+        (Kernel::Gather, Op::Gather(g)) => layout::gather(kb, g, ins[0], ins[1], y, a),
+        (Kernel::ResizeTable, Op::Resize(r)) => layout::resize(kb, r, ins[0], y, a),
+        (Kernel::Reduce { acc }, Op::Reduce(r)) => reduce::reduce(kb, r, *acc, ins[0], y, a),
+        (Kernel::ArgReduce, Op::ArgReduce(r)) => reduce::arg_reduce(kb, r, ins[0], a),
+        (Kernel::Softmax, Op::Softmax(s)) => nn::softmax(kb, s, ins[0], a),
+        (Kernel::Lrn, Op::Lrn(l)) => nn::lrn(kb, l, ins[0], a),
+        (Kernel::ConvDirect, Op::Conv(c)) => conv::conv(kb, c, ins[0], ins[1], y, &epi, a),
+        (Kernel::ConvTransposeScatter, Op::ConvTranspose(c)) => {
+            conv::conv_transpose(kb, c, ins[0], ins[1], ins.len() > 2, y, a)
+        }
+        (Kernel::ConvBlocked(k), Op::Conv(_)) => {
+            let win = conv_window(st)?;
+            let (wt, bt) = (weight(kb, st, a, 1)?, bias(kb, st, a, &epi)?);
+            conv_fast::blocked(kb, k, &win, &wt, bt.as_deref(), &epi, a)
+        }
+        (Kernel::ConvRowTiles(k), Op::Conv(_)) => {
+            row_tiles::row_tiles(kb, k, &conv_window(st)?, &ins, y, &epi, a)
+        }
+        (Kernel::DepthwiseGrid, Op::Conv(_)) => {
+            dw_grid::grid(kb, &conv_window(st)?, &ins, y, &epi, a)
+        }
+        (Kernel::DepthwiseRows(k), Op::Conv(_)) => {
+            let win = conv_window(st)?;
+            let (h, w) = axes(&win)?;
+            let (wt, bt) = (weight(kb, st, a, 1)?, bias(kb, st, a, &epi)?);
+            let spec = depthwise::RowsSpec {
+                op: depthwise::Win::Dw,
+                width: k.width,
+                pad_copy: k.pad_copy,
+                epi: Some(&epi),
+            };
+            depthwise::rows(
+                kb,
+                &spec,
+                (win.batch, win.channels),
+                h,
+                w,
+                Some(&wt),
+                bt.as_deref(),
+                a,
+            )
+        }
+        (Kernel::DepthwiseChannelsLast(k), Op::Conv(_)) => {
+            let win = conv_window(st)?;
+            let (h, w) = axes(&win)?;
+            let (wt, bt) = (weight(kb, st, a, 1)?, bias(kb, st, a, &epi)?);
+            depthwise::channels_last(
+                kb,
+                k,
+                (win.batch, win.channels),
+                h,
+                w,
+                &wt,
+                bt.as_deref(),
+                &epi,
+                a,
+            )
+        }
+        (Kernel::MatMulDirect, Op::Gemm(g)) => {
+            matmul::gemm(kb, g, ins[0], ins.get(2).copied(), y, &epi, a)
+        }
+        (Kernel::MatMulDirect, Op::MatMul) => matmul::matmul(kb, ins[0], ins[1], y, &epi, a),
+        (Kernel::MatMulPacked(k), Op::Gemm(_) | Op::MatMul) => {
+            gemm_fast::packed(kb, k, &st.op, ins[0], y, &epi, a)
+        }
+        (Kernel::PoolDirect, Op::Pool(p)) => pool::pool(kb, p, ins[0], y, a),
+        (Kernel::PoolRows(k), Op::Pool(p)) => pool::rows_kernel(kb, k, p, ins[0], y, a),
+        (Kernel::GlobalPool(k), Op::Pool(p)) => pool::global_pool(kb, k, p.kind, ins[0], a),
+        (Kernel::GlobalPool(k), Op::GlobalPool(g)) => pool::global_pool(kb, k, g.kind, ins[0], a),
+        (k, op) => Err(unsupported(
+            st,
+            format!("kernel {} on a {} step", k.name(), op.name()),
+        )),
     }
 }
 
@@ -506,7 +645,13 @@ fn host_symbols(b: &mut cranelift_jit::JITBuilder) {
 /// Compiles a program in process (the host ISA).
 pub fn jit(p: &Program) -> Result<JitModel> {
     let t0 = Instant::now();
-    let isa = isa_for(&Target::Host, false)?;
+    if p.target.codegen != Codegen::Cranelift || !runs_here(&p.target) {
+        return Err(BackendError::Other(format!(
+            "the program was lowered for {}, not for Cranelift on this machine",
+            p.target
+        )));
+    }
+    let isa = isa_for(&p.target, false, false)?;
     let fma = has_fma(isa.as_ref());
     let mut builder = cranelift_jit::JITBuilder::with_isa(isa, default_libcall_names());
     host_symbols(&mut builder);
@@ -619,7 +764,7 @@ impl Aligned {
 /// FMA latency on every current core). Best of several timed runs.
 pub fn fma_peak_gflops() -> Result<f64> {
     const CHAINS: usize = 12;
-    let isa = isa_for(&Target::Host, false)?;
+    let isa = isa_for(&host_target()?, false, true)?;
     let fma = has_fma(isa.as_ref());
     let mut builder = cranelift_jit::JITBuilder::with_isa(isa, default_libcall_names());
     host_symbols(&mut builder);
@@ -634,6 +779,7 @@ pub fn fma_peak_gflops() -> Result<f64> {
     let mut fctx = FunctionBuilderContext::new();
     let prog = Program {
         name: String::new(),
+        target: host_target()?,
         inputs: vec![],
         outputs: vec![],
         weights: vec![],

@@ -1,5 +1,6 @@
-//! Reductions over a set of axes (f64 accumulator, as the host C kernels)
-//! and ArgMax / ArgMin along one axis.
+//! Reductions over a set of axes (with the accumulator type of the step's
+//! kernel: f64 on hosts, f32 where double is emulated) and ArgMax /
+//! ArgMin along one axis.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{InstBuilder, Value, types};
@@ -15,6 +16,7 @@ use crate::error::Result;
 pub fn reduce(
     kb: &mut Kb,
     a: &ReduceAttrs,
+    acc_dtype: DType,
     x: &TensorType,
     y: &TensorType,
     args: &Args,
@@ -42,6 +44,7 @@ pub fn reduce(
         xs: &xs,
         x,
         count,
+        acc: acc_dtype,
     };
     outer(kb, &ctx, &kept, &kept_out, 0, xb, yb, y.dtype)
 }
@@ -53,6 +56,8 @@ struct Ctx<'a> {
     xs: &'a [usize],
     x: &'a TensorType,
     count: usize,
+    /// Accumulator type (f32 or f64).
+    acc: DType,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -74,7 +79,7 @@ fn outer(
             outer(kb, c, kept, kept_out, i + 1, x2, y2, yd)
         });
     }
-    let f = types::F64;
+    let f = cl(c.acc);
     let mx = if c.a.kind == ReduceKind::LogSumExp {
         let ninf = kb.cf(f, f64::NEG_INFINITY);
         let mx = kb.var(f, ninf);
@@ -150,8 +155,9 @@ fn outer(
         _ => s,
     };
     let out = if float {
-        to_float(kb, fin, DType::F64, cl(yd))
+        to_float(kb, fin, c.acc, cl(yd))
     } else {
+        let fin = to_float(kb, fin, c.acc, types::F64);
         let i = f2i_range(kb, fin, i64::MIN, i64::MAX);
         from_i64(kb, i, yd)
     };
@@ -176,7 +182,7 @@ fn inner(
 ) -> Result<()> {
     if i == c.a.axes.len() {
         let v = kb.load(cl(c.d), xp, 0);
-        let v = to_float(kb, v, c.d, types::F64);
+        let v = to_float(kb, v, c.d, cl(c.acc));
         return f(kb, v);
     }
     let dd = c.a.axes[i];

@@ -120,25 +120,7 @@ pub fn nonzero(kb: &mut Kb, x: Value, d: DType) -> Value {
 
 /// True when [`unary`] has an f32x4 form.
 pub fn unary_vectorizes(u: &UnaryOp) -> bool {
-    matches!(
-        u,
-        UnaryOp::Relu
-            | UnaryOp::LeakyRelu { .. }
-            | UnaryOp::Clip { .. }
-            | UnaryOp::HardSigmoid { .. }
-            | UnaryOp::HardSwish
-            | UnaryOp::Softsign
-            | UnaryOp::Sqrt
-            | UnaryOp::Abs
-            | UnaryOp::Neg
-            | UnaryOp::Reciprocal
-            | UnaryOp::Floor
-            | UnaryOp::Ceil
-            | UnaryOp::Round
-            | UnaryOp::Sigmoid
-            | UnaryOp::Exp
-            | UnaryOp::Tanh
-    )
+    nnc_ir::program::target::cranelift_vector_unary(u)
 }
 
 /// `lo <= x <= hi` clamp with the C kernels' order (NaN passes through).
@@ -301,16 +283,7 @@ pub fn unary(kb: &mut Kb, u: &UnaryOp, x: Value, d: DType) -> Result<Value> {
 
 /// True when [`binary`] has an f32x4 form for f32 operands.
 pub fn binary_vectorizes(b: &BinaryOp) -> bool {
-    matches!(
-        b,
-        BinaryOp::Add
-            | BinaryOp::Sub
-            | BinaryOp::Mul
-            | BinaryOp::Div
-            | BinaryOp::Max
-            | BinaryOp::Min
-            | BinaryOp::PRelu
-    )
+    nnc_ir::program::target::cranelift_vector_binary(b)
 }
 
 /// NaN-propagating max/min with the C kernels' results for ordered values.

@@ -57,9 +57,14 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         }
         Backend::C | Backend::Native => {
             let name = nnc_backends::c::ident(if g.name.is_empty() { "model" } else { &g.name });
-            let p = nnc_backends::lower(&g, &name)?;
+            let target = if a.backend == Backend::C {
+                nnc_backends::c::host_target()
+            } else {
+                nnc_backends::cranelift::host_target()?
+            };
+            let p = emit::lower(&g, &name, &target, &a.kernel)?;
             let exe = if a.backend == Backend::C {
-                let src = nnc_backends::c::emit(&p, &name, nnc_backends::c::CTarget::Host)?;
+                let src = nnc_backends::c::emit(&p, &name)?;
                 let glue = nnc::cbuild::harness_glue(&p, &src.name);
                 let flags = nnc::cbuild::CFlags {
                     profile: a.profile,
@@ -67,10 +72,7 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
                 };
                 nnc::cbuild::build_executable(&src, &glue, &flags)?
             } else {
-                let opts = nnc_backends::cranelift::NativeOptions {
-                    profile: a.profile,
-                    ..Default::default()
-                };
+                let opts = nnc_backends::cranelift::NativeOptions { profile: a.profile };
                 let obj = nnc::native::object(&p, &name, &opts)?;
                 nnc::native::build_executable(&p, &obj)?
             };
@@ -134,7 +136,7 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
 /// this machine's measured f32x4 FMA peak.
 fn print_profile(
     a: &BenchArgs,
-    p: &nnc_backends::Program,
+    p: &nnc_ir::program::Program,
     v: &serde_json::Value,
     peak: f64,
     runs: usize,

@@ -5,24 +5,22 @@ use nnc_backends::cranelift::NativeOptions;
 use super::*;
 
 pub(super) fn cmd_compile(a: CompileArgs) -> Result<ExitCode> {
-    if a.emit == EmitKind::Exe && !a.target.runs_here() {
+    let target = nnc_backends::cranelift::target(&a.target)?;
+    if a.emit == EmitKind::Exe && !nnc_backends::cranelift::runs_here(&target) {
         bail!(
-            "--target {:?} cannot run on this machine: use --emit obj and link it on the target",
+            "--target {} cannot run on this machine: use --emit obj and link it on the target",
             a.target
         );
     }
-    let g = load(&a.model, &HashMap::new(), false)?;
+    let g = load_for(&a.model, &HashMap::new(), false, &target)?;
     let stem = a
         .out
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into());
     let name = nnc_backends::c::ident(a.name.as_deref().unwrap_or(&stem));
-    let p = emit::lower(&g, &name)?;
-    let opts = NativeOptions {
-        target: a.target.clone(),
-        profile: a.profile,
-    };
+    let p = emit::lower(&g, &name, &target, &a.kernel)?;
+    let opts = NativeOptions { profile: a.profile };
     let obj = nnc::native::object(&p, &name, &opts).context("generating native code")?;
     if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)

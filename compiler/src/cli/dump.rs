@@ -3,10 +3,14 @@
 use super::*;
 
 pub(super) fn cmd_dump(a: DumpArgs) -> Result<ExitCode> {
-    let g = load(&a.model, &HashMap::new(), a.out.is_none())?;
+    let target = match a.backend {
+        PlanBackend::C => nnc_backends::c::target(&a.target)?,
+        PlanBackend::Native => nnc_backends::cranelift::target(&a.target)?,
+    };
+    let g = load_for(&a.model, &HashMap::new(), a.out.is_none(), &target)?;
     if a.plan {
         let name = emit::model_ident(&a.model.model, &None);
-        let p = emit::lower(&g, &name)?;
+        let p = emit::lower(&g, &name, &target, &a.kernel)?;
         match &a.out {
             Some(f) => std::fs::write(f, p.dump())
                 .with_context(|| format!("cannot write `{}`", f.display()))?,

@@ -12,13 +12,19 @@ pub(super) fn model_ident(path: &Path, name: &Option<String>) -> String {
     nnc_backends::c::ident(&base)
 }
 
-/// Lowers a loaded graph for a target.
-pub(super) fn lower(g: &Graph, name: &str) -> Result<nnc_backends::Program> {
-    nnc_backends::lower(g, name).context("planning memory")
+/// Lowers a loaded graph for a target, with the forced kernels.
+pub(super) fn lower(
+    g: &Graph,
+    name: &str,
+    target: &Target,
+    k: &KernelArgs,
+) -> Result<nnc_ir::program::Program> {
+    driver::lower(g, name, target, &k.kernels).context("lowering")
 }
 
 pub(super) fn cmd_emit(a: EmitArgs) -> Result<ExitCode> {
-    let g = load_for(&a.model, &HashMap::new(), false, a.target.c().is_mcu())?;
+    let target = a.target.c();
+    let g = load_for(&a.model, &HashMap::new(), false, &target)?;
     let mut name = model_ident(&a.model.model, &a.name);
     // A model file named `model.onnx` is common; its folder says more.
     if a.name.is_none()
@@ -27,8 +33,8 @@ pub(super) fn cmd_emit(a: EmitArgs) -> Result<ExitCode> {
     {
         name = nnc_backends::c::ident(&dir.to_string_lossy());
     }
-    let p = lower(&g, &name)?;
-    let src = nnc_backends::c::emit(&p, &name, a.target.c()).context("generating C")?;
+    let p = lower(&g, &name, &target, &a.kernel)?;
+    let src = nnc_backends::c::emit(&p, &name).context("generating C")?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create `{}`", a.out.display()))?;
     let h = a.out.join(format!("{name}.h"));
@@ -39,7 +45,7 @@ pub(super) fn cmd_emit(a: EmitArgs) -> Result<ExitCode> {
         "wrote {} and {} ({}): arena {} bytes, weights {} bytes, {} steps",
         h.display(),
         c.display(),
-        a.target.c().name(),
+        target.spec(),
         p.arena_bytes,
         p.weight_bytes(),
         p.steps.len()

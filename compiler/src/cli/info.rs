@@ -14,7 +14,7 @@ fn human_bytes(b: usize) -> String {
 }
 
 pub(super) fn cmd_info(a: InfoArgs) -> Result<ExitCode> {
-    let g = load_for(&a.model, &HashMap::new(), false, a.target.c().is_mcu())?;
+    let g = load_for(&a.model, &HashMap::new(), false, &a.target.c())?;
     let (memory, failures) = memory_report(&a, &g)?;
     let s = nnc_ir::stats::stats(&g);
     let inputs: Vec<_> = (0..g.inputs().len())
@@ -84,7 +84,7 @@ fn fmt_bytes(b: usize) -> String {
 
 /// The memory section of `nnc info`: plan numbers, budgets, per-step live bytes.
 pub(super) fn memory_report(a: &InfoArgs, g: &Graph) -> Result<(serde_json::Value, Vec<String>)> {
-    let p = emit::lower(g, "model")?;
+    let p = emit::lower(g, "model", &a.target.c(), &a.kernel)?;
     let s = &p.stats;
     let mut failures = Vec::new();
     if let Some(b) = a.sram_budget
@@ -112,6 +112,7 @@ pub(super) fn memory_report(a: &InfoArgs, g: &Graph) -> Result<(serde_json::Valu
         .map(|(st, live)| {
             json!({
                 "op": st.op.name(),
+                "kernel": st.kernel.to_string(),
                 "name": st.name,
                 "output": st.outputs.first().map(|b| b.ty.to_string()),
                 "live_bytes": live,
@@ -121,7 +122,7 @@ pub(super) fn memory_report(a: &InfoArgs, g: &Graph) -> Result<(serde_json::Valu
         .collect();
     let peak = p.steps.get(s.peak_step);
     let v = json!({
-        "target": a.target.c().name(),
+        "target": a.target.c().spec(),
         "arena_bytes": p.arena_bytes,
         "greedy_by_size_bytes": s.greedy_bytes,
         "naive_bytes": s.naive_bytes,

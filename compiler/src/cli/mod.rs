@@ -19,7 +19,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use nnc::driver::{self, LoadOptions};
 use nnc::io;
+use nnc_ir::program::Target;
 use nnc_ir::{ConstMode, Graph, PrintOptions, Tensor};
+use nnc_passes::lower::KernelChoice;
 use nnc_passes::{OptLevel, PipelineOptions, PrintAfter};
 use serde_json::json;
 
@@ -70,32 +72,48 @@ enum Cmd {
     Bench(BenchArgs),
 }
 
-/// Code generation target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum TargetArg {
-    /// The machine nnc runs on
-    Host,
-    /// Arm Cortex-M0/M0+ (no FPU)
-    #[value(name = "cortex-m0")]
-    CortexM0,
-    /// Arm Cortex-M4F
-    #[value(name = "cortex-m4")]
-    CortexM4,
-    /// Arm Cortex-M7F
-    #[value(name = "cortex-m7")]
-    CortexM7,
-}
+/// A C target (`--target` of `emit-c` and `info`): checked when parsed,
+/// described by the C backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TargetArg(String);
 
 impl TargetArg {
-    fn c(self) -> nnc_backends::c::CTarget {
-        use nnc_backends::c::CTarget;
-        match self {
-            TargetArg::Host => CTarget::Host,
-            TargetArg::CortexM0 => CTarget::CortexM0,
-            TargetArg::CortexM4 => CTarget::CortexM4,
-            TargetArg::CortexM7 => CTarget::CortexM7,
-        }
+    /// The target description for C.
+    fn c(&self) -> Target {
+        nnc_backends::c::target(&self.0).expect("checked when parsed")
     }
+}
+
+fn parse_c_target(s: &str) -> Result<TargetArg, String> {
+    nnc_backends::c::target(s)
+        .map(|_| TargetArg(s.to_string()))
+        .map_err(|e| e.to_string())
+}
+
+/// Kernels forced onto steps, for tuning experiments.
+#[derive(Debug, Args, Clone, Default)]
+struct KernelArgs {
+    /// Force a kernel onto steps: `SELECTOR=KERNEL[(key=value,...)]`, where SELECTOR is a
+    /// step number, an op name (`conv`), or a node name; e.g. `conv=conv_direct`,
+    /// `3=conv_blocked(p=4,c=8)` (repeatable; `nnc dump --plan` shows every step's kernel)
+    #[arg(long = "kernel", value_name = "SEL=KERNEL", value_parser = parse_kernel)]
+    kernels: Vec<KernelChoice>,
+}
+
+/// Checks the spelling of a native target (the CPU preset is checked when
+/// the ISA is built).
+fn parse_native_spec(s: &str) -> Result<String, String> {
+    match s {
+        "host" | "native" | "x86_64" | "x86-64" | "aarch64" | "arm64" => Ok(s.to_string()),
+        _ if s.starts_with("x86_64:") || s.starts_with("x86-64:") => Ok(s.to_string()),
+        _ => Err(format!(
+            "unknown target `{s}` (use host, x86_64, x86_64:CPU or aarch64)"
+        )),
+    }
+}
+
+fn parse_kernel(s: &str) -> Result<KernelChoice, String> {
+    KernelChoice::parse(s)
 }
 
 /// Options shared by every subcommand that loads a model.
@@ -157,6 +175,8 @@ impl Backend {
 struct RunArgs {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    kernel: KernelArgs,
     /// Backend that executes the model
     #[arg(long, value_enum, default_value = "interp")]
     backend: Backend,
@@ -202,6 +222,8 @@ enum WeightsMode {
 struct DumpArgs {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    kernel: KernelArgs,
     /// Output format
     #[arg(long, value_enum, default_value = "nnir")]
     format: DumpFormat,
@@ -211,20 +233,39 @@ struct DumpArgs {
     /// Write to FILE instead of standard output
     #[arg(short = 'o', long = "out", value_name = "FILE")]
     out: Option<PathBuf>,
-    /// Print the lowered program and memory plan instead of the IR
+    /// Print the lowered program instead of the IR: every step's buffers, kernel and
+    /// parameters, epilogue, live bytes, and the memory plan
     #[arg(long)]
     plan: bool,
+    /// Code generator the plan's kernels are selected for (with --plan)
+    #[arg(long, value_enum, default_value = "c")]
+    backend: PlanBackend,
+    /// Target of the plan (with --plan): `host`, a Cortex-M core for c (`cortex-m4`), or
+    /// `x86_64[:CPU]` / `aarch64` for native
+    #[arg(long, default_value = "host")]
+    target: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PlanBackend {
+    /// C source
+    C,
+    /// Cranelift native code
+    Native,
 }
 
 #[derive(Debug, Args)]
 struct InfoArgs {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    kernel: KernelArgs,
     /// Print JSON instead of text
     #[arg(long)]
     json: bool,
-    /// Target of the memory plan (cortex-m targets use the MCU cost model)
-    #[arg(long, value_enum, default_value = "host")]
+    /// Target of the memory plan: host, x86_64[:avx2|:avx512], aarch64, or cortex-m0/m4/m7
+    /// (microcontrollers use the memory-aware cost model)
+    #[arg(long, default_value = "host", value_parser = parse_c_target)]
     target: TargetArg,
     /// Fail when the arena exceeds this many bytes (e.g. 64KiB, 320K, 65536)
     #[arg(long = "sram-budget", value_name = "BYTES", value_parser = parse_bytes)]
@@ -241,14 +282,17 @@ struct InfoArgs {
 struct EmitArgs {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    kernel: KernelArgs,
     /// Folder to write NAME.h and NAME.c into (created if needed)
     #[arg(short = 'o', long = "out", value_name = "DIR")]
     out: PathBuf,
     /// Identifier for the files, the entry point NAME_run and the macros (default: the model file name)
     #[arg(long)]
     name: Option<String>,
-    /// Target microcontroller or host
-    #[arg(long, value_enum, default_value = "host")]
+    /// Target: host (this CPU), x86_64 (SSE2), x86_64:avx2, x86_64:avx512, aarch64, or a
+    /// microcontroller: cortex-m0, cortex-m4, cortex-m7 (kernels and tiles are chosen for it)
+    #[arg(long, default_value = "host", value_parser = parse_c_target)]
     target: TargetArg,
 }
 
@@ -264,6 +308,8 @@ enum EmitKind {
 struct CompileArgs {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    kernel: KernelArgs,
     /// Output file: the executable, or the object (its header is written next to it as .h)
     #[arg(short = 'o', long = "out", value_name = "FILE")]
     out: PathBuf,
@@ -272,8 +318,8 @@ struct CompileArgs {
     emit: EmitKind,
     /// Instruction set: `host` (this machine with all its ISA extensions), `x86_64`,
     /// `x86_64:CPU` (a CPU preset such as x86-64-v3 or skylake), or `aarch64` (objects only)
-    #[arg(long, default_value = "host", value_parser = parse_native_target)]
-    target: nnc_backends::cranelift::Target,
+    #[arg(long, default_value = "host", value_parser = parse_native_spec)]
+    target: String,
     /// Identifier for the entry point NAME_run and the header macros (default: the output file name)
     #[arg(long)]
     name: Option<String>,
@@ -282,15 +328,12 @@ struct CompileArgs {
     profile: bool,
 }
 
-fn parse_native_target(s: &str) -> Result<nnc_backends::cranelift::Target, String> {
-    nnc_backends::cranelift::Target::parse(s)
-        .ok_or_else(|| format!("unknown target `{s}` (use host, x86_64, x86_64:CPU or aarch64)"))
-}
-
 #[derive(Debug, Args)]
 struct BenchArgs {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    kernel: KernelArgs,
     /// Backend to measure (`c` compiles with -O3 -march=native; `native` is Cranelift for this host)
     #[arg(long, value_enum, default_value = "c")]
     backend: Backend,
@@ -392,21 +435,33 @@ fn load(
     hints: &HashMap<String, Vec<usize>>,
     dumps_to_stdout: bool,
 ) -> Result<Graph> {
-    load_for(m, hints, dumps_to_stdout, false)
+    load_for(m, hints, dumps_to_stdout, &Target::default())
 }
 
-/// Like [`load`]; `mcu` selects the microcontroller cost model.
+/// Like [`load`], optimizing for `target` (a microcontroller selects the
+/// memory-aware cost model).
 fn load_for(
     m: &ModelArgs,
     hints: &HashMap<String, Vec<usize>>,
     dumps_to_stdout: bool,
-    mcu: bool,
+    target: &Target,
+) -> Result<Graph> {
+    let model = driver::Model::read(&m.model)
+        .with_context(|| format!("loading `{}`", m.model.display()))?;
+    load_model(&model, m, hints, dumps_to_stdout, target)
+}
+
+/// Like [`load_for`], for a model already read.
+fn load_model(
+    model: &driver::Model,
+    m: &ModelArgs,
+    hints: &HashMap<String, Vec<usize>>,
+    dumps_to_stdout: bool,
+    target: &Target,
 ) -> Result<Graph> {
     let mut opts = load_opts(m)?;
     opts.shape_hints = hints.clone();
-    if mcu {
-        opts.pipeline.target = nnc_passes::Target::Mcu;
-    }
+    opts.pipeline.target = target.clone();
     let emit = |s: String| {
         if dumps_to_stdout {
             print!("{s}");
@@ -414,16 +469,17 @@ fn load_for(
             eprint!("{s}");
         }
     };
+    let g = model
+        .import(&opts)
+        .with_context(|| format!("loading `{}`", m.model.display()))?;
     if opts.pipeline.print_after == PrintAfter::All {
-        let g = driver::import(&m.model, &opts)
-            .with_context(|| format!("loading `{}`", m.model.display()))?;
         emit(format!(
             "; ---- after import ({} nodes)\n{}",
             nnc_ir::stats::stats(&g).nodes,
             nnc_ir::print(&g)
         ));
     }
-    let (g, report) = driver::load_with(&m.model, &opts, |rec, g| {
+    let (g, report) = driver::optimize(g, &opts, |rec, g| {
         if rec.print {
             let state = if rec.changed { "changed" } else { "unchanged" };
             emit(format!(
@@ -477,20 +533,8 @@ fn assign<'a>(specs: &'a [String], names: &[String], what: &str) -> Result<Vec<(
     Ok(out)
 }
 
-fn model_input_names(path: &Path) -> Result<Vec<String>> {
-    // Names are needed before the model is loaded, to read input shapes
-    // from the files; decode the ONNX signature only.
-    if driver::is_text_ir(path) {
-        return Ok(vec![]);
-    }
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    let m = nnc::onnx::decode(&bytes).with_context(|| format!("loading `{}`", path.display()))?;
-    let g = m.graph.unwrap_or_default();
-    let inits: std::collections::HashSet<&str> =
-        g.initializer.iter().map(|t| t.name.as_str()).collect();
-    Ok(g.input
-        .iter()
-        .filter(|i| !inits.contains(i.name.as_str()))
-        .map(|i| i.name.clone())
-        .collect())
+/// Reads a model once: its input names are needed before it is imported,
+/// to read input shapes from the input files.
+fn read_model(path: &Path) -> Result<driver::Model> {
+    driver::Model::read(path).with_context(|| format!("loading `{}`", path.display()))
 }

@@ -4,7 +4,8 @@ use super::*;
 
 pub(super) fn cmd_run(a: RunArgs) -> Result<ExitCode> {
     // Read input files first: their shapes fix symbolic dims.
-    let pre_names = model_input_names(&a.model.model)?;
+    let model = read_model(&a.model.model)?;
+    let pre_names = model.input_names();
     let mut files: Vec<(Option<String>, PathBuf, Tensor)> = Vec::new();
     for s in &a.inputs {
         let (name, f) = split_named(s, &pre_names);
@@ -21,7 +22,7 @@ pub(super) fn cmd_run(a: RunArgs) -> Result<ExitCode> {
         }
     }
     let t_load = Instant::now();
-    let g = load(&a.model, &hints, false)?;
+    let g = load_model(&model, &a.model, &hints, false, &Target::default())?;
     let load_ms = t_load.elapsed().as_secs_f64() * 1e3;
     let in_names: Vec<String> = (0..g.inputs().len())
         .map(|i| g.input_name(i).to_string())
@@ -48,7 +49,7 @@ pub(super) fn cmd_run(a: RunArgs) -> Result<ExitCode> {
     let outputs_spec = assign(&a.outputs, &out_names, "output")?;
     let expect_spec = assign(&a.expect, &out_names, "output")?;
     let t0 = Instant::now();
-    let outs = driver::execute(&g, a.backend.driver(), &inputs)?;
+    let outs = driver::execute_with(&g, a.backend.driver(), &inputs, &a.kernel.kernels)?;
     let elapsed = t0.elapsed();
     for (idx, f) in &outputs_spec {
         io::write_npy(Path::new(f), &outs[*idx])?;

@@ -77,7 +77,25 @@ pub fn decode(bytes: &[u8]) -> Result<ModelProto> {
 
 /// Imports a serialized ONNX model.
 pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<Graph> {
-    let m = decode(bytes)?;
+    import_model(&decode(bytes)?, opts)
+}
+
+/// The names of a decoded model's graph inputs that are not initializers
+/// (the tensors a caller feeds).
+pub fn input_names(m: &ModelProto) -> Vec<String> {
+    let Some(g) = &m.graph else {
+        return vec![];
+    };
+    let inits: HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
+    g.input
+        .iter()
+        .filter(|i| !inits.contains(i.name.as_str()))
+        .map(|i| i.name.clone())
+        .collect()
+}
+
+/// Imports a decoded ONNX model.
+pub fn import_model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph> {
     if m.ir_version < MIN_IR_VERSION {
         return Err(ImportError::Model(format!(
             "IR version {} is not supported (nnc reads IR version {MIN_IR_VERSION} and later)",

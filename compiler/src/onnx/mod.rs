@@ -9,5 +9,5 @@ pub mod proto;
 pub mod tensor;
 
 pub use error::{ImportError, Result, UnsupportedNode};
-pub use import::{ImportOptions, MAX_OPSET, decode, import, load};
+pub use import::{ImportOptions, MAX_OPSET, decode, import, import_model, input_names, load};
 pub use ops::SUPPORTED;

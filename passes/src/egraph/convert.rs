@@ -11,7 +11,7 @@ use nnc_ir::{Graph, NodeId, Op, TensorType, Value};
 use super::analysis::{Kind, TensorAnalysis, attr_of};
 use super::cost::CostModel;
 use super::lang::{AttrKey, Leaf, OUT, TLang, padded_arity};
-use crate::pass::{PassError, Result, Target};
+use crate::pass::{PassError, Result};
 
 /// An e-graph built from a graph, with the classes of the graph outputs.
 #[derive(Debug)]
@@ -104,9 +104,9 @@ pub fn from_egraph(
     eg: &EGraph<TLang, TensorAnalysis>,
     roots: &[Id],
     template: &Graph,
-    target: Target,
+    memory_cost: bool,
 ) -> Result<Graph> {
-    let ex = Extractor::new(eg, CostModel::new(eg, target));
+    let ex = Extractor::new(eg, CostModel::new(eg, memory_cost));
     let mut g = Graph::new(template.name.clone());
     let mut inputs = Vec::new();
     for i in 0..template.inputs().len() {

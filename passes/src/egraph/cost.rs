@@ -11,7 +11,6 @@ use nnc_ir::{Op, TensorType};
 
 use super::analysis::{Kind, TensorAnalysis, attr_of};
 use super::lang::{AttrKey, OUT, TLang};
-use crate::pass::Target;
 
 /// Cost of one kernel launch / loop nest, in MAC equivalents.
 pub const KERNEL_OVERHEAD: f64 = 64.0;
@@ -24,15 +23,16 @@ pub const MEMORY_COST: f64 = 1.0;
 #[derive(Debug)]
 pub struct CostModel<'a> {
     eg: &'a EGraph<TLang, TensorAnalysis>,
-    target: Target,
+    /// Count the bytes of materialized intermediates too.
+    memory: bool,
     ops: HashMap<(Symbol, AttrKey), Option<Op>>,
 }
 
 impl<'a> CostModel<'a> {
-    pub fn new(eg: &'a EGraph<TLang, TensorAnalysis>, target: Target) -> Self {
+    pub fn new(eg: &'a EGraph<TLang, TensorAnalysis>, memory: bool) -> Self {
         CostModel {
             eg,
-            target,
+            memory,
             ops: HashMap::new(),
         }
     }
@@ -77,7 +77,7 @@ impl<'a> CostModel<'a> {
         let out_bytes: usize = outs.iter().map(|t| t.bytes()).sum();
         let macs = op_macs(&op, &ins, &outs) as f64;
         let mut c = macs + BYTE_COST * (in_bytes + out_bytes) as f64 + KERNEL_OVERHEAD;
-        if self.target == Target::Mcu {
+        if self.memory {
             c += MEMORY_COST * out_bytes as f64;
         }
         c

@@ -80,7 +80,7 @@ pub fn run_egraph_with_stats(
         .as_ref()
         .map(|r| format!("{r:?}"))
         .unwrap_or_else(|| "none".into());
-    let out = convert::from_egraph(&runner.egraph, &built.roots, g, cx.target)?;
+    let out = convert::from_egraph(&runner.egraph, &built.roots, g, cx.memory_cost)?;
     let extract_ms = t1.elapsed().as_secs_f64() * 1e3;
     let stats = EgraphStats {
         stop_reason: stop,

@@ -1,4 +1,4 @@
-//! Lowering and memory planning: graph → [`Program`].
+//! The memory planner: which buffer every value lives in, and when.
 //!
 //! Values that are views of each other (reshape, identity) share storage.
 //! Storage that holds a graph input, a weight or a graph output lives in
@@ -6,13 +6,16 @@
 //! arena. Elementwise steps whose input dies at that step write in place.
 //! Offsets come from greedy-by-size placement over the live intervals, for
 //! a few candidate schedules; the schedule with the smallest arena wins.
+//!
+//! [`memory`] is the entry point for passes that want to know what a
+//! rewrite does to peak memory: it plans a graph without lowering it.
 
 use std::collections::HashMap;
 
+use nnc_ir::program::{ARENA_ALIGN, Buffer, Loc};
 use nnc_ir::{ConstId, Graph, NodeId, Op, TensorType, Value};
 
-use crate::error::{BackendError, Result};
-use crate::program::{ARENA_ALIGN, Buffer, Loc, PlanStats, Program, Step, Weight};
+use crate::pass::Result;
 
 fn align(n: usize) -> usize {
     n.div_ceil(ARENA_ALIGN) * ARENA_ALIGN
@@ -58,14 +61,31 @@ fn in_place_ok(op: &Op, input: &TensorType, out: &TensorType, i: usize) -> bool 
     }
 }
 
+/// One step of a planned schedule: a node with resolved buffers, or (with
+/// `node: None`) a copy of a value into a graph output that does not live
+/// there.
+#[derive(Clone, Debug)]
+pub struct PlannedStep {
+    pub node: Option<NodeId>,
+    pub inputs: Vec<Buffer>,
+    pub outputs: Vec<Buffer>,
+    pub in_place: bool,
+}
+
 /// A planned schedule.
-struct Planned {
-    steps: Vec<Step>,
-    arena: usize,
+#[derive(Clone, Debug)]
+pub struct Planned {
+    pub steps: Vec<PlannedStep>,
+    /// Arena bytes (aligned).
+    pub arena: usize,
     /// Sum of all arena tensors (one buffer each).
-    naive: usize,
-    live: Vec<usize>,
-    in_place: usize,
+    pub naive: usize,
+    /// Live arena bytes while each step runs.
+    pub live: Vec<usize>,
+    /// Steps computed in place.
+    pub in_place: usize,
+    /// Which schedule it is.
+    pub order: &'static str,
 }
 
 /// Storage of one value-class in a given schedule.
@@ -82,7 +102,8 @@ fn plan_order(
     order: &[NodeId],
     weight_of: &HashMap<ConstId, usize>,
     allow_in_place: bool,
-) -> Result<Planned> {
+    label: &'static str,
+) -> Planned {
     let mut cls = Classes::default();
     // Views share storage with their source.
     for &id in order {
@@ -228,10 +249,7 @@ fn plan_order(
             Loc::Arena(_) => Loc::Arena(offsets[&c]),
             l => l,
         };
-        Buffer {
-            loc,
-            ty: g.value_type(v).clone(),
-        }
+        Buffer::new(loc, g.value_type(v).clone())
     };
     let mut out = Vec::with_capacity(steps.len());
     for (id, merged) in steps {
@@ -244,11 +262,10 @@ fn plan_order(
         let outputs: Vec<Buffer> = (0..n.outputs.len())
             .map(|p| buf(&mut cls, Value::new(id, p as u32)))
             .collect();
-        out.push(Step {
-            op: n.op.clone(),
+        out.push(PlannedStep {
+            node: Some(id),
             inputs,
             outputs,
-            name: n.name.clone(),
             in_place: merged,
         });
     }
@@ -256,26 +273,23 @@ fn plan_order(
     for (k, o) in g.outputs().iter().enumerate() {
         let src = buf(&mut cls, o.value);
         if src.loc != Loc::Output(k) {
-            out.push(Step {
-                op: Op::Identity,
+            out.push(PlannedStep {
+                node: None,
                 inputs: vec![src],
-                outputs: vec![Buffer {
-                    loc: Loc::Output(k),
-                    ty: g.value_type(o.value).clone(),
-                }],
-                name: format!("copy to output `{}`", o.name),
+                outputs: vec![Buffer::new(Loc::Output(k), g.value_type(o.value).clone())],
                 in_place: false,
             });
         }
     }
     live.truncate(out.len());
-    Ok(Planned {
+    Planned {
         steps: out,
         arena: align(arena),
         naive: arena_classes.iter().map(|(_, s)| s.bytes).sum(),
         live,
         in_place,
-    })
+        order: label,
+    }
 }
 
 /// Candidate schedules: the graph's own order, a memory-greedy list
@@ -379,61 +393,89 @@ fn depth_first(g: &Graph) -> Vec<NodeId> {
     order
 }
 
-/// Lowers an optimized graph to a program with a memory plan.
-pub fn lower(g: &Graph, name: &str) -> Result<Program> {
-    g.verify().map_err(BackendError::Ir)?;
-    let mut weights = Vec::new();
-    let mut weight_of: HashMap<ConstId, usize> = HashMap::new();
+/// The weights of a graph in topological order (each with the first node
+/// that holds it), and each constant's index in that list.
+pub fn weights(g: &Graph) -> Result<(Vec<(ConstId, NodeId)>, HashMap<ConstId, usize>)> {
+    let mut list = Vec::new();
+    let mut index: HashMap<ConstId, usize> = HashMap::new();
     for id in g.topo_order()? {
         if let Op::Const(c) = g.node(id).op {
-            weight_of.entry(c).or_insert_with(|| {
-                weights.push(Weight {
-                    name: g.node(id).name.clone(),
-                    tensor: g.constant(c).expect("verified").clone(),
-                });
-                weights.len() - 1
+            index.entry(c).or_insert_with(|| {
+                list.push((c, id));
+                list.len() - 1
             });
         }
     }
+    Ok((list, index))
+}
+
+/// The chosen schedule and the baseline figures it is compared with.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    pub best: Planned,
+    /// TFLite Micro's greedy-by-size on the topological order, no in-place.
+    pub greedy_bytes: usize,
+    /// One buffer per intermediate.
+    pub naive_bytes: usize,
+}
+
+/// Plans every candidate schedule and keeps the one with the smallest arena.
+pub fn schedule(g: &Graph, weight_of: &HashMap<ConstId, usize>) -> Result<Schedule> {
     let candidates = orders(g)?;
-    let baseline = plan_order(g, &candidates[0].1, &weight_of, false)?;
-    let naive = baseline.naive;
-    let mut best: Option<(&str, Planned)> = None;
+    let baseline = plan_order(g, &candidates[0].1, weight_of, false, "topological");
+    let mut best: Option<Planned> = None;
     for (label, order) in &candidates {
-        let p = plan_order(g, order, &weight_of, true)?;
-        if best.as_ref().is_none_or(|(_, b)| p.arena < b.arena) {
-            best = Some((label, p));
+        let p = plan_order(g, order, weight_of, true, label);
+        if best.as_ref().is_none_or(|b| p.arena < b.arena) {
+            best = Some(p);
         }
     }
-    let (label, p) = best.expect("at least one schedule");
-    let peak_step = p
-        .live
-        .iter()
+    Ok(Schedule {
+        best: best.expect("at least one schedule"),
+        greedy_bytes: baseline.arena,
+        naive_bytes: baseline.naive,
+    })
+}
+
+/// What a memory plan costs, for passes that search over rewrites.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemoryPlan {
+    /// Arena bytes of the best schedule.
+    pub arena_bytes: usize,
+    /// Live arena bytes while each step runs (steps in schedule order).
+    pub live_bytes: Vec<usize>,
+    /// The step with the most live bytes (the bottleneck), as a node
+    /// (`None` for a copy into a graph output).
+    pub peak_step: usize,
+    pub peak_node: Option<NodeId>,
+    /// The greedy-by-size baseline.
+    pub greedy_bytes: usize,
+    /// Which schedule won.
+    pub order: &'static str,
+}
+
+/// Index of the step with the most live bytes (the first such step).
+pub fn peak(live: &[usize]) -> usize {
+    live.iter()
         .enumerate()
         .max_by_key(|(i, b)| (**b, usize::MAX - i))
         .map(|(i, _)| i)
-        .unwrap_or(0);
-    Ok(Program {
-        name: name.to_string(),
-        inputs: (0..g.inputs().len())
-            .map(|i| (g.input_name(i).to_string(), g.input_type(i).clone()))
-            .collect(),
-        outputs: g
-            .outputs()
-            .iter()
-            .map(|o| (o.name.clone(), g.value_type(o.value).clone()))
-            .collect(),
-        weights,
-        arena_bytes: p.arena,
-        stats: PlanStats {
-            naive_bytes: naive,
-            greedy_bytes: baseline.arena,
-            arena_bytes: p.arena,
-            live_bytes: p.live,
-            peak_step,
-            order: label.to_string(),
-            in_place_steps: p.in_place,
-        },
-        steps: p.steps,
+        .unwrap_or(0)
+}
+
+/// Plans the memory of `g` without lowering it: arena, live bytes per step
+/// and the bottleneck. Cheap enough for a search loop (no kernels are
+/// selected and no weights are copied).
+pub fn memory(g: &Graph) -> Result<MemoryPlan> {
+    let (_, weight_of) = weights(g)?;
+    let s = schedule(g, &weight_of)?;
+    let peak_step = peak(&s.best.live);
+    Ok(MemoryPlan {
+        arena_bytes: s.best.arena,
+        peak_node: s.best.steps.get(peak_step).and_then(|st| st.node),
+        live_bytes: s.best.live,
+        peak_step,
+        greedy_bytes: s.greedy_bytes,
+        order: s.best.order,
     })
 }

@@ -1,0 +1,445 @@
+//! The kernel of a step: which algorithm runs it, with which parameters,
+//! and what is fused after it. Chosen once by kernel selection (in
+//! `nnc-passes`) from the target description; the C and Cranelift
+//! generators render every variant with every parameter value, so the same
+//! program means the same computation on both.
+
+use std::fmt;
+
+use crate::dtype::DType;
+use crate::op::attr::AttrWriter;
+use crate::op::{BinaryOp, DequantizeAttrs, QuantizeAttrs, UnaryOp};
+
+/// How a step is computed. Variants are grouped by family (see
+/// [`Kernel::family`]); the parameters of a variant are everything its
+/// renderers need to decide, so a backend makes no choices of its own.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kernel {
+    /// Direct convolution of any spatial rank, groups and dilation: per
+    /// output channel, every (input channel, tap) accumulated over that
+    /// tap's valid output range.
+    ConvDirect,
+    /// Register-blocked 2-D convolution: tiles of `positions` output
+    /// columns by `channels` output channels accumulate in registers, with
+    /// the weights packed per channel block at generation time.
+    ConvBlocked(ConvBlocked),
+    /// 2-D convolution tiled over output columns: `width` columns of
+    /// `channels` output channels per tile, weights broadcast.
+    ConvRowTiles(ConvRowTiles),
+    /// Depthwise convolution, vectors along each output row of a channel.
+    DepthwiseRows(DepthwiseRows),
+    /// Depthwise convolution on a zero-padded channels-last copy, vectors
+    /// across channels.
+    DepthwiseChannelsLast(DepthwiseChannelsLast),
+    /// Depthwise convolution on a zero-padded plane, computed on a grid as
+    /// wide as a padded row so every tap is one fixed offset.
+    DepthwiseGrid,
+    /// Transposed convolution in scatter form.
+    ConvTransposeScatter,
+    /// Gemm or batched MatMul with plain loops.
+    MatMulDirect,
+    /// Gemm or 2-D MatMul with a constant right-hand side packed into
+    /// column blocks.
+    MatMulPacked(MatMulPacked),
+    /// Pooling of any rank with per-axis tap tables.
+    PoolDirect,
+    /// 2-D pooling with vectors along each output row.
+    PoolRows(PoolRows),
+    /// Pooling over whole planes (a reduction per channel).
+    GlobalPool(GlobalPool),
+    /// Elementwise map: one loop nest computing a fused expression.
+    Map(MapKernel),
+    /// Strided copy (identity, transpose, concat, split, slice, expand, tile).
+    Copy,
+    /// Channels-last to channels-first for a few channels through lane
+    /// shuffles (the NHWC inputs of converted TensorFlow models).
+    Deinterleave {
+        channels: usize,
+    },
+    /// Pad through a generation-time source map.
+    PadTable,
+    /// Gather with checked indices.
+    Gather,
+    /// Resize through generation-time tap tables.
+    ResizeTable,
+    /// Reduction over axes with an accumulator of type `acc`.
+    Reduce {
+        acc: DType,
+    },
+    ArgReduce,
+    Softmax,
+    Lrn,
+}
+
+/// Families of kernels; every family has plan file tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    Conv,
+    Depthwise,
+    ConvTranspose,
+    MatMul,
+    Pool,
+    Map,
+    Copy,
+    Lookup,
+    Reduction,
+}
+
+/// Parameters of [`Kernel::ConvBlocked`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConvBlocked {
+    /// Output columns per tile.
+    pub positions: usize,
+    /// Output channels per block (the register tile's other side).
+    pub channels: usize,
+    /// Input channels per iteration of the reduction loop.
+    pub unroll: usize,
+    /// Read a zero-padded copy of the input (no border cases).
+    pub pad_copy: bool,
+}
+
+/// Parameters of [`Kernel::ConvRowTiles`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConvRowTiles {
+    /// Output channels per tile.
+    pub channels: usize,
+    /// Output columns per tile.
+    pub width: usize,
+    /// Read a zero-padded copy of the input whose columns are de-interleaved
+    /// by stride phase (strided taps become contiguous).
+    pub pad_copy: bool,
+}
+
+/// Parameters of [`Kernel::DepthwiseRows`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DepthwiseRows {
+    /// Output columns per block (a multiple of four).
+    pub width: usize,
+    /// Read a zero-padded copy of each plane (no border cases).
+    pub pad_copy: bool,
+}
+
+/// Parameters of [`Kernel::DepthwiseChannelsLast`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DepthwiseChannelsLast {
+    /// Channels per block copied channels-last.
+    pub block: usize,
+    /// Output positions per tile.
+    pub positions: usize,
+}
+
+/// Parameters of [`Kernel::MatMulPacked`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MatMulPacked {
+    /// Output columns per block.
+    pub cols: usize,
+    /// Steps of the reduction per loop iteration.
+    pub unroll: usize,
+}
+
+/// Parameters of [`Kernel::PoolRows`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PoolRows {
+    /// Output columns per block (a multiple of four).
+    pub width: usize,
+}
+
+/// Parameters of [`Kernel::GlobalPool`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct GlobalPool {
+    /// Independent partial results per plane, combined at the end (1: one
+    /// serial accumulator). Sets the summation order.
+    pub partials: usize,
+}
+
+/// One elementwise operation of a map expression.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MapOp {
+    Unary(UnaryOp),
+    Binary(BinaryOp),
+    /// `where(cond, x, y)`.
+    Where,
+    Cast,
+    /// `(x - mean) / sqrt(var + eps) * scale + bias`, arguments x, scale,
+    /// bias, mean, var.
+    BatchNorm {
+        epsilon: f32,
+    },
+    /// QuantizeLinear: x, scale, optional zero point.
+    Quantize(QuantizeAttrs),
+    /// DequantizeLinear: x, scale, optional zero point.
+    Dequantize(DequantizeAttrs),
+}
+
+impl MapOp {
+    pub fn name(&self) -> &'static str {
+        match self {
+            MapOp::Unary(u) => u.name(),
+            MapOp::Binary(b) => b.name(),
+            MapOp::Where => "where",
+            MapOp::Cast => "cast",
+            MapOp::BatchNorm { .. } => "batch_norm",
+            MapOp::Quantize(_) => "quantize",
+            MapOp::Dequantize(_) => "dequantize",
+        }
+    }
+}
+
+/// A map expression over the step's inputs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MapExpr {
+    /// Step input `k`, read through its [`Operand`] layout.
+    Input(usize),
+    /// An operation on sub-expressions, producing `dtype`.
+    Apply {
+        op: MapOp,
+        args: Vec<MapExpr>,
+        dtype: DType,
+    },
+}
+
+/// How a map reads one step input while it loops over the output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operand {
+    /// Numpy broadcasting (dims right-aligned, unit dims repeated).
+    Broadcast,
+    /// A vector laid along one axis of the output (per-channel parameters;
+    /// a single value when it has one element).
+    Along { axis: usize },
+}
+
+/// Parameters of [`Kernel::Map`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct MapKernel {
+    pub expr: MapExpr,
+    /// One per step input.
+    pub operands: Vec<Operand>,
+}
+
+/// What a convolution or matrix kernel does to each result before it is
+/// stored, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Epilogue {
+    /// Add step input `input` per output channel (in practice the
+    /// accumulator starts from it).
+    Bias { input: usize },
+    /// Apply an activation.
+    Act(UnaryOp),
+    /// Add step input `input`, a tensor of the output's shape (a residual
+    /// branch).
+    Residual { input: usize },
+    /// Clamp to `[lo, hi]`.
+    Clamp { lo: f64, hi: f64 },
+}
+
+/// The part of its op's output a step computes. The step's buffers hold
+/// exactly that part (their types are the part's shapes); the ranges say
+/// where it sits in the op's whole output, so a pass can split an op into
+/// steps over slices without changing any kernel.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Part {
+    /// Output channels `[lo, hi)` of the op.
+    pub channels: Option<(usize, usize)>,
+    /// Input channels `[lo, hi)` of the op this step reduces over: a
+    /// partial sum of the whole result.
+    pub in_channels: Option<(usize, usize)>,
+    /// Output rows `[lo, hi)` of the op (spatial tiling).
+    pub rows: Option<(usize, usize)>,
+    /// Add into the output instead of overwriting it (a later slice of a
+    /// partial sum; the bias belongs to the first slice only).
+    pub accumulate: bool,
+}
+
+impl Part {
+    /// The whole output, overwritten.
+    pub fn is_whole(&self) -> bool {
+        *self == Part::default()
+    }
+}
+
+impl Kernel {
+    /// The kernel's name, as in `kernel=NAME` and `--kernel SEL=NAME`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kernel::ConvDirect => "conv_direct",
+            Kernel::ConvBlocked(_) => "conv_blocked",
+            Kernel::ConvRowTiles(_) => "conv_row_tiles",
+            Kernel::DepthwiseRows(_) => "dw_rows",
+            Kernel::DepthwiseChannelsLast(_) => "dw_channels_last",
+            Kernel::DepthwiseGrid => "dw_grid",
+            Kernel::ConvTransposeScatter => "conv_transpose_scatter",
+            Kernel::MatMulDirect => "matmul_direct",
+            Kernel::MatMulPacked(_) => "matmul_packed",
+            Kernel::PoolDirect => "pool_direct",
+            Kernel::PoolRows(_) => "pool_rows",
+            Kernel::GlobalPool(_) => "global_pool",
+            Kernel::Map(_) => "map",
+            Kernel::Copy => "copy",
+            Kernel::Deinterleave { .. } => "deinterleave",
+            Kernel::PadTable => "pad_table",
+            Kernel::Gather => "gather",
+            Kernel::ResizeTable => "resize_table",
+            Kernel::Reduce { .. } => "reduce",
+            Kernel::ArgReduce => "arg_reduce",
+            Kernel::Softmax => "softmax",
+            Kernel::Lrn => "lrn",
+        }
+    }
+
+    /// Every kernel name, for help texts and error messages.
+    pub const NAMES: &'static [&'static str] = &[
+        "conv_direct",
+        "conv_blocked",
+        "conv_row_tiles",
+        "dw_rows",
+        "dw_channels_last",
+        "dw_grid",
+        "conv_transpose_scatter",
+        "matmul_direct",
+        "matmul_packed",
+        "pool_direct",
+        "pool_rows",
+        "global_pool",
+        "map",
+        "copy",
+        "deinterleave",
+        "pad_table",
+        "gather",
+        "resize_table",
+        "reduce",
+        "arg_reduce",
+        "softmax",
+        "lrn",
+    ];
+
+    pub fn family(&self) -> Family {
+        match self {
+            Kernel::ConvDirect | Kernel::ConvBlocked(_) | Kernel::ConvRowTiles(_) => Family::Conv,
+            Kernel::DepthwiseRows(_) | Kernel::DepthwiseChannelsLast(_) | Kernel::DepthwiseGrid => {
+                Family::Depthwise
+            }
+            Kernel::ConvTransposeScatter => Family::ConvTranspose,
+            Kernel::MatMulDirect | Kernel::MatMulPacked(_) => Family::MatMul,
+            Kernel::PoolDirect | Kernel::PoolRows(_) | Kernel::GlobalPool(_) => Family::Pool,
+            Kernel::Map(_) => Family::Map,
+            Kernel::Copy | Kernel::Deinterleave { .. } => Family::Copy,
+            Kernel::PadTable | Kernel::Gather | Kernel::ResizeTable => Family::Lookup,
+            Kernel::Reduce { .. } | Kernel::ArgReduce | Kernel::Softmax | Kernel::Lrn => {
+                Family::Reduction
+            }
+        }
+    }
+
+    /// The parameters as `key=value` pairs (empty for kernels without).
+    pub fn params(&self) -> Vec<(&'static str, String)> {
+        let b = |v: bool| if v { "1" } else { "0" }.to_string();
+        match self {
+            Kernel::ConvBlocked(k) => vec![
+                ("p", k.positions.to_string()),
+                ("c", k.channels.to_string()),
+                ("unroll", k.unroll.to_string()),
+                ("pad_copy", b(k.pad_copy)),
+            ],
+            Kernel::ConvRowTiles(k) => vec![
+                ("c", k.channels.to_string()),
+                ("w", k.width.to_string()),
+                ("pad_copy", b(k.pad_copy)),
+            ],
+            Kernel::DepthwiseRows(k) => {
+                vec![("w", k.width.to_string()), ("pad_copy", b(k.pad_copy))]
+            }
+            Kernel::DepthwiseChannelsLast(k) => vec![
+                ("block", k.block.to_string()),
+                ("p", k.positions.to_string()),
+            ],
+            Kernel::MatMulPacked(k) => vec![
+                ("cols", k.cols.to_string()),
+                ("unroll", k.unroll.to_string()),
+            ],
+            Kernel::PoolRows(k) => vec![("w", k.width.to_string())],
+            Kernel::GlobalPool(k) => vec![("partials", k.partials.to_string())],
+            Kernel::Deinterleave { channels } => vec![("c", channels.to_string())],
+            Kernel::Reduce { acc } => vec![("acc", acc.name().to_string())],
+            Kernel::Map(m) => vec![("expr", m.expr.to_string())],
+            _ => vec![],
+        }
+    }
+}
+
+impl fmt::Display for Kernel {
+    /// `conv_blocked(p=5,c=8,unroll=1,pad_copy=0)`, `map(expr=relu(in0))`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())?;
+        let ps = self.params();
+        if !ps.is_empty() {
+            let items: Vec<String> = ps.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            write!(f, "({})", items.join(","))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for MapExpr {
+    /// `add(relu(in0), in1)`; attributes in braces: `clip{min=0 max=6}(in0)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MapExpr::Input(k) => write!(f, "in{k}"),
+            MapExpr::Apply { op, args, dtype } => {
+                f.write_str(op.name())?;
+                let mut w = AttrWriter::new();
+                match op {
+                    MapOp::Unary(u) => u.write_attrs(&mut w),
+                    MapOp::Cast => w.ident("to", dtype.name()),
+                    MapOp::BatchNorm { epsilon } => w.f32("epsilon", *epsilon),
+                    MapOp::Quantize(q) => q.write(&mut w),
+                    MapOp::Dequantize(d) => d.write(&mut w),
+                    MapOp::Binary(_) | MapOp::Where => {}
+                }
+                if !w.is_empty() {
+                    write!(f, "{{{}}}", w.join())?;
+                }
+                let a: Vec<String> = args.iter().map(|e| e.to_string()).collect();
+                write!(f, "({})", a.join(","))
+            }
+        }
+    }
+}
+
+impl fmt::Display for Epilogue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Epilogue::Bias { input } => write!(f, "bias(in{input})"),
+            Epilogue::Act(u) => {
+                let mut w = AttrWriter::new();
+                u.write_attrs(&mut w);
+                if w.is_empty() {
+                    f.write_str(u.name())
+                } else {
+                    write!(f, "{}{{{}}}", u.name(), w.join())
+                }
+            }
+            Epilogue::Residual { input } => write!(f, "residual(in{input})"),
+            Epilogue::Clamp { lo, hi } => write!(f, "clamp({lo},{hi})"),
+        }
+    }
+}
+
+impl fmt::Display for Part {
+    /// `channels=[0,16) in_channels=[16,32) accumulate`; empty for the whole.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut items = Vec::new();
+        if let Some((a, b)) = self.channels {
+            items.push(format!("channels=[{a},{b})"));
+        }
+        if let Some((a, b)) = self.in_channels {
+            items.push(format!("in_channels=[{a},{b})"));
+        }
+        if let Some((a, b)) = self.rows {
+            items.push(format!("rows=[{a},{b})"));
+        }
+        if self.accumulate {
+            items.push("accumulate".into());
+        }
+        f.write_str(&items.join(" "))
+    }
+}

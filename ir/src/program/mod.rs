@@ -1,0 +1,304 @@
+//! The lowered program: the second IR level, below the graph and above the
+//! code generators. The graph says *what* is computed; the program says
+//! *how*: a schedule of steps, each running one [`Kernel`] (with its tile
+//! shape and other parameters, an [`Epilogue`] list and the [`Part`] of the
+//! op's output it covers) on buffers that are graph inputs, graph outputs,
+//! weights, or offsets in one arena. Lowering, kernel selection and memory
+//! planning are passes in `nnc-passes`; the C and Cranelift backends only
+//! render a program, so both execute exactly the same plan.
+
+pub mod geometry;
+pub mod kernel;
+pub mod target;
+mod verify;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use crate::dtype::TensorType;
+use crate::op::Op;
+use crate::tensor::Tensor;
+
+pub use geometry::{Axis, Window};
+pub use kernel::{
+    ConvBlocked, ConvRowTiles, DepthwiseChannelsLast, DepthwiseRows, Epilogue, Family, GlobalPool,
+    Kernel, MapExpr, MapKernel, MapOp, MatMulPacked, Operand, Part, PoolRows,
+};
+pub use target::{Arch, Codegen, Target};
+
+/// Alignment of the arena and of every buffer the planner places in it.
+pub const ARENA_ALIGN: usize = 16;
+
+/// Where a buffer's bytes live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Loc {
+    /// Byte offset in the arena.
+    Arena(usize),
+    /// The caller's input `k` (read-only).
+    Input(usize),
+    /// The caller's output `k`.
+    Output(usize),
+    /// Weight `k` (read-only, in flash on an MCU).
+    Const(usize),
+}
+
+impl std::fmt::Display for Loc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Loc::Arena(o) => write!(f, "arena+{o}"),
+            Loc::Input(k) => write!(f, "in{k}"),
+            Loc::Output(k) => write!(f, "out{k}"),
+            Loc::Const(k) => write!(f, "w{k}"),
+        }
+    }
+}
+
+/// A tensor as a step sees it: a location, a byte offset into it, and a
+/// type. Views (reshapes) are the same location with another type; a part
+/// of a tensor (the channels of one slice, with batch 1) is the same
+/// location at an offset.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Buffer {
+    pub loc: Loc,
+    /// Bytes from the start of the location (0 for whole tensors).
+    pub offset: usize,
+    pub ty: TensorType,
+}
+
+impl Buffer {
+    /// The whole tensor at `loc`.
+    pub fn new(loc: Loc, ty: TensorType) -> Buffer {
+        Buffer { loc, offset: 0, ty }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.ty.bytes()
+    }
+
+    /// Byte range in the arena, for arena buffers.
+    pub fn arena_range(&self) -> Option<(usize, usize)> {
+        match self.loc {
+            Loc::Arena(o) => Some((o + self.offset, o + self.offset + self.bytes())),
+            _ => None,
+        }
+    }
+
+    /// True when both are the same bytes (location, offset and size).
+    pub fn same_place(&self, other: &Buffer) -> bool {
+        self.loc == other.loc && self.offset == other.offset && self.bytes() == other.bytes()
+    }
+}
+
+impl std::fmt::Display for Buffer {
+    /// `arena+512:f32[1,8]`, `in0+64:f32[1,4]`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.loc, self.offset) {
+            (Loc::Arena(o), off) => write!(f, "arena+{}:{}", o + off, self.ty),
+            (l, 0) => write!(f, "{l}:{}", self.ty),
+            (l, off) => write!(f, "{l}+{off}:{}", self.ty),
+        }
+    }
+}
+
+/// One kernel invocation.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// The graph operation (its fused activation lives in `epilogue`).
+    pub op: Op,
+    /// How it is computed.
+    pub kernel: Kernel,
+    /// What the kernel does to each result before storing it (convolution
+    /// and matrix kernels).
+    pub epilogue: Vec<Epilogue>,
+    /// Which part of the op's output this step computes.
+    pub part: Part,
+    pub inputs: Vec<Buffer>,
+    pub outputs: Vec<Buffer>,
+    /// Source name (ONNX node names, `+`-joined for fused nodes).
+    pub name: String,
+    /// The output overwrites an input in place (same location).
+    pub in_place: bool,
+}
+
+impl Step {
+    /// True when some output shares its location with some input.
+    pub fn aliases(&self) -> bool {
+        self.outputs.iter().any(|o| {
+            self.inputs
+                .iter()
+                .any(|i| i.loc == o.loc && i.offset == o.offset)
+        })
+    }
+
+    /// The fused activations of the epilogue, in order.
+    pub fn acts(&self) -> impl Iterator<Item = &crate::op::UnaryOp> {
+        self.epilogue.iter().filter_map(|e| match e {
+            Epilogue::Act(u) => Some(u),
+            _ => None,
+        })
+    }
+
+    /// The input slot of the bias, when the epilogue has one.
+    pub fn bias(&self) -> Option<usize> {
+        self.epilogue.iter().find_map(|e| match e {
+            Epilogue::Bias { input } => Some(*input),
+            _ => None,
+        })
+    }
+
+    /// The input slot of a residual add, when the epilogue has one.
+    pub fn residual(&self) -> Option<usize> {
+        self.epilogue.iter().find_map(|e| match e {
+            Epilogue::Residual { input } => Some(*input),
+            _ => None,
+        })
+    }
+}
+
+/// A named weight.
+#[derive(Clone, Debug)]
+pub struct Weight {
+    pub name: String,
+    pub tensor: Arc<Tensor>,
+}
+
+/// Memory statistics of the plan.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PlanStats {
+    /// One buffer per intermediate tensor, no reuse.
+    pub naive_bytes: usize,
+    /// TFLite Micro's greedy-by-size placement on the plain topological order.
+    pub greedy_bytes: usize,
+    /// This plan's arena.
+    pub arena_bytes: usize,
+    /// Bytes of live arena tensors while each step runs.
+    pub live_bytes: Vec<usize>,
+    /// The step with the most live bytes.
+    pub peak_step: usize,
+    /// Which schedule the planner chose.
+    pub order: String,
+    /// Steps computed in place.
+    pub in_place_steps: usize,
+}
+
+/// A model lowered for code generation.
+#[derive(Clone, Debug)]
+pub struct Program {
+    /// The model's name (for comments; code uses the identifier the
+    /// backend is given).
+    pub name: String,
+    /// What the kernels were selected for.
+    pub target: Target,
+    pub inputs: Vec<(String, TensorType)>,
+    pub outputs: Vec<(String, TensorType)>,
+    pub weights: Vec<Weight>,
+    pub steps: Vec<Step>,
+    /// Arena size in bytes (a multiple of [`ARENA_ALIGN`]).
+    pub arena_bytes: usize,
+    pub stats: PlanStats,
+}
+
+impl Program {
+    /// Total bytes of the weights.
+    pub fn weight_bytes(&self) -> usize {
+        self.weights
+            .iter()
+            .map(|w| w.tensor.len() * w.tensor.dtype().size())
+            .sum()
+    }
+
+    /// The weight values a buffer reads, when it is (a part of) a weight:
+    /// the weight itself, or the elements at the buffer's offset shaped as
+    /// the buffer.
+    pub fn weight_view(&self, b: &Buffer) -> Option<std::borrow::Cow<'_, Tensor>> {
+        let Loc::Const(w) = b.loc else {
+            return None;
+        };
+        let t = self.weights.get(w)?.tensor.as_ref();
+        if b.offset == 0 && t.dims() == b.ty.dims.as_slice() && t.dtype() == b.ty.dtype {
+            return Some(std::borrow::Cow::Borrowed(t));
+        }
+        let es = t.dtype().size().max(1);
+        let start = b.offset / es;
+        let idx: Vec<usize> = (start..start + b.ty.len()).collect();
+        if idx.last().is_some_and(|&i| i >= t.len()) || t.dtype() != b.ty.dtype {
+            return None;
+        }
+        Tensor::new(b.ty.dims.clone(), t.data().gather(&idx))
+            .ok()
+            .map(std::borrow::Cow::Owned)
+    }
+
+    /// Checks the program's structure: every location exists and fits,
+    /// every kernel belongs to its op's family, epilogue inputs exist,
+    /// parts are consistent, and a step's inputs and outputs either
+    /// coincide or do not overlap. Collects every problem.
+    pub fn verify(&self) -> crate::Result<()> {
+        verify::verify(self)
+    }
+
+    /// The plan as text (`nnc dump --plan`): every step with its buffers,
+    /// kernel, epilogue, part, the live bytes while it runs, and the peak.
+    pub fn dump(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "program @{}  ; target {}", self.name, self.target);
+        let _ = writeln!(
+            s,
+            "  arena {} bytes (greedy-by-size {}, naive {}), weights {} bytes, schedule: {}",
+            self.arena_bytes,
+            self.stats.greedy_bytes,
+            self.stats.naive_bytes,
+            self.weight_bytes(),
+            self.stats.order
+        );
+        for (i, (n, t)) in self.inputs.iter().enumerate() {
+            let _ = writeln!(s, "  in{i} {t}  \"{n}\"");
+        }
+        for (i, (n, t)) in self.outputs.iter().enumerate() {
+            let _ = writeln!(s, "  out{i} {t}  \"{n}\"");
+        }
+        for (i, st) in self.steps.iter().enumerate() {
+            let _ = writeln!(s, "  {}", self.step_line(i, st));
+        }
+        s
+    }
+
+    /// One step of [`Program::dump`].
+    pub fn step_line(&self, i: usize, st: &Step) -> String {
+        let bufs = |bs: &[Buffer]| -> String {
+            bs.iter()
+                .map(|b| b.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut w = crate::op::attr::AttrWriter::new();
+        st.op.write_attrs(&mut w);
+        let attrs = if w.is_empty() {
+            String::new()
+        } else {
+            format!(" {{{}}}", w.join())
+        };
+        let mut how = format!("kernel={}", st.kernel);
+        if !st.epilogue.is_empty() {
+            let e: Vec<String> = st.epilogue.iter().map(|e| e.to_string()).collect();
+            let _ = write!(how, " epilogue=[{}]", e.join(","));
+        }
+        if !st.part.is_whole() {
+            let _ = write!(how, " {}", st.part);
+        }
+        let live = self.stats.live_bytes.get(i).copied().unwrap_or(0);
+        format!(
+            "{i:>3}: {} = {}{attrs} {}  {how}{}   ; live {live} B{}  {}",
+            bufs(&st.outputs),
+            st.op.name(),
+            bufs(&st.inputs),
+            if st.in_place { " (in place)" } else { "" },
+            if i == self.stats.peak_step {
+                " PEAK"
+            } else {
+                ""
+            },
+            st.name
+        )
+    }
+}
