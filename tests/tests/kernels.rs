@@ -1,0 +1,555 @@
+//! Kernels forced onto convolutions of every shape class their selection
+//! check accepts, rendered by both backends from the same program and
+//! compared with the interpreter: `conv_row_tiles` (1-D, 2-D, pointwise,
+//! strides 1 to 3, dilation, padding on every side, groups, every tile
+//! shape, with and without the padded copy, f32 and f64, constant and
+//! computed weights) and `dw_grid` (1-D, 2-D, pointwise, equal strides 1
+//! to 3, dilation, padding). Partial-sum slices with a residual epilogue,
+//! which lowering does not produce yet, run on hand-built programs.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use nnc::driver::{self, Backend};
+use nnc_ir::op::{ConvAttrs, UnaryOp};
+use nnc_ir::program::{
+    Buffer, ConvRowTiles, Epilogue, Kernel, Loc, Part, Program, Step, Weight, Window,
+};
+use nnc_ir::{DType, Graph, Op, Tensor, TensorType};
+use nnc_passes::lower::KernelChoice;
+
+/// A small deterministic generator (xorshift64*), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
+        v[self.below(v.len())]
+    }
+
+    fn values(&mut self, n: usize) -> Vec<f64> {
+        (0..n)
+            .map(|_| (self.next() >> 11) as f64 / (1u64 << 53) as f64 - 0.5)
+            .collect()
+    }
+}
+
+/// One convolution with the kernel forced onto it.
+#[derive(Clone, Debug)]
+struct Case {
+    batch: usize,
+    c: usize,
+    m: usize,
+    a: ConvAttrs,
+    /// Spatial input dims and kernel dims.
+    input: Vec<usize>,
+    k: Vec<usize>,
+    bias: bool,
+    dtype: DType,
+    /// Weights and bias are graph inputs rather than constants.
+    computed: bool,
+    /// `NAME(key=value,...)` and the kernel lowering must pick from it.
+    spec: String,
+    want: Kernel,
+}
+
+impl Case {
+    fn output(&self) -> Option<Vec<usize>> {
+        let n = self.input.len();
+        (0..n)
+            .map(|d| {
+                let a = &self.a;
+                let span = a.dilations[d] * (self.k[d] - 1) + 1;
+                let padded = self.input[d] + a.pads[d] + a.pads[n + d];
+                (padded >= span).then(|| (padded - span) / a.strides[d] + 1)
+            })
+            .collect()
+    }
+
+    fn window(&self) -> Window {
+        let x = TensorType::new(
+            self.dtype,
+            [vec![self.batch, self.c], self.input.clone()].concat(),
+        );
+        let w = TensorType::new(
+            self.dtype,
+            [vec![self.m, self.c / self.a.group], self.k.clone()].concat(),
+        );
+        let out = self.output().expect("a valid case");
+        let y = TensorType::new(self.dtype, [vec![self.batch, self.m], out].concat());
+        Window::conv(&self.a, &x, &w, &y)
+    }
+}
+
+fn tensor(r: &mut Rng, dtype: DType, dims: Vec<usize>) -> Tensor {
+    let n = dims.iter().product();
+    Tensor::from_f64(dtype, dims, r.values(n)).unwrap()
+}
+
+/// Adds case `i` to `g`: inputs `x{i}` (and `w{i}`, `b{i}` when computed),
+/// node `conv{i}`, output `y{i}`.
+fn add_case(g: &mut Graph, r: &mut Rng, i: usize, c: &Case) {
+    let xdims = [vec![c.batch, c.c], c.input.clone()].concat();
+    let x = g.add_input(format!("x{i}"), TensorType::new(c.dtype, xdims));
+    let wdims = [vec![c.m, c.c / c.a.group], c.k.clone()].concat();
+    let mut ins = vec![x];
+    if c.computed {
+        ins.push(g.add_input(format!("w{i}"), TensorType::new(c.dtype, wdims)));
+        if c.bias {
+            ins.push(g.add_input(format!("b{i}"), TensorType::new(c.dtype, vec![c.m])));
+        }
+    } else {
+        ins.push(g.add_const(tensor(r, c.dtype, wdims), format!("w{i}")));
+        if c.bias {
+            ins.push(g.add_const(tensor(r, c.dtype, vec![c.m]), format!("b{i}")));
+        }
+    }
+    let y = g
+        .add1(Op::Conv(c.a.clone()), &ins, format!("conv{i}"))
+        .unwrap_or_else(|e| panic!("{c:?}: {e}"));
+    g.add_output(y, format!("y{i}"));
+}
+
+/// Runs the cases in graphs of a few, forcing each case's kernel on its
+/// node: checks lowering picked it for both targets, then compares C and
+/// native with the interpreter. Returns the failures.
+fn run_cases(cases: &[Case], seed: u64) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut r = Rng(seed);
+    for (chunk_no, chunk) in cases.chunks(8).enumerate() {
+        let mut g = Graph::new(format!("kernels{chunk_no}"));
+        let mut kernels = Vec::new();
+        for (i, c) in chunk.iter().enumerate() {
+            add_case(&mut g, &mut r, i, c);
+            kernels.push(KernelChoice::parse(&format!("node:conv{i}={}", c.spec)).unwrap());
+        }
+        let targets = [
+            nnc_backends::c::host_target(),
+            nnc_backends::cranelift::host_target().unwrap(),
+        ];
+        for t in &targets {
+            let p = driver::lower(&g, "k", t, &kernels)
+                .unwrap_or_else(|e| panic!("lowering {chunk:#?} for {t}: {e}"));
+            for (i, c) in chunk.iter().enumerate() {
+                let st = p.steps.iter().find(|s| s.name == format!("conv{i}"));
+                let got = st.map(|s| &s.kernel);
+                assert_eq!(got, Some(&c.want), "{t}: case {c:?}");
+            }
+        }
+        let inputs = nnc_passes::check::random_inputs(&g, seed + chunk_no as u64);
+        let want = driver::run_interp(&g, &inputs).unwrap();
+        for backend in [Backend::Native, Backend::C] {
+            match driver::execute_with(&g, backend, &inputs, &kernels) {
+                Ok(got) => {
+                    for (i, c) in chunk.iter().enumerate() {
+                        let cmp = driver::compare(&got[i], &want[i], 1e-4, 1e-5);
+                        if !cmp.ok() {
+                            failures.push(format!("{backend:?} {c:?}: {cmp:?}"));
+                        }
+                    }
+                }
+                Err(e) => failures.push(format!("{backend:?} {chunk:?}: {e}")),
+            }
+        }
+    }
+    failures
+}
+
+/// A random 1-D, 2-D or pointwise convolution for `conv_row_tiles` with
+/// `ob` channels per tile; at least four output columns (what forcing the
+/// kernel needs to derive its defaults).
+fn row_case(r: &mut Rng, ob: usize, vw: usize, pad_copy: bool) -> Case {
+    loop {
+        let n = r.pick(&[1, 2, 2]);
+        let pointwise = r.below(6) == 0;
+        let group = r.pick(&[1, 1, 2, 4]);
+        let (cg, mg) = (r.pick(&[1, 2, 3]), ob * r.pick(&[1, 2, 3]));
+        let mut a = ConvAttrs::new(n);
+        a.group = group;
+        let (mut input, mut k) = (vec![0; n], vec![1; n]);
+        for d in 0..n {
+            // The column axis is the last one.
+            let col = d + 1 == n;
+            input[d] = if col { 3 + r.below(20) } else { 1 + r.below(7) };
+            if pointwise {
+                continue;
+            }
+            k[d] = r.pick(&[1, 2, 3, 3, 5]);
+            a.strides[d] = r.pick(&[1, 2, 3]);
+            a.dilations[d] = if r.below(4) == 0 { 2 } else { 1 };
+            a.pads[d] = r.below(3);
+            a.pads[n + d] = r.below(3);
+        }
+        if r.below(2) == 0 {
+            a.act = Some(UnaryOp::Relu);
+        }
+        let want = Kernel::ConvRowTiles(ConvRowTiles {
+            channels: ob,
+            width: vw,
+            pad_copy,
+        });
+        let spec = format!(
+            "conv_row_tiles(c={ob},w={vw},pad_copy={})",
+            u8::from(pad_copy)
+        );
+        let case = Case {
+            batch: r.pick(&[1, 1, 2]),
+            c: group * cg,
+            m: group * mg,
+            a,
+            input,
+            k,
+            bias: r.below(3) != 0,
+            dtype: if r.below(5) == 0 {
+                DType::F64
+            } else {
+                DType::F32
+            },
+            computed: r.below(6) == 0,
+            spec,
+            want,
+        };
+        if case
+            .output()
+            .is_some_and(|o| o.iter().all(|&v| v >= 1) && o[n - 1] >= 4)
+        {
+            return case;
+        }
+    }
+}
+
+/// What a row-tile case exercises, for the coverage check.
+fn row_traits(c: &Case) -> Vec<String> {
+    let Kernel::ConvRowTiles(k) = &c.want else {
+        unreachable!()
+    };
+    let w = c.window();
+    let (_, cols) = w.rows_cols().unwrap();
+    let cols = if k.pad_copy { cols.unpadded() } else { cols };
+    let (lo, hi) = cols.interior();
+    let n = c.input.len();
+    let mut t = vec![
+        format!("{n}-D"),
+        format!("stride {}", c.a.strides[n - 1]),
+        format!("groups {}", c.a.group),
+        format!("c {}", k.channels),
+        format!("w {}", k.width),
+        format!("pad_copy {}", k.pad_copy),
+        format!("bias {}", c.bias),
+        format!("act {:?}", c.a.act),
+        format!("{}", c.dtype),
+    ];
+    let flags = [
+        ("pointwise", w.is_pointwise()),
+        ("dilation 2", c.a.dilations.contains(&2)),
+        (
+            "pads on every side",
+            c.a.pads.iter().all(|&p| p > 0) && n == 2,
+        ),
+        ("narrow interior", hi - lo < k.width),
+        (
+            "shifted last tile",
+            hi - lo > k.width && (hi - lo) % k.width != 0,
+        ),
+        ("border columns", hi - lo >= k.width && cols.border() > 0),
+        ("computed weights", c.computed),
+        ("batch 2", c.batch == 2),
+    ];
+    t.extend(flags.iter().filter(|f| f.1).map(|f| f.0.to_string()));
+    t
+}
+
+#[test]
+fn conv_row_tiles_match_the_interpreter_on_both_backends() {
+    let mut r = Rng(0x7113_5eed);
+    let mut cases = Vec::new();
+    for _ in 0..3 {
+        for ob in [1, 2, 4, 8] {
+            for vw in [3, 4, 8, 16] {
+                for pad_copy in [false, true] {
+                    cases.push(row_case(&mut r, ob, vw, pad_copy));
+                }
+            }
+        }
+    }
+    let seen: BTreeSet<String> = cases.iter().flat_map(row_traits).collect();
+    for want in [
+        "1-D",
+        "2-D",
+        "pointwise",
+        "stride 1",
+        "stride 2",
+        "stride 3",
+        "dilation 2",
+        "pads on every side",
+        "groups 1",
+        "groups 2",
+        "groups 4",
+        "bias true",
+        "bias false",
+        "act Some(Relu)",
+        "narrow interior",
+        "shifted last tile",
+        "border columns",
+        "computed weights",
+        "batch 2",
+        "f64",
+    ] {
+        assert!(seen.contains(want), "no case has {want}: {seen:?}");
+    }
+    let failures = run_cases(&cases, 11);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A random depthwise convolution `dw_grid` accepts: 1-D (stride 1),
+/// pointwise or 2-D with equal strides, any dilation and padding.
+fn grid_case(r: &mut Rng) -> Case {
+    loop {
+        let n = r.pick(&[1, 2, 2, 2]);
+        let c = r.pick(&[1, 3, 4, 8]);
+        let mut a = ConvAttrs::new(n);
+        a.group = c;
+        let s = if n == 1 { 1 } else { r.pick(&[1, 1, 2, 2, 3]) };
+        let pointwise = r.below(8) == 0;
+        let (mut input, mut k) = (vec![0; n], vec![1; n]);
+        for d in 0..n {
+            input[d] = 1 + r.below(if d + 1 == n { 21 } else { 9 });
+            if pointwise {
+                continue;
+            }
+            k[d] = r.pick(&[1, 2, 3, 3, 5]);
+            a.strides[d] = s;
+            a.dilations[d] = if r.below(4) == 0 { 2 } else { 1 };
+            a.pads[d] = r.below(3);
+            a.pads[n + d] = r.below(3);
+        }
+        if r.below(2) == 0 {
+            a.act = Some(UnaryOp::Relu);
+        }
+        let case = Case {
+            batch: r.pick(&[1, 1, 2]),
+            c,
+            m: c,
+            a,
+            input,
+            k,
+            bias: r.below(3) != 0,
+            dtype: DType::F32,
+            computed: r.below(6) == 0,
+            spec: "dw_grid".into(),
+            want: Kernel::DepthwiseGrid,
+        };
+        if case.output().is_some_and(|o| o.iter().all(|&v| v >= 1)) {
+            return case;
+        }
+    }
+}
+
+#[test]
+fn dw_grid_matches_the_interpreter_on_both_backends() {
+    let mut r = Rng(0x96_1d);
+    let cases: Vec<Case> = (0..40).map(|_| grid_case(&mut r)).collect();
+    let seen: BTreeSet<String> = cases
+        .iter()
+        .flat_map(|c| {
+            let n = c.input.len();
+            let w = c.window();
+            [
+                Some(format!("{n}-D stride {}", c.a.strides[n - 1])),
+                w.is_pointwise().then(|| "pointwise".into()),
+                c.a.dilations.contains(&2).then(|| "dilation".into()),
+                (n == 2 && c.a.pads.iter().all(|&p| p > 0)).then(|| "pads".into()),
+                c.computed.then(|| "computed".into()),
+                (!c.bias).then(|| "no bias".into()),
+                c.a.act.map(|_| "relu".into()),
+            ]
+        })
+        .flatten()
+        .collect();
+    for want in [
+        "1-D stride 1",
+        "2-D stride 1",
+        "2-D stride 2",
+        "2-D stride 3",
+        "pointwise",
+        "dilation",
+        "pads",
+        "computed",
+        "no bias",
+        "relu",
+    ] {
+        assert!(seen.contains(want), "no case has {want}: {seen:?}");
+    }
+    let failures = run_cases(&cases, 23);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Input channels `[lo, hi)` of an `[n, c, ...]` tensor (n = 1).
+fn channels(t: &Tensor, lo: usize, hi: usize) -> Tensor {
+    let per: usize = t.dims()[2..].iter().product();
+    let v = t.to_f64()[lo * per..hi * per].to_vec();
+    let dims = [vec![1, hi - lo], t.dims()[2..].to_vec()].concat();
+    Tensor::from_f64(t.dtype(), dims, v).unwrap()
+}
+
+/// Input channels `[lo, hi)` of `[m, c, ...]` weights.
+fn weight_columns(t: &Tensor, lo: usize, hi: usize) -> Tensor {
+    let (m, c) = (t.dims()[0], t.dims()[1]);
+    let per: usize = t.dims()[2..].iter().product();
+    let all = t.to_f64();
+    let v: Vec<f64> = (0..m)
+        .flat_map(|o| all[(o * c + lo) * per..(o * c + hi) * per].to_vec())
+        .collect();
+    let dims = [vec![m, hi - lo], t.dims()[2..].to_vec()].concat();
+    Tensor::from_f64(t.dtype(), dims, v).unwrap()
+}
+
+/// `relu(conv(x, w, b) + r)` as two steps over input-channel halves: the
+/// first adds the bias, the second accumulates into the output and applies
+/// the residual and the activation; every accumulating convolution kernel,
+/// through both backends.
+#[test]
+fn convolutions_accumulate_partial_sums_with_a_residual() {
+    let mut r = Rng(0xacc);
+    let mut failures = Vec::new();
+    // (c, m, h, w, k, stride, pad, tile channels, width, pad_copy)
+    let shapes = [
+        (4, 8, 5, 18, 3, 1, 1, 4, 8, false),
+        (4, 8, 5, 19, 3, 1, 1, 4, 8, false),
+        (6, 4, 4, 23, 3, 2, 1, 2, 4, false),
+        (4, 6, 3, 17, 3, 1, 0, 3, 16, true),
+        (2, 4, 6, 14, 3, 3, 2, 1, 3, true),
+        (6, 8, 1, 30, 1, 1, 0, 8, 8, false),
+    ];
+    for &(c, m, h, w, k, s, p, ob, vw, pad_copy) in &shapes {
+        let mut a = ConvAttrs::new(2);
+        a.strides = vec![s, s];
+        a.pads = vec![p; 4];
+        let x = tensor(&mut r, DType::F32, vec![1, c, h, w]);
+        let wt = tensor(&mut r, DType::F32, vec![m, c, k, k]);
+        let b = tensor(&mut r, DType::F32, vec![m]);
+        let mut g = Graph::new("ref");
+        let xv = g.add_input("x", x.ty());
+        let wv = g.add_const(wt.clone(), "w");
+        let bv = g.add_const(b.clone(), "b");
+        let y = g.add1(Op::Conv(a.clone()), &[xv, wv, bv], "conv").unwrap();
+        let yt = g.value_type(y).clone();
+        let res = tensor(&mut r, DType::F32, yt.dims.clone());
+        let rv = g.add_input("r", yt.clone());
+        let sum = g
+            .add1(Op::Binary(nnc_ir::op::BinaryOp::Add), &[y, rv], "add")
+            .unwrap();
+        let out = g.add1(Op::Unary(UnaryOp::Relu), &[sum], "relu").unwrap();
+        g.add_output(out, "y");
+        let want = driver::run_interp(&g, &[x.clone(), res.clone()]).unwrap();
+
+        let half = c / 2;
+        let (xa, xb) = (channels(&x, 0, half), channels(&x, half, c));
+        let (wa, wb) = (weight_columns(&wt, 0, half), weight_columns(&wt, half, c));
+        let buf = |loc, t: &Tensor| Buffer::new(loc, t.ty());
+        // Every convolution kernel that accumulates partial sums.
+        for kernel in [
+            Kernel::ConvRowTiles(ConvRowTiles {
+                channels: ob,
+                width: vw,
+                pad_copy,
+            }),
+            Kernel::ConvDirect,
+            Kernel::ConvBlocked(nnc_ir::program::ConvBlocked {
+                positions: vw.min(6),
+                channels: 4 * ob.div_ceil(4),
+                unroll: 1 + (ob % 2),
+                pad_copy: pad_copy && p > 0,
+            }),
+        ] {
+            let yb = Buffer::new(Loc::Output(0), yt.clone());
+            let step = |ins: Vec<Buffer>, epilogue, part| Step {
+                op: Op::Conv(a.clone()),
+                kernel: kernel.clone(),
+                epilogue,
+                part,
+                inputs: ins,
+                outputs: vec![yb.clone()],
+                name: "conv".into(),
+                in_place: false,
+            };
+            let weight = |name: &str, t: &Tensor| Weight {
+                name: name.into(),
+                tensor: Arc::new(t.clone()),
+            };
+            let prog = Program {
+                name: "partial".into(),
+                target: nnc_backends::cranelift::host_target().unwrap(),
+                inputs: vec![
+                    ("xa".into(), xa.ty()),
+                    ("xb".into(), xb.ty()),
+                    ("r".into(), yt.clone()),
+                ],
+                outputs: vec![("y".into(), yt.clone())],
+                weights: vec![weight("wa", &wa), weight("wb", &wb), weight("b", &b)],
+                steps: vec![
+                    step(
+                        vec![
+                            buf(Loc::Input(0), &xa),
+                            buf(Loc::Const(0), &wa),
+                            buf(Loc::Const(2), &b),
+                        ],
+                        vec![Epilogue::Bias { input: 2 }],
+                        Part {
+                            in_channels: Some((0, half)),
+                            ..Part::default()
+                        },
+                    ),
+                    step(
+                        vec![
+                            buf(Loc::Input(1), &xb),
+                            buf(Loc::Const(1), &wb),
+                            buf(Loc::Input(2), &res),
+                        ],
+                        vec![
+                            Epilogue::Residual { input: 2 },
+                            Epilogue::Act(UnaryOp::Relu),
+                        ],
+                        Part {
+                            in_channels: Some((half, c)),
+                            accumulate: true,
+                            ..Part::default()
+                        },
+                    ),
+                ],
+                arena_bytes: 0,
+                stats: Default::default(),
+            };
+            prog.verify().unwrap();
+            let jit = nnc_backends::cranelift::jit(&prog).unwrap();
+            let inputs = [xa.clone(), xb.clone(), res.clone()];
+            let native = nnc::native::run_jit(&jit, &prog, &inputs).unwrap();
+            let mut cprog = prog.clone();
+            cprog.target = nnc_backends::c::host_target();
+            let src = nnc_backends::c::emit(&cprog, "partial").unwrap();
+            let glue = nnc::cbuild::harness_glue(&cprog, &src.name);
+            let exe = nnc::cbuild::build_executable(&src, &glue, &Default::default()).unwrap();
+            let c_out = nnc::cbuild::run_executable(&exe, &cprog, &inputs).unwrap();
+            for (backend, got) in [("native", native), ("c", c_out)] {
+                let cmp = driver::compare(&got[0], &want[0], 1e-4, 1e-5);
+                if !cmp.ok() {
+                    failures.push(format!(
+                        "{backend} {kernel} {:?}: {cmp:?}",
+                        (c, m, h, w, k, s, p, ob, vw, pad_copy)
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

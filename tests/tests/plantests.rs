@@ -1,0 +1,153 @@
+//! Plan file tests (in the style of Cranelift's precise-output lowering
+//! tests): every `tests/plantests/*.nnir` is a graph lowered for one target
+//! (`; plan: BACKEND TARGET`, with `; kernel: SEL=KERNEL` forcing kernels),
+//! and its lowered plan must contain the `; check:` lines in order and none
+//! of the `; not:` lines. The program then runs on its backend and must
+//! match the interpreter on random inputs, and the whole plan is an insta
+//! snapshot. Together the files cover every kernel family.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use nnc::cbuild::{CFlags, build_executable, harness_glue, run_executable};
+use nnc_ir::Tensor;
+use nnc_ir::program::{Family, Program};
+use nnc_passes::lower::KernelChoice;
+
+struct Spec {
+    backend: String,
+    target: String,
+    kernels: Vec<KernelChoice>,
+    checks: Vec<String>,
+    nots: Vec<String>,
+}
+
+fn spec(text: &str, file: &str) -> Spec {
+    let mut s = Spec {
+        backend: String::new(),
+        target: String::new(),
+        kernels: vec![],
+        checks: vec![],
+        nots: vec![],
+    };
+    for l in text.lines() {
+        let Some(d) = l.trim().strip_prefix(';') else {
+            continue;
+        };
+        let d = d.trim();
+        if let Some(p) = d.strip_prefix("plan:") {
+            let mut it = p.split_whitespace();
+            s.backend = it.next().unwrap_or_default().to_string();
+            s.target = it.next().unwrap_or("host").to_string();
+        } else if let Some(k) = d.strip_prefix("kernel:") {
+            s.kernels
+                .push(KernelChoice::parse(k.trim()).unwrap_or_else(|e| panic!("{file}: {e}")));
+        } else if let Some(c) = d.strip_prefix("check:") {
+            s.checks.push(c.trim().to_string());
+        } else if let Some(c) = d.strip_prefix("not:") {
+            s.nots.push(c.trim().to_string());
+        }
+    }
+    assert!(
+        s.backend == "c" || s.backend == "native",
+        "{file}: `; plan: c|native TARGET` missing"
+    );
+    assert!(!s.checks.is_empty(), "{file}: nothing to check");
+    s
+}
+
+fn execute(p: &Program, backend: &str, inputs: &[Tensor]) -> Vec<Tensor> {
+    match backend {
+        "c" => {
+            let src = nnc_backends::c::emit(p, "plan").unwrap();
+            let glue = harness_glue(p, &src.name);
+            let mut opt = vec!["-O2".to_string()];
+            opt.extend(
+                nnc_backends::c::isa_flags(&p.target)
+                    .iter()
+                    .map(|f| f.to_string()),
+            );
+            let flags = CFlags {
+                opt,
+                ..Default::default()
+            };
+            let exe = build_executable(&src, &glue, &flags).unwrap();
+            run_executable(&exe, p, inputs).unwrap()
+        }
+        _ => {
+            let jit = nnc_backends::cranelift::jit(p).unwrap();
+            nnc::native::run_jit(&jit, p, inputs).unwrap()
+        }
+    }
+}
+
+fn run_file(path: &Path, families: &mut BTreeSet<Family>) -> String {
+    let file = path.file_name().unwrap().to_string_lossy().to_string();
+    let text = std::fs::read_to_string(path).unwrap();
+    let s = spec(&text, &file);
+    let g = nnc_ir::parse(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let target = match s.backend.as_str() {
+        "c" => nnc_backends::c::target(&s.target),
+        _ => nnc_backends::cranelift::target(&s.target),
+    }
+    .unwrap_or_else(|e| panic!("{file}: {e}"));
+    let p = nnc::driver::lower(&g, "plan", &target, &s.kernels)
+        .unwrap_or_else(|e| panic!("{file}: {e}"));
+    let out = p.dump();
+    let mut pos = 0;
+    for c in &s.checks {
+        match out[pos..].find(c.as_str()) {
+            Some(i) => pos += i + c.len(),
+            None => panic!("{file}: `; check: {c}` not found (in order) in:\n{out}"),
+        }
+    }
+    for n in &s.nots {
+        assert!(
+            !out.contains(n.as_str()),
+            "{file}: `; not: {n}` found in:\n{out}"
+        );
+    }
+    families.extend(p.steps.iter().map(|st| st.kernel.family()));
+    for seed in [3, 11] {
+        let inputs = nnc_passes::check::random_inputs(&g, seed);
+        let want = nnc_ir::interp::run(&g, &inputs).unwrap();
+        let got = execute(&p, &s.backend, &inputs);
+        for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+            if let Err(e) = nnc_passes::check::close(a, b, 1e-4, 1e-5) {
+                panic!("{file}: output {k} on {}: {e}\n{out}", s.backend);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn plan_file_tests() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("plantests");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "nnir"))
+        .collect();
+    files.sort();
+    let mut families = BTreeSet::new();
+    for f in &files {
+        let out = run_file(f, &mut families);
+        let name = f.file_stem().unwrap().to_string_lossy().to_string();
+        insta::assert_snapshot!(name, out);
+    }
+    let all = [
+        Family::Conv,
+        Family::Depthwise,
+        Family::ConvTranspose,
+        Family::MatMul,
+        Family::Pool,
+        Family::Map,
+        Family::Copy,
+        Family::Lookup,
+        Family::Reduction,
+    ];
+    for f in all {
+        assert!(families.contains(&f), "no plan file test covers {f:?}");
+    }
+}
