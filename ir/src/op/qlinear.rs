@@ -406,7 +406,7 @@ impl QBinaryAttrs {
             }
             QBinaryKind::Mul => requantize(a.wrapping_mul(b), self.y_mult, self.y_shift),
         };
-        (self.q.y_zp + raw).clamp(self.q.lo, self.q.hi)
+        (self.q.y_zp as i64 + raw as i64).clamp(self.q.lo as i64, self.q.hi as i64) as i32
     }
 
     pub fn eval(&self, ins: &[&Tensor]) -> R<Tensor> {

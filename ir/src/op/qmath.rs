@@ -205,6 +205,30 @@ pub fn softmax_params(scale: f64, beta: f64) -> (i32, i32, i32) {
     (multiplier, left_shift, diff_min)
 }
 
+/// The exponentials a quantized softmax needs, as a table indexed by
+/// `max - x` (0..=255 for 8-bit inputs): `exp` of the rescaled difference
+/// in Q0.31, or 0 for differences below `diff_min` (which then contribute
+/// nothing to the sum and produce the output minimum, exactly as
+/// [`softmax_row`] treats them). Kernels compute the softmax from it:
+/// `sum += rounding_divide_by_pot(t[d], 12)`, then the [`reciprocal`] of
+/// the sum, then `rounding_divide_by_pot(srdhm(scale, t[d]), bits + 23)`.
+pub fn softmax_exp_table(multiplier: i32, left_shift: i32, diff_min: i32) -> Vec<i32> {
+    (0..256)
+        .map(|d: i32| {
+            let diff = -d;
+            if diff < diff_min {
+                0
+            } else {
+                let rescaled = srdhm(
+                    diff.wrapping_shl(left_shift.clamp(0, 31) as u32),
+                    multiplier,
+                );
+                exp_on_negative_values_q5(rescaled)
+            }
+        })
+        .collect()
+}
+
 /// Softmax of one row of quantized values (TFLite's integer reference):
 /// `x` are integers, the result is in units of 1/256 offset by `out_min`.
 pub fn softmax_row(
@@ -290,6 +314,35 @@ mod tests {
         assert_eq!(checked_multiplier(1e10), None);
         assert_eq!(checked_multiplier(-0.5), None);
         assert_eq!(checked_multiplier(0.5), Some((1 << 30, 0)));
+    }
+
+    #[test]
+    fn softmax_from_the_table_matches_the_reference() {
+        let (m, sh, dmin) = softmax_params(0.09, 1.0);
+        let t = softmax_exp_table(m, sh, dmin);
+        let mut seed = 12345u32;
+        for _ in 0..200 {
+            let row: Vec<i32> = (0..10)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
+                    (seed >> 16) as i32 % 256 - 128
+                })
+                .collect();
+            let want = softmax_row(&row, m, sh, dmin, -128, 127);
+            let max = *row.iter().max().unwrap();
+            let sum = row.iter().fold(0i32, |s, &v| {
+                s.wrapping_add(rounding_divide_by_pot(t[(max - v) as usize], 12))
+            });
+            let (scale, bits) = reciprocal(sum, 12);
+            let got: Vec<i32> = row
+                .iter()
+                .map(|&v| {
+                    let e = t[(max - v) as usize];
+                    (rounding_divide_by_pot(srdhm(scale, e), bits + 23) - 128).clamp(-128, 127)
+                })
+                .collect();
+            assert_eq!(got, want, "{row:?}");
+        }
     }
 
     #[test]
