@@ -25,6 +25,7 @@ mod map;
 mod matmul;
 mod nn;
 mod pool;
+mod qtiles;
 mod reduce;
 mod row_tiles;
 mod scalar;
@@ -504,6 +505,15 @@ fn kernel(kb: &mut Kb, st: &Step, a: &Args) -> Result<()> {
         (Kernel::MatMulDirect, Op::QGemm(q)) => {
             integer::qgemm_direct(kb, st, q, ins[0], ins[1], y, a)
         }
+        (Kernel::ConvIm2col(k), Op::QConv(q)) => {
+            let win = Window::conv(&q.conv, ins[0], ins[1], y);
+            qtiles::conv_im2col(kb, st, k, q, &win, a)
+        }
+        (Kernel::DepthwisePairs(k), Op::QConv(q)) => {
+            let win = Window::conv(&q.conv, ins[0], ins[1], y);
+            qtiles::dw_pairs(kb, st, k, q, &win, a)
+        }
+        (Kernel::MatMulPanels(k), Op::QGemm(q)) => qtiles::matmul_panels(kb, st, k, q, ins[0], a),
         (Kernel::GlobalPool(_), Op::Pool(p)) if !ins[0].dtype.is_float() => {
             integer::global_pool_int(kb, p.kind, ins[0], a)
         }

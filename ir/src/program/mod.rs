@@ -10,6 +10,7 @@
 pub mod geometry;
 pub mod kernel;
 pub mod target;
+pub mod tiles;
 mod verify;
 
 use std::fmt::Write as _;
@@ -21,8 +22,9 @@ use crate::tensor::Tensor;
 
 pub use geometry::{Axis, Window};
 pub use kernel::{
-    ConvBlocked, ConvRowTiles, DepthwiseChannelsLast, DepthwiseRows, Epilogue, Family, GlobalPool,
-    Kernel, MapExpr, MapKernel, MapOp, MatMulPacked, Operand, Part, PoolRows,
+    ConvBlocked, ConvRowTiles, DepthwiseChannelsLast, DepthwisePairs, DepthwiseRows, Epilogue,
+    Family, GlobalPool, IntTiles, Kernel, MapExpr, MapKernel, MapOp, MatMulPacked, Operand, Part,
+    PoolRows,
 };
 pub use target::{Arch, Codegen, Target};
 
