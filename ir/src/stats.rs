@@ -23,6 +23,12 @@ pub struct GraphStats {
     pub activation_bytes: usize,
     /// The largest computed tensor.
     pub largest_activation_bytes: usize,
+    /// Compute nodes whose inputs and outputs are all integers (or
+    /// booleans).
+    pub integer_nodes: usize,
+    /// Compute nodes that read or produce floats, as (op, node name): in a
+    /// quantized model, the float islands that remain.
+    pub float_nodes: Vec<(String, String)>,
 }
 
 /// Multiply-accumulates of one node (0 for ops that do no multiplication
@@ -38,7 +44,7 @@ pub fn op_macs(op: &Op, ins: &[&TensorType], outs: &[TensorType]) -> u64 {
     let ty = |i: usize| ins[i];
     let out = || outs.first().map_or(0, |t| t.len()) as u64;
     match op {
-        Op::Conv(_) => {
+        Op::Conv(_) | Op::QConv(_) => {
             let w = ty(1);
             let per: usize = w.dims[1..].iter().product();
             out() * per as u64
@@ -57,6 +63,7 @@ pub fn op_macs(op: &Op, ins: &[&TensorType], outs: &[TensorType]) -> u64 {
             };
             out() * k as u64
         }
+        Op::QGemm(_) => out() * *ty(0).dims.last().unwrap_or(&1) as u64,
         Op::MatMul => {
             let a = ty(0);
             let k = *a.dims.last().unwrap_or(&1);
@@ -66,7 +73,12 @@ pub fn op_macs(op: &Op, ins: &[&TensorType], outs: &[TensorType]) -> u64 {
         Op::Pool(p) => out() * p.kernel.iter().product::<usize>() as u64,
         // Normalize then scale and shift: two multiply-adds per element.
         Op::BatchNorm(_) => 2 * out(),
-        Op::Unary(_) | Op::Binary(_) | Op::Softmax(_) => out(),
+        Op::Unary(_)
+        | Op::Binary(_)
+        | Op::Softmax(_)
+        | Op::QBinary(_)
+        | Op::Requant(_)
+        | Op::QSoftmax(_) => out(),
         Op::Resize(r) => {
             out()
                 * match r.mode {
@@ -91,6 +103,16 @@ pub fn stats(g: &Graph) -> GraphStats {
         s.nodes += 1;
         *s.ops.entry(n.op.name().to_string()).or_default() += 1;
         s.macs += node_macs(g, id);
+        let float = n.outputs.iter().any(|t| t.dtype.is_float())
+            || g.node_inputs(id)
+                .iter()
+                .any(|v| g.value_type(*v).dtype.is_float());
+        if float {
+            s.float_nodes
+                .push((n.op.name().to_string(), n.name.clone()));
+        } else {
+            s.integer_nodes += 1;
+        }
         for t in &n.outputs {
             s.activation_bytes += t.bytes();
             s.largest_activation_bytes = s.largest_activation_bytes.max(t.bytes());

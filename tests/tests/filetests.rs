@@ -2,7 +2,9 @@
 //! run (`; pass: a,b`), optionally the target (`; target: mcu`), and lines
 //! the output must contain in order (`; check:`) or must not contain
 //! (`; not:`). Each result must also compute the same as the input on
-//! random inputs, and its whole dump is an insta snapshot.
+//! random inputs (within `; atol: X` for rewrites that round differently on
+//! purpose, such as integer requantization), and its whole dump is an insta
+//! snapshot.
 
 use std::path::Path;
 
@@ -14,6 +16,7 @@ struct Spec {
     target: Target,
     checks: Vec<String>,
     nots: Vec<String>,
+    atol: f64,
 }
 
 fn spec(text: &str, file: &str) -> Spec {
@@ -22,6 +25,7 @@ fn spec(text: &str, file: &str) -> Spec {
         target: Target::default(),
         checks: vec![],
         nots: vec![],
+        atol: 1e-5,
     };
     for l in text.lines() {
         let Some(d) = l.trim().strip_prefix(';') else {
@@ -38,6 +42,11 @@ fn spec(text: &str, file: &str) -> Spec {
             };
         } else if let Some(c) = d.strip_prefix("check:") {
             s.checks.push(c.trim().to_string());
+        } else if let Some(a) = d.strip_prefix("atol:") {
+            s.atol = a
+                .trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("{file}: bad atol `{a}`: {e}"));
         } else if let Some(c) = d.strip_prefix("not:") {
             s.nots.push(c.trim().to_string());
         }
@@ -77,7 +86,7 @@ fn run_file(path: &Path) -> String {
             "{file}: `; not: {n}` found in:\n{out}"
         );
     }
-    nnc_passes::check::assert_same_outputs(&input, &g, 4, 1e-4, 1e-5);
+    nnc_passes::check::assert_same_outputs(&input, &g, 4, 1e-4, s.atol);
     out
 }
 

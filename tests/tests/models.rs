@@ -73,6 +73,45 @@ fn int8_models_match_reference_exactly() {
     }
 }
 
+/// At -O2 the int8 models compute on integers only: every node reads and
+/// writes integers (no dequantize, no float island), and convolutions and
+/// matrix products are the integer ops.
+#[test]
+fn int8_models_have_no_float_op_at_o2() {
+    for m in INT8_MODELS {
+        let g = load(m, OptLevel::O2);
+        let s = nnc_ir::stats::stats(&g);
+        assert!(
+            s.float_nodes.is_empty(),
+            "{m}: float nodes at -O2: {:?}",
+            s.float_nodes
+        );
+        assert!(s.integer_nodes > 0, "{m}");
+        for gone in [
+            "conv",
+            "gemm",
+            "matmul",
+            "quantize",
+            "dequantize",
+            "softmax",
+        ] {
+            assert!(!s.ops.contains_key(gone), "{m}: {gone} at -O2: {:?}", s.ops);
+        }
+        assert!(
+            s.ops.contains_key("qconv") || s.ops.contains_key("qgemm"),
+            "{m}: {:?}",
+            s.ops
+        );
+        // What is left of the weights is integer too: no float constant.
+        for id in g.node_ids() {
+            if let nnc_ir::Op::Const(c) = g.node(id).op {
+                let t = g.constant(c).unwrap();
+                assert!(!t.dtype().is_float(), "{m}: float constant {}", t.ty());
+            }
+        }
+    }
+}
+
 /// -O0 and -O2 agree on random inputs too, not only on the test input.
 #[test]
 fn optimized_models_agree_on_random_inputs() {

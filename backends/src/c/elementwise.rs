@@ -344,6 +344,15 @@ pub fn cast_expr(x: &str, from: DType, to: DType, h: &mut Helpers) -> String {
     format!("({t}){x}")
 }
 
+/// `x - zp` as an int32 C expression.
+fn zp_sub(x: &str, zp: i32) -> String {
+    if zp == 0 {
+        format!("(int32_t){x}")
+    } else {
+        format!("((int32_t){x} - ({zp}))")
+    }
+}
+
 /// Helper functions the generated code may need, by name.
 pub fn helper_source(name: &str) -> &'static str {
     match name {
@@ -368,6 +377,7 @@ pub fn helper_source(name: &str) -> &'static str {
         "nnc_quant" => {
             "static double nnc_quant(double q, double zp, double lo, double hi) {\n    if (q != q) q = 0;\n    q += zp;\n    return q < lo ? lo : (q > hi ? hi : q);\n}\n"
         }
+        "nnc_qmath" => super::integer::QMATH_SOURCE,
         _ => "",
     }
 }
@@ -383,17 +393,34 @@ pub fn map(
 ) {
     use nnc_ir::program::Operand as Layout;
     let r = y.rank();
-    let ops: Vec<Operand> = m
-        .operands
-        .iter()
-        .enumerate()
-        .map(|(k, o)| match o {
-            Layout::Broadcast => Operand::new(format!("in{k}"), &ins[k].dims, r),
-            Layout::Along { axis } => Operand::along(format!("in{k}"), ins[k].len(), *axis, r),
-        })
-        .collect();
+    // Tables are indexed by value, not by position: they stay pointers.
+    let mut ops = Vec::new();
+    let mut slot = Vec::new();
+    for (k, o) in m.operands.iter().enumerate() {
+        slot.push(match o {
+            Layout::Broadcast => {
+                ops.push(Operand::new(format!("in{k}"), &ins[k].dims, r));
+                Some(ops.len() - 1)
+            }
+            Layout::Along { axis } => {
+                ops.push(Operand::along(format!("in{k}"), ins[k].len(), *axis, r));
+                Some(ops.len() - 1)
+            }
+            Layout::Table => None,
+        });
+    }
     let dts: Vec<DType> = ins.iter().map(|t| t.dtype).collect();
-    emit_map(w, "out0", &y.dims, &ops, |v| expr(&m.expr, v, &dts, h).0);
+    emit_map(w, "out0", &y.dims, &ops, |v| {
+        let all: Vec<String> = slot
+            .iter()
+            .enumerate()
+            .map(|(k, s)| match s {
+                Some(i) => v[*i].clone(),
+                None => format!("in{k}"),
+            })
+            .collect();
+        expr(&m.expr, &all, &dts, h).0
+    });
 }
 
 /// The C expression of a map expression over operand values `v` (of
@@ -445,6 +472,57 @@ fn expr(
                 .map(|z| format!("(int64_t){}", z.0))
                 .unwrap_or_else(|| "0".into());
             format!("({t})((int64_t){} - {zp}) * {}", a[0].0, a[1].0)
+        }
+        MapOp::Lut => {
+            // Offset by the input type's minimum: i8 -128 is entry 0.
+            let base = a[0].1.int_range().map(|(lo, _)| lo).unwrap_or(0);
+            format!("{}[(int32_t){} - ({base})]", a[1].0, a[0].0)
+        }
+        MapOp::Requant(q) => {
+            h.need("nnc_qmath");
+            format!(
+                "({})nnc_sat((int64_t){} + nnc_rq({}, {}, {}), {}, {})",
+                ctype(dtype),
+                q.q.y_zp,
+                zp_sub(&a[0].0, q.q.x_zp),
+                q.mult,
+                q.shift,
+                q.q.lo,
+                q.q.hi
+            )
+        }
+        MapOp::QBinary(q) => {
+            use nnc_ir::op::QBinaryKind;
+            h.need("nnc_qmath");
+            let (x, y) = (zp_sub(&a[0].0, q.q.x_zp), zp_sub(&a[1].0, q.q.w_zp));
+            let raw = match q.kind {
+                QBinaryKind::Add => {
+                    let scaled = |v: &str, m: i32, s: i32| {
+                        format!(
+                            "nnc_rq(nnc_wrap32((int64_t)((uint32_t){v} << {})), {m}, {s})",
+                            q.left_shift
+                        )
+                    };
+                    format!(
+                        "nnc_rq(nnc_wrap32((int64_t){} + {}), {}, {})",
+                        scaled(&x, q.a_mult, q.a_shift),
+                        scaled(&y, q.b_mult, q.b_shift),
+                        q.y_mult,
+                        q.y_shift
+                    )
+                }
+                QBinaryKind::Mul => format!(
+                    "nnc_rq(nnc_wrap32((int64_t)((uint32_t){x} * (uint32_t){y})), {}, {})",
+                    q.y_mult, q.y_shift
+                ),
+            };
+            format!(
+                "({})nnc_sat((int64_t){} + {raw}, {}, {})",
+                ctype(dtype),
+                q.q.y_zp,
+                q.q.lo,
+                q.q.hi
+            )
         }
     };
     (s, dtype)

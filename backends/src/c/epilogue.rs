@@ -70,6 +70,9 @@ impl<'a> Epi<'a> {
                 Epilogue::Clamp { lo, hi } => {
                     unary_expr(&UnaryOp::Clip { min: *lo, max: *hi }, &e, self.d)
                 }
+                Epilogue::Requantize { .. } => {
+                    unreachable!("integer epilogues are rendered by store_int")
+                }
             };
         }
         e
@@ -86,5 +89,61 @@ impl<'a> Epi<'a> {
             Some(k) => format!("in{k}[{o}]"),
             None => lit(0.0, self.d),
         }
+    }
+
+    /// The initial int32 accumulator of an integer kernel for output
+    /// channel `ch`: the bias or zero.
+    pub fn init_int(&self, ch: &str) -> String {
+        match self.bias() {
+            Some(k) => format!("in{k}[{ch}]"),
+            None => "0".into(),
+        }
+    }
+
+    /// The stored value of an integer kernel's int32 accumulator `acc` for
+    /// output channel `ch` (an int32 C expression in the output's range):
+    /// requantization, then the clamp, each item in order.
+    pub fn store_int(&self, st: &Step, acc: &str, ch: &str) -> String {
+        let per = |k: usize| {
+            if st.inputs.get(k).is_some_and(|b| b.ty.len() > 1) {
+                format!("in{k}[{ch}]")
+            } else {
+                format!("in{k}[0]")
+            }
+        };
+        let mut e = format!("(int64_t){acc}");
+        let mut clamped = false;
+        for it in self.items {
+            match it {
+                Epilogue::Requantize {
+                    mult,
+                    shift,
+                    zero_point,
+                } => {
+                    e = format!(
+                        "((int64_t){zero_point} + nnc_rq((int32_t)({e}), {}, {}))",
+                        per(*mult),
+                        per(*shift)
+                    );
+                    clamped = false;
+                }
+                Epilogue::Clamp { lo, hi } => {
+                    e = format!("(int64_t)nnc_sat({e}, {}, {})", *lo as i64, *hi as i64);
+                    clamped = true;
+                }
+                Epilogue::Bias { .. } => {}
+                Epilogue::Act(_) | Epilogue::Residual { .. } => {
+                    unreachable!("integer kernels fold activations into the clamp")
+                }
+            }
+        }
+        if !clamped {
+            let (lo, hi) = self
+                .d
+                .int_range()
+                .unwrap_or((i32::MIN as i64, i32::MAX as i64));
+            e = format!("(int64_t)nnc_sat({e}, {lo}, {hi})");
+        }
+        e
     }
 }

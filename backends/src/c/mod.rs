@@ -12,6 +12,7 @@ mod conv;
 mod depthwise;
 mod elementwise;
 mod epilogue;
+mod integer;
 mod layout;
 mod matmul;
 mod nn;
@@ -438,6 +439,11 @@ fn kernel(w: &mut W, st: &Step, ws: &StepWeights<'_>, h: &mut Helpers) -> Result
         }
         (Kernel::ArgReduce, Op::ArgReduce(a)) => layout::arg_reduce(w, a, ins[0]),
         (Kernel::Softmax, Op::Softmax(a)) => nn::softmax(w, a, ins[0]),
+        (Kernel::Softmax, Op::QSoftmax(a)) => integer::qsoftmax(w, a, ins[0], h),
+        (Kernel::ConvDirect, Op::QConv(a)) => {
+            integer::qconv_direct(w, st, a, ins[0], ins[1], y, &epi, h)
+        }
+        (Kernel::MatMulDirect, Op::QGemm(a)) => integer::qgemm_direct(w, st, a, ins[0], y, &epi, h),
         (Kernel::Lrn, Op::Lrn(a)) => nn::lrn(w, a, ins[0]),
         (Kernel::ConvDirect, Op::Conv(a)) => conv::direct(
             w,

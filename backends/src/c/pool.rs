@@ -85,6 +85,13 @@ pub(super) fn direct(w: &mut W, a: &PoolAttrs, x: &TensorType, y: &TensorType) {
     let yidx = yidx.join(" + ");
     match a.kind {
         PoolKind::Max => w.line(format!("yp[{yidx}] = ({t})acc;")),
+        PoolKind::Avg if !y.dtype.is_float() => {
+            // Rounded to nearest, ties away from zero (TFLite).
+            let div = if a.count_include_pad { "full" } else { "cnt" };
+            w.line(format!(
+                "yp[{yidx}] = cnt ? ({t})(acc > 0 ? (acc + {div} / 2) / {div} : (acc - {div} / 2) / {div}) : 0;"
+            ));
+        }
         PoolKind::Avg => {
             let div = if a.count_include_pad { "full" } else { "cnt" };
             w.line(format!(
@@ -246,6 +253,35 @@ pub(super) fn global(w: &mut W, k: &GlobalPool, kind: PoolKind, x: &TensorType) 
     let t = ctype(x.dtype);
     let inner: usize = x.dims[2..].iter().product();
     let planes = x.dims[0] * x.dims[1];
+    if !x.dtype.is_float() {
+        // Integers: a 64-bit sum or the running maximum, one accumulator
+        // (check() allows partials only for f32), the average rounded as
+        // TFLite rounds it.
+        w.for_("pl", 0, planes);
+        w.line(format!("const {t} *xp = in0 + pl * {inner};"));
+        match kind {
+            _ if inner == 0 => w.line("out0[pl] = 0;"),
+            PoolKind::Avg => {
+                w.line("int64_t acc = 0;");
+                w.for_("p", 0, inner);
+                w.line("acc += xp[p];");
+                w.close();
+                w.line(format!(
+                    "out0[pl] = ({t})(acc > 0 ? (acc + {h}) / {inner} : (acc - {h}) / {inner});",
+                    h = inner / 2
+                ));
+            }
+            PoolKind::Max => {
+                w.line(format!("{t} acc = xp[0];"));
+                w.for_("p", 1, inner);
+                w.line("if (xp[p] > acc) acc = xp[p];");
+                w.close();
+                w.line("out0[pl] = acc;");
+            }
+        }
+        w.close();
+        return;
+    }
     let (init, step) = match kind {
         PoolKind::Avg => (lit(0.0, x.dtype), "{a} += {v};"),
         PoolKind::Max => ("(-INFINITY)".to_string(), "if ({v} > {a}) {a} = {v};"),

@@ -75,6 +75,11 @@ impl<'a> Epi<'a> {
                 Epilogue::Clamp { lo, hi } => {
                     act(kb, &UnaryOp::Clip { min: *lo, max: *hi }, r, self.d)?
                 }
+                Epilogue::Requantize { .. } => {
+                    return Err(crate::error::BackendError::Other(
+                        "a requantizing epilogue on a float kernel".into(),
+                    ));
+                }
                 Epilogue::Residual { input } => {
                     let rb = self
                         .residual

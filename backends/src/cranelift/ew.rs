@@ -10,6 +10,7 @@ use nnc_ir::program::{MapExpr, MapKernel, MapOp, Operand};
 use nnc_ir::{DType, TensorType};
 
 use super::Args;
+use super::integer;
 use super::kb::Kb;
 use super::map::{View, map};
 use super::scalar::{self, cl, f2i_range, from_i64, to_float, to_i64};
@@ -23,19 +24,38 @@ pub fn map_kernel(
     y: &TensorType,
     a: &Args,
 ) -> Result<()> {
+    // Tables are indexed by value, not by position: they are passed to
+    // the expression as their base address.
     let mut views = Vec::with_capacity(ins.len());
+    // pos[k]: the table's address, or the index of input k's loaded value.
+    let mut pos: Vec<std::result::Result<Value, usize>> = Vec::with_capacity(ins.len());
     for (k, (t, o)) in ins.iter().zip(&m.operands).enumerate() {
         let base = a.x(kb, k)?;
-        views.push(match o {
-            Operand::Broadcast => View::broadcast(base, t.dtype, &t.dims, &y.dims),
-            Operand::Along { axis } => View::along(base, t.dtype, t.len(), *axis, &y.dims),
-        });
+        match o {
+            Operand::Broadcast => {
+                pos.push(Err(views.len()));
+                views.push(View::broadcast(base, t.dtype, &t.dims, &y.dims));
+            }
+            Operand::Along { axis } => {
+                pos.push(Err(views.len()));
+                views.push(View::along(base, t.dtype, t.len(), *axis, &y.dims));
+            }
+            Operand::Table => pos.push(Ok(base)),
+        }
     }
+    let all = |v: &[Value]| -> Vec<Value> {
+        pos.iter()
+            .map(|p| match p {
+                Ok(b) => *b,
+                Err(i) => v[*i],
+            })
+            .collect()
+    };
     let dts: Vec<DType> = ins.iter().map(|t| t.dtype).collect();
     let out = View::dense(a.outs[0], y.dtype, &y.dims);
-    let vectorizes = vector_form(&m.expr, &dts);
-    let mut sf = |kb: &mut Kb, v: &[Value]| eval(kb, &m.expr, v, &dts).map(|r| r.0);
-    let mut vf = |kb: &mut Kb, v: &[Value]| eval(kb, &m.expr, v, &dts).map(|r| r.0);
+    let vectorizes = vector_form(&m.expr, &dts) && pos.iter().all(|p| p.is_err());
+    let mut sf = |kb: &mut Kb, v: &[Value]| eval(kb, &m.expr, &all(v), &dts).map(|r| r.0);
+    let mut vf = |kb: &mut Kb, v: &[Value]| eval(kb, &m.expr, &all(v), &dts).map(|r| r.0);
     map(
         kb,
         &y.dims,
@@ -56,7 +76,13 @@ fn vector_form(e: &MapExpr, dts: &[DType]) -> bool {
                 MapOp::Unary(u) => scalar::unary_vectorizes(u),
                 MapOp::Binary(b) => scalar::binary_vectorizes(b),
                 MapOp::BatchNorm { .. } => true,
-                MapOp::Where | MapOp::Cast | MapOp::Quantize(_) | MapOp::Dequantize(_) => false,
+                MapOp::Where
+                | MapOp::Cast
+                | MapOp::Quantize(_)
+                | MapOp::Dequantize(_)
+                | MapOp::QBinary(_)
+                | MapOp::Requant(_)
+                | MapOp::Lut => false,
             };
             own && *dtype == DType::F32 && args.iter().all(|a| vector_form(a, dts))
         }
@@ -139,6 +165,64 @@ fn eval(kb: &mut Kb, e: &MapExpr, v: &[Value], dts: &[DType]) -> Result<(Value, 
             let f = kb.b.ins().fcvt_from_sint(cl(dtype), d);
             kb.b.ins().fmul(f, a[1].0)
         }
+        MapOp::Lut => {
+            // table[x - min(x's type)]: a[1] is the table's address.
+            let base = a[0].1.int_range().map(|(lo, _)| lo).unwrap_or(0);
+            let x = to_i64(kb, a[0].0, a[0].1);
+            let i = kb.b.ins().iadd_imm_s(x, -base);
+            let addr = kb.at(a[1].0, i, dtype.size() as i64);
+            kb.load(cl(dtype), addr, 0)
+        }
+        MapOp::Requant(q) => {
+            let x = zp_sub(kb, a[0], q.q.x_zp);
+            let m = kb.cint(types::I64, q.mult as i64);
+            let s = kb.cint(types::I64, q.shift as i64);
+            let r = integer::rq(kb, x, m, s);
+            let r = kb.b.ins().iadd_imm_s(r, q.q.y_zp as i64);
+            let r = integer::sat(kb, r, q.q.lo as i64, q.q.hi as i64);
+            from_i64(kb, r, dtype)
+        }
+        MapOp::QBinary(q) => {
+            use nnc_ir::op::QBinaryKind;
+            let x = zp_sub(kb, a[0], q.q.x_zp);
+            let y = zp_sub(kb, a[1], q.q.w_zp);
+            let c = |kb: &mut Kb, v: i32| kb.cint(types::I64, v as i64);
+            let raw = match q.kind {
+                QBinaryKind::Add => {
+                    let scaled = |kb: &mut Kb, v: Value, m: i32, s: i32| {
+                        let sh = kb.b.ins().ishl_imm_s(v, q.left_shift as i64);
+                        let sh = integer::wrap32(kb, sh);
+                        let (m, s) = (c(kb, m), c(kb, s));
+                        integer::rq(kb, sh, m, s)
+                    };
+                    let sa = scaled(kb, x, q.a_mult, q.a_shift);
+                    let sb = scaled(kb, y, q.b_mult, q.b_shift);
+                    let sum = kb.b.ins().iadd(sa, sb);
+                    let sum = integer::wrap32(kb, sum);
+                    let (m, s) = (c(kb, q.y_mult), c(kb, q.y_shift));
+                    integer::rq(kb, sum, m, s)
+                }
+                QBinaryKind::Mul => {
+                    let p = kb.b.ins().imul(x, y);
+                    let p = integer::wrap32(kb, p);
+                    let (m, s) = (c(kb, q.y_mult), c(kb, q.y_shift));
+                    integer::rq(kb, p, m, s)
+                }
+            };
+            let r = kb.b.ins().iadd_imm_s(raw, q.q.y_zp as i64);
+            let r = integer::sat(kb, r, q.q.lo as i64, q.q.hi as i64);
+            from_i64(kb, r, dtype)
+        }
     };
     Ok((r, dtype))
+}
+
+/// An integer operand minus its zero point, as an i64.
+fn zp_sub(kb: &mut Kb, (v, d): (Value, DType), zp: i32) -> Value {
+    let x = to_i64(kb, v, d);
+    if zp == 0 {
+        x
+    } else {
+        kb.b.ins().iadd_imm_s(x, -(zp as i64))
+    }
 }

@@ -18,6 +18,7 @@ mod dw_grid;
 mod epilogue;
 mod ew;
 mod gemm_fast;
+mod integer;
 mod kb;
 mod layout;
 mod map;
@@ -415,7 +416,7 @@ fn step_body(kb: &mut Kb, st: &Step, params: &[Value]) -> Result<()> {
     kernel(kb, st, &args)
 }
 
-fn unsupported(st: &Step, what: String) -> BackendError {
+pub(crate) fn unsupported(st: &Step, what: String) -> BackendError {
     BackendError::Unsupported {
         backend: "native",
         node: st.name.clone(),
@@ -496,6 +497,19 @@ fn kernel(kb: &mut Kb, st: &Step, a: &Args) -> Result<()> {
         (Kernel::Reduce { acc }, Op::Reduce(r)) => reduce::reduce(kb, r, *acc, ins[0], y, a),
         (Kernel::ArgReduce, Op::ArgReduce(r)) => reduce::arg_reduce(kb, r, ins[0], a),
         (Kernel::Softmax, Op::Softmax(s)) => nn::softmax(kb, s, ins[0], a),
+        (Kernel::Softmax, Op::QSoftmax(s)) => integer::qsoftmax(kb, s, ins[0], a),
+        (Kernel::ConvDirect, Op::QConv(q)) => {
+            integer::qconv_direct(kb, st, q, ins[0], ins[1], y, a)
+        }
+        (Kernel::MatMulDirect, Op::QGemm(q)) => {
+            integer::qgemm_direct(kb, st, q, ins[0], ins[1], y, a)
+        }
+        (Kernel::GlobalPool(_), Op::Pool(p)) if !ins[0].dtype.is_float() => {
+            integer::global_pool_int(kb, p.kind, ins[0], a)
+        }
+        (Kernel::GlobalPool(_), Op::GlobalPool(g)) if !ins[0].dtype.is_float() => {
+            integer::global_pool_int(kb, g.kind, ins[0], a)
+        }
         (Kernel::Lrn, Op::Lrn(l)) => nn::lrn(kb, l, ins[0], a),
         (Kernel::ConvDirect, Op::Conv(c)) => conv::conv(kb, c, ins[0], ins[1], y, &epi, a),
         (Kernel::ConvTransposeScatter, Op::ConvTranspose(c)) => {

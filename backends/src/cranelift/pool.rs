@@ -198,7 +198,8 @@ fn pool_out(
                     let one = kb.ci(1);
                     let zero = kb.b.ins().icmp_imm_s(IntCC::Equal, cnt, 0);
                     let safe = kb.b.ins().select(zero, one, cnt);
-                    let q = kb.b.ins().sdiv(v, safe);
+                    // Rounded to nearest, ties away from zero (TFLite).
+                    let q = super::integer::round_div(kb, v, safe);
                     let z = kb.ci(0);
                     let q = kb.b.ins().select(zero, z, q);
                     from_i64(kb, q, d)

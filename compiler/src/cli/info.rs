@@ -42,6 +42,8 @@ pub(super) fn cmd_info(a: InfoArgs) -> Result<ExitCode> {
             "params": s.params,
             "param_bytes": s.param_bytes,
             "macs": s.macs,
+            "integer_nodes": s.integer_nodes,
+            "float_nodes": s.float_nodes.iter().map(|(op, name)| json!({"op": op, "name": name})).collect::<Vec<_>>(),
             "activation_bytes": s.activation_bytes,
             "largest_activation_bytes": s.largest_activation_bytes,
             "memory": memory,
@@ -64,6 +66,7 @@ pub(super) fn cmd_info(a: InfoArgs) -> Result<ExitCode> {
     let hist: Vec<String> = ops.iter().map(|(k, v)| format!("{k} {v}")).collect();
     println!("nodes:       {}", s.nodes);
     println!("ops:         {}", hist.join(", "));
+    println!("arithmetic:  {}", arithmetic(&s));
     println!("parameters:  {} ({})", s.params, human_bytes(s.param_bytes));
     println!("MACs:        {} ({:.2} M)", s.macs, s.macs as f64 / 1e6);
     println!(
@@ -76,6 +79,36 @@ pub(super) fn cmd_info(a: InfoArgs) -> Result<ExitCode> {
         bail!("{}", failures.join("; "));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Integer or float: a quantized model lists the float islands that
+/// remain (ops with no integer kernel, computed between a dequantize and a
+/// quantize).
+fn arithmetic(s: &nnc_ir::stats::GraphStats) -> String {
+    const QUANTIZED: [&str; 9] = [
+        "qconv",
+        "qgemm",
+        "qadd",
+        "qmul",
+        "requant",
+        "lut",
+        "qsoftmax",
+        "quantize",
+        "dequantize",
+    ];
+    let f = &s.float_nodes;
+    let quantized = QUANTIZED.iter().any(|q| s.ops.contains_key(*q));
+    match (s.integer_nodes, f.len()) {
+        (_, 0) => format!("integer only ({} nodes)", s.integer_nodes),
+        (_, n) if !quantized => format!("float ({n} nodes)"),
+        (i, n) => {
+            let list: Vec<String> = f
+                .iter()
+                .map(|(op, name)| format!("{op} `{name}`"))
+                .collect();
+            format!("{i} integer nodes, {n} float: {}", list.join(", "))
+        }
+    }
 }
 
 fn fmt_bytes(b: usize) -> String {

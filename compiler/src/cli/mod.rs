@@ -45,9 +45,11 @@ Passes (for --passes, --print-after, --stop-after):\n\
   cse              share identical nodes and identical constants\n\
   dce              remove nodes no output depends on\n\
   egraph           e-graph rewrites, all rule groups: clean-up, layout (transposes,\n\
-                   reshapes), BatchNorm folding, bias/activation/scale fusion, pad folding\n\
+                   reshapes), BatchNorm folding, bias/activation/scale fusion, pad folding,\n\
+                   QDQ patterns to integer ops (qconv, qgemm, qadd, lut, ...)\n\
   egraph-cleanup   e-graph with the clean-up and layout groups only\n\
-  egraph-fuse      e-graph with the clean-up, BatchNorm, fusion and pad groups\n\n\
+  egraph-fuse      e-graph with the clean-up, BatchNorm, fusion and pad groups\n\
+                   (QDQ models keep their float arithmetic)\n\n\
 RUST_LOG=nnc_passes=info logs e-graph statistics; --egraph-report prints egg's report.";
 
 #[derive(Debug, Parser)]

@@ -11,6 +11,8 @@ pub mod layout;
 pub mod matmul;
 pub mod norm;
 pub mod pool;
+pub mod qlinear;
+pub mod qmath;
 pub mod quant;
 pub mod reduce;
 pub mod resize;
@@ -24,6 +26,9 @@ pub use layout::{
 pub use matmul::GemmAttrs;
 pub use norm::{BatchNormAttrs, LrnAttrs, SoftmaxAttrs};
 pub use pool::{GlobalPoolAttrs, PoolAttrs, PoolKind};
+pub use qlinear::{
+    QBinaryAttrs, QBinaryKind, QConvAttrs, QGemmAttrs, QParams, QSoftmaxAttrs, RequantAttrs,
+};
 pub use quant::{DequantizeAttrs, QuantizeAttrs};
 pub use reduce::{ArgReduceAttrs, ReduceAttrs, ReduceKind};
 pub use resize::{CoordMode, NearestMode, ResizeAttrs, ResizeMode};
@@ -74,6 +79,18 @@ pub enum Op {
     Quantize(QuantizeAttrs),
     /// DequantizeLinear: inputs x, scale, optional zero point.
     Dequantize(DequantizeAttrs),
+    /// Quantized convolution: x, w, bias, multiplier, shift.
+    QConv(QConvAttrs),
+    /// Quantized matrix product: a, b, bias, multiplier, shift.
+    QGemm(QGemmAttrs),
+    /// Quantized elementwise add or multiply.
+    QBinary(QBinaryAttrs),
+    /// Requantization to other quantization parameters.
+    Requant(RequantAttrs),
+    /// 256-entry table lookup: x, table.
+    Lut,
+    /// Softmax on quantized input and output.
+    QSoftmax(QSoftmaxAttrs),
 }
 
 /// Reads the optional fused activation attribute `act`.
@@ -140,13 +157,25 @@ impl Op {
             Op::Resize(_) => "resize",
             Op::Quantize(_) => "quantize",
             Op::Dequantize(_) => "dequantize",
+            Op::QConv(_) => "qconv",
+            Op::QGemm(_) => "qgemm",
+            Op::QBinary(b) => b.name(),
+            Op::Requant(_) => "requant",
+            Op::Lut => "lut",
+            Op::QSoftmax(_) => "qsoftmax",
         }
     }
 
     /// Writes the attributes in text form.
     pub fn write_attrs(&self, w: &mut AttrWriter) {
         match self {
-            Op::Input | Op::Const(_) | Op::Identity | Op::Binary(_) | Op::Where | Op::MatMul => {}
+            Op::Input
+            | Op::Const(_)
+            | Op::Identity
+            | Op::Binary(_)
+            | Op::Where
+            | Op::MatMul
+            | Op::Lut => {}
             Op::GlobalPool(_) => {}
             Op::Unary(u) => u.write_attrs(w),
             Op::Cast(a) => a.write(w),
@@ -171,6 +200,11 @@ impl Op {
             Op::Resize(a) => a.write(w),
             Op::Quantize(a) => a.write(w),
             Op::Dequantize(a) => a.write(w),
+            Op::QConv(a) => a.write(w),
+            Op::QGemm(a) => a.write(w),
+            Op::QBinary(a) => a.write(w),
+            Op::Requant(a) => a.write(w),
+            Op::QSoftmax(a) => a.write(w),
         }
     }
 
@@ -220,6 +254,13 @@ impl Op {
             "resize" => Op::Resize(ResizeAttrs::read(r)?),
             "quantize" => Op::Quantize(QuantizeAttrs::read(r)?),
             "dequantize" => Op::Dequantize(DequantizeAttrs::read(r)?),
+            "qconv" => Op::QConv(QConvAttrs::read(r)?),
+            "qgemm" => Op::QGemm(QGemmAttrs::read(r)?),
+            "qadd" => Op::QBinary(QBinaryAttrs::read(r, QBinaryKind::Add)?),
+            "qmul" => Op::QBinary(QBinaryAttrs::read(r, QBinaryKind::Mul)?),
+            "requant" => Op::Requant(RequantAttrs::read(r)?),
+            "lut" => Op::Lut,
+            "qsoftmax" => Op::QSoftmax(QSoftmaxAttrs::read(r)?),
             _ => return Err(format!("unknown op `{name}`")),
         })
     }
@@ -260,6 +301,12 @@ impl Op {
             Op::Resize(a) => a.infer(ins),
             Op::Quantize(a) => a.infer(ins),
             Op::Dequantize(a) => a.infer(ins),
+            Op::QConv(a) => a.infer(ins),
+            Op::QGemm(a) => a.infer(ins),
+            Op::QBinary(a) => a.infer(ins),
+            Op::Requant(a) => a.infer(ins),
+            Op::Lut => qlinear::infer_lut(ins),
+            Op::QSoftmax(a) => a.infer(ins),
         }
     }
 
@@ -313,6 +360,15 @@ impl Op {
             Op::Resize(a) => one(a.eval(x()?)),
             Op::Quantize(a) => one(a.eval(ins)),
             Op::Dequantize(a) => one(a.eval(ins)),
+            Op::QConv(a) => one(a.eval(ins)),
+            Op::QGemm(a) => one(a.eval(ins)),
+            Op::QBinary(a) => one(a.eval(ins)),
+            Op::Requant(a) => one(a.eval(x()?)),
+            Op::Lut => match ins {
+                [v, t] => one(qlinear::eval_lut(v, t)),
+                _ => Err("expects 2 inputs".into()),
+            },
+            Op::QSoftmax(a) => one(a.eval(x()?)),
         }
     }
 
@@ -331,5 +387,18 @@ impl Op {
     /// True for elementwise ops (one output element per aligned input element).
     pub fn is_elementwise(&self) -> bool {
         matches!(self, Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast(_))
+    }
+
+    /// True for the integer (quantized) compute ops.
+    pub fn is_integer_kernel(&self) -> bool {
+        matches!(
+            self,
+            Op::QConv(_)
+                | Op::QGemm(_)
+                | Op::QBinary(_)
+                | Op::Requant(_)
+                | Op::Lut
+                | Op::QSoftmax(_)
+        )
     }
 }

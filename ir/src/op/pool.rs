@@ -70,7 +70,8 @@ impl PoolAttrs {
                 n + 2
             ));
         }
-        if x.dtype == DType::Bool || (self.kind == PoolKind::Avg && !x.dtype.is_float()) {
+        let avg_ok = x.dtype.is_float() || matches!(x.dtype, DType::I8 | DType::U8);
+        if x.dtype == DType::Bool || (self.kind == PoolKind::Avg && !avg_ok) {
             return Err(format!("unsupported input type {}", x.dtype));
         }
         if self.strides.len() != n || self.pads.len() != 2 * n || self.dilations.len() != n {
@@ -172,12 +173,28 @@ impl PoolAttrs {
                         }
                     }
                     for (v, d) in ys.iter_mut().zip(&divisor) {
-                        *v /= d;
+                        *v = if x.dtype().is_float() {
+                            *v / d
+                        } else {
+                            int_average(*v as i64, *d as i64) as f64
+                        };
                     }
                 }
             }
         }
         Tensor::from_f64(x.dtype(), out.dims, y).map_err(|e| e.to_string())
+    }
+}
+
+/// The average of integers `sum / count` rounded to nearest, ties away
+/// from zero (TFLite's integer average pooling); 0 for an empty window.
+pub fn int_average(sum: i64, count: i64) -> i64 {
+    if count <= 0 {
+        0
+    } else if sum > 0 {
+        (sum + count / 2) / count
+    } else {
+        (sum - count / 2) / count
     }
 }
 
@@ -192,8 +209,10 @@ impl GlobalPoolAttrs {
         let [x] = ins else {
             return Err(format!("expects 1 input, got {}", ins.len()));
         };
-        if x.rank() < 2 || !x.dtype.is_float() {
-            return Err(format!("input {x} must be a float tensor of rank >= 2"));
+        if x.rank() < 2 || !(x.dtype.is_float() || matches!(x.dtype, DType::I8 | DType::U8)) {
+            return Err(format!(
+                "input {x} must be a float, i8 or u8 tensor of rank >= 2"
+            ));
         }
         let mut dims = x.dims.clone();
         for d in dims.iter_mut().skip(2) {
@@ -211,6 +230,9 @@ impl GlobalPoolAttrs {
             .map(|p| {
                 let s = &xv[p * inner..][..inner];
                 match self.kind {
+                    PoolKind::Avg if !x.dtype().is_float() => {
+                        int_average(s.iter().sum::<f64>() as i64, inner as i64) as f64
+                    }
                     PoolKind::Avg => s.iter().sum::<f64>() / inner as f64,
                     PoolKind::Max => s.iter().copied().fold(f64::NEG_INFINITY, f64::max),
                 }

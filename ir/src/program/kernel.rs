@@ -8,7 +8,7 @@ use std::fmt;
 
 use crate::dtype::DType;
 use crate::op::attr::AttrWriter;
-use crate::op::{BinaryOp, DequantizeAttrs, QuantizeAttrs, UnaryOp};
+use crate::op::{BinaryOp, DequantizeAttrs, QBinaryAttrs, QuantizeAttrs, RequantAttrs, UnaryOp};
 
 /// How a step is computed. Variants are grouped by family (see
 /// [`Kernel::family`]); the parameters of a variant are everything its
@@ -169,6 +169,13 @@ pub enum MapOp {
     Quantize(QuantizeAttrs),
     /// DequantizeLinear: x, scale, optional zero point.
     Dequantize(DequantizeAttrs),
+    /// TFLite's integer add or multiply of two quantized arguments.
+    QBinary(QBinaryAttrs),
+    /// Requantization of a quantized argument.
+    Requant(RequantAttrs),
+    /// `table[x]`: the first argument (8-bit) indexes the second, a
+    /// [`Operand::Table`] of 256 entries (offset by 128 for i8).
+    Lut,
 }
 
 impl MapOp {
@@ -181,6 +188,9 @@ impl MapOp {
             MapOp::BatchNorm { .. } => "batch_norm",
             MapOp::Quantize(_) => "quantize",
             MapOp::Dequantize(_) => "dequantize",
+            MapOp::QBinary(q) => q.name(),
+            MapOp::Requant(_) => "requant",
+            MapOp::Lut => "lut",
         }
     }
 }
@@ -206,6 +216,8 @@ pub enum Operand {
     /// A vector laid along one axis of the output (per-channel parameters;
     /// a single value when it has one element).
     Along { axis: usize },
+    /// A lookup table, indexed by value rather than by position.
+    Table,
 }
 
 /// Parameters of [`Kernel::Map`].
@@ -230,6 +242,16 @@ pub enum Epilogue {
     Residual { input: usize },
     /// Clamp to `[lo, hi]`.
     Clamp { lo: f64, hi: f64 },
+    /// Integer kernels: the int32 accumulator scaled by the fixed-point
+    /// multiplier in step input `mult` and the shift in input `shift`
+    /// (one per output channel, or one for all; TFLite's single-rounding
+    /// `MultiplyByQuantizedMultiplier`), plus `zero_point`. A `Clamp` to
+    /// the output range follows, then the narrowing store.
+    Requantize {
+        mult: usize,
+        shift: usize,
+        zero_point: i32,
+    },
 }
 
 /// The part of its op's output a step computes. The step's buffers hold
@@ -393,7 +415,9 @@ impl fmt::Display for MapExpr {
                     MapOp::BatchNorm { epsilon } => w.f32("epsilon", *epsilon),
                     MapOp::Quantize(q) => q.write(&mut w),
                     MapOp::Dequantize(d) => d.write(&mut w),
-                    MapOp::Binary(_) | MapOp::Where => {}
+                    MapOp::QBinary(q) => q.write(&mut w),
+                    MapOp::Requant(r) => r.write(&mut w),
+                    MapOp::Binary(_) | MapOp::Where | MapOp::Lut => {}
                 }
                 if !w.is_empty() {
                     write!(f, "{{{}}}", w.join())?;
@@ -420,6 +444,11 @@ impl fmt::Display for Epilogue {
             }
             Epilogue::Residual { input } => write!(f, "residual(in{input})"),
             Epilogue::Clamp { lo, hi } => write!(f, "clamp({lo},{hi})"),
+            Epilogue::Requantize {
+                mult,
+                shift,
+                zero_point,
+            } => write!(f, "requantize(in{mult},in{shift},zp={zero_point})"),
         }
     }
 }

@@ -146,6 +146,19 @@ impl Step {
         })
     }
 
+    /// The requantization of an integer kernel: the input slots of its
+    /// multipliers and shifts, and the output zero point.
+    pub fn requantize(&self) -> Option<(usize, usize, i32)> {
+        self.epilogue.iter().find_map(|e| match e {
+            Epilogue::Requantize {
+                mult,
+                shift,
+                zero_point,
+            } => Some((*mult, *shift, *zero_point)),
+            _ => None,
+        })
+    }
+
     /// The input slot of a residual add, when the epilogue has one.
     pub fn residual(&self) -> Option<usize> {
         self.epilogue.iter().find_map(|e| match e {

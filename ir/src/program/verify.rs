@@ -93,9 +93,9 @@ fn check_loc(p: &Program, b: &Buffer, what: &str, output: bool, errs: &mut Vec<S
 /// The op families a kernel can compute.
 fn kernel_fits_op(k: &Kernel, op: &Op) -> bool {
     match k.family() {
-        Family::Conv | Family::Depthwise => matches!(op, Op::Conv(_)),
+        Family::Conv | Family::Depthwise => matches!(op, Op::Conv(_) | Op::QConv(_)),
         Family::ConvTranspose => matches!(op, Op::ConvTranspose(_)),
-        Family::MatMul => matches!(op, Op::Gemm(_) | Op::MatMul),
+        Family::MatMul => matches!(op, Op::Gemm(_) | Op::MatMul | Op::QGemm(_)),
         Family::Pool => match k {
             Kernel::GlobalPool(_) => matches!(op, Op::Pool(_) | Op::GlobalPool(_)),
             _ => matches!(op, Op::Pool(_)),
@@ -109,6 +109,9 @@ fn kernel_fits_op(k: &Kernel, op: &Op) -> bool {
                 | Op::BatchNorm(_)
                 | Op::Quantize(_)
                 | Op::Dequantize(_)
+                | Op::QBinary(_)
+                | Op::Requant(_)
+                | Op::Lut
         ),
         Family::Copy => match k {
             Kernel::Deinterleave { .. } => matches!(op, Op::Transpose(_)),
@@ -134,13 +137,36 @@ fn kernel_fits_op(k: &Kernel, op: &Op) -> bool {
             (k, op),
             (Kernel::Reduce { .. }, Op::Reduce(_))
                 | (Kernel::ArgReduce, Op::ArgReduce(_))
-                | (Kernel::Softmax, Op::Softmax(_))
+                | (Kernel::Softmax, Op::Softmax(_) | Op::QSoftmax(_))
                 | (Kernel::Lrn, Op::Lrn(_))
         ),
     }
 }
 
 fn check_epilogue(st: &Step, what: &str, errs: &mut Vec<String>) {
+    let integer = matches!(st.op, Op::QConv(_) | Op::QGemm(_));
+    if integer != st.requantize().is_some() {
+        errs.push(format!(
+            "{what}: {}",
+            if integer {
+                "an integer kernel needs a requantize epilogue"
+            } else {
+                "only integer kernels requantize"
+            }
+        ));
+    }
+    if integer
+        && st.epilogue.iter().any(|e| {
+            matches!(
+                e,
+                super::Epilogue::Act(_) | super::Epilogue::Residual { .. }
+            )
+        })
+    {
+        errs.push(format!(
+            "{what}: an integer kernel takes no activation or residual (its clamp is the activation)"
+        ));
+    }
     if st.epilogue.is_empty() {
         return;
     }
@@ -158,7 +184,7 @@ fn check_epilogue(st: &Step, what: &str, errs: &mut Vec<String>) {
         match e {
             super::Epilogue::Bias { input } => match (st.inputs.get(*input), out) {
                 (Some(b), Some(y)) if b.ty.len() == y.dims.get(1).copied().unwrap_or(0) => {}
-                (Some(b), Some(y)) if matches!(st.op, Op::Gemm(_) | Op::MatMul) => {
+                (Some(b), Some(y)) if matches!(st.op, Op::Gemm(_) | Op::MatMul | Op::QGemm(_)) => {
                     if b.ty.len() != *y.dims.last().unwrap_or(&0) {
                         errs.push(format!("{what}: bias {} does not match {y}", b.ty));
                     }
@@ -180,6 +206,27 @@ fn check_epilogue(st: &Step, what: &str, errs: &mut Vec<String>) {
                 if lo.partial_cmp(hi) != Some(std::cmp::Ordering::Less) && lo != hi =>
             {
                 errs.push(format!("{what}: clamp range [{lo}, {hi}] is empty"))
+            }
+            super::Epilogue::Requantize { mult, shift, .. } => {
+                let channels = match (&st.op, out) {
+                    (Op::QGemm(_), Some(y)) => y.dims.last().copied().unwrap_or(0),
+                    (_, Some(y)) => y.dims.get(1).copied().unwrap_or(0),
+                    _ => 0,
+                };
+                for (name, k) in [("multiplier", mult), ("shift", shift)] {
+                    match st.inputs.get(*k) {
+                        Some(b)
+                            if b.ty.dtype == crate::DType::I32
+                                && (b.ty.len() == 1 || b.ty.len() == channels) => {}
+                        Some(b) => errs.push(format!(
+                            "{what}: requantization {name} {} must be i32 with 1 or {channels} elements",
+                            b.ty
+                        )),
+                        None => errs.push(format!(
+                            "{what}: requantization {name} input {k} does not exist"
+                        )),
+                    }
+                }
             }
             _ => {}
         }
@@ -221,6 +268,11 @@ fn check_part(st: &Step, what: &str, errs: &mut Vec<String>) {
         if st.bias().is_some() {
             errs.push(format!(
                 "{what}: a bias on an accumulating slice would be added twice"
+            ));
+        }
+        if st.requantize().is_some() {
+            errs.push(format!(
+                "{what}: an integer kernel stores narrowed values and cannot accumulate partial sums"
             ));
         }
     }

@@ -4,8 +4,9 @@
 //! then a leaf holding its attributes, then its inputs. Keeping attributes
 //! in a leaf (as Tensat does) lets rules written as patterns ignore or bind
 //! them (`(relu ?a (conv ?ca ?x ?w ?b))`) while appliers read and rebuild
-//! them. Optional inputs of conv, conv_transpose and gemm are always
-//! present, as `none` when absent, so one pattern covers both forms.
+//! them. Optional inputs of conv, conv_transpose, gemm, quantize and
+//! dequantize are always present, as `none` when absent, so one pattern
+//! covers both forms.
 //! Multi-output ops produce a tuple that `(out {index=k} tuple)` projects.
 
 use std::fmt;
@@ -121,6 +122,7 @@ pub const OUT: &str = "out";
 pub fn padded_arity(op: &Op) -> Option<usize> {
     match op {
         Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_) => Some(3),
+        Op::Quantize(_) | Op::Dequantize(_) => Some(3),
         _ => None,
     }
 }

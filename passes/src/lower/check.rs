@@ -125,7 +125,7 @@ pub fn check(k: &Kernel, cx: &StepCx) -> Result<(), String> {
             "needs a transposed convolution",
         ),
         Kernel::MatMulDirect => need(
-            matches!(cx.op, Op::Gemm(_) | Op::MatMul),
+            matches!(cx.op, Op::Gemm(_) | Op::MatMul | Op::QGemm(_)),
             "needs a Gemm or MatMul",
         ),
         Kernel::MatMulPacked(p) => {
@@ -217,7 +217,10 @@ pub fn check(k: &Kernel, cx: &StepCx) -> Result<(), String> {
             )
         }
         Kernel::ArgReduce => need(matches!(cx.op, Op::ArgReduce(_)), "needs ArgMax/ArgMin"),
-        Kernel::Softmax => need(matches!(cx.op, Op::Softmax(_)), "needs a Softmax"),
+        Kernel::Softmax => need(
+            matches!(cx.op, Op::Softmax(_) | Op::QSoftmax(_)),
+            "needs a Softmax",
+        ),
         Kernel::Lrn => need(matches!(cx.op, Op::Lrn(_)), "needs an LRN"),
     }
 }

@@ -124,6 +124,13 @@ impl fmt::Display for Selector {
 /// Op names a bare selector is read as.
 const OP_NAMES: &[&str] = &[
     "conv",
+    "qconv",
+    "qgemm",
+    "qadd",
+    "qmul",
+    "qsoftmax",
+    "requant",
+    "lut",
     "conv_transpose",
     "gemm",
     "matmul",
@@ -188,6 +195,22 @@ pub fn lower(g: &Graph, opts: &LowerOptions) -> Result<Program> {
         }
         if let Some(u) = act {
             epilogue.push(Epilogue::Act(u));
+        }
+        if let Op::QConv(nnc_ir::op::QConvAttrs { q, .. })
+        | Op::QGemm(nnc_ir::op::QGemmAttrs { q, .. }) = &op
+        {
+            // Integer kernels: bias, requantization, clamp to the output
+            // range (the fused activation), narrowing store.
+            epilogue.push(Epilogue::Bias { input: 2 });
+            epilogue.push(Epilogue::Requantize {
+                mult: 3,
+                shift: 4,
+                zero_point: q.y_zp,
+            });
+            epilogue.push(Epilogue::Clamp {
+                lo: q.lo as f64,
+                hi: q.hi as f64,
+            });
         }
         let ins: Vec<&TensorType> = ps.inputs.iter().map(|b| &b.ty).collect();
         let outs: Vec<&TensorType> = ps.outputs.iter().map(|b| &b.ty).collect();

@@ -63,7 +63,9 @@ impl StepCx<'_> {
 
     pub(super) fn conv_window(&self) -> Option<(&ConvAttrs, Window)> {
         match self.op {
-            Op::Conv(a) if self.ins.len() >= 2 && self.ins[0].rank() >= 3 => {
+            Op::Conv(a) | Op::QConv(nnc_ir::op::QConvAttrs { conv: a, .. })
+                if self.ins.len() >= 2 && self.ins[0].rank() >= 3 =>
+            {
                 Some((a, Window::conv(a, self.ins[0], self.ins[1], self.y())))
             }
             _ => None,
@@ -89,7 +91,8 @@ pub fn select(cx: &StepCx) -> Kernel {
     }
 }
 
-/// Ops with a single kernel on every target.
+/// Ops with a single kernel on every target (`None`: the target decides,
+/// in [`mcu`], [`c_host`] and [`native`]).
 pub(super) fn fixed(cx: &StepCx) -> Option<Kernel> {
     Some(match cx.op {
         Op::Unary(_)
@@ -98,7 +101,10 @@ pub(super) fn fixed(cx: &StepCx) -> Option<Kernel> {
         | Op::Cast(_)
         | Op::BatchNorm(_)
         | Op::Quantize(_)
-        | Op::Dequantize(_) => Kernel::Map(map_kernel(cx)?),
+        | Op::Dequantize(_)
+        | Op::QBinary(_)
+        | Op::Requant(_)
+        | Op::Lut => Kernel::Map(map_kernel(cx)?),
         Op::Identity
         | Op::Reshape(_)
         | Op::Concat(_)
@@ -110,7 +116,7 @@ pub(super) fn fixed(cx: &StepCx) -> Option<Kernel> {
         Op::Gather(_) => Kernel::Gather,
         Op::Resize(_) => Kernel::ResizeTable,
         Op::ArgReduce(_) => Kernel::ArgReduce,
-        Op::Softmax(_) => Kernel::Softmax,
+        Op::Softmax(_) | Op::QSoftmax(_) => Kernel::Softmax,
         Op::Lrn(_) => Kernel::Lrn,
         Op::ConvTranspose(_) => Kernel::ConvTransposeScatter,
         Op::Reduce(_) => Kernel::Reduce {
@@ -121,7 +127,16 @@ pub(super) fn fixed(cx: &StepCx) -> Option<Kernel> {
                 DType::F32
             },
         },
-        _ => return None,
+        Op::Conv(_)
+        | Op::QConv(_)
+        | Op::Gemm(_)
+        | Op::MatMul
+        | Op::QGemm(_)
+        | Op::Pool(_)
+        | Op::GlobalPool(_)
+        | Op::Transpose(_)
+        | Op::Input
+        | Op::Const(_) => return None,
     })
 }
 
@@ -150,6 +165,9 @@ fn map_kernel(cx: &StepCx) -> Option<MapKernel> {
             v.extend(std::iter::repeat_n(along(q.axis), n - 1));
             (MapOp::Dequantize(q.clone()), v)
         }
+        Op::QBinary(q) => (MapOp::QBinary(q.clone()), vec![Operand::Broadcast; 2]),
+        Op::Requant(q) => (MapOp::Requant(q.clone()), vec![Operand::Broadcast]),
+        Op::Lut => (MapOp::Lut, vec![Operand::Broadcast, Operand::Table]),
         _ => return None,
     };
     Some(MapKernel {
@@ -165,11 +183,12 @@ fn map_kernel(cx: &StepCx) -> Option<MapKernel> {
 /// Microcontrollers: the compact direct kernels.
 fn mcu(cx: &StepCx) -> Kernel {
     match cx.op {
-        Op::Conv(_) => Kernel::ConvDirect,
-        Op::Gemm(_) | Op::MatMul => Kernel::MatMulDirect,
+        Op::Conv(_) | Op::QConv(_) => Kernel::ConvDirect,
+        Op::Gemm(_) | Op::MatMul | Op::QGemm(_) => Kernel::MatMulDirect,
         Op::Pool(_) => Kernel::PoolDirect,
         Op::GlobalPool(_) => Kernel::GlobalPool(GlobalPool { partials: 1 }),
-        _ => Kernel::Copy,
+        Op::Transpose(_) => Kernel::Copy,
+        _ => fixed_only(cx),
     }
 }
 
@@ -177,11 +196,36 @@ fn mcu(cx: &StepCx) -> Kernel {
 fn c_host(cx: &StepCx) -> Kernel {
     match cx.op {
         Op::Conv(_) => c_conv(cx).unwrap_or(Kernel::ConvDirect),
-        Op::Gemm(_) | Op::MatMul => Kernel::MatMulDirect,
+        Op::QConv(_) => Kernel::ConvDirect,
+        Op::Gemm(_) | Op::MatMul | Op::QGemm(_) => Kernel::MatMulDirect,
         Op::Pool(_) => Kernel::PoolDirect,
         Op::GlobalPool(_) => Kernel::GlobalPool(GlobalPool { partials: 1 }),
-        _ => Kernel::Copy,
+        Op::Transpose(_) => Kernel::Copy,
+        _ => fixed_only(cx),
     }
+}
+
+/// Ops [`fixed`] decides reach the per-target rules only when their fixed
+/// kernel does not apply (a map that is not elementwise, a graph input or
+/// constant): the copy kernel, which [`super::check`] then rejects with
+/// the reason.
+fn fixed_only(cx: &StepCx) -> Kernel {
+    debug_assert!(
+        !matches!(
+            cx.op,
+            Op::Conv(_)
+                | Op::QConv(_)
+                | Op::Gemm(_)
+                | Op::MatMul
+                | Op::QGemm(_)
+                | Op::Pool(_)
+                | Op::GlobalPool(_)
+                | Op::Transpose(_)
+        ),
+        "per-target op {} fell through",
+        cx.op.name()
+    );
+    Kernel::Copy
 }
 
 /// The C compiler's vector registers are 512 bits wide (AVX-512: twice the
@@ -338,13 +382,15 @@ pub(super) fn dw_grid_fits(w: &Window) -> bool {
 fn native(cx: &StepCx) -> Kernel {
     match cx.op {
         Op::Conv(_) => native_conv(cx).unwrap_or(Kernel::ConvDirect),
+        Op::QConv(_) => Kernel::ConvDirect,
         Op::Gemm(_) | Op::MatMul => native_matmul(cx).unwrap_or(Kernel::MatMulDirect),
+        Op::QGemm(_) => Kernel::MatMulDirect,
         Op::Pool(a) => native_pool(cx, a).unwrap_or(Kernel::PoolDirect),
         Op::GlobalPool(_) => Kernel::GlobalPool(GlobalPool {
             partials: native_partials(cx.ins[0]),
         }),
         Op::Transpose(_) => deinterleave(cx).unwrap_or(Kernel::Copy),
-        _ => Kernel::Copy,
+        _ => fixed_only(cx),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod cleanup;
 pub mod fusion;
 pub mod layout;
 pub mod pad;
+pub mod quant;
 
 use std::sync::Arc;
 
@@ -35,15 +36,18 @@ pub enum Group {
     Fusion,
     /// Pad folded into conv and pooling.
     Pad,
+    /// QDQ patterns to integer ops.
+    Quant,
 }
 
 impl Group {
-    pub const ALL: [Group; 5] = [
+    pub const ALL: [Group; 6] = [
         Group::Cleanup,
         Group::Layout,
         Group::BatchNorm,
         Group::Fusion,
         Group::Pad,
+        Group::Quant,
     ];
 }
 
@@ -57,6 +61,7 @@ pub fn rules(groups: &[Group]) -> Vec<Rw> {
             Group::BatchNorm => batchnorm::rules(),
             Group::Fusion => fusion::rules(),
             Group::Pad => pad::rules(),
+            Group::Quant => quant::rules(),
         });
     }
     v
