@@ -264,8 +264,38 @@ fn inputs(g: &Graph, r: &mut Rng) -> Vec<Tensor> {
         .collect()
 }
 
+/// The stack scratch `nnc info` reports for each step is what the C
+/// rendering declares (`uint32_t col[N]` or `band[N]` in the step's
+/// function).
+fn check_scratch(p: &Program, src: &str) {
+    for (i, st) in p.steps.iter().enumerate() {
+        let head = format!("static int qk_step_{i}(");
+        let start = src.find(&head).unwrap_or_else(|| panic!("no {head}"));
+        let body = &src[start..];
+        let body = &body[..body[head.len()..]
+            .find("static int ")
+            .map_or(body.len(), |e| e + head.len())];
+        let decl = |what: &str| {
+            body.find(what).map(|at| {
+                let n = &body[at + what.len()..];
+                n[..n.find(']').unwrap()].parse::<usize>().unwrap()
+            })
+        };
+        let declared = decl("uint32_t col[")
+            .map(|n| 4 * n)
+            .or_else(|| decl("band[").map(|n| n * st.inputs[0].ty.dtype.size()));
+        assert_eq!(
+            declared.unwrap_or(0),
+            nnc_ir::program::tiles::scratch_bytes(st),
+            "step {i} ({})",
+            st.kernel
+        );
+    }
+}
+
 fn run_c(p: &Program, inputs: &[Tensor], emulate: bool) -> Vec<Tensor> {
     let src = nnc_backends::c::emit(p, "qk").unwrap();
+    check_scratch(p, &src.source);
     let glue = harness_glue(p, &src.name);
     let mut opt = vec!["-O2".to_string()];
     if emulate {

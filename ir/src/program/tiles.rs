@@ -4,8 +4,9 @@
 //! size every backend allocates.
 
 use super::geometry::{Axis, Window};
+use super::{Kernel, Step};
 use crate::op::qmath::{MAX_SHIFT, MIN_SHIFT};
-use crate::op::{QConvAttrs, QGemmAttrs};
+use crate::op::{Op, QConvAttrs, QGemmAttrs};
 use crate::tensor::Tensor;
 
 /// Bytes a word load may read past the last tap of a `dw_pairs` row: the
@@ -23,6 +24,39 @@ pub fn padded_depth(k: usize) -> usize {
 /// 16-bit values, [`padded_depth`] per column.
 pub fn im2col_bytes(k: usize, cols: usize) -> usize {
     padded_depth(k) * cols * 2
+}
+
+/// Bytes of stack scratch the C rendering of step `st` declares (what
+/// TensorFlow Lite Micro would allocate as a kernel's scratch buffer): the
+/// im2col columns of `conv_im2col` and `matmul_panels`, the padded band
+/// of `dw_pairs`; 0 for every other kernel on a microcontroller.
+pub fn scratch_bytes(st: &Step) -> usize {
+    let conv = |a: &QConvAttrs| {
+        (st.inputs.len() >= 2 && st.inputs[0].ty.rank() >= 3).then(|| {
+            Window::conv(
+                &a.conv,
+                &st.inputs[0].ty,
+                &st.inputs[1].ty,
+                &st.outputs[0].ty,
+            )
+        })
+    };
+    match (&st.kernel, &st.op) {
+        (Kernel::ConvIm2col(k), Op::QConv(a)) => {
+            conv(a).map_or(0, |w| im2col_bytes(w.cg() * w.taps(), k.cols))
+        }
+        (Kernel::MatMulPanels(k), Op::QGemm(_)) => st
+            .inputs
+            .first()
+            .and_then(|x| x.ty.dims.last())
+            .map_or(0, |&d| im2col_bytes(d, k.cols)),
+        (Kernel::DepthwisePairs(k), Op::QConv(a)) => {
+            conv(a).and_then(|w| DwBand::of(&w)).map_or(0, |b| {
+                b.bytes(k.rows.clamp(1, b.rows.output.max(1))) * st.inputs[0].ty.dtype.size()
+            })
+        }
+        _ => 0,
+    }
 }
 
 /// A depthwise window as `dw_pairs` reads it: a band of padded input rows
