@@ -404,5 +404,5 @@ fn dw_pairs_is_exact_on_every_rendering() {
 
 #[test]
 fn matmul_panels_is_exact_on_every_rendering() {
-    report(sweep(3, 8, 0x1234_5678_9abc_def1, &gemm_case));
+    report(sweep(5, 8, 0x1234_5678_9abc_def1, &gemm_case));
 }

@@ -11,7 +11,7 @@
 //! both backends share; every path is exact.
 
 use nnc_ir::op::{QConvAttrs, QGemmAttrs};
-use nnc_ir::program::tiles::{ChannelRq, DwBand, DwConsts, MatConsts, RqForm};
+use nnc_ir::program::tiles::{ChannelRq, DwBand, DwConsts, MatConsts, RqForm, panels_in_place};
 use nnc_ir::program::{DepthwisePairs, Epilogue, IntTiles, Step, Window};
 use nnc_ir::{DType, TensorType};
 
@@ -217,12 +217,24 @@ fn rq_value(acc: &str, sfx: &str, rq: &RqForm, o: &Out) -> String {
     format!("({}){v}", ctype(o.ty))
 }
 
+/// Where a tile's columns come from.
+#[derive(Clone, Copy)]
+enum Cols<'a> {
+    /// The column buffer `col` (see [`column_buffer`]).
+    Buffer,
+    /// One row of `k` int8 or uint8 values (C type `tx`, widened with
+    /// `ext`) read in place at `xr`, against panels in natural byte order.
+    Row { tx: &'a str, ext: &'a str, k: usize },
+}
+
 /// A register tile of `rr` rows by `c` columns over `kp` reduction steps:
 /// accumulators from the folded biases at `qr`, the reduction over the
-/// panel words at `wp` (`rr` per group of four steps) and the column
-/// words of `col` (`2 c` per group: the pairs of steps `4g, 4g+1` of every
-/// column, then those of `4g+2, 4g+3`), then the requantizing store to
-/// `store(i, j)`; `valid(j)` (a C condition) guards columns past the end.
+/// panel words at `wp` (`rr` per group of four steps) and the columns
+/// (from the buffer: `2 c` words per group, the pairs of steps `4g, 4g+1`
+/// of every column, then those of `4g+2, 4g+3`; or one word of the row in
+/// place, its pairs `4g, 4g+2` and `4g+1, 4g+3` made in registers), then
+/// the requantizing store to `store(i, j)`; `valid(j)` (a C condition)
+/// guards columns past the end.
 #[allow(clippy::too_many_arguments)]
 fn tile(
     w: &mut W,
@@ -230,12 +242,18 @@ fn tile(
     c: usize,
     kp: usize,
     unroll: usize,
+    cols: Cols<'_>,
     rq: &RqForm,
     o: &Out,
     store: &dyn Fn(usize, usize) -> String,
     valid: &dyn Fn(usize) -> Option<String>,
 ) {
-    let groups = kp / 4;
+    // In place, the last group of a row whose length is not a multiple of
+    // four is read byte by byte (a word would read past the row).
+    let (groups, tail) = match cols {
+        Cols::Buffer => (kp / 4, 0),
+        Cols::Row { k, .. } => (k / 4, k % 4),
+    };
     let u = unroll.clamp(1, groups.max(1));
     w.open("");
     let mut init = Vec::new();
@@ -246,15 +264,35 @@ fn tile(
     }
     w.line(format!("int32_t {};", init.join(", ")));
     w.line("#if defined(NNC_DSP)");
-    w.line("const uint32_t *wk = wp, *xk = col;");
-    let group = |w: &mut W, g: usize| {
+    match cols {
+        Cols::Buffer => w.line("const uint32_t *wk = wp, *xk = col;"),
+        Cols::Row { tx, .. } => w.line(format!("const uint32_t *wk = wp;\nconst {tx} *xk = xr;")),
+    }
+    let group = |w: &mut W, g: usize, last: bool| {
         w.open("");
-        let mut xs = Vec::new();
-        for j in 0..c {
-            xs.push(format!("xe{j} = xk[{}]", 2 * c * g + j));
-            xs.push(format!("xo{j} = xk[{}]", 2 * c * g + c + j));
+        match cols {
+            Cols::Buffer => {
+                let mut xs = Vec::new();
+                for j in 0..c {
+                    xs.push(format!("xe{j} = xk[{}]", 2 * c * g + j));
+                    xs.push(format!("xo{j} = xk[{}]", 2 * c * g + c + j));
+                }
+                w.line(format!("const uint32_t {};", xs.join(", ")));
+            }
+            Cols::Row { ext, .. } => {
+                let word = if last {
+                    let bytes: Vec<String> = (0..tail)
+                        .map(|b| format!("((uint32_t)(uint8_t)xk[{}] << {})", 4 * g + b, 8 * b))
+                        .collect();
+                    format!("({})", bytes.join(" | "))
+                } else {
+                    format!("nnc_ld32(xk + {})", 4 * g)
+                };
+                w.line(format!(
+                    "const uint32_t xv = {word}, xe0 = nnc_{ext}(xv), xo0 = nnc_{ext}_ror8(xv);"
+                ));
+            }
         }
-        w.line(format!("const uint32_t {};", xs.join(", ")));
         for i in 0..rr {
             w.open("");
             w.line(format!(
@@ -271,6 +309,10 @@ fn tile(
         }
         w.close();
     };
+    let xstep = match cols {
+        Cols::Buffer => 2 * c * u,
+        Cols::Row { .. } => 4 * u,
+    };
     let iters = groups / u;
     if iters > 1 {
         w.line("size_t u;");
@@ -278,43 +320,63 @@ fn tile(
     }
     if iters > 0 {
         for g in 0..u {
-            group(w, g);
+            group(w, g, false);
         }
-        if iters > 1 || !groups.is_multiple_of(u) {
+        if iters > 1 || !groups.is_multiple_of(u) || tail > 0 {
             w.line(format!("wk += {};", rr * u));
-            w.line(format!("xk += {};", 2 * c * u));
+            w.line(format!("xk += {xstep};"));
         }
     }
     if iters > 1 {
         w.close();
     }
     for g in 0..groups % u {
-        group(w, g);
+        group(w, g, false);
+    }
+    if tail > 0 {
+        group(w, groups % u, true);
     }
     w.line("(void)wk;");
     w.line("(void)xk;");
     w.line("#else");
-    // Plain C over the same layout: the halves of the column words, the
-    // bytes of the panel words (steps 4g, 4g+2, 4g+1, 4g+3).
-    w.line("const uint32_t *wk = wp, *xk = col;");
-    w.line("size_t u;");
-    w.open(format!("for (u = 0; u < {groups}; ++u)"));
-    for i in 0..rr {
-        w.open("");
-        w.line(format!(
-            "const uint32_t wv = wk[{i}];\nconst int32_t w0 = nnc_b8(wv, 0), w1 = nnc_b8(wv, 2), w2 = nnc_b8(wv, 1), w3 = nnc_b8(wv, 3);"
-        ));
-        for j in 0..c {
-            w.line(format!(
-                "a{i}_{j} += nnc_lo16(xk[{j}]) * w0 + nnc_hi16(xk[{j}]) * w1 + nnc_lo16(xk[{cj}]) * w2 + nnc_hi16(xk[{cj}]) * w3;",
-                cj = c + j
-            ));
+    match cols {
+        Cols::Buffer => {
+            // Plain C over the same layout: the halves of the column words,
+            // the bytes of the panel words (steps 4g, 4g+2, 4g+1, 4g+3).
+            w.line("const uint32_t *wk = wp, *xk = col;");
+            w.line("size_t u;");
+            w.open(format!("for (u = 0; u < {groups}; ++u)"));
+            for i in 0..rr {
+                w.open("");
+                w.line(format!(
+                    "const uint32_t wv = wk[{i}];\nconst int32_t w0 = nnc_b8(wv, 0), w1 = nnc_b8(wv, 2), w2 = nnc_b8(wv, 1), w3 = nnc_b8(wv, 3);"
+                ));
+                for j in 0..c {
+                    w.line(format!(
+                        "a{i}_{j} += nnc_lo16(xk[{j}]) * w0 + nnc_hi16(xk[{j}]) * w1 + nnc_lo16(xk[{cj}]) * w2 + nnc_hi16(xk[{cj}]) * w3;",
+                        cj = c + j
+                    ));
+                }
+                w.close();
+            }
+            w.line(format!("wk += {rr};"));
+            w.line(format!("xk += {};", 2 * c));
+            w.close();
         }
-        w.close();
+        Cols::Row { k, .. } => {
+            // Plain C: the row's values against the panel bytes in
+            // natural order (step e in byte e % 4 of its group's word).
+            w.line("size_t e;");
+            w.open(format!("for (e = 0; e < {k}; ++e)"));
+            w.line("const int32_t xv = xr[e];");
+            for i in 0..rr {
+                w.line(format!(
+                    "a{i}_0 += xv * nnc_b8(wp[(e >> 2) * {rr} + {i}], (unsigned)(e & 3u));"
+                ));
+            }
+            w.close();
+        }
     }
-    w.line(format!("wk += {rr};"));
-    w.line(format!("xk += {};", 2 * c));
-    w.close();
     w.line("#endif");
     for i in 0..rr {
         rq_consts(w, &format!("(qr + {})", 4 * i), &format!("{i}"), rq);
@@ -345,6 +407,7 @@ fn tiles(
     o: &Out,
     wp0: &str,
     qr0: &str,
+    cols: Cols<'_>,
     store: &dyn Fn(usize, usize) -> String,
     valid: &dyn Fn(usize) -> Option<String>,
 ) {
@@ -358,7 +421,7 @@ fn tiles(
     w.line("size_t m0 = 0;");
     if full > 0 {
         w.open(format!("for (m0 = 0; m0 < {}; m0 += {r})", full * r));
-        tile(w, r, k.cols, kp, k.unroll, rq, o, store, valid);
+        tile(w, r, k.cols, kp, k.unroll, cols, rq, o, store, valid);
         w.line(format!("wp += {};", r * kw));
         w.line(format!("qr += {};", 4 * r));
         w.close();
@@ -367,7 +430,7 @@ fn tiles(
         if full > 0 {
             w.line(format!("m0 = {};", full * r));
         }
-        tile(w, rows % r, k.cols, kp, k.unroll, rq, o, store, valid);
+        tile(w, rows % r, k.cols, kp, k.unroll, cols, rq, o, store, valid);
     }
     w.line("(void)m0;");
     w.close();
@@ -554,6 +617,7 @@ pub(super) fn conv_im2col(
         &o,
         &format!("{panel} + g * {}", mg * kp / 4),
         &format!("{qrec} + g * {}", 4 * mg),
+        Cols::Buffer,
         &store,
         &valid,
     );
@@ -582,7 +646,9 @@ pub(super) fn matmul_panels(
         weight(st, ws, 3)?,
         weight(st, ws, 4)?,
     );
+    let in_place = panels_in_place(k.cols);
     let m = MatConsts::for_qgemm(a, bt, bias, mt, sht, k.rows).map_err(|e| unsupported(st, &e))?;
+    let m = if in_place { m.natural() } else { m };
     let o = Out::of(st)?;
     let rq = RqForm::of(&m.ch, o.zp);
     h.need("nnc_dsp");
@@ -593,13 +659,29 @@ pub(super) fn matmul_panels(
     let qrec = records(h, &m.ch, &rq);
     let (rows_a, kk) = (at.dims[0], at.dims[1]);
     let (n, kp, c) = (m.rows, m.kp(), k.cols);
+    let tx = ctype(at.dtype);
+    let ext = if at.dtype == DType::U8 {
+        "uxtb16"
+    } else {
+        "sxtb16"
+    };
+    if in_place {
+        // One row per tile, read where it is.
+        w.line("size_t i0;");
+        w.open(format!("for (i0 = 0; i0 < {rows_a}; ++i0)"));
+        w.line(format!("const {tx} *xr = in0 + i0 * {kk};"));
+        let store = |i: usize, _: usize| format!("out0[i0 * {n} + m0 + {i}]");
+        let cols = Cols::Row { tx, ext, k: kk };
+        tiles(w, k, &m, &rq, &o, &panel, &qrec, cols, &store, &|_| None);
+        w.close();
+        return Ok(());
+    }
     column_buffer(w, c, kp);
     w.line("size_t i0, j, e;");
     w.open(format!("for (i0 = 0; i0 < {rows_a}; i0 += {c})"));
     w.open(format!("for (j = 0; j < {c}; ++j)"));
     w.line(format!(
-        "const {} *ar = in0 + (i0 + j < {rows_a} ? i0 + j : {}) * {kk};",
-        ctype(at.dtype),
+        "const {tx} *ar = in0 + (i0 + j < {rows_a} ? i0 + j : {}) * {kk};",
         rows_a - 1
     ));
     w.line("uint32_t *cp = col + j;");
@@ -619,7 +701,18 @@ pub(super) fn matmul_panels(
     let store = |i: usize, j: usize| format!("out0[(i0 + {j}) * {n} + m0 + {i}]");
     let ragged = !rows_a.is_multiple_of(c);
     let valid = |j: usize| (ragged && j > 0).then(|| format!("i0 + {j} < {rows_a}"));
-    tiles(w, k, &m, &rq, &o, &panel, &qrec, &store, &valid);
+    tiles(
+        w,
+        k,
+        &m,
+        &rq,
+        &o,
+        &panel,
+        &qrec,
+        Cols::Buffer,
+        &store,
+        &valid,
+    );
     w.close();
     w.line("(void)e;");
     Ok(())

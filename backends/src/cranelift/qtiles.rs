@@ -12,7 +12,7 @@ use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Value, types};
 use cranelift_frontend::Variable;
 use nnc_ir::op::{QConvAttrs, QGemmAttrs};
-use nnc_ir::program::tiles::{DwBand, DwConsts, MatConsts};
+use nnc_ir::program::tiles::{DwBand, DwConsts, MatConsts, panels_in_place};
 use nnc_ir::program::{DepthwisePairs, IntTiles, Step, Window};
 use nnc_ir::{DType, TensorType};
 
@@ -98,7 +98,7 @@ impl Tiles<'_> {
         let u = self.k.unroll.clamp(1, groups.max(1));
         let group = |kb: &mut Kb, q: Value, acc: &[Variable]| -> Result<()> {
             for s in 0..4 {
-                let byte = [0, 2, 1, 3][s];
+                let byte = self.m.byte(s);
                 let e = kb.b.ins().imul_imm_s(q, 4);
                 let e = kb.b.ins().iadd_imm_s(e, s as i64);
                 let ws: Vec<Value> = (0..rr)
@@ -302,6 +302,13 @@ pub fn matmul_panels(
     );
     let m =
         MatConsts::for_qgemm(q, &bt, &biast, &mt, &sht, k.rows).map_err(|e| unsupported(st, e))?;
+    // The C reads a single row in place against panels in natural byte
+    // order; here rows are always widened, so only the order follows.
+    let m = if panels_in_place(k.cols) {
+        m.natural()
+    } else {
+        m
+    };
     let y = &st.outputs[0].ty;
     let (rows_a, kk) = (at.dims[0], at.dims[1]);
     let (n, kp, c) = (m.rows, m.kp(), k.cols);

@@ -56,7 +56,8 @@ pub enum Kernel {
     /// Integer Gemm with constant weights in panels: register tiles of
     /// `rows` output columns by `cols` rows of the left-hand side, which
     /// are widened to 16 bits once (the same tiles as
-    /// [`Kernel::ConvIm2col`]).
+    /// [`Kernel::ConvIm2col`]); with `cols = 1` the row is read in place
+    /// and widened in registers (no scratch).
     MatMulPanels(IntTiles),
     /// Pooling of any rank with per-axis tap tables.
     PoolDirect,

@@ -49,13 +49,32 @@ pub fn scratch_bytes(st: &Step) -> usize {
             .inputs
             .first()
             .and_then(|x| x.ty.dims.last())
-            .map_or(0, |&d| im2col_bytes(d, k.cols)),
+            .map_or(0, |&d| panels_bytes(d, k.cols)),
         (Kernel::DepthwisePairs(k), Op::QConv(a)) => {
             conv(a).and_then(|w| DwBand::of(&w)).map_or(0, |b| {
                 b.bytes(k.rows.clamp(1, b.rows.output.max(1))) * st.inputs[0].ty.dtype.size()
             })
         }
         _ => 0,
+    }
+}
+
+/// `matmul_panels` with one row per tile (`cols = 1`, a Gemm with one
+/// row: every fully connected layer at batch 1) reads that row in place,
+/// sign- or zero-extending its words in registers, instead of widening it
+/// into a column buffer: no scratch, and its weight panels are packed in
+/// natural byte order ([`MatConsts::natural`]) to match the pairs
+/// `SXTB16` makes of the row's words.
+pub fn panels_in_place(cols: usize) -> bool {
+    cols == 1
+}
+
+/// Bytes of stack scratch of `matmul_panels` over rows of length `k`.
+pub fn panels_bytes(k: usize, cols: usize) -> usize {
+    if panels_in_place(cols) {
+        0
+    } else {
+        im2col_bytes(k, cols)
     }
 }
 
@@ -179,6 +198,9 @@ pub struct MatConsts {
     pub panels: Vec<u32>,
     /// One per output channel of every group.
     pub ch: Vec<ChannelRq>,
+    /// The bytes of a panel word hold steps `4g..4g+4` in natural order
+    /// (see [`MatConsts::natural`]) rather than `4g, 4g+2, 4g+1, 4g+3`.
+    pub natural: bool,
 }
 
 impl MatConsts {
@@ -238,6 +260,7 @@ impl MatConsts {
             tile,
             panels: vec![],
             ch,
+            natural: false,
         };
         for g in 0..groups {
             for r in 0..rows {
@@ -320,6 +343,27 @@ impl MatConsts {
         )
     }
 
+    /// The same panels with the bytes of every word in natural step order
+    /// (`4g, 4g+1, 4g+2, 4g+3`): sign-extending bytes 0 and 2 then gives
+    /// the pair of steps `4g, 4g+2`, bytes 1 and 3 the pair `4g+1, 4g+3`,
+    /// as `SXTB16` (and `SXTB16 ROR 8`) give them of four int8 inputs read
+    /// as a word.
+    pub fn natural(mut self) -> MatConsts {
+        if !self.natural {
+            for w in &mut self.panels {
+                let b = w.to_le_bytes();
+                *w = u32::from_le_bytes([b[0], b[2], b[1], b[3]]);
+            }
+            self.natural = true;
+        }
+        self
+    }
+
+    /// The byte of a panel word holding reduction step `4g + s`.
+    pub fn byte(&self, s: usize) -> usize {
+        if self.natural { s } else { [0, 2, 1, 3][s] }
+    }
+
     /// [`padded_depth`] of `k`.
     pub fn kp(&self) -> usize {
         padded_depth(self.k)
@@ -340,8 +384,7 @@ impl MatConsts {
     /// The packed weight of row `r` (group `g`) at reduction step `j`.
     pub fn weight(&self, g: usize, r: usize, j: usize) -> i32 {
         let word = self.panels[self.word(g, r, j / 4)];
-        let byte = [0, 2, 1, 3][j % 4];
-        (word >> (8 * byte)) as u8 as i8 as i32
+        (word >> (8 * self.byte(j % 4))) as u8 as i8 as i32
     }
 }
 
@@ -493,6 +536,18 @@ mod tests {
             6 - 3 * (0..6).map(|j| w(1, j)).sum::<i64>()
         );
         assert!(MatConsts::pack(1, 1, 1, 1, |_, _| 200, 0, 0, None, &[1], &[-3]).is_err());
+        // In natural order the same weights read back the same, and a
+        // word's bytes are its four steps in turn.
+        let n = m.clone().natural();
+        for r in 0..3 {
+            for j in 0..8 {
+                assert_eq!(n.weight(0, r, j), m.weight(0, r, j), "row {r} step {j}");
+            }
+        }
+        let word = n.panels[n.word(0, 0, 0)];
+        assert_eq!((word >> 8) as u8 as i8 as i64, w(0, 1));
+        assert_eq!(panels_bytes(640, 1), 0);
+        assert_eq!(panels_bytes(640, 2), 2560);
     }
 
     #[test]

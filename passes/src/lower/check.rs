@@ -4,7 +4,7 @@
 //! builds a forced kernel from its name and the parameters the user gave,
 //! the rest defaulted as selection would pick them on this target.
 
-use nnc_ir::program::tiles::{DwBand, DwConsts, MatConsts, im2col_bytes};
+use nnc_ir::program::tiles::{DwBand, DwConsts, MatConsts, im2col_bytes, panels_bytes};
 use nnc_ir::program::{
     Codegen, ConvBlocked, ConvRowTiles, DepthwiseChannelsLast, DepthwisePairs, DepthwiseRows,
     GlobalPool, IntTiles, Kernel, MatMulPacked, PoolRows, Window,
@@ -188,7 +188,7 @@ pub fn check(k: &Kernel, cx: &StepCx) -> Result<(), String> {
             };
             int_tiles(p)?;
             need(
-                im2col_bytes(cx.ins[0].dims[1], p.cols) <= scratch_limit(cx.target),
+                panels_bytes(cx.ins[0].dims[1], p.cols) <= scratch_limit(cx.target),
                 "the widened rows exceed the stack scratch limit",
             )?;
             let (wt, b, m, s) = int_consts(cx)?;

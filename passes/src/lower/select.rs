@@ -254,14 +254,27 @@ pub(super) fn im2col_default(w: &Window) -> IntTiles {
     }
 }
 
-/// `matmul_panels`: 2 output columns by up to 2 rows of the left-hand side.
+/// `matmul_panels`: 2 output columns by 2 rows of the left-hand side;
+/// with a single row (read in place, its words widened in registers for
+/// every tile) 4 output columns share each widened word, one group of
+/// four steps per iteration (what measured best on the Cortex-M4: the
+/// autoencoder at 0.419 M instructions, against 0.454 M with 2 columns
+/// and 0.400 M widening the row into 1280 B of stack).
 pub(super) fn panels_default(cx: &StepCx) -> IntTiles {
     let y = cx.y();
     let (m, n) = (y.dims[0], y.dims[y.rank() - 1]);
+    let k = cx.ins[0].dims[cx.ins[0].rank() - 1];
+    if m == 1 {
+        return IntTiles {
+            rows: n.clamp(1, 4),
+            cols: 1,
+            unroll: 1,
+        };
+    }
     IntTiles {
         rows: n.clamp(1, 2),
-        cols: m.clamp(1, 2),
-        unroll: int_unroll(cx.ins[0].dims[cx.ins[0].rank() - 1]),
+        cols: 2,
+        unroll: int_unroll(k),
     }
 }
 
