@@ -9,7 +9,9 @@
 //! three ways and must equal the interpreter exactly: C on the host (the
 //! plain path), C with `-DNNC_DSP_EMULATE` (the Cortex-M DSP path with
 //! portable intrinsics, under AddressSanitizer and UBSan) and Cranelift.
-//! The DSP path on a real Cortex-M4 is covered by `cortex_m.rs`.
+//! The same programs lowered for the Cortex-M4 then run as firmware under
+//! QEMU (the DSP path with ACLE's intrinsics), the interpreter's outputs
+//! compared on the device (tools from `scripts/setup.sh`).
 
 use nnc::cbuild::{CFlags, build_executable, harness_glue, run_executable};
 use nnc_ir::op::{ConvAttrs, QConvAttrs, QGemmAttrs, QParams};
@@ -310,6 +312,44 @@ fn run_c(p: &Program, inputs: &[Tensor], emulate: bool) -> Vec<Tensor> {
     run_executable(&exe, p, inputs).unwrap()
 }
 
+/// The program lowered for the Cortex-M4 as firmware under QEMU, its
+/// outputs compared with `want` on the device: the failures.
+fn run_m4(
+    cases: &[Case],
+    g: &Graph,
+    kernels: &[KernelChoice],
+    ins: &[Tensor],
+    want: &[Tensor],
+    gi: usize,
+) -> Vec<String> {
+    let t = nnc_backends::c::target("cortex-m4").unwrap();
+    let p = nnc::driver::lower(g, "qk", &t, kernels)
+        .unwrap_or_else(|e| panic!("lowering graph {gi} for {t}: {e}"));
+    let src = nnc_backends::c::emit(&p, "qk").unwrap();
+    check_scratch(&p, &src.source);
+    let o = nnc::mcu::BenchOptions {
+        runs: 1,
+        expect: want.iter().cloned().enumerate().collect(),
+        lsb: 0,
+        ..Default::default()
+    };
+    let b = nnc::mcu::bench_program(&p, &src, ins, &o)
+        .unwrap_or_else(|e| panic!("graph {gi} on the Cortex-M4: {e}"));
+    assert_eq!(b.plain.report.checks.len(), want.len(), "graph {gi}");
+    b.plain
+        .report
+        .checks
+        .iter()
+        .filter(|c| c.mismatches > 0)
+        .map(|c| {
+            format!(
+                "graph {gi} cortex-m4 {} {}: {}/{} elements differ",
+                cases[c.output].spec, cases[c.output].what, c.mismatches, c.elements
+            )
+        })
+        .collect()
+}
+
 /// Builds graphs of `per` cases from `make`, forces each case's kernel,
 /// checks lowering kept it on both host targets, and compares the three
 /// renderings with the interpreter. Returns the failures.
@@ -375,6 +415,7 @@ fn sweep(
                 }
             }
         }
+        failures.extend(run_m4(&cases, &g, &kernels, &ins, &want, gi));
     }
     failures
 }
