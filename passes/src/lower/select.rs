@@ -709,6 +709,8 @@ pub fn deinterleave_channels(perm: &[usize], x: &TensorType, y: &TensorType) -> 
     }
 }
 
+pub use super::check::{check, with_params};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -734,5 +736,3 @@ mod tests {
         assert_eq!(c_positions(&t, 100, 16), 5);
     }
 }
-
-pub use super::check::{check, with_params};
