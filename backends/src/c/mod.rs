@@ -180,6 +180,14 @@ pub fn emit(p: &Program, name: &str) -> Result<CSource> {
             p.target
         )));
     }
+    if p.steps
+        .iter()
+        .any(|s| s.inputs.iter().chain(&s.outputs).any(|b| matches!(b.loc, Loc::Temp(_))))
+    {
+        return Err(BackendError::Other(
+            "the program's storage is not placed yet".into(),
+        ));
+    }
     let name = ident(name);
     let mut h = Helpers::default();
     let mut body = String::new();
@@ -231,8 +239,15 @@ pub fn emit(p: &Program, name: &str) -> Result<CSource> {
     w.line("(void)a;");
     w.line("NNC_PROFILE_BEGIN();");
     for (i, c) in calls.into_iter().enumerate() {
-        w.line(format!("if ((rc = {c}) != 0) return rc;"));
+        if let Some(l) = p.loops.iter().find(|l| l.first == i) {
+            w.open(format!("for (long it = 0; it < {}; ++it)", l.count));
+        }
+        let it = if p.loop_of(i).is_some() { "it" } else { "0" };
+        w.line(format!("if ((rc = {}) != 0) return rc;", c.replace("@IT@", it)));
         w.line(format!("NNC_PROFILE_STEP({i});"));
+        if p.loops.iter().any(|l| l.end() == i + 1) {
+            w.close();
+        }
     }
     w.line("return 0;");
     w.close();
@@ -291,6 +306,8 @@ fn arg(b: &Buffer, is_input: bool) -> String {
     let es = b.ty.dtype.size().max(1);
     match (b.loc, off) {
         (Loc::Arena(o), _) => format!("({c}{t} *)(a + {})", o + off),
+        // Never reached: emit() refuses unplaced programs.
+        (Loc::Temp(_), _) => format!("({c}{t} *)0"),
         (Loc::Input(k), 0) => format!("(const {t} *)inputs[{k}]"),
         (Loc::Input(k), _) => {
             format!("(const {t} *)((const unsigned char *)inputs[{k}] + {off})")
@@ -327,6 +344,11 @@ fn step_function(
             format!("{} *{restrict}out{k}", ctype(b.ty.dtype)),
         ));
         args.push(arg(b, false));
+    }
+    if matches!(st.kernel, Kernel::RowCopy(_)) {
+        // The loop iteration (the entry point passes it, or 0).
+        params.push(("it".into(), "long it".into()));
+        args.push("@IT@".into());
     }
     let mut w = W::new();
     kernel(&mut w, st, ws, h)?;
@@ -431,6 +453,7 @@ fn kernel(w: &mut W, st: &Step, ws: &StepWeights<'_>, h: &mut Helpers) -> Result
         (Kernel::Copy, Op::Expand(_)) => layout::expand(w, ins[0], y),
         (Kernel::Copy, Op::Tile(a)) => layout::tile(w, a, ins[0], y),
         (Kernel::Deinterleave { channels }, _) => layout::deinterleave(w, *channels, y),
+        (Kernel::RowCopy(r), Op::Identity) => layout::row_copy(w, r, ins[0], y),
         (Kernel::PadTable, Op::Pad(a)) => layout::pad(w, a, ins[0], y),
         (Kernel::Gather, Op::Gather(a)) => layout::gather(w, a, ins[0], ins[1], y),
         (Kernel::ResizeTable, Op::Resize(a)) => layout::resize(w, a, ins[0], y),

@@ -22,7 +22,7 @@ use crate::tensor::Tensor;
 pub use geometry::{Axis, Window};
 pub use kernel::{
     ConvBlocked, ConvRowTiles, DepthwiseChannelsLast, DepthwiseRows, Epilogue, Family, GlobalPool,
-    Kernel, MapExpr, MapKernel, MapOp, MatMulPacked, Operand, Part, PoolRows,
+    Kernel, MapExpr, MapKernel, MapOp, MatMulPacked, Operand, Part, PoolRows, RowCopy,
 };
 pub use target::{Arch, Codegen, Target};
 
@@ -34,6 +34,10 @@ pub const ARENA_ALIGN: usize = 16;
 pub enum Loc {
     /// Byte offset in the arena.
     Arena(usize),
+    /// Arena storage `k`, not placed yet: programs that passes transform
+    /// refer to storage by number, and placement ([`Program::place`] in
+    /// `nnc-passes`) gives every storage its offset.
+    Temp(usize),
     /// The caller's input `k` (read-only).
     Input(usize),
     /// The caller's output `k`.
@@ -46,6 +50,7 @@ impl std::fmt::Display for Loc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Loc::Arena(o) => write!(f, "arena+{o}"),
+            Loc::Temp(k) => write!(f, "t{k}"),
             Loc::Input(k) => write!(f, "in{k}"),
             Loc::Output(k) => write!(f, "out{k}"),
             Loc::Const(k) => write!(f, "w{k}"),
@@ -168,6 +173,24 @@ impl Step {
     }
 }
 
+/// Steps `first .. first + len` run `count` times in a row. Inside a loop
+/// the steps are the same every iteration; only row copies
+/// ([`Kernel::RowCopy`]) read the iteration number, to move along the rows
+/// of a tensor (streamed execution).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Loop {
+    pub first: usize,
+    pub len: usize,
+    pub count: usize,
+}
+
+impl Loop {
+    /// One past the last step of the body.
+    pub fn end(&self) -> usize {
+        self.first + self.len
+    }
+}
+
 /// A named weight.
 #[derive(Clone, Debug)]
 pub struct Weight {
@@ -206,6 +229,8 @@ pub struct Program {
     pub outputs: Vec<(String, TensorType)>,
     pub weights: Vec<Weight>,
     pub steps: Vec<Step>,
+    /// Loops over step ranges (sorted, not nested, not overlapping).
+    pub loops: Vec<Loop>,
     /// Arena size in bytes (a multiple of [`ARENA_ALIGN`]).
     pub arena_bytes: usize,
     pub stats: PlanStats,
@@ -247,7 +272,13 @@ impl Program {
     /// parts are consistent, and a step's inputs and outputs either
     /// coincide or do not overlap. Collects every problem.
     pub fn verify(&self) -> crate::Result<()> {
-        verify::verify(self)
+        verify::verify(self, true)
+    }
+
+    /// [`Program::verify`] for a program whose arena storage is not placed
+    /// yet ([`Loc::Temp`]), as transforms see it.
+    pub fn verify_unplaced(&self) -> crate::Result<()> {
+        verify::verify(self, false)
     }
 
     /// The plan as text (`nnc dump --plan`): every step with its buffers,
@@ -271,9 +302,26 @@ impl Program {
             let _ = writeln!(s, "  out{i} {t}  \"{n}\"");
         }
         for (i, st) in self.steps.iter().enumerate() {
-            let _ = writeln!(s, "  {}", self.step_line(i, st));
+            if let Some(l) = self.loops.iter().find(|l| l.first == i) {
+                let _ = writeln!(s, "  loop x{} {{", l.count);
+            }
+            let inside = self.loop_of(i).is_some();
+            let _ = writeln!(
+                s,
+                "  {}{}",
+                if inside { "  " } else { "" },
+                self.step_line(i, st)
+            );
+            if self.loops.iter().any(|l| l.end() == i + 1) {
+                let _ = writeln!(s, "  }}");
+            }
         }
         s
+    }
+
+    /// The loop whose body holds step `i`.
+    pub fn loop_of(&self, i: usize) -> Option<&Loop> {
+        self.loops.iter().find(|l| l.first <= i && i < l.end())
     }
 
     /// One step of [`Program::dump`].

@@ -276,8 +276,7 @@ pub fn lower(g: &Graph, opts: &LowerOptions) -> Result<Program> {
             msg: errs.join("; "),
         });
     }
-    let peak_step = plan::peak(&best.live);
-    let p = Program {
+    let mut p = Program {
         name: opts.name.clone(),
         target: opts.target.clone(),
         inputs: (0..g.inputs().len())
@@ -289,18 +288,18 @@ pub fn lower(g: &Graph, opts: &LowerOptions) -> Result<Program> {
             .map(|o| (o.name.clone(), g.value_type(o.value).clone()))
             .collect(),
         weights,
-        arena_bytes: best.arena,
+        arena_bytes: 0,
         stats: PlanStats {
             naive_bytes: sched.naive_bytes,
             greedy_bytes: sched.greedy_bytes,
-            arena_bytes: best.arena,
-            live_bytes: best.live,
-            peak_step,
             order: best.order.to_string(),
-            in_place_steps: best.in_place,
+            ..Default::default()
         },
         steps,
+        loops: vec![],
     };
+    p.verify_unplaced()?;
+    plan::place_program(&mut p);
     p.verify()?;
     Ok(p)
 }
