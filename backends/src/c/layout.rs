@@ -497,7 +497,9 @@ pub fn row_copy(w: &mut W, r: &nnc_ir::program::RowCopy, x: &TensorType, y: &Ten
     w.close();
     w.close();
     w.open("else");
-    w.line(format!("const {t} *s = in0 + (c * {hs} + (size_t)sr) * {row};"));
+    w.line(format!(
+        "const {t} *s = in0 + (c * {hs} + (size_t)sr) * {row};"
+    ));
     w.for_("k", 0, row);
     w.line("d[k] = s[k];");
     w.close();

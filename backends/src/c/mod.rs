@@ -180,10 +180,12 @@ pub fn emit(p: &Program, name: &str) -> Result<CSource> {
             p.target
         )));
     }
-    if p.steps
-        .iter()
-        .any(|s| s.inputs.iter().chain(&s.outputs).any(|b| matches!(b.loc, Loc::Temp(_))))
-    {
+    if p.steps.iter().any(|s| {
+        s.inputs
+            .iter()
+            .chain(&s.outputs)
+            .any(|b| matches!(b.loc, Loc::Temp(_)))
+    }) {
         return Err(BackendError::Other(
             "the program's storage is not placed yet".into(),
         ));
@@ -193,15 +195,25 @@ pub fn emit(p: &Program, name: &str) -> Result<CSource> {
     let mut body = String::new();
     let mut calls = Vec::new();
     let mut used = BTreeSet::new();
+    let mut shared: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     for (i, st) in p.steps.iter().enumerate() {
         let views: Vec<Option<std::borrow::Cow<'_, Tensor>>> =
             st.inputs.iter().map(|b| p.weight_view(b)).collect();
         let ws: StepWeights<'_> = views.iter().map(|v| v.as_deref()).collect();
-        let (func, call, refs) = step_function(&name, i, st, &ws, &mut h)?;
-        body.push_str(&func);
-        body.push('\n');
-        calls.push(call);
-        used.extend(refs);
+        let f = step_function(&name, i, st, &ws, &mut h)?;
+        // Steps that differ only in their buffers (channel groups, rows of
+        // a streamed chain) call one function.
+        let fname = match shared.get(&f.key) {
+            Some(n) => String::clone(n),
+            None => {
+                body.push_str(&f.func);
+                body.push('\n');
+                shared.insert(f.key, f.name.clone());
+                f.name
+            }
+        };
+        calls.push(format!("{fname}({})", f.args));
+        used.extend(f.refs);
     }
     let mut src = String::new();
     let _ = writeln!(
@@ -243,7 +255,10 @@ pub fn emit(p: &Program, name: &str) -> Result<CSource> {
             w.open(format!("for (long it = 0; it < {}; ++it)", l.count));
         }
         let it = if p.loop_of(i).is_some() { "it" } else { "0" };
-        w.line(format!("if ((rc = {}) != 0) return rc;", c.replace("@IT@", it)));
+        w.line(format!(
+            "if ((rc = {}) != 0) return rc;",
+            c.replace("@IT@", it)
+        ));
         w.line(format!("NNC_PROFILE_STEP({i});"));
         if p.loops.iter().any(|l| l.end() == i + 1) {
             w.close();
@@ -304,7 +319,7 @@ fn arg(b: &Buffer, is_input: bool) -> String {
     }
     let off = b.offset;
     let es = b.ty.dtype.size().max(1);
-    match (b.loc, off) {
+    let p = match (b.loc, off) {
         (Loc::Arena(o), _) => format!("({c}{t} *)(a + {})", o + off),
         // Never reached: emit() refuses unplaced programs.
         (Loc::Temp(_), _) => format!("({c}{t} *)0"),
@@ -316,7 +331,12 @@ fn arg(b: &Buffer, is_input: bool) -> String {
         (Loc::Output(k), _) => format!("({c}{t} *)((unsigned char *)outputs[{k}] + {off})"),
         (Loc::Const(k), 0) => format!("nnc_w{k}"),
         (Loc::Const(k), _) => format!("(nnc_w{k} + {})", off / es),
+    };
+    if b.step == 0 {
+        return p;
     }
+    // A buffer that moves with the loop (whole elements per iteration).
+    format!("({p} + (size_t)@IT@ * {})", b.step / es)
 }
 
 /// One step as a static function plus the call from the entry point.
@@ -326,7 +346,7 @@ fn step_function(
     st: &Step,
     ws: &StepWeights<'_>,
     h: &mut Helpers,
-) -> Result<(String, String, Vec<usize>)> {
+) -> Result<StepFn> {
     let fname = format!("{name}_step_{i}");
     let restrict = if st.aliases() { "" } else { "restrict " };
     let mut params = Vec::new();
@@ -377,16 +397,34 @@ fn step_function(
     );
     let plist: Vec<&str> = params.iter().map(|(_, p)| p.as_str()).collect();
     let _ = writeln!(f, "static int {fname}({}) {{", plist.join(", "));
+    let mut text = String::new();
     for (pn, _) in &params {
         if !mentions(&body, pn) {
-            let _ = writeln!(f, "    (void){pn};");
+            let _ = writeln!(text, "    (void){pn};");
         }
     }
     for l in body.lines() {
-        let _ = writeln!(f, "    {l}");
+        let _ = writeln!(text, "    {l}");
     }
-    f.push_str("    return 0;\n}\n");
-    Ok((f, format!("{fname}({})", args.join(", ")), refs))
+    text.push_str("    return 0;\n}\n");
+    f.push_str(&text);
+    Ok(StepFn {
+        key: format!("{}\n{text}", plist.join(", ")),
+        func: f,
+        name: fname,
+        args: args.join(", "),
+        refs,
+    })
+}
+
+/// One step's C function, and what calling it takes.
+struct StepFn {
+    /// The parameters and body: steps with the same key share a function.
+    key: String,
+    func: String,
+    name: String,
+    args: String,
+    refs: Vec<usize>,
 }
 
 /// True when `ident` occurs in `body` as a whole identifier.

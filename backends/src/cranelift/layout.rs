@@ -494,7 +494,9 @@ pub fn row_copy(
         let d0 = kb.b.ins().iadd(d0, j);
         let dr = kb.b.ins().iadd_imm_s(d0, r.dst_row as i64);
         let below = kb.b.ins().icmp_imm_s(IntCC::SignedLessThan, sr, 0);
-        let above = kb.b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, sr, hs);
+        let above =
+            kb.b.ins()
+                .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, sr, hs);
         let out = kb.b.ins().bor(below, above);
         // In range: copy rows; outside: fill (sr clamped so the address
         // stays inside the source either way).

@@ -410,9 +410,10 @@ impl Args {
 
 fn step_body(kb: &mut Kb, st: &Step, params: &[Value]) -> Result<()> {
     let (inputs, outputs, arena) = (params[0], params[1], params[2]);
+    let it = params[3];
     let addr = |kb: &mut Kb, b: &nnc_ir::program::Buffer| -> ArgIn {
         let off = b.offset as i64;
-        match b.loc {
+        let a = match b.loc {
             Loc::Arena(o) => ArgIn::Ptr(kb.off(arena, o as i64 + off)),
             Loc::Input(k) => {
                 let p = kb.load(PTR, inputs, 8 * k as i64);
@@ -425,6 +426,14 @@ fn step_body(kb: &mut Kb, st: &Step, params: &[Value]) -> Result<()> {
             Loc::Const(k) => ArgIn::Weight(k, b.offset),
             // Refused before code generation (programs are placed).
             Loc::Temp(_) => ArgIn::Ptr(arena),
+        };
+        match a {
+            // A buffer that moves with the loop.
+            ArgIn::Ptr(v) if b.step > 0 => {
+                let d = kb.b.ins().imul_imm_s(it, b.step as i64);
+                ArgIn::Ptr(kb.b.ins().iadd(v, d))
+            }
+            a => a,
         }
     };
     let ins: Vec<ArgIn> = st.inputs.iter().map(|b| addr(kb, b)).collect();

@@ -420,10 +420,7 @@ impl Kernel {
             Kernel::Reduce { acc } => vec![("acc", acc.name().to_string())],
             Kernel::Map(m) => vec![("expr", m.expr.to_string())],
             Kernel::RowCopy(r) => {
-                let mut v = vec![
-                    ("rows", r.rows.to_string()),
-                    ("src", r.src_row.to_string()),
-                ];
+                let mut v = vec![("rows", r.rows.to_string()), ("src", r.src_row.to_string())];
                 if r.src_step != 0 {
                     v.push(("src_step", r.src_step.to_string()));
                 }

@@ -68,12 +68,20 @@ pub struct Buffer {
     /// Bytes from the start of the location (0 for whole tensors).
     pub offset: usize,
     pub ty: TensorType,
+    /// Inside a loop, bytes the buffer moves per iteration (iteration `it`
+    /// is at `offset + it * step`); 0 elsewhere.
+    pub step: usize,
 }
 
 impl Buffer {
     /// The whole tensor at `loc`.
     pub fn new(loc: Loc, ty: TensorType) -> Buffer {
-        Buffer { loc, offset: 0, ty }
+        Buffer {
+            loc,
+            offset: 0,
+            ty,
+            step: 0,
+        }
     }
 
     pub fn bytes(&self) -> usize {
@@ -90,17 +98,31 @@ impl Buffer {
 
     /// True when both are the same bytes (location, offset and size).
     pub fn same_place(&self, other: &Buffer) -> bool {
-        self.loc == other.loc && self.offset == other.offset && self.bytes() == other.bytes()
+        self.loc == other.loc
+            && self.offset == other.offset
+            && self.step == other.step
+            && self.bytes() == other.bytes()
+    }
+
+    /// Bytes from the start of the location to the end of the buffer in
+    /// its last iteration (of `count`).
+    pub fn extent(&self, count: usize) -> usize {
+        self.offset + count.saturating_sub(1) * self.step + self.bytes()
     }
 }
 
 impl std::fmt::Display for Buffer {
     /// `arena+512:f32[1,8]`, `in0+64:f32[1,4]`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let step = if self.step > 0 {
+            format!("+{}*it", self.step)
+        } else {
+            String::new()
+        };
         match (self.loc, self.offset) {
-            (Loc::Arena(o), off) => write!(f, "arena+{}:{}", o + off, self.ty),
-            (l, 0) => write!(f, "{l}:{}", self.ty),
-            (l, off) => write!(f, "{l}+{off}:{}", self.ty),
+            (Loc::Arena(o), off) => write!(f, "arena+{}{step}:{}", o + off, self.ty),
+            (l, 0) if step.is_empty() => write!(f, "{l}:{}", self.ty),
+            (l, off) => write!(f, "{l}+{off}{step}:{}", self.ty),
         }
     }
 }
@@ -215,6 +237,55 @@ pub struct PlanStats {
     pub order: String,
     /// Steps computed in place.
     pub in_place_steps: usize,
+    /// The arena before partial execution (equal to `arena_bytes` when no
+    /// chain streams).
+    pub unpartitioned_bytes: usize,
+    /// The chains that run streamed, in the order the search chose them.
+    pub chains: Vec<ChainStat>,
+    /// Every live piece of arena storage, by first step: what the memory
+    /// picture draws and what a missed budget names.
+    pub buffers: Vec<PlacedBuffer>,
+}
+
+/// A piece of arena storage holding one value over a range of steps.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PlacedBuffer {
+    /// Which storage (several values may share one in turn).
+    pub storage: usize,
+    pub offset: usize,
+    pub bytes: usize,
+    /// First and last step it is live at (inclusive).
+    pub first: usize,
+    pub last: usize,
+    /// The source name of the step that starts it.
+    pub name: String,
+}
+
+impl PlanStats {
+    /// The buffers live while step `s` runs, largest first.
+    pub fn live_at(&self, s: usize) -> Vec<&PlacedBuffer> {
+        let mut v: Vec<&PlacedBuffer> = self
+            .buffers
+            .iter()
+            .filter(|b| b.first <= s && s <= b.last)
+            .collect();
+        v.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.offset.cmp(&b.offset)));
+        v
+    }
+}
+
+/// One chain of steps that runs streamed (row by row).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChainStat {
+    /// The ops and source names of its steps, first to last.
+    pub ops: Vec<String>,
+    pub names: Vec<String>,
+    /// Its output overwrites a dying input.
+    pub in_place: bool,
+    /// Bytes its row copies move per inference.
+    pub copied_bytes: usize,
+    /// The arena after streaming it.
+    pub arena_after: usize,
 }
 
 /// A model lowered for code generation.
@@ -295,6 +366,31 @@ impl Program {
             self.weight_bytes(),
             self.stats.order
         );
+        if !self.stats.chains.is_empty() {
+            let _ = writeln!(
+                s,
+                "  partial execution: arena {} bytes before, {} streamed chain(s), {} bytes of row copies",
+                self.stats.unpartitioned_bytes,
+                self.stats.chains.len(),
+                self.stats
+                    .chains
+                    .iter()
+                    .map(|c| c.copied_bytes)
+                    .sum::<usize>()
+            );
+            for c in &self.stats.chains {
+                let _ = writeln!(
+                    s,
+                    "    stream {} ({} steps{}): `{}` .. `{}`, arena then {} bytes",
+                    c.ops.join(" > "),
+                    c.ops.len(),
+                    if c.in_place { ", in place" } else { "" },
+                    c.names.first().map(String::as_str).unwrap_or(""),
+                    c.names.last().map(String::as_str).unwrap_or(""),
+                    c.arena_after
+                );
+            }
+        }
         for (i, (n, t)) in self.inputs.iter().enumerate() {
             let _ = writeln!(s, "  in{i} {t}  \"{n}\"");
         }

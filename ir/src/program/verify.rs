@@ -18,11 +18,40 @@ pub(super) fn verify(p: &Program, placed: bool) -> Result<()> {
     }
     for (i, st) in p.steps.iter().enumerate() {
         let what = format!("step {i} ({} `{}`)", st.op.name(), st.name);
+        let count = p.loop_of(i).map_or(1, |l| l.count);
         for (k, b) in st.inputs.iter().enumerate() {
-            check_loc(p, b, &format!("{what}: input {k}"), false, placed, &mut errs);
+            check_loc(
+                p,
+                b,
+                count,
+                &format!("{what}: input {k}"),
+                false,
+                placed,
+                &mut errs,
+            );
         }
         for (k, b) in st.outputs.iter().enumerate() {
-            check_loc(p, b, &format!("{what}: output {k}"), true, placed, &mut errs);
+            check_loc(
+                p,
+                b,
+                count,
+                &format!("{what}: output {k}"),
+                true,
+                placed,
+                &mut errs,
+            );
+        }
+        for b in st.inputs.iter().chain(&st.outputs) {
+            if b.step > 0 && (p.loop_of(i).is_none() || matches!(b.loc, Loc::Const(_))) {
+                errs.push(format!(
+                    "{what}: {b} moves per iteration but {}",
+                    if matches!(b.loc, Loc::Const(_)) {
+                        "is a weight"
+                    } else {
+                        "is not in a loop"
+                    }
+                ));
+            }
         }
         if let Kernel::RowCopy(r) = &st.kernel {
             let count = p.loop_of(i).map_or(1, |l| l.count);
@@ -38,7 +67,7 @@ pub(super) fn verify(p: &Program, placed: bool) -> Result<()> {
         check_epilogue(st, &what, &mut errs);
         check_part(st, &what, &mut errs);
         if !st.in_place {
-            check_disjoint(st, &what, &mut errs);
+            check_disjoint(st, count, &what, &mut errs);
         }
     }
     if errs.is_empty() {
@@ -84,7 +113,9 @@ fn check_row_copy(st: &Step, r: &super::RowCopy, count: usize, what: &str, errs:
     let (s, d) = (&src.ty, &dst.ty);
     let row = |t: &crate::TensorType| t.dims[3..].iter().product::<usize>();
     if s.rank() < 3 || d.rank() < 3 || s.dims[0] != 1 || d.dims[0] != 1 {
-        errs.push(format!("{what}: row copies move rows of batch-1 tensors, not {s} to {d}"));
+        errs.push(format!(
+            "{what}: row copies move rows of batch-1 tensors, not {s} to {d}"
+        ));
         return;
     }
     if s.dims[1] != d.dims[1] || row(s) != row(d) || s.dtype != d.dtype {
@@ -116,13 +147,14 @@ fn check_row_copy(st: &Step, r: &super::RowCopy, count: usize, what: &str, errs:
 fn check_loc(
     p: &Program,
     b: &Buffer,
+    count: usize,
     what: &str,
     output: bool,
     placed: bool,
     errs: &mut Vec<String>,
 ) {
-    // What must fit the location: the buffer's end.
-    let bytes = b.offset + b.bytes();
+    // What must fit the location: the buffer's end in its last iteration.
+    let bytes = b.extent(count);
     if !b.offset.is_multiple_of(b.ty.dtype.size().max(1)) {
         errs.push(format!(
             "{what}: offset {} is not a multiple of the {} element size",
@@ -138,9 +170,9 @@ fn check_loc(
         Loc::Arena(o) => {
             if o + bytes > p.arena_bytes {
                 errs.push(format!(
-                    "{what}: {} bytes at arena+{} overrun the {}-byte arena",
+                    "{what}: {} bytes at arena+{} (last iteration) overrun the {}-byte arena",
                     b.bytes(),
-                    o + b.offset,
+                    o + bytes - b.bytes(),
                     p.arena_bytes
                 ));
             }
@@ -369,28 +401,57 @@ fn check_part(st: &Step, what: &str, errs: &mut Vec<String>) {
 
 /// A step that is not in place must not read what it writes: its buffers
 /// either coincide or do not overlap (the C kernels use `restrict`).
-fn check_disjoint(st: &Step, what: &str, errs: &mut Vec<String>) {
-    // (storage, start, end): the arena, or one unplaced storage.
-    let range = |b: &Buffer| -> Option<(Option<usize>, usize, usize)> {
+fn check_disjoint(st: &Step, count: usize, what: &str, errs: &mut Vec<String>) {
+    // (storage, start, step): the arena, or one unplaced storage.
+    let start = |b: &Buffer| -> Option<(Option<usize>, i64)> {
         match b.loc {
-            Loc::Temp(k) => Some((Some(k), b.offset, b.offset + b.bytes())),
-            _ => b.arena_range().map(|(a, e)| (None, a, e)),
+            Loc::Temp(k) => Some((Some(k), b.offset as i64)),
+            Loc::Arena(o) => Some((None, (o + b.offset) as i64)),
+            _ => None,
         }
     };
     for o in &st.outputs {
-        let Some((os, o0, o1)) = range(o) else {
+        let Some((os, o0)) = start(o) else {
             continue;
         };
         for (k, i) in st.inputs.iter().enumerate() {
-            if let Some((is, i0, i1)) = range(i)
+            if let Some((is, i0)) = start(i)
                 && is == os
-                && i0 < o1
-                && o0 < i1
+                && overlap_in_loop(
+                    (i0, i.step as i64, i.bytes() as i64),
+                    (o0, o.step as i64, o.bytes() as i64),
+                    count,
+                )
             {
                 errs.push(format!(
-                    "{what}: input {k} [{i0}, {i1}) overlaps the output [{o0}, {o1}) but the step is not in place"
+                    "{what}: input {k} {i} overlaps the output {o} but the step is not in place"
                 ));
             }
         }
     }
+}
+
+/// Do two byte ranges `[start + it * step, + len)` intersect in some
+/// iteration `it < count`?
+fn overlap_in_loop(a: (i64, i64, i64), b: (i64, i64, i64), count: usize) -> bool {
+    if a.2 == 0 || b.2 == 0 || count == 0 {
+        return false;
+    }
+    // a_start(it) < b_end(it) and b_start(it) < a_end(it): each is
+    // `c + d * it > 0`, true on a half-line of iterations.
+    let (mut lo, mut hi) = (0i64, count as i64 - 1);
+    for (c, d) in [(b.0 + b.2 - a.0, b.1 - a.1), (a.0 + a.2 - b.0, a.1 - b.1)] {
+        if d == 0 {
+            if c <= 0 {
+                return false;
+            }
+        } else if d > 0 {
+            // it > -c / d
+            lo = lo.max((-c).div_euclid(d) + 1);
+        } else {
+            // it < c / -d
+            hi = hi.min((c - 1).div_euclid(-d));
+        }
+    }
+    lo <= hi
 }

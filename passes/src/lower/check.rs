@@ -324,8 +324,8 @@ fn defaults(name: &str, cx: &StepCx) -> Result<Kernel, String> {
         "pool_direct" => Kernel::PoolDirect,
         "pool_rows" => Kernel::PoolRows(PoolRows { width: 12 }),
         "global_pool" => Kernel::GlobalPool(GlobalPool { partials: 1 }),
-        "map" | "copy" | "row_copy" | "pad_table" | "gather" | "resize_table" | "reduce" | "arg_reduce"
-        | "softmax" | "lrn" => {
+        "map" | "copy" | "row_copy" | "pad_table" | "gather" | "resize_table" | "reduce"
+        | "arg_reduce" | "softmax" | "lrn" => {
             return Err(format!(
                 "{name} cannot compute this step (its kernel is {})",
                 chosen.name()

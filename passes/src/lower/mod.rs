@@ -13,9 +13,13 @@
 //! (channel split) transform what lowering produces.
 
 mod check;
+pub mod concat;
+pub mod inplace;
+pub mod partition;
 pub mod plan;
 pub mod select;
 pub mod split;
+pub mod stream;
 
 use std::fmt;
 
@@ -156,6 +160,8 @@ pub struct LowerOptions {
     pub target: Target,
     /// Kernels forced onto steps (later choices win where several match).
     pub kernels: Vec<KernelChoice>,
+    /// How hard to work on the arena (partial execution).
+    pub memory: partition::MemoryGoal,
 }
 
 /// Lowers an optimized graph to a program for `opts.target`.
@@ -276,7 +282,7 @@ pub fn lower(g: &Graph, opts: &LowerOptions) -> Result<Program> {
             msg: errs.join("; "),
         });
     }
-    let mut p = Program {
+    let p = Program {
         name: opts.name.clone(),
         target: opts.target.clone(),
         inputs: (0..g.inputs().len())
@@ -299,6 +305,19 @@ pub fn lower(g: &Graph, opts: &LowerOptions) -> Result<Program> {
         loops: vec![],
     };
     p.verify_unplaced()?;
+    let (mut p, report) = partition::partition(p, opts.memory)?;
+    p.stats.unpartitioned_bytes = report.arena_before;
+    p.stats.chains = report
+        .chains
+        .into_iter()
+        .map(|c| nnc_ir::program::ChainStat {
+            ops: c.ops,
+            names: c.names,
+            in_place: c.streamed.in_place,
+            copied_bytes: c.streamed.copied_bytes,
+            arena_after: c.arena_after,
+        })
+        .collect();
     plan::place_program(&mut p);
     p.verify()?;
     Ok(p)

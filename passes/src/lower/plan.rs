@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use nnc_ir::program::{ARENA_ALIGN, Buffer, Loc, Loop, Program};
+use nnc_ir::program::{ARENA_ALIGN, Buffer, Loc, Loop, PlacedBuffer, Program};
 use nnc_ir::{ConstId, Graph, NodeId, Op, TensorType, Value};
 
 use crate::pass::Result;
@@ -243,7 +243,7 @@ fn plan_order(
     }
     let access: Vec<(&[Buffer], &[Buffer], bool)> = out
         .iter()
-        .map(|s| (s.inputs.as_slice(), s.outputs.as_slice(), s.in_place))
+        .map(|s| (s.inputs.as_slice(), s.outputs.as_slice(), !s.in_place))
         .collect();
     let placement = place(&access, &[]);
     Planned {
@@ -263,6 +263,9 @@ pub struct Placement {
     pub sizes: Vec<usize>,
     /// Live interval (first and last step) of storage `k`.
     pub intervals: Vec<(usize, usize)>,
+    /// The steps storage `k` holds a live value: (first, last, bytes)
+    /// segments.
+    pub segments: Vec<Vec<(usize, usize, usize)>>,
     /// Arena bytes (aligned).
     pub arena: usize,
     /// One buffer per storage, no reuse.
@@ -272,12 +275,16 @@ pub struct Placement {
 }
 
 /// Greedy-by-size placement of the storage that steps name (`(inputs,
-/// outputs, in place)` per step) over its live intervals. A storage lives
-/// from the first step that touches it to the last; inside a loop it lives
-/// for the whole loop, unless every iteration writes all of it before
-/// reading it and nothing outside the loop touches it (then its interval
-/// is the steps of the body that use it, as for straight-line code).
+/// outputs, in place)` per step) over its live segments. A storage is live
+/// from a step that writes all of it to the last step that touches it
+/// before the next such write (so a one-row buffer that every row of a
+/// streamed chain rewrites is live only between its writes and reads).
+/// Inside a loop, a storage whose first touch in the body writes all of
+/// it lives only across the body steps that use it; any other storage
+/// touched in the body lives for the whole loop.
 pub fn place(steps: &[(&[Buffer], &[Buffer], bool)], loops: &[Loop]) -> Placement {
+    // `steps[s].2`: the step overwrites its outputs whole (see
+    // [`overwrites`]).
     let mut n = 0;
     for (ins, outs, _) in steps {
         for b in ins.iter().chain(outs.iter()) {
@@ -286,87 +293,190 @@ pub fn place(steps: &[(&[Buffer], &[Buffer], bool)], loops: &[Loop]) -> Placemen
             }
         }
     }
+    let loop_at = |s: usize| loops.iter().find(|l| l.first <= s && s < l.end());
     let mut sizes = vec![0usize; n];
-    let mut first = vec![usize::MAX; n];
-    let mut last = vec![0usize; n];
     for (s, (ins, outs, _)) in steps.iter().enumerate() {
+        let count = loop_at(s).map_or(1, |l| l.count);
         for b in ins.iter().chain(outs.iter()) {
             if let Loc::Temp(k) = b.loc {
-                sizes[k] = sizes[k].max(align(b.offset + b.bytes()));
-                first[k] = first[k].min(s);
-                last[k] = last[k].max(s);
+                sizes[k] = sizes[k].max(align(b.extent(count)));
             }
+        }
+    }
+    // Every touch of every storage, in order: (first step, last step,
+    // writes all of it, bytes reached).
+    let full_write = |s: usize, k: usize| -> bool {
+        let (ins, outs, over) = steps[s];
+        over && !ins.iter().any(|b| b.loc == Loc::Temp(k))
+            && outs.iter().any(|b| {
+                b.loc == Loc::Temp(k)
+                    && b.offset == 0
+                    && b.step == 0
+                    && align(b.bytes()) == sizes[k]
+            })
+    };
+    let mut touches: Vec<Vec<(usize, usize, bool, usize)>> = vec![Vec::new(); n];
+    for (s, (ins, outs, _)) in steps.iter().enumerate() {
+        let count = loop_at(s).map_or(1, |l| l.count);
+        let mut seen: Vec<(usize, usize)> = Vec::new();
+        for b in ins.iter().chain(outs.iter()) {
+            if let Loc::Temp(k) = b.loc {
+                let e = align(b.extent(count));
+                match seen.iter_mut().find(|x| x.0 == k) {
+                    Some(x) => x.1 = x.1.max(e),
+                    None => seen.push((k, e)),
+                }
+            }
+        }
+        for (k, e) in seen {
+            touches[k].push((s, s, full_write(s, k), e));
         }
     }
     for l in loops {
-        for k in 0..n {
-            if first[k] == usize::MAX || last[k] < l.first || first[k] >= l.end() {
-                continue;
-            }
-            let local = first[k] >= l.first && last[k] < l.end() && {
-                // The first touch in the body writes the whole storage.
-                let (ins, outs, in_place) = steps[first[k]];
-                !in_place
-                    && !ins.iter().any(|b| b.loc == Loc::Temp(k))
-                    && outs
-                        .iter()
-                        .any(|b| b.loc == Loc::Temp(k) && b.offset == 0 && align(b.bytes()) == sizes[k])
-            };
-            if !local {
-                first[k] = first[k].min(l.first);
-                last[k] = last[k].max(l.end() - 1);
+        for t in touches.iter_mut() {
+            let inside: Vec<usize> = (0..t.len())
+                .filter(|&i| t[i].0 >= l.first && t[i].0 < l.end())
+                .collect();
+            let Some(&f) = inside.first() else { continue };
+            if !t[f].2 {
+                // Carried from one iteration to the next: one touch for
+                // the whole loop.
+                let last = *inside.last().expect("non-empty");
+                let e = t[f..=last].iter().map(|x| x.3).max().unwrap_or(0);
+                t.splice(f..=last, [(l.first, l.end() - 1, false, e)]);
             }
         }
     }
-    let mut order: Vec<usize> = (0..n).filter(|&k| first[k] != usize::MAX).collect();
-    order.sort_by(|&a, &b| {
+    // Pieces of live storage (first step, last step, bytes): a full write
+    // starts a value, every other touch extends it; within a value the
+    // bytes only grow (an in-place step writing a larger output over its
+    // input needs the larger size from that step on, not before).
+    let pieces: Vec<Vec<(usize, usize, usize)>> = touches
+        .iter()
+        .map(|t| {
+            let mut v: Vec<(usize, usize, usize)> = Vec::new();
+            let mut open = false;
+            for &(a, b, full, e) in t {
+                match v.last_mut() {
+                    Some(p) if open && !full => {
+                        if e > p.2 {
+                            let start = a.max(p.0);
+                            if start > p.0 {
+                                p.1 = start - 1;
+                                v.push((start, b, e));
+                            } else {
+                                p.2 = e;
+                                p.1 = p.1.max(b);
+                            }
+                        } else {
+                            p.1 = p.1.max(b);
+                        }
+                    }
+                    _ => v.push((a, b, e)),
+                }
+                open = true;
+            }
+            v
+        })
+        .collect();
+    // Offsets by first fit in a few orders (largest first, longest-lived
+    // bytes first, earliest first); the smallest arena wins.
+    let first = |k: usize| pieces[k].first().map_or(usize::MAX, |s| s.0);
+    let area = |k: usize| -> usize { pieces[k].iter().map(|p| (p.1 - p.0 + 1) * p.2).sum() };
+    let live_k: Vec<usize> = (0..n).filter(|&k| !pieces[k].is_empty()).collect();
+    let mut by_size = live_k.clone();
+    by_size.sort_by(|&a, &b| {
         sizes[b]
             .cmp(&sizes[a])
-            .then(first[a].cmp(&first[b]))
+            .then(first(a).cmp(&first(b)))
             .then(a.cmp(&b))
     });
-    let mut offsets = vec![0usize; n];
-    let mut placed: Vec<(usize, usize, usize, usize)> = Vec::new(); // offset, bytes, first, last
-    for &k in &order {
-        let mut busy: Vec<(usize, usize)> = placed
+    let mut by_area = live_k.clone();
+    by_area.sort_by(|&a, &b| area(b).cmp(&area(a)).then(a.cmp(&b)));
+    let mut by_first = live_k;
+    by_first.sort_by(|&a, &b| first(a).cmp(&first(b)).then(sizes[b].cmp(&sizes[a])));
+    let mut best: Option<(usize, Vec<usize>, Vec<usize>)> = None;
+    for order in [by_size, by_area, by_first] {
+        let offsets = first_fit(&pieces, &order, n);
+        let arena = order
             .iter()
-            .filter(|p| !(p.3 < first[k] || last[k] < p.2))
-            .map(|p| (p.0, p.0 + p.1))
-            .collect();
-        busy.sort();
-        let mut off = 0;
-        for (b0, b1) in busy {
-            if off + sizes[k] <= b0 {
-                break;
-            }
-            off = off.max(b1);
+            .flat_map(|&k| pieces[k].iter().map(move |p| (k, p.2)))
+            .map(|(k, e)| offsets[k] + e)
+            .max()
+            .unwrap_or(0);
+        if best.as_ref().is_none_or(|b| arena < b.0) {
+            best = Some((arena, offsets, order));
         }
-        placed.push((off, sizes[k], first[k], last[k]));
-        offsets[k] = off;
     }
-    let arena = placed.iter().map(|p| p.0 + p.1).max().unwrap_or(0);
+    let (arena, offsets, order) = best.unwrap_or_default();
+    let placed = &order;
     let mut live = vec![0usize; steps.len()];
-    for p in &placed {
-        for l in live.iter_mut().take(p.3 + 1).skip(p.2) {
-            *l += p.1;
+    for &k in placed {
+        for &(a, b, e) in &pieces[k] {
+            for l in live.iter_mut().take(b + 1).skip(a) {
+                *l += e;
+            }
         }
     }
+    let segments = pieces;
     Placement {
         offsets,
         naive: order.iter().map(|&k| sizes[k]).sum(),
         intervals: (0..n)
-            .map(|k| {
-                if first[k] == usize::MAX {
-                    (0, 0)
-                } else {
-                    (first[k], last[k])
-                }
+            .map(|k| match (segments[k].first(), segments[k].last()) {
+                (Some(a), Some(b)) => (a.0, b.1),
+                _ => (0, 0),
             })
             .collect(),
+        segments,
         sizes,
         arena: align(arena),
         live,
     }
+}
+
+/// Lowest offsets, storage by storage in `order`, where every piece fits
+/// beside the pieces already placed that are live at the same time.
+fn first_fit(pieces: &[Vec<(usize, usize, usize)>], order: &[usize], n: usize) -> Vec<usize> {
+    let mut offsets = vec![0usize; n];
+    let mut placed: Vec<usize> = Vec::new();
+    for &k in order {
+        let mut busy: Vec<(usize, usize, usize)> = Vec::new(); // start, end, needed
+        for &(a, b, e) in &pieces[k] {
+            for &j in &placed {
+                for &(c, d, f) in &pieces[j] {
+                    if !(b < c || d < a) {
+                        busy.push((offsets[j], offsets[j] + f, e));
+                    }
+                }
+            }
+        }
+        busy.sort();
+        let mut off = 0;
+        while let Some(&(_, b1, _)) = busy
+            .iter()
+            .find(|&&(b0, b1, need)| off < b1 && b0 < off + need)
+        {
+            off = b1;
+        }
+        offsets[k] = off;
+        placed.push(k);
+    }
+    offsets
+}
+
+/// Does a step replace everything its output buffers hold? Not when it
+/// writes in place over an input, adds to a partial sum, or copies some
+/// rows of a tensor.
+pub fn overwrites(st: &nnc_ir::program::Step) -> bool {
+    let rows_only = match &st.kernel {
+        nnc_ir::program::Kernel::RowCopy(r) => st
+            .outputs
+            .first()
+            .is_none_or(|y| !(r.dst_row == 0 && r.dst_step == 0 && r.rows == y.ty.dims[2])),
+        _ => false,
+    };
+    !st.in_place && !st.part.accumulate && !rows_only
 }
 
 /// A buffer with its storage placed.
@@ -386,7 +496,7 @@ pub fn place_program(p: &mut Program) -> Placement {
     let access: Vec<(&[Buffer], &[Buffer], bool)> = p
         .steps
         .iter()
-        .map(|s| (s.inputs.as_slice(), s.outputs.as_slice(), s.in_place))
+        .map(|s| (s.inputs.as_slice(), s.outputs.as_slice(), overwrites(s)))
         .collect();
     let pl = place(&access, &p.loops);
     for st in &mut p.steps {
@@ -399,6 +509,25 @@ pub fn place_program(p: &mut Program) -> Placement {
     p.stats.live_bytes = pl.live.clone();
     p.stats.peak_step = peak(&pl.live);
     p.stats.in_place_steps = p.steps.iter().filter(|s| s.in_place).count();
+    p.stats.buffers = pl
+        .segments
+        .iter()
+        .enumerate()
+        .flat_map(|(k, segs)| {
+            let off = pl.offsets[k];
+            segs.iter()
+                .map(move |&(first, last, bytes)| (k, off, first, last, bytes))
+        })
+        .map(|(storage, offset, first, last, bytes)| PlacedBuffer {
+            storage,
+            offset,
+            bytes,
+            first,
+            last,
+            name: p.steps[first].name.clone(),
+        })
+        .collect();
+    p.stats.buffers.sort_by_key(|b| (b.first, b.offset));
     pl
 }
 
@@ -588,4 +717,93 @@ pub fn memory(g: &Graph) -> Result<MemoryPlan> {
         greedy_bytes: s.greedy_bytes,
         order: s.best.order,
     })
+}
+
+fn human(b: usize) -> String {
+    let f = b as f64;
+    if f >= 1024.0 * 1024.0 {
+        format!("{b} B ({:.2} MiB)", f / 1024.0 / 1024.0)
+    } else if f >= 1024.0 {
+        format!("{b} B ({:.1} KiB)", f / 1024.0)
+    } else {
+        format!("{b} B")
+    }
+}
+
+/// Why a placed program misses an SRAM budget, or `None` when its arena
+/// fits: the steps whose live bytes exceed the budget (and by how much),
+/// and the buffers live at the worst of them.
+pub fn over_budget(p: &Program, budget: usize) -> Option<String> {
+    if p.arena_bytes <= budget {
+        return None;
+    }
+    let s = &p.stats;
+    let mut msg = format!(
+        "the plan does not fit: the arena needs {}, the SRAM budget is {} ({} B over)",
+        human(p.arena_bytes),
+        human(budget),
+        p.arena_bytes - budget
+    );
+    // Runs of consecutive steps over the budget.
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new(); // first, last, most live
+    for (i, &l) in s.live_bytes.iter().enumerate() {
+        if l <= budget {
+            continue;
+        }
+        match runs.last_mut() {
+            Some(r) if r.1 + 1 == i => {
+                r.1 = i;
+                r.2 = r.2.max(l);
+            }
+            _ => runs.push((i, i, l)),
+        }
+    }
+    if runs.is_empty() {
+        msg.push_str(&format!(
+            "; every step's live bytes fit (at most {} at step {}), the rest is lost between \
+             buffers of different lifetimes",
+            human(s.live_bytes.get(s.peak_step).copied().unwrap_or(0)),
+            s.peak_step
+        ));
+        return Some(msg);
+    }
+    let shown: Vec<String> = runs
+        .iter()
+        .take(8)
+        .map(|&(a, b, l)| {
+            let steps = if a == b {
+                format!("step {a}")
+            } else {
+                format!("steps {a}-{b}")
+            };
+            format!("{steps} ({} live, {} B over)", human(l), l - budget)
+        })
+        .collect();
+    let more = if runs.len() > 8 {
+        format!(" and {} more runs", runs.len() - 8)
+    } else {
+        String::new()
+    };
+    msg.push_str(&format!("; bottleneck {}{more}", shown.join(", ")));
+    let at = s.peak_step;
+    if let Some(st) = p.steps.get(at) {
+        let live = s.live_at(at);
+        let list: Vec<String> = live
+            .iter()
+            .take(6)
+            .map(|b| format!("`{}` {}", b.name, human(b.bytes)))
+            .collect();
+        let rest = if live.len() > 6 {
+            format!(" and {} smaller", live.len() - 6)
+        } else {
+            String::new()
+        };
+        msg.push_str(&format!(
+            "; at the peak, step {at} ({} `{}`), these tensors are live: {}{rest}",
+            st.op.name(),
+            st.name,
+            list.join(", ")
+        ));
+    }
+    Some(msg)
 }
