@@ -191,6 +191,9 @@ pub fn rules() -> Vec<Rw> {
             .unwrap(),
         );
     }
+    v.push(rw!("qdq-concat2";
+        "(quantize ?qa (concat ?oa (dequantize ?da ?x ?as ?az) (dequantize ?db ?y ?bs ?bz)) ?s ?z)" =>
+        { Build(qconcat2) }));
     v.push(rw!("dequantize-concat2";
         "(concat ?oa (dequantize ?da ?x ?s ?z) (dequantize ?db ?y ?s ?z))" =>
         { Build(concat2) }));
@@ -210,6 +213,41 @@ fn concat2(b: &mut B<'_>, _class: Id) -> Option<Id> {
     let dq = b.op_at("dequantize", "?da")?;
     let (s, z) = (b.id("?s"), b.id("?z"));
     b.add(&dq, &[joined, s, z])
+}
+
+/// Two dequantized inputs with their own parameters concatenated and
+/// quantized (onnxruntime's QLinearConcat): each input requantized to the
+/// output's parameters (one rounding, as in the float form), then joined.
+fn qconcat2(b: &mut B<'_>, _class: Id) -> Option<Id> {
+    let out = quantize_to(b)?;
+    let (sy, zy) = scalar_q(b, "?s", "?z")?;
+    let (lo, hi) = clamp_range(None, out, sy, zy)?;
+    let mut parts = Vec::new();
+    for (v, s, z) in [("?x", "?as", "?az"), ("?y", "?bs", "?bz")] {
+        let x = b.id(v);
+        let xd = q8(b, x)?;
+        let (sx, zx) = scalar_q(b, s, z)?;
+        if sx == sy && zx == zy && xd == out {
+            parts.push(x);
+            continue;
+        }
+        let (mult, shift) = checked_multiplier(sx as f64 / sy as f64)?;
+        let rq = Op::Requant(RequantAttrs {
+            q: QParams {
+                x_zp: zx,
+                w_zp: 0,
+                y_zp: zy,
+                lo,
+                hi,
+                out,
+            },
+            mult,
+            shift,
+        });
+        parts.push(b.add(&rq, &[x])?);
+    }
+    let op = b.op_at("concat", "?oa")?;
+    b.add(&op, &parts)
 }
 
 /// A per-tensor quantization: the scale and zero point of a dequantize or
