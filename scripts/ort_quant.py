@@ -48,6 +48,7 @@ CASES = [(m, "qdq", act) for m in MODELS for act in ("u8", "s8")] + [
     ("mlperf_tiny/kws_dscnn_fp32", "qop", "u8"),
     ("mlperf_tiny/ic_resnet8_fp32", "qop", "s8"),
     ("torchvision/mobilenet_v2", "qdq", "u8"),
+    ("synthetic/contrib_ops", "qop", "u8"),
 ]
 CALIBRATION_INPUTS = 16
 # Evaluation inputs per case (fewer for the large model, to keep CI short).
@@ -296,6 +297,20 @@ class Exact:
     def QLinearGlobalAveragePool(self, i, a):
         return self.quantize(self.GlobalAveragePool([self.dequantize(i[0], i[1], i[2])], a), i[3], i[4], i[4].dtype)
 
+    def QLinearSigmoid(self, i, a):
+        y = 1.0 / (1.0 + self.np.exp(-self.dequantize(i[0], i[1], i[2])))
+        return self.quantize(y, i[3], i[4], i[4].dtype)
+
+    def QLinearLeakyRelu(self, i, a):
+        x = self.dequantize(i[0], i[1], i[2])
+        y = self.np.where(x >= 0, x, a.get("alpha", 0.01) * x)
+        return self.quantize(y, i[3], i[4], i[4].dtype)
+
+    def QLinearConcat(self, i, a):
+        parts = [self.dequantize(i[k], i[k + 1], i[k + 2]) for k in range(2, len(i), 3)]
+        y = self.np.concatenate(parts, axis=a["axis"])
+        return self.quantize(y, i[0], i[1], i[1].dtype)
+
     def QLinearSoftmax(self, i, a):
         y = self.softmax(self.dequantize(i[0], i[1], i[2]), a.get("axis", -1))
         return self.quantize(y, i[3], i[4], i[4].dtype)
@@ -316,7 +331,49 @@ def lsb(np, a, b, scale):
     return int(d.max()), int((d > 0).sum()), int(d.size)
 
 
+def contrib_model(onnx, np):
+    """A small QOperator graph of the com.microsoft ops the MLPerf models do
+    not use (QLinearSigmoid, QLinearLeakyRelu, QLinearMul,
+    QLinearGlobalAveragePool, QLinearConcat), uint8, with different
+    quantization parameters on every tensor."""
+    from onnx import TensorProto as T
+    from onnx import helper as h
+
+    ms = "com.microsoft"
+    inits = []
+
+    def qp(name, scale, zp):
+        inits.append(h.make_tensor(name + "_s", T.FLOAT, [], [scale]))
+        inits.append(h.make_tensor(name + "_z", T.UINT8, [], [zp]))
+        return [name + "_s", name + "_z"]
+
+    x, a, b, c, d, e, f = (qp(n, s, z) for n, s, z in [
+        ("x", 0.031, 128), ("a", 1.0 / 256, 0), ("b", 0.0041, 3), ("c", 0.0037, 1),
+        ("d", 0.0029, 2), ("e", 0.0052, 0), ("f", 0.0061, 5)])
+    nodes = [
+        h.make_node("QuantizeLinear", ["x"] + x, ["xq"]),
+        h.make_node("QLinearSigmoid", ["xq"] + x + a, ["aq"], domain=ms),
+        h.make_node("QLinearLeakyRelu", ["xq"] + x + b, ["bq"], domain=ms, alpha=0.2),
+        h.make_node("QLinearMul", ["aq"] + a + ["bq"] + b + c, ["cq"], domain=ms),
+        h.make_node("QLinearGlobalAveragePool", ["cq"] + c + d, ["dq"], domain=ms),
+        h.make_node("QLinearAdd", ["dq"] + d + ["aq"] + a + e, ["eq"], domain=ms),
+        h.make_node("QLinearConcat", f + ["eq"] + e + ["cq"] + c, ["fq"], domain=ms, axis=1),
+        h.make_node("DequantizeLinear", ["fq"] + f, ["y"]),
+    ]
+    g = h.make_graph(
+        nodes, "contrib",
+        [h.make_tensor_value_info("x", T.FLOAT, [1, 4, 6, 6])],
+        [h.make_tensor_value_info("y", T.FLOAT, [1, 8, 6, 6])],
+        inits,
+    )
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 13), h.make_opsetid(ms, 1)])
+    m.ir_version = 8
+    return m
+
+
 def build_case(np, onnx, numpy_helper, ort, q, models_dir, model, fmt, act, dest):
+    if model == "synthetic/contrib_ops":
+        return build_contrib(np, onnx, numpy_helper, ort, dest)
     src = os.path.join(models_dir, model, "model.onnx")
     stored = numpy_helper.to_array(
         onnx.load_tensor(os.path.join(models_dir, model, "test_data_set_0", "input_0.pb"))
@@ -350,8 +407,26 @@ def build_case(np, onnx, numpy_helper, ort, q, models_dir, model, fmt, act, dest
             calibrate_method=q.CalibrationMethod.MinMax,
         )
     qm = onnx.load(out)
-    scale, zp = output_quant(onnx, numpy_helper, qm)
     feeds = [{inp.name: evals()} for _ in range(EVAL_INPUTS.get(model, DEFAULT_EVAL_INPUTS))]
+    return record(np, onnx, numpy_helper, ort, qm, out, feeds, dest, (model, fmt, act))
+
+
+def build_contrib(np, onnx, numpy_helper, ort, dest):
+    os.makedirs(dest, exist_ok=True)
+    out = os.path.join(dest, "model.onnx")
+    qm = contrib_model(onnx, np)
+    onnx.save(qm, out)
+    rng = np.random.default_rng(3)
+    feeds = [{"x": rng.uniform(-4, 4, (1, 4, 6, 6)).astype(np.float32)} for _ in range(DEFAULT_EVAL_INPUTS)]
+    return record(np, onnx, numpy_helper, ort, qm, out, feeds, dest, ("synthetic/contrib_ops", "qop", "u8"))
+
+
+def record(np, onnx, numpy_helper, ort, qm, out, feeds, dest, what):
+    """Runs ONNX Runtime (both levels) and the exact evaluation on `feeds`
+    and writes the tensors; the manifest entry."""
+    model, fmt, act = what
+    inp = qm.graph.input[0]
+    scale, zp = output_quant(onnx, numpy_helper, qm)
     ref = run_ort(ort, out, ort.GraphOptimizationLevel.ORT_DISABLE_ALL, feeds)
     opt = run_ort(ort, out, ort.GraphOptimizationLevel.ORT_ENABLE_ALL, feeds)
     ex = Exact(np, numpy_helper, qm)

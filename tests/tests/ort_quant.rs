@@ -1,7 +1,8 @@
 //! Models quantized by onnxruntime.quantization, through nnc and ONNX
 //! Runtime side by side. `scripts/ort_quant.py` quantizes shared float
 //! models (static, per-channel int8 weights, uint8 and int8 activations, the
-//! QDQ format and the QOperator format; cached under `target/ort-quant/`)
+//! QDQ format and the QOperator format, plus a synthetic QOperator graph of
+//! the other `com.microsoft` ops; cached under `target/ort-quant/`)
 //! and records, on deterministic inputs, ONNX Runtime's outputs with graph
 //! optimizations disabled (its reference: the QDQ graph computed as
 //! written, in float32) and enabled (QDQ fused into its integer kernels),
