@@ -241,7 +241,7 @@ fn bad_input_gives_clear_errors() {
         ),
         (
             vec!["info".into(), unsupported.display().to_string()],
-            "3 unsupported operator(s)",
+            "4 unsupported operator(s)",
         ),
     ];
     for (args, want) in cases {
@@ -258,6 +258,7 @@ fn bad_input_gives_clear_errors() {
         "Acos in node `first`",
         "TopK in node `second`",
         "com.vendor::Fancy in node `third`",
+        "com.microsoft::FusedConv in node `fourth`",
     ] {
         assert!(err.contains(want), "missing `{want}` in:\n{err}");
     }
@@ -289,7 +290,8 @@ fn dim(v: Option<i64>, p: Option<&str>) -> Dimension {
     }
 }
 
-/// A chain of three nodes nnc does not support, one in a custom domain.
+/// A chain of four nodes nnc does not support, one in a custom domain and
+/// one in onnxruntime's (whose quantized operators nnc reads).
 fn unsupported_model(dir: &Path) -> PathBuf {
     let node = |op: &str, domain: &str, name: &str, i: &str, o: &str| NodeProto {
         op_type: op.into(),
@@ -310,7 +312,8 @@ fn unsupported_model(dir: &Path) -> PathBuf {
             node: vec![
                 node("Acos", "", "first", "x", "a"),
                 node("TopK", "", "second", "a", "b"),
-                node("Fancy", "com.vendor", "third", "b", "y"),
+                node("Fancy", "com.vendor", "third", "b", "c"),
+                node("FusedConv", "com.microsoft", "fourth", "c", "y"),
             ],
             input: vec![vi("x", &[dim(Some(4), None)])],
             output: vec![vi("y", &[dim(Some(4), None)])],

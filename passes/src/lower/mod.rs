@@ -236,6 +236,14 @@ pub fn lower(g: &Graph, opts: &LowerOptions) -> Result<Program> {
             outs,
             target: &opts.target,
         };
+        if matches!(op, Op::ConvInteger(_) | Op::MatMulInteger | Op::Rescale) {
+            errs.push(format!(
+                "step {i} ({} `{name}`): the C and native backends have no kernel for ONNX's \
+                 integer ops; at -O1 and above the QOperator rules turn them into qconv / qgemm",
+                op.name()
+            ));
+            continue;
+        }
         let mut kernel = select::select(&cx);
         for (c, u) in opts.kernels.iter().zip(used.iter_mut()) {
             if c.matches(i, &op, &name) {
