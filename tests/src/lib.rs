@@ -2,4 +2,5 @@
 //! end-to-end tests (paths to `../shared`, model lists, comparisons).
 
 pub mod conformance;
+pub mod expect;
 pub mod shared;
