@@ -2,7 +2,9 @@
 //! `cortex-m4`, compiled with arm-none-eabi-gcc (`-Werror -pedantic`),
 //! linked with the startup code and linker script of `examples/cortex-m`,
 //! run under `qemu-system-arm -M mps2-an386`; the firmware compares its
-//! outputs with the reference outputs and exits non-zero on a mismatch.
+//! outputs with the reference outputs, prints how many are off and exits
+//! non-zero on a mismatch; the test checks both. A negative control runs a
+//! firmware against a deliberately wrong reference, which must fail.
 //! `arm-none-eabi-size` of each image is printed and written to
 //! `target/cortex-m4-size.txt`.
 //!
@@ -122,7 +124,22 @@ fn run(cmd: &mut Command, what: &str) -> String {
     text
 }
 
-fn build_and_run(rel: &str, dir: &Path) -> String {
+/// What a firmware run reported.
+struct Run {
+    status: std::process::ExitStatus,
+    /// The firmware's output (`NAME: K of N outputs off, ...`).
+    text: String,
+    /// Elements of the reference output.
+    outputs: usize,
+    /// `text data bss` of the image.
+    sizes: String,
+    arena: usize,
+    weights: usize,
+}
+
+/// Builds the firmware of `rel` checking its outputs against the
+/// reference output after `tamper`, and runs it under QEMU.
+fn build_and_run(rel: &str, dir: &Path, tamper: impl Fn(&mut Vec<f64>)) -> Run {
     let d = models_dir().join(rel);
     require(&d);
     let opts = LoadOptions {
@@ -142,6 +159,9 @@ fn build_and_run(rel: &str, dir: &Path) -> String {
     std::fs::write(dir.join(format!("{name}.c")), &src.source).unwrap();
     let (_, x) = nnc::io::read_tensor(&d.join("test_data_set_0/input_0.pb")).unwrap();
     let (_, y) = nnc::io::read_tensor(&d.join("test_data_set_0/output_0.pb")).unwrap();
+    let mut vals = y.to_f64();
+    tamper(&mut vals);
+    let y = Tensor::from_f64(y.dtype(), y.dims().to_vec(), vals).unwrap();
     let out_ty = match y.dtype() {
         DType::F32 => "float",
         DType::I8 => "int8_t",
@@ -223,10 +243,9 @@ fn build_and_run(rel: &str, dir: &Path) -> String {
         std::thread::sleep(Duration::from_millis(20));
     };
     let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        status.success(),
-        "{rel} on Cortex-M4 ({status}):\n{text}{}",
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     let sizes = size
@@ -237,12 +256,14 @@ fn build_and_run(rel: &str, dir: &Path) -> String {
         .take(3)
         .collect::<Vec<_>>()
         .join(" ");
-    format!(
-        "{rel}: {} | text data bss = {sizes} | arena {} B, weights {} B",
-        text.trim(),
-        p.arena_bytes,
-        p.weight_bytes()
-    )
+    Run {
+        status,
+        text,
+        outputs: y.len(),
+        sizes,
+        arena: p.arena_bytes,
+        weights: p.weight_bytes(),
+    }
 }
 
 #[test]
@@ -250,7 +271,22 @@ fn mlperf_tiny_runs_on_emulated_cortex_m4() {
     let base = std::env::temp_dir().join(format!("nnc-cortex-m-{}", std::process::id()));
     let mut report = String::new();
     for m in MLPERF_TINY_FP32.iter().chain(INT8_MODELS.iter()) {
-        let line = build_and_run(m, &base.join(m.replace('/', "_")));
+        let run = build_and_run(m, &base.join(m.replace('/', "_")), |_| {});
+        // The exit status and the firmware's own count must both say so.
+        let clean = format!(": 0 of {} outputs off", run.outputs);
+        assert!(
+            run.status.success() && run.text.contains(&clean),
+            "{m} on Cortex-M4 ({}):\n{}",
+            run.status,
+            run.text
+        );
+        let line = format!(
+            "{m}: {} | text data bss = {} | arena {} B, weights {} B",
+            run.text.trim(),
+            run.sizes,
+            run.arena,
+            run.weights
+        );
         println!("{line}");
         report.push_str(&line);
         report.push('\n');
@@ -258,4 +294,27 @@ fn mlperf_tiny_runs_on_emulated_cortex_m4() {
     let _ = std::fs::create_dir_all(repo().join("target"));
     let _ = std::fs::write(repo().join("target/cortex-m4-size.txt"), report);
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// The negative control: a firmware checked against a deliberately wrong
+/// reference (two elements off, one by far, one just past the tolerance)
+/// must report exactly those two and exit with status 1, so a passing run
+/// above means the outputs were compared.
+#[test]
+fn a_wrong_reference_fails_on_the_board() {
+    let base = std::env::temp_dir().join(format!("nnc-cortex-m-neg-{}", std::process::id()));
+    let m = "mlperf_tiny/ad_fc_autoencoder_fp32";
+    let run = build_and_run(m, &base, |v| {
+        v[0] += 0.5;
+        let last = v.len() - 1;
+        v[last] += 3e-5 + 2e-4 * v[last].abs();
+    });
+    let _ = std::fs::remove_dir_all(&base);
+    assert_eq!(run.status.code(), Some(1), "{}", run.text);
+    assert!(
+        run.text
+            .contains(&format!(": 2 of {} outputs off", run.outputs)),
+        "{}",
+        run.text
+    );
 }
