@@ -3,4 +3,6 @@
 
 pub mod conformance;
 pub mod expect;
+pub mod graphgen;
 pub mod shared;
+pub mod targets;
