@@ -37,7 +37,7 @@ use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
-use nnc_ir::program::{Arch, Codegen, Kernel, Loc, Program, Step, Target, Window};
+use nnc_ir::program::{Arch, Codegen, IntDot, Kernel, Loc, Program, Step, Target, Window};
 use nnc_ir::{Op, TensorType};
 
 use crate::error::{BackendError, Result};
@@ -71,7 +71,23 @@ fn describe(isa: &dyn isa::TargetIsa, arch: Arch) -> Target {
     let regs = if arch == Arch::Aarch64 { 32 } else { 16 };
     let mut t = Target::cpu(arch, Codegen::Cranelift, 128, regs);
     t.fma = has_fma(isa);
+    if has_vnni(isa) {
+        t.int_dot = IntDot::Quads;
+    }
     t
+}
+
+/// True when Cranelift lowers the u8 x i8 dot-product tree to
+/// `vpdpbusd` on this ISA: AVX-VNNI (with AVX) or AVX512-VNNI (with
+/// AVX512VL, for the 128-bit EVEX form).
+fn has_vnni(isa: &dyn isa::TargetIsa) -> bool {
+    let flags = isa.isa_flags();
+    let on = |n: &str| {
+        flags
+            .iter()
+            .any(|f| f.name == n && f.as_bool() == Some(true))
+    };
+    (on("has_avx") && on("has_avx_vnni")) || (on("has_avx512vl") && on("has_avx512vnni"))
 }
 
 /// Parses a Cranelift target: `host`, `x86_64`, `x86_64:CPU` (a CPU preset

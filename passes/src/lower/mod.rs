@@ -14,6 +14,7 @@
 
 mod check;
 pub mod plan;
+mod qselect;
 pub mod select;
 pub mod split;
 
