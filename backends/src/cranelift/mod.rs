@@ -25,6 +25,7 @@ mod map;
 mod matmul;
 mod nn;
 mod pool;
+mod qdot;
 mod reduce;
 mod row_tiles;
 mod scalar;
@@ -520,6 +521,13 @@ fn kernel(kb: &mut Kb, st: &Step, a: &Args) -> Result<()> {
         (Kernel::MatMulDirect, Op::QGemm(q)) => {
             integer::qgemm_direct(kb, st, q, ins[0], ins[1], y, a)
         }
+        (Kernel::QConvDot(k), Op::QConv(q)) => {
+            qdot::conv(kb, st, k, q, &Window::conv(&q.conv, ins[0], ins[1], y), a)
+        }
+        (Kernel::QDwDot(k), Op::QConv(q)) => {
+            qdot::depthwise(kb, st, k, q, &Window::conv(&q.conv, ins[0], ins[1], y), a)
+        }
+        (Kernel::QGemmDot(k), Op::QGemm(q)) => qdot::gemm(kb, st, k, q, ins[0], a),
         (Kernel::GlobalPool(_), Op::Pool(p)) if !ins[0].dtype.is_float() => {
             integer::global_pool_int(kb, p.kind, ins[0], a)
         }

@@ -32,10 +32,6 @@ fn lanes(t: &Target) -> usize {
 
 /// The dot width selection uses (None: no vector dot product).
 fn dot(t: &Target) -> Option<usize> {
-    // TEMPORARY: the native renderers come in the next commit.
-    if t.codegen == Codegen::Cranelift {
-        return None;
-    }
     (!t.is_mcu() && t.vector_bits >= 128 && t.int_dot.width() >= 2).then(|| t.int_dot.width())
 }
 
@@ -68,9 +64,6 @@ fn common(cx: &StepCx, w_zp: i32, dot: usize) -> Result<(), String> {
 }
 
 fn lanes_ok(cx: &StepCx, lanes: usize) -> Result<(), String> {
-    if cx.target.codegen == Codegen::Cranelift {
-        return Err("not rendered natively yet".into());
-    }
     let ok = match cx.target.codegen {
         Codegen::Cranelift => lanes == 4,
         Codegen::C => matches!(lanes, 4 | 8 | 16),
