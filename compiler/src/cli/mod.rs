@@ -265,7 +265,7 @@ struct InfoArgs {
     /// Print JSON instead of text
     #[arg(long)]
     json: bool,
-    /// Target of the memory plan: host, x86_64[:avx2|:avx512], aarch64, or cortex-m0/m4/m7
+    /// Target of the memory plan: host, x86_64[:avx2|:avx512|:avx512vnni|:avxvnni], aarch64, or cortex-m0/m4/m7
     /// (microcontrollers use the memory-aware cost model)
     #[arg(long, default_value = "host", value_parser = parse_c_target)]
     target: TargetArg,
@@ -292,8 +292,8 @@ struct EmitArgs {
     /// Identifier for the files, the entry point NAME_run and the macros (default: the model file name)
     #[arg(long)]
     name: Option<String>,
-    /// Target: host (this CPU), x86_64 (SSE2), x86_64:avx2, x86_64:avx512, aarch64, or a
-    /// microcontroller: cortex-m0, cortex-m4, cortex-m7 (kernels and tiles are chosen for it)
+    /// Target: host (this CPU), x86_64 (SSE2), x86_64:avx2, x86_64:avx512,
+    /// x86_64:avx512vnni, x86_64:avxvnni, aarch64, or a microcontroller: cortex-m0, cortex-m4, cortex-m7 (kernels and tiles are chosen for it)
     #[arg(long, default_value = "host", value_parser = parse_c_target)]
     target: TargetArg,
 }
