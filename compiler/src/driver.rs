@@ -191,6 +191,18 @@ impl Comparison {
 /// Compares `actual` with `expected`: floats within `atol + rtol * |expected|`
 /// (NaN equals NaN, infinities must match), integers and bools exactly.
 pub fn compare(actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Comparison {
+    compare_within(actual, expected, rtol, atol, 0)
+}
+
+/// As [`compare`], with integers allowed to differ by up to `lsb` (int8
+/// outputs of float kernels can round the other way).
+pub fn compare_within(
+    actual: &Tensor,
+    expected: &Tensor,
+    rtol: f64,
+    atol: f64,
+    lsb: u64,
+) -> Comparison {
     let mut c = Comparison {
         max_abs: 0.0,
         max_rel: 0.0,
@@ -207,7 +219,7 @@ pub fn compare(actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Comp
         for (x, y) in a.iter().zip(&e) {
             let d = (*x as f64 - *y as f64).abs();
             c.max_abs = c.max_abs.max(d);
-            if x != y {
+            if x.abs_diff(*y) > lsb {
                 c.mismatches += 1;
             }
         }

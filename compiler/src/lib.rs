@@ -1,9 +1,11 @@
-//! nnc: the compiler driver. ONNX import (`onnx`), tensor file I/O (`io`)
-//! and the session that loads a model, runs passes and backends
-//! (`driver`). The `nnc` binary is a thin CLI over this library.
+//! nnc: the compiler driver. ONNX import (`onnx`), tensor file I/O (`io`),
+//! the session that loads a model, runs passes and backends (`driver`),
+//! host builds (`cbuild`, `native`) and Cortex-M firmware measured under
+//! QEMU (`mcu`). The `nnc` binary is a thin CLI over this library.
 
 pub mod cbuild;
 pub mod driver;
 pub mod io;
+pub mod mcu;
 pub mod native;
 pub mod onnx;

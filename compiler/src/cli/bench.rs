@@ -1,12 +1,13 @@
-//! `nnc bench`: latency of a backend, median and 90th percentile.
+//! `nnc bench`: latency of a backend on this machine, median and 90th
+//! percentile (a Cortex-M target is measured in `bench_mcu`).
 
 use std::process::Command;
 
 use super::*;
 
-fn report(a: &BenchArgs, median: f64, p90: f64, runs: usize) {
+fn report(a: &BenchArgs, median: f64, p90: f64, runs: usize, checks: &Checks) {
     if a.json {
-        let v = json!({
+        let mut v = json!({
             "model": a.model.model.display().to_string(),
             "backend": format!("{:?}", a.backend).to_lowercase(),
             "opt_level": a.model.opt.to_string(),
@@ -14,10 +15,70 @@ fn report(a: &BenchArgs, median: f64, p90: f64, runs: usize) {
             "p90_ms": p90,
             "runs": runs,
         });
+        checks.add_to(&mut v);
         println!("{v}");
     } else {
+        checks.print();
         println!("median {median:.4} ms, p90 {p90:.4} ms over {runs} runs");
     }
+}
+
+/// The `--expect` comparisons of a bench.
+#[derive(Debug, Default)]
+pub(super) struct Checks {
+    /// (output name, printed line, matched)
+    pub rows: Vec<(String, String, bool)>,
+}
+
+impl Checks {
+    pub fn failed(&self) -> bool {
+        self.rows.iter().any(|r| !r.2)
+    }
+
+    pub fn print(&self) {
+        for (_, line, _) in &self.rows {
+            println!("{line}");
+        }
+    }
+
+    /// `"checks": [{"output", "ok", "result"}]` when there are any.
+    pub fn add_to(&self, v: &mut serde_json::Value) {
+        if self.rows.is_empty() {
+            return;
+        }
+        v["checks"] = self
+            .rows
+            .iter()
+            .map(|(n, line, ok)| json!({"output": n, "ok": ok, "result": line}))
+            .collect();
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        if self.failed() {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// The `--expect` references as (output index, tensor).
+pub(super) fn references(a: &BenchArgs, out_names: &[String]) -> Result<Vec<(usize, Tensor)>> {
+    assign(&a.expect, out_names, "output")?
+        .into_iter()
+        .map(|(i, f)| Ok((i, io::read_tensor(Path::new(f))?.1)))
+        .collect()
+}
+
+/// Compares host outputs with the references.
+fn check_host(a: &BenchArgs, out_names: &[String], outs: &[Tensor]) -> Result<Checks> {
+    let mut c = Checks::default();
+    for (i, want) in references(a, out_names)? {
+        let cmp = driver::compare_within(&outs[i], &want, a.tol.rtol, a.tol.atol, a.tol.lsb);
+        let (line, ok) = check_line(&out_names[i], &cmp, want.len(), &a.tol, want.dtype());
+        c.rows.push((out_names[i].clone(), line, ok));
+    }
+    Ok(c)
 }
 
 /// Picks a run count worth about two seconds from one timed run.
@@ -25,23 +86,45 @@ fn auto_runs(one_ms: f64) -> usize {
     ((2000.0 / one_ms.max(1e-3)) as usize).clamp(10, 10_000)
 }
 
+/// The model's inputs: the `-i` files, random tensors for the others.
+pub(super) fn bench_inputs(a: &BenchArgs, g: &Graph) -> Result<Vec<Tensor>> {
+    let names: Vec<String> = (0..g.inputs().len())
+        .map(|i| g.input_name(i).to_string())
+        .collect();
+    let mut inputs = nnc_passes::check::random_inputs(g, 1);
+    for (idx, f) in assign(&a.inputs, &names, "input")? {
+        inputs[idx] = io::read_tensor(Path::new(f))?.1;
+    }
+    nnc_ir::interp::check_inputs(g, &inputs)?;
+    Ok(inputs)
+}
+
 pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
+    let target = a.target.c();
+    if target.is_mcu() {
+        return bench_mcu::cmd_bench_mcu(a, target);
+    }
+    if !target.host {
+        bail!(
+            "`nnc bench` measures on this machine (--target host) or on an emulated Cortex-M \
+             (--target cortex-m0, cortex-m4 or cortex-m7); `{}` is neither",
+            target.spec()
+        );
+    }
     let g = load(&a.model, &HashMap::new(), false)?;
     let names: Vec<String> = (0..g.inputs().len())
         .map(|i| g.input_name(i).to_string())
         .collect();
-    let mut inputs = nnc_passes::check::random_inputs(&g, 1);
-    for (idx, f) in assign(&a.inputs, &names, "input")? {
-        inputs[idx] = io::read_tensor(Path::new(f))?.1;
-    }
-    nnc_ir::interp::check_inputs(&g, &inputs)?;
+    let out_names: Vec<String> = g.outputs().iter().map(|o| o.name.clone()).collect();
+    let inputs = bench_inputs(&a, &g)?;
     if a.profile && a.backend == Backend::Interp {
         bail!("--profile needs a compiled backend (--backend c or native)");
     }
     match a.backend {
         Backend::Interp => {
             let t0 = Instant::now();
-            driver::run_interp(&g, &inputs)?;
+            let outs = driver::run_interp(&g, &inputs)?;
+            let checks = check_host(&a, &out_names, &outs)?;
             let runs = a
                 .runs
                 .unwrap_or_else(|| auto_runs(t0.elapsed().as_secs_f64() * 1e3));
@@ -53,7 +136,14 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
                 })
                 .collect();
             t.sort_by(|x, y| x.total_cmp(y));
-            report(&a, t[runs / 2], t[(runs * 9 / 10).min(runs - 1)], runs);
+            report(
+                &a,
+                t[runs / 2],
+                t[(runs * 9 / 10).min(runs - 1)],
+                runs,
+                &checks,
+            );
+            Ok(checks.exit_code())
         }
         Backend::C | Backend::Native => {
             let name = nnc_backends::c::ident(if g.name.is_empty() { "model" } else { &g.name });
@@ -75,6 +165,12 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
                 let opts = nnc_backends::cranelift::NativeOptions { profile: a.profile };
                 let obj = nnc::native::object(&p, &name, &opts)?;
                 nnc::native::build_executable(&p, &obj)?
+            };
+            let checks = if a.expect.is_empty() {
+                Checks::default()
+            } else {
+                let outs = nnc::cbuild::run_executable(&exe, &p, &inputs)?;
+                check_host(&a, &out_names, &outs)?
             };
             let dir = std::env::temp_dir().join(format!("nnc-bench-{}", std::process::id()));
             std::fs::create_dir_all(&dir)?;
@@ -116,9 +212,9 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
                 }
                 let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
                 let peak = nnc_backends::cranelift::fma_peak_gflops()?;
-                print_profile(&a, &p, &v, peak, runs);
+                print_profile(&a, &p, &v, peak, runs, &checks);
                 let _ = std::fs::remove_dir_all(&dir);
-                return Ok(ExitCode::SUCCESS);
+                return Ok(checks.exit_code());
             }
             let runs = match a.runs {
                 Some(n) => n.max(1),
@@ -126,10 +222,10 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
             };
             let (median, p90) = run(runs)?;
             let _ = std::fs::remove_dir_all(&dir);
-            report(&a, median, p90, runs);
+            report(&a, median, p90, runs, &checks);
+            Ok(checks.exit_code())
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The per-step table: time, share, achieved GFLOP/s and its fraction of
@@ -140,6 +236,7 @@ fn print_profile(
     v: &serde_json::Value,
     peak: f64,
     runs: usize,
+    checks: &Checks,
 ) {
     let descs = nnc::cbuild::step_descs(p);
     let steps = v["steps"].as_array().cloned().unwrap_or_default();
@@ -157,16 +254,18 @@ fn print_profile(
                 })
             })
             .collect();
-        let o = json!({
+        let mut o = json!({
             "backend": format!("{:?}", a.backend).to_lowercase(),
             "steps": rows,
             "total_ms": total,
             "runs": runs,
             "f32x4_fma_peak_gflops": peak,
         });
+        checks.add_to(&mut o);
         println!("{o}");
         return;
     }
+    checks.print();
     println!("step  op               ms/run   share   GFLOP/s  %peak  output / name");
     for (i, (s, d)) in steps.iter().zip(&descs).enumerate() {
         let ms = s["ms"].as_f64().unwrap_or(0.0);

@@ -3,6 +3,7 @@
 //! (`nnc::driver`, `nnc::io`, `nnc::cbuild`).
 
 mod bench;
+mod bench_mcu;
 mod compile;
 mod dump;
 mod emit;
@@ -70,7 +71,7 @@ enum Cmd {
     EmitC(EmitArgs),
     /// Compile to a native executable or object file with Cranelift
     Compile(CompileArgs),
-    /// Measure latency: median and p90 over many runs
+    /// Measure latency on this machine, or guest instructions per inference on an emulated Cortex-M
     Bench(BenchArgs),
 }
 
@@ -191,15 +192,60 @@ struct RunArgs {
     /// Compare an output with a reference tensor file and fail on mismatch (repeatable)
     #[arg(long = "expect", value_name = "[NAME=]FILE")]
     expect: Vec<String>,
-    /// Relative tolerance for --expect
-    #[arg(long, default_value_t = 1e-4)]
-    rtol: f64,
-    /// Absolute tolerance for --expect
-    #[arg(long, default_value_t = 1e-5)]
-    atol: f64,
+    #[command(flatten)]
+    tol: Tolerance,
     /// Print load and run times to standard error
     #[arg(long)]
     time: bool,
+}
+
+/// How closely outputs must match `--expect` references.
+#[derive(Debug, Args, Clone)]
+struct Tolerance {
+    /// Relative tolerance for --expect (float outputs)
+    #[arg(long, default_value_t = 1e-4)]
+    rtol: f64,
+    /// Absolute tolerance for --expect (float outputs)
+    #[arg(long, default_value_t = 1e-5)]
+    atol: f64,
+    /// Integer outputs may differ from --expect by this many units in the last place
+    /// (e.g. 1 for int8 models whose kernels compute in float)
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    lsb: u64,
+}
+
+/// The line `--expect` prints for one output, and whether it matched.
+fn check_line(
+    name: &str,
+    c: &driver::Comparison,
+    elements: usize,
+    t: &Tolerance,
+    dtype: nnc_ir::DType,
+) -> (String, bool) {
+    if let Some(m) = &c.shape_mismatch {
+        return (format!("{name}: MISMATCH ({m})"), false);
+    }
+    if c.ok() {
+        return (
+            format!(
+                "{name}: ok (max abs err {:.3e}, max rel err {:.3e})",
+                c.max_abs, c.max_rel
+            ),
+            true,
+        );
+    }
+    let within = if dtype.is_float() {
+        format!("rtol {} atol {}", t.rtol, t.atol)
+    } else {
+        format!("lsb {}", t.lsb)
+    };
+    (
+        format!(
+            "{name}: MISMATCH: {} of {elements} elements outside {within} (max abs err {:.3e})",
+            c.mismatches, c.max_abs
+        ),
+        false,
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -330,27 +376,58 @@ struct CompileArgs {
     profile: bool,
 }
 
+const BENCH_HELP: &str = "On this machine (--target host) bench reports latency: median and p90 \
+milliseconds. On a microcontroller (--backend c --target cortex-m4, cortex-m7 or cortex-m0) it \
+builds the model as firmware with arm-none-eabi-gcc -O2 and runs it under qemu-system-arm \
+-icount shift=0 on an Arm MPS2 board (cortex-m4: mps2-an386, cortex-m7: mps2-an500; cortex-m0: \
+the M0 code on the mps2-an385's Cortex-M3, as QEMU has no M0 board). The firmware runs the \
+inference once to warm up, then --runs times, and reads an exact instruction clock around each \
+inference only. It reports GUEST INSTRUCTIONS PER INFERENCE (median, min, max): instructions \
+executed under QEMU, NOT CYCLES; QEMU has no pipeline, cache or flash wait-state model. It also \
+prints the image's flash and RAM (arm-none-eabi-size) and the arena. --profile adds the \
+instructions of every step (a second image with the per-step hooks) and compares their sum \
+with the whole inference; --expect checks the outputs on the device. The tools come from \
+scripts/setup.sh (PATH, $NNC_TOOLS_DIR, $NNC_QEMU).";
+
 #[derive(Debug, Args)]
+#[command(after_help = BENCH_HELP)]
 struct BenchArgs {
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
     kernel: KernelArgs,
-    /// Backend to measure (`c` compiles with -O3 -march=native; `native` is Cranelift for this host)
+    /// Backend to measure (`c` compiles with -O3 -march=native on the host, arm-none-eabi-gcc
+    /// -O2 for a Cortex-M; `native` is Cranelift for this host)
     #[arg(long, value_enum, default_value = "c")]
     backend: Backend,
-    /// Timed runs (default: about two seconds' worth, 10 to 10000)
+    /// Where to measure: `host` (latency on this machine), or `cortex-m4`, `cortex-m7`,
+    /// `cortex-m0` (with --backend c: guest instructions per inference under QEMU, not cycles)
+    #[arg(long, default_value = "host", value_parser = parse_c_target)]
+    target: TargetArg,
+    /// Timed runs (default: about two seconds' worth, 10 to 10000; on a Cortex-M 3, after one
+    /// warm-up run)
     #[arg(long)]
     runs: Option<usize>,
-    /// Input tensor files (default: random inputs)
+    /// Input tensor files (default: deterministic pseudo-random inputs)
     #[arg(short, long = "input", value_name = "[NAME=]FILE")]
     inputs: Vec<String>,
-    /// Print JSON (`median_ms`, `p90_ms`, `runs`)
+    /// Check an output against a reference tensor file (on the device for a Cortex-M) and
+    /// fail on mismatch (repeatable)
+    #[arg(long = "expect", value_name = "[NAME=]FILE")]
+    expect: Vec<String>,
+    #[command(flatten)]
+    tol: Tolerance,
+    /// Print JSON (host: `median_ms`, `p90_ms`, `runs`; Cortex-M: `median_instructions`,
+    /// `min_instructions`, `max_instructions`, `runs`, image sizes)
     #[arg(long)]
     json: bool,
-    /// Print the time and achieved GFLOP/s of every step instead (c and native backends)
+    /// Print every step instead: time and GFLOP/s on the host, guest instructions with the
+    /// step's op, kernel and name on a Cortex-M
     #[arg(long)]
     profile: bool,
+    /// Cortex-M: give up on a QEMU run after this many seconds
+    #[arg(long, default_value_t = 600, value_name = "SECS")]
+    timeout: u64,
 }
 
 /// Parses sizes like `65536`, `64K`, `64KiB`, `1M`, `1MiB`, `1.5MB` (powers of 1024).

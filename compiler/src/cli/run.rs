@@ -62,27 +62,10 @@ pub(super) fn cmd_run(a: RunArgs) -> Result<ExitCode> {
     let mut failed = false;
     for (idx, f) in &expect_spec {
         let (_, want) = io::read_tensor(Path::new(f))?;
-        let c = driver::compare(&outs[*idx], &want, a.rtol, a.atol);
-        let name = &out_names[*idx];
-        if let Some(m) = &c.shape_mismatch {
-            println!("{name}: MISMATCH ({m})");
-            failed = true;
-        } else if c.ok() {
-            println!(
-                "{name}: ok (max abs err {:.3e}, max rel err {:.3e})",
-                c.max_abs, c.max_rel
-            );
-        } else {
-            println!(
-                "{name}: MISMATCH: {} of {} elements outside rtol {} atol {} (max abs err {:.3e})",
-                c.mismatches,
-                want.len(),
-                a.rtol,
-                a.atol,
-                c.max_abs
-            );
-            failed = true;
-        }
+        let c = driver::compare_within(&outs[*idx], &want, a.tol.rtol, a.tol.atol, a.tol.lsb);
+        let (line, ok) = check_line(&out_names[*idx], &c, want.len(), &a.tol, want.dtype());
+        println!("{line}");
+        failed |= !ok;
     }
     if a.time {
         eprintln!(

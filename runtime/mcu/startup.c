@@ -1,7 +1,9 @@
 /* Minimal Cortex-M startup for nnc firmware: vector table, .data copy,
  * .bss zeroing, FPU enable, C library init, then main(). With
  * --specs=rdimon.specs, printf and exit go through semihosting, so under
- * `qemu-system-arm -semihosting` the program's exit code becomes QEMU's. */
+ * `qemu-system-arm -semihosting` the program's exit code becomes QEMU's.
+ * The fault handlers are weak: firmware may define its own (nnc's bench
+ * firmware reports a fault and exits instead of hanging). */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -12,6 +14,11 @@ extern void initialise_monitor_handles(void);
 
 void Reset_Handler(void);
 void Default_Handler(void);
+void NMI_Handler(void) __attribute__((weak, alias("Default_Handler")));
+void HardFault_Handler(void) __attribute__((weak, alias("Default_Handler")));
+void MemManage_Handler(void) __attribute__((weak, alias("Default_Handler")));
+void BusFault_Handler(void) __attribute__((weak, alias("Default_Handler")));
+void UsageFault_Handler(void) __attribute__((weak, alias("Default_Handler")));
 
 void Reset_Handler(void) {
     uint32_t *src = &_sidata;
@@ -43,11 +50,11 @@ void _fini(void) {}
 __attribute__((section(".isr_vector"), used)) static void (*const vectors[16])(void) = {
     (void (*)(void))(&_estack), /* initial stack pointer */
     Reset_Handler,
-    Default_Handler, /* NMI */
-    Default_Handler, /* HardFault */
-    Default_Handler, /* MemManage */
-    Default_Handler, /* BusFault */
-    Default_Handler, /* UsageFault */
+    NMI_Handler,
+    HardFault_Handler,
+    MemManage_Handler,
+    BusFault_Handler,
+    UsageFault_Handler,
     0, 0, 0, 0,
     Default_Handler, /* SVCall */
     Default_Handler, /* DebugMonitor */
