@@ -164,6 +164,12 @@ struct Copy {
     nruns: usize,
     xd: DType,
     shift: i32,
+    /// The runs themselves, when they are copied by straight-line code.
+    unrolled: Option<Vec<Run>>,
+    /// Interleaved quads of whole input planes (`qconv_dot` on the input
+    /// itself): channel quads, channels, elements per plane, plane stride
+    /// of the copy.
+    quads: Option<(usize, usize, usize, usize)>,
 }
 
 impl Copy {
@@ -193,6 +199,8 @@ impl Copy {
             nruns: runs.len(),
             xd: x,
             shift: qdot::unsigned_shift(x),
+            unrolled: unrollable(runs, eb, per_slot).then(|| runs.to_vec()),
+            quads: None,
         })
     }
 
@@ -212,6 +220,26 @@ impl Copy {
             kb.store(pv, a, 0);
             Ok(())
         })?;
+        if let Some((nq, cg, n, plane)) = self.quads {
+            return self.fill_quads(kb, img, (nq, cg, n, plane), pv);
+        }
+        if let Some(rs) = &self.unrolled {
+            let xor = self.shift != 0;
+            for r in rs {
+                let dst = kb.off(buf, r.dst);
+                let src = kb.off(img, r.src * self.xd.size() as i64);
+                if r.len == 1 || r.step == 1 {
+                    copy_run(kb, dst, src, r.len as usize, xor);
+                } else {
+                    for k in 0..r.len {
+                        let v = kb.load(types::I8, src, k * r.step);
+                        let v = flip(kb, v, types::I8, xor);
+                        kb.store(v, dst, k);
+                    }
+                }
+            }
+            return Ok(());
+        }
         let (tab, xd, shift, dstep) = (self.runs, self.xd, self.shift, (self.per_slot * eb) as i64);
         kb.for_range(0, self.nruns as i64, 1, |kb, r| {
             let e = kb.at(tab, r, 32);
@@ -241,6 +269,133 @@ impl Copy {
                 Ok(())
             })
         })
+    }
+}
+
+impl Copy {
+    /// The quads of whole planes: per quad of channels, 16 positions at a
+    /// time, four channel vectors made unsigned and interleaved by bytes
+    /// (channel innermost); the remaining positions element by element.
+    fn fill_quads(
+        &self,
+        kb: &mut Kb,
+        img: Value,
+        (nq, cg, n, plane): (usize, usize, usize, usize),
+        pad: Value,
+    ) -> Result<()> {
+        let xor = self.shift != 0;
+        let buf = self.buf;
+        let chunks = n / 16;
+        let quad = |kb: &mut Kb, cq: Value, have: usize| -> Result<()> {
+            let src = kb.at(img, cq, (4 * n) as i64);
+            let dst = kb.at(buf, cq, (plane * 4) as i64);
+            if chunks > 0 {
+                kb.for_range(0, chunks as i64, 1, |kb, i| {
+                    let s = kb.at(src, i, 16);
+                    let d = kb.at(dst, i, 64);
+                    let ch: Vec<Value> = (0..4)
+                        .map(|t| {
+                            if t < have {
+                                let v = kb.load(I8X16, s, (t * n) as i64);
+                                flip(kb, v, I8X16, xor)
+                            } else {
+                                pad
+                            }
+                        })
+                        .collect();
+                    let lo_hi = |kb: &mut Kb, a: Value, b: Value, hi: bool| {
+                        let base = if hi { 8u8 } else { 0 };
+                        let m: Vec<u8> = (0..8u8).flat_map(|k| [base + k, 16 + base + k]).collect();
+                        let imm = kb.b.func.dfg.immediates.push(ConstantData::from(m));
+                        kb.b.ins().shuffle(a, b, imm)
+                    };
+                    let ab = [
+                        lo_hi(kb, ch[0], ch[1], false),
+                        lo_hi(kb, ch[0], ch[1], true),
+                    ];
+                    let cd = [
+                        lo_hi(kb, ch[2], ch[3], false),
+                        lo_hi(kb, ch[2], ch[3], true),
+                    ];
+                    for h in 0..2 {
+                        for part in 0..2u8 {
+                            let m: Vec<u8> = (0..4u8)
+                                .flat_map(|k| {
+                                    let e = 2 * (4 * part + k);
+                                    [e, e + 1, 16 + e, 17 + e]
+                                })
+                                .collect();
+                            let imm = kb.b.func.dfg.immediates.push(ConstantData::from(m));
+                            let v = kb.b.ins().shuffle(ab[h], cd[h], imm);
+                            kb.store(v, d, ((2 * h + part as usize) * 16) as i64);
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+            for i in chunks * 16..n {
+                for t in 0..have {
+                    let v = kb.load(types::I8, src, (t * n + i) as i64);
+                    let v = flip(kb, v, types::I8, xor);
+                    kb.store(v, dst, (4 * i + t) as i64);
+                }
+            }
+            Ok(())
+        };
+        let full = cg / 4;
+        if full > 0 {
+            kb.for_range(0, full as i64, 1, |kb, cq| quad(kb, cq, 4))?;
+        }
+        if full < nq {
+            let cq = kb.ci(full as i64);
+            quad(kb, cq, cg - 4 * full)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs short enough to copy by straight-line code: bytes, one element
+/// per slot, few runs (strided ones element by element, few elements).
+fn unrollable(runs: &[Run], eb: usize, per_slot: usize) -> bool {
+    let strided: i64 = runs
+        .iter()
+        .filter(|r| r.len > 1 && r.step != 1)
+        .map(|r| r.len)
+        .sum();
+    eb == 1 && per_slot == 1 && runs.len() <= 256 && strided <= 2048
+}
+
+/// `v` made unsigned (the top bit flipped) when `xor`.
+fn flip(kb: &mut Kb, v: Value, ty: Type, xor: bool) -> Value {
+    if !xor {
+        return v;
+    }
+    let k = if ty.is_vector() {
+        let b = kb.cint(types::I8, 0x80);
+        kb.b.ins().splat(ty, b)
+    } else {
+        kb.cint(ty, 0x8080_8080_8080_8080u64 as i64)
+    };
+    kb.b.ins().bxor(v, k)
+}
+
+/// Copies `len` contiguous bytes, flipping their top bits when `xor`:
+/// 16 at a time, then 8, 4, 2, 1.
+fn copy_run(kb: &mut Kb, dst: Value, src: Value, len: usize, xor: bool) {
+    let mut o = 0;
+    for (ty, n) in [
+        (I8X16, 16),
+        (types::I64, 8),
+        (types::I32, 4),
+        (types::I16, 2),
+        (types::I8, 1),
+    ] {
+        while len - o >= n {
+            let v = kb.load(ty, src, o as i64);
+            let v = flip(kb, v, ty, xor);
+            kb.store(v, dst, o as i64);
+            o += n;
+        }
     }
 }
 
@@ -548,7 +703,10 @@ pub fn conv(
         };
         (rs, nq * np * plane * d, w)
     };
-    let copy = Copy::new(kb, elems, (qdot::elem_bytes(d), d), pad, &run_list, x.dtype)?;
+    let mut copy = Copy::new(kb, elems, (qdot::elem_bytes(d), d), pad, &run_list, x.dtype)?;
+    if !k.im2col && d == 4 && g.is_input() {
+        copy.quads = Some((cg.div_ceil(4), cg, in_plane as usize, plane));
+    }
     let oplane = g.h.output * g.w.output;
     let ysz = y.dtype.size() as i64;
     let yg = (!g.dense()).then(|| kb.stack(c * g.computed));
