@@ -273,9 +273,8 @@ impl Copy {
 }
 
 impl Copy {
-    /// The quads of whole planes: per quad of channels, 16 positions at a
-    /// time, four channel vectors made unsigned and interleaved by bytes
-    /// (channel innermost); the remaining positions element by element.
+    /// The quads of whole planes: per quad of channels, the four channel
+    /// planes interleaved by bytes (channel innermost).
     fn fill_quads(
         &self,
         kb: &mut Kb,
@@ -285,62 +284,14 @@ impl Copy {
     ) -> Result<()> {
         let xor = self.shift != 0;
         let buf = self.buf;
-        let chunks = n / 16;
+        let padb = self.pad as i64;
         let quad = |kb: &mut Kb, cq: Value, have: usize| -> Result<()> {
             let src = kb.at(img, cq, (4 * n) as i64);
             let dst = kb.at(buf, cq, (plane * 4) as i64);
-            if chunks > 0 {
-                kb.for_range(0, chunks as i64, 1, |kb, i| {
-                    let s = kb.at(src, i, 16);
-                    let d = kb.at(dst, i, 64);
-                    let ch: Vec<Value> = (0..4)
-                        .map(|t| {
-                            if t < have {
-                                let v = kb.load(I8X16, s, (t * n) as i64);
-                                flip(kb, v, I8X16, xor)
-                            } else {
-                                pad
-                            }
-                        })
-                        .collect();
-                    let lo_hi = |kb: &mut Kb, a: Value, b: Value, hi: bool| {
-                        let base = if hi { 8u8 } else { 0 };
-                        let m: Vec<u8> = (0..8u8).flat_map(|k| [base + k, 16 + base + k]).collect();
-                        let imm = kb.b.func.dfg.immediates.push(ConstantData::from(m));
-                        kb.b.ins().shuffle(a, b, imm)
-                    };
-                    let ab = [
-                        lo_hi(kb, ch[0], ch[1], false),
-                        lo_hi(kb, ch[0], ch[1], true),
-                    ];
-                    let cd = [
-                        lo_hi(kb, ch[2], ch[3], false),
-                        lo_hi(kb, ch[2], ch[3], true),
-                    ];
-                    for h in 0..2 {
-                        for part in 0..2u8 {
-                            let m: Vec<u8> = (0..4u8)
-                                .flat_map(|k| {
-                                    let e = 2 * (4 * part + k);
-                                    [e, e + 1, 16 + e, 17 + e]
-                                })
-                                .collect();
-                            let imm = kb.b.func.dfg.immediates.push(ConstantData::from(m));
-                            let v = kb.b.ins().shuffle(ab[h], cd[h], imm);
-                            kb.store(v, d, ((2 * h + part as usize) * 16) as i64);
-                        }
-                    }
-                    Ok(())
-                })?;
-            }
-            for i in chunks * 16..n {
-                for t in 0..have {
-                    let v = kb.load(types::I8, src, (t * n + i) as i64);
-                    let v = flip(kb, v, types::I8, xor);
-                    kb.store(v, dst, (4 * i + t) as i64);
-                }
-            }
-            Ok(())
+            let srcs: Vec<Option<Value>> = (0..4)
+                .map(|t| (t < have).then(|| kb.off(src, (t * n) as i64)))
+                .collect();
+            interleave4(kb, dst, &srcs, n, (pad, padb), xor)
         };
         let full = cg / 4;
         if full > 0 {
@@ -351,6 +302,145 @@ impl Copy {
             quad(kb, cq, cg - 4 * full)?;
         }
         Ok(())
+    }
+}
+
+/// Interleaves four byte sequences of `n` elements into `dst` (element
+/// `i` of sequence `t` to byte `4 i + t`), each read from its pointer
+/// (made unsigned when `xor`) or the padding value: 16 elements at a time
+/// by byte shuffles, the rest one by one.
+fn interleave4(
+    kb: &mut Kb,
+    dst: Value,
+    srcs: &[Option<Value>],
+    n: usize,
+    (pad, padb): (Value, i64),
+    xor: bool,
+) -> Result<()> {
+    let chunks = n / 16;
+    if chunks > 0 {
+        kb.for_range(0, chunks as i64, 1, |kb, i| {
+            let d = kb.at(dst, i, 64);
+            let ch: Vec<Value> = srcs
+                .iter()
+                .map(|s| match s {
+                    Some(p) => {
+                        let a = kb.at(*p, i, 16);
+                        let v = kb.load(I8X16, a, 0);
+                        flip(kb, v, I8X16, xor)
+                    }
+                    None => pad,
+                })
+                .collect();
+            let lo_hi = |kb: &mut Kb, a: Value, b: Value, hi: bool| {
+                let base = if hi { 8u8 } else { 0 };
+                let m: Vec<u8> = (0..8u8).flat_map(|k| [base + k, 16 + base + k]).collect();
+                let imm = kb.b.func.dfg.immediates.push(ConstantData::from(m));
+                kb.b.ins().shuffle(a, b, imm)
+            };
+            let ab = [
+                lo_hi(kb, ch[0], ch[1], false),
+                lo_hi(kb, ch[0], ch[1], true),
+            ];
+            let cd = [
+                lo_hi(kb, ch[2], ch[3], false),
+                lo_hi(kb, ch[2], ch[3], true),
+            ];
+            for h in 0..2 {
+                for part in 0..2u8 {
+                    let m: Vec<u8> = (0..4u8)
+                        .flat_map(|k| {
+                            let e = 2 * (4 * part + k);
+                            [e, e + 1, 16 + e, 17 + e]
+                        })
+                        .collect();
+                    let imm = kb.b.func.dfg.immediates.push(ConstantData::from(m));
+                    let v = kb.b.ins().shuffle(ab[h], cd[h], imm);
+                    kb.store(v, d, ((2 * h + part as usize) * 16) as i64);
+                }
+            }
+            Ok(())
+        })?;
+    }
+    for i in chunks * 16..n {
+        for (t, s) in srcs.iter().enumerate() {
+            let v = match s {
+                Some(p) => {
+                    let v = kb.load(types::I8, *p, i as i64);
+                    flip(kb, v, types::I8, xor)
+                }
+                None => kb.cint(types::I8, padb),
+            };
+            kb.store(v, dst, (4 * i + t) as i64);
+        }
+    }
+    Ok(())
+}
+
+/// Padded, stride-phase split byte planes of the channels of one group
+/// (unsigned): per channel, the runs of one channel by straight-line
+/// code, in a loop over the channels.
+struct Planes {
+    buf: Value,
+    vecs: usize,
+    runs: Vec<Run>,
+    channels: usize,
+    chan: usize,
+    in_plane: usize,
+    xs: usize,
+    xor: bool,
+    pad: i64,
+}
+
+impl Planes {
+    fn fill(&self, kb: &mut Kb, img: Value) -> Result<()> {
+        let b = kb.cint(types::I8, self.pad);
+        let pv = kb.b.ins().splat(I8X16, b);
+        let buf = self.buf;
+        kb.for_range(0, self.vecs as i64, 1, |kb, i| {
+            let a = kb.at(buf, i, 16);
+            kb.store(pv, a, 0);
+            Ok(())
+        })?;
+        kb.for_range(0, self.channels as i64, 1, |kb, c| {
+            let src = kb.at(img, c, (self.in_plane * self.xs) as i64);
+            let dst = kb.at(buf, c, self.chan as i64);
+            for r in &self.runs {
+                let d = kb.off(dst, r.dst);
+                if r.len == 1 || r.step == 1 {
+                    let sp = kb.off(src, r.src);
+                    copy_run(kb, d, sp, r.len as usize, self.xor);
+                } else {
+                    strided_run(kb, d, src, r, self.in_plane, self.xor);
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Copies a run of source step `r.step` (bytes): for step 2, 16 elements
+/// at a time from two loads and an even-byte shuffle while the loads stay
+/// inside the `n`-byte image; the rest one by one.
+fn strided_run(kb: &mut Kb, dst: Value, img: Value, r: &Run, n: usize, xor: bool) {
+    let mut k = 0i64;
+    if r.step == 2 {
+        let m: Vec<u8> = (0..16u8).map(|i| 2 * i).collect();
+        let imm = kb.b.func.dfg.immediates.push(ConstantData::from(m));
+        while k + 16 <= r.len && r.src + 2 * (k + 16) <= n as i64 {
+            let a = kb.load(I8X16, img, r.src + 2 * k);
+            let b = kb.load(I8X16, img, r.src + 2 * k + 16);
+            let v = kb.b.ins().shuffle(a, b, imm);
+            let v = flip(kb, v, I8X16, xor);
+            kb.store(v, dst, k);
+            k += 16;
+        }
+    }
+    while k < r.len {
+        let v = kb.load(types::I8, img, r.src + k * r.step);
+        let v = flip(kb, v, types::I8, xor);
+        kb.store(v, dst, k);
+        k += 1;
     }
 }
 
@@ -703,10 +793,37 @@ pub fn conv(
         };
         (rs, nq * np * plane * d, w)
     };
-    let mut copy = Copy::new(kb, elems, (qdot::elem_bytes(d), d), pad, &run_list, x.dtype)?;
-    if !k.im2col && d == 4 && g.is_input() {
+    // Quads copy in two stages: padded phase planes by straight-line
+    // code, then byte interleaving; the input itself needs no planes.
+    let direct = !k.im2col && g.is_input();
+    let one = runs(np * plane, 1, |s, _| plane_src(&g, s / plane, s % plane));
+    let staged = d == 4 && !direct && one.len() <= 512;
+    let quads = d == 4 && (direct || staged);
+    let mut copy = Copy::new(
+        kb,
+        elems,
+        (qdot::elem_bytes(d), d),
+        pad,
+        if quads { &[] } else { &run_list },
+        x.dtype,
+    )?;
+    if d == 4 && direct {
         copy.quads = Some((cg.div_ceil(4), cg, in_plane as usize, plane));
     }
+    let planes = staged.then(|| {
+        let chan = np * plane;
+        Planes {
+            buf: kb.stack((cg * chan).div_ceil(16) * 16),
+            vecs: (cg * chan).div_ceil(16),
+            runs: one,
+            channels: cg,
+            chan,
+            in_plane: in_plane as usize,
+            xs: x.dtype.size(),
+            xor: qdot::unsigned_shift(x.dtype) != 0,
+            pad: pad as i64,
+        }
+    });
     let oplane = g.h.output * g.w.output;
     let ysz = y.dtype.size() as i64;
     let yg = (!g.dense()).then(|| kb.stack(c * g.computed));
@@ -720,7 +837,58 @@ pub fn conv(
             let xoff = (n * win.channels) as i64 * in_plane * x.dtype.size() as i64;
             let xn = kb.off(xb, xoff);
             let xg = kb.at(xn, gv, cg as i64 * in_plane * x.dtype.size() as i64);
-            copy.fill(kb, xg)?;
+            match &planes {
+                Some(pl) => {
+                    pl.fill(kb, xg)?;
+                    let pv = {
+                        let b = kb.cint(types::I8, pad as i64);
+                        kb.b.ins().splat(I8X16, b)
+                    };
+                    let pads = (pv, pad as i64);
+                    if k.im2col {
+                        for gi in 0..ng {
+                            let srcs: Vec<Option<Value>> = (0..4)
+                                .map(|t| {
+                                    qdot::conv_element(gi, t, cg, taps, d, true).map(|(ci, tap)| {
+                                        let tp = g.taps[tap];
+                                        kb.off(
+                                            pl.buf,
+                                            ((ci * np + tp.phase) * plane + tp.off) as i64,
+                                        )
+                                    })
+                                })
+                                .collect();
+                            let dst = kb.off(copy.buf, (gi * g.computed * 4) as i64);
+                            interleave4(kb, dst, &srcs, g.computed, pads, false)?;
+                        }
+                    } else {
+                        let quad = |kb: &mut Kb, cq: Value, have: usize| -> Result<()> {
+                            let src = kb.at(pl.buf, cq, (4 * np * plane) as i64);
+                            let dst = kb.at(copy.buf, cq, (np * plane * 4) as i64);
+                            for p in 0..np {
+                                let srcs: Vec<Option<Value>> = (0..4)
+                                    .map(|t| {
+                                        (t < have)
+                                            .then(|| kb.off(src, ((t * np + p) * plane) as i64))
+                                    })
+                                    .collect();
+                                let dp = kb.off(dst, (p * plane * 4) as i64);
+                                interleave4(kb, dp, &srcs, plane, pads, false)?;
+                            }
+                            Ok(())
+                        };
+                        let full = cg / 4;
+                        if full > 0 {
+                            kb.for_range(0, full as i64, 1, |kb, cq| quad(kb, cq, 4))?;
+                        }
+                        if full < cg.div_ceil(4) {
+                            let cq = kb.ci(full as i64);
+                            quad(kb, cq, cg - 4 * full)?;
+                        }
+                    }
+                }
+                None => copy.fill(kb, xg)?,
+            }
             let block = |kb: &mut Kb, cb: usize, b0: Value| -> Result<()> {
                 let gm = kb.b.ins().imul_imm_s(gv, mg as i64);
                 let m0 = kb.b.ins().iadd(gm, b0);
