@@ -543,8 +543,9 @@ impl Rq {
         })
     }
 
-    /// The per-channel values of channel `ch` (a pointer-sized value).
-    fn channel(&self, kb: &mut Kb, ch: Value) -> (Value, Value, Value) {
+    /// The per-channel values of channel `ch` (a pointer-sized value) and
+    /// the constants of the store, as vectors.
+    fn channel(&self, kb: &mut Kb, ch: Value) -> Chan {
         let a = kb.at(self.mult, ch, 4);
         let m = kb.load(types::I32, a, 0);
         let a = kb.at(self.rsh, ch, 4);
@@ -553,61 +554,105 @@ impl Rq {
         let r = kb.load(types::I64, a, 0);
         let m = kb.b.ins().splat(I32X4, m);
         let r = kb.b.ins().splat(I64X2, r);
-        (m, s, r)
+        let splat = |kb: &mut Kb, v: i64| {
+            let c = kb.cint(types::I32, v);
+            kb.b.ins().splat(I32X4, c)
+        };
+        let mask: Vec<u8> = vec![0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27];
+        Chan {
+            m,
+            s,
+            r,
+            zp: splat(kb, self.zp),
+            lo: splat(kb, self.lo),
+            hi: splat(kb, self.hi),
+            mask: kb.b.func.dfg.immediates.push(ConstantData::from(mask)),
+        }
     }
 
-    /// Four accumulators of one channel requantized, clamped and narrowed:
-    /// the results in the first four bytes.
-    fn vector(&self, kb: &mut Kb, acc: Value, (m, s, r): (Value, Value, Value)) -> Value {
+    /// Four accumulators of one channel requantized and clamped.
+    fn vector(&self, kb: &mut Kb, acc: Value, c: &Chan) -> Value {
         let half = |kb: &mut Kb, high: bool| {
             let (a, b) = if high {
-                (kb.b.ins().swiden_high(acc), kb.b.ins().swiden_high(m))
+                (kb.b.ins().swiden_high(acc), kb.b.ins().swiden_high(c.m))
             } else {
-                (kb.b.ins().swiden_low(acc), kb.b.ins().swiden_low(m))
+                (kb.b.ins().swiden_low(acc), kb.b.ins().swiden_low(c.m))
             };
             let p = kb.b.ins().imul(a, b);
-            let p = kb.b.ins().iadd(p, r);
+            let p = kb.b.ins().iadd(p, c.r);
             let p = kb.b.ins().ushr_imm_s(p, 31);
             cast(kb, I8X16, p)
         };
         let lo = half(kb, false);
         let hi = half(kb, true);
-        let mask: Vec<u8> = vec![0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27];
-        let imm = kb.b.func.dfg.immediates.push(ConstantData::from(mask));
-        let q = kb.b.ins().shuffle(lo, hi, imm);
+        let q = kb.b.ins().shuffle(lo, hi, c.mask);
         let q = cast(kb, I32X4, q);
-        let q = kb.b.ins().sshr(q, s);
-        let splat = |kb: &mut Kb, v: i64| {
-            let c = kb.cint(types::I32, v);
-            kb.b.ins().splat(I32X4, c)
-        };
-        let zp = splat(kb, self.zp);
-        let q = kb.b.ins().iadd(q, zp);
-        let lo = splat(kb, self.lo);
-        let hi = splat(kb, self.hi);
-        let q = kb.b.ins().smax(q, lo);
-        let q = kb.b.ins().smin(q, hi);
-        let n = kb.b.ins().snarrow(q, q);
-        if self.y == DType::U8 {
-            kb.b.ins().unarrow(n, n)
-        } else {
-            kb.b.ins().snarrow(n, n)
-        }
+        let q = kb.b.ins().sshr(q, c.s);
+        let q = kb.b.ins().iadd(q, c.zp);
+        let q = kb.b.ins().smax(q, c.lo);
+        kb.b.ins().smin(q, c.hi)
     }
 
-    /// Stores the first `valid` of the four results in `v` at `dst`.
-    fn store(&self, kb: &mut Kb, v: Value, dst: Value, valid: usize) {
-        if valid >= L {
-            let w = cast(kb, I32X4, v);
-            let w = kb.b.ins().extractlane(w, 0);
-            kb.store(w, dst, 0);
-        } else {
-            for j in 0..valid {
-                let b = kb.b.ins().extractlane(v, j as u8);
-                kb.store(b, dst, j as i64);
+    /// Narrows requantized vectors of consecutive positions and stores
+    /// them at `dst`, four vectors per 16-byte store; only the first
+    /// `valid` positions of the last vector when it is partial.
+    fn store_row(&self, kb: &mut Kb, qs: &[Value], dst: Value, valid_last: usize) {
+        let narrow8 = |kb: &mut Kb, a: Value, b: Value| {
+            if self.y == DType::U8 {
+                kb.b.ins().unarrow(a, b)
+            } else {
+                kb.b.ins().snarrow(a, b)
+            }
+        };
+        let n = qs.len();
+        for (ci, chunk) in qs.chunks(4).enumerate() {
+            let base = ci * 4;
+            let n16: Vec<Value> = chunk
+                .chunks(2)
+                .map(|p| {
+                    let b = if p.len() == 2 { p[1] } else { p[0] };
+                    kb.b.ins().snarrow(p[0], b)
+                })
+                .collect();
+            let b8 = if n16.len() == 2 { n16[1] } else { n16[0] };
+            let v8 = narrow8(kb, n16[0], b8);
+            let last_partial = base + chunk.len() == n && valid_last < L;
+            let at = kb.off(dst, (base * L) as i64);
+            if !last_partial && chunk.len() == 4 {
+                kb.store(v8, at, 0);
+                continue;
+            }
+            let bytes = if last_partial {
+                (chunk.len() - 1) * L + valid_last
+            } else {
+                chunk.len() * L
+            };
+            let mut o = 0;
+            while o < bytes {
+                if o % 4 == 0 && bytes - o >= 4 {
+                    let w = cast(kb, I32X4, v8);
+                    let w = kb.b.ins().extractlane(w, (o / 4) as u8);
+                    kb.store(w, at, o as i64);
+                    o += 4;
+                } else {
+                    let b = kb.b.ins().extractlane(v8, o as u8);
+                    kb.store(b, at, o as i64);
+                    o += 1;
+                }
             }
         }
     }
+}
+
+/// The per-channel values and store constants of [`Rq::vector`].
+struct Chan {
+    m: Value,
+    s: Value,
+    r: Value,
+    zp: Value,
+    lo: Value,
+    hi: Value,
+    mask: cranelift_codegen::ir::Immediate,
 }
 
 /// How a tile walks the reduction: `outer` iterations `stride` elements
@@ -910,16 +955,14 @@ pub fn conv(
                         let pc = rqt.channel(kb, ch);
                         let dst = yrow(kb, r);
                         let dst = kb.at(dst, q0, ysz);
-                        for (v, &acc) in row.iter().enumerate() {
-                            let res = rqt.vector(kb, acc, pc);
-                            let valid = if last && v + 1 == tv && yg.is_none() && partial {
-                                g.len % L
-                            } else {
-                                L
-                            };
-                            let da = dst_at(kb, dst, v);
-                            rqt.store(kb, res, da, valid);
-                        }
+                        let qs: Vec<Value> =
+                            row.iter().map(|&acc| rqt.vector(kb, acc, &pc)).collect();
+                        let valid = if last && yg.is_none() && partial {
+                            g.len % L
+                        } else {
+                            L
+                        };
+                        rqt.store_row(kb, &qs, dst, valid);
                     }
                     Ok(())
                 };
@@ -965,11 +1008,6 @@ pub fn conv(
         })?;
     }
     Ok(())
-}
-
-/// Vector `v`'s four results within a row at `dst`.
-fn dst_at(kb: &mut Kb, dst: Value, v: usize) -> Value {
-    kb.off(dst, (v * L) as i64)
 }
 
 /// Copies `n` bytes (a constant) from `src` to `dst`: 8 at a time, then
@@ -1090,16 +1128,13 @@ pub fn depthwise(
                 }
                 let pc = rqt.channel(kb, c);
                 let dst = kb.at(yrow, q0, ysz);
-                for (v, &acc) in accs.iter().enumerate() {
-                    let res = rqt.vector(kb, acc, pc);
-                    let valid = if last && v + 1 == tv && yg.is_none() && partial {
-                        g.len % L
-                    } else {
-                        L
-                    };
-                    let da = dst_at(kb, dst, v);
-                    rqt.store(kb, res, da, valid);
-                }
+                let qs: Vec<Value> = accs.iter().map(|&acc| rqt.vector(kb, acc, &pc)).collect();
+                let valid = if last && yg.is_none() && partial {
+                    g.len % L
+                } else {
+                    L
+                };
+                rqt.store_row(kb, &qs, dst, valid);
                 Ok(())
             };
             if nfull > 0 {
