@@ -435,6 +435,19 @@ fn strided_run(kb: &mut Kb, dst: Value, img: Value, r: &Run, n: usize, xor: bool
             kb.store(v, dst, k);
             k += 16;
         }
+        // Eight or four more from one load (of 16 source bytes).
+        for (n8, ty) in [(8i64, types::I64), (4, types::I32)] {
+            if k + n8 <= r.len && r.src + 2 * k + 16 <= n as i64 {
+                let a = kb.load(I8X16, img, r.src + 2 * k);
+                let v = kb.b.ins().shuffle(a, a, imm);
+                let v = flip(kb, v, I8X16, xor);
+                let w = cast(kb, if n8 == 8 { I64X2 } else { I32X4 }, v);
+                let w = kb.b.ins().extractlane(w, 0);
+                debug_assert_eq!(kb.ty(w), ty);
+                kb.store(w, dst, k);
+                k += n8;
+            }
+        }
     }
     while k < r.len {
         let v = kb.load(types::I8, img, r.src + k * r.step);
