@@ -2,4 +2,7 @@
 //! end-to-end tests (paths to `../shared`, model lists, comparisons).
 
 pub mod conformance;
+pub mod expect;
+pub mod graphgen;
 pub mod shared;
+pub mod targets;

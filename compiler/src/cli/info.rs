@@ -117,17 +117,18 @@ fn fmt_bytes(b: usize) -> String {
 
 /// The memory section of `nnc info`: plan numbers, budgets, per-step live bytes.
 pub(super) fn memory_report(a: &InfoArgs, g: &Graph) -> Result<(serde_json::Value, Vec<String>)> {
-    let p = emit::lower(g, "model", &a.target.c(), &a.kernel)?;
+    let p = emit::lower_unchecked(g, "model", &a.target.c(), &a.kernel)?;
     let s = &p.stats;
+    if let Some(f) = &a.memory_svg {
+        write_atomic(f, nnc::memsvg::render(&p, a.kernel.sram_budget).as_bytes())?;
+    }
     let mut failures = Vec::new();
-    if let Some(b) = a.sram_budget
-        && p.arena_bytes > b
+    if let Some(msg) = a
+        .kernel
+        .sram_budget
+        .and_then(|b| nnc_passes::lower::plan::over_budget(&p, b))
     {
-        failures.push(format!(
-            "the plan does not fit: the arena needs {}, the SRAM budget is {}",
-            fmt_bytes(p.arena_bytes),
-            fmt_bytes(b)
-        ));
+        failures.push(msg);
     }
     if let Some(b) = a.flash_budget
         && p.weight_bytes() > b
@@ -162,6 +163,9 @@ pub(super) fn memory_report(a: &InfoArgs, g: &Graph) -> Result<(serde_json::Valu
         "weight_bytes": p.weight_bytes(),
         "schedule": s.order,
         "in_place_steps": s.in_place_steps,
+        "unpartitioned_bytes": s.unpartitioned_bytes,
+        "streamed_chains": s.chains.len(),
+        "row_copy_bytes": s.chains.iter().map(|c| c.copied_bytes).sum::<usize>(),
         "peak_step": s.peak_step,
         "peak_step_op": peak.map(|st| st.op.name()),
         "peak_step_name": peak.map(|st| st.name.clone()),
@@ -181,6 +185,14 @@ pub(super) fn print_memory(a: &InfoArgs, v: &serde_json::Value) {
         u("in_place_steps")
     );
     println!("  greedy-by-size: {}", fmt_bytes(u("greedy_by_size_bytes")));
+    if u("streamed_chains") > 0 || u("unpartitioned_bytes") != u("arena_bytes") {
+        println!(
+            "  partial exec.:  {} before, {} streamed chain(s), {} of row copies per inference",
+            fmt_bytes(u("unpartitioned_bytes")),
+            u("streamed_chains"),
+            fmt_bytes(u("row_copy_bytes"))
+        );
+    }
     println!("  naive:          {}", fmt_bytes(u("naive_bytes")));
     println!("  weights:        {}", fmt_bytes(u("weight_bytes")));
     println!(
@@ -205,4 +217,23 @@ pub(super) fn print_memory(a: &InfoArgs, v: &serde_json::Value) {
             );
         }
     }
+}
+
+/// Writes `bytes` to `path` through a temporary file beside it, so a
+/// failed write never leaves a half-written file.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("`{}` is not a file name", path.display()))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let done = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = done {
+        let _ = std::fs::remove_file(&tmp);
+        bail!("cannot write `{}`: {e}", path.display());
+    }
+    Ok(())
 }

@@ -49,7 +49,7 @@ pub(super) fn cmd_run(a: RunArgs) -> Result<ExitCode> {
     let outputs_spec = assign(&a.outputs, &out_names, "output")?;
     let expect_spec = assign(&a.expect, &out_names, "output")?;
     let t0 = Instant::now();
-    let outs = driver::execute_with(&g, a.backend.driver(), &inputs, &a.kernel.kernels)?;
+    let outs = driver::execute_with(&g, a.backend.driver(), &inputs, &a.kernel.lowering())?;
     let elapsed = t0.elapsed();
     for (idx, f) in &outputs_spec {
         io::write_npy(Path::new(f), &outs[*idx])?;

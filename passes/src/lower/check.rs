@@ -77,6 +77,7 @@ pub fn check(k: &Kernel, cx: &StepCx) -> Result<(), String> {
             let (_, w) = conv()?;
             f32_only("dw_rows")?;
             need(w.is_depthwise(), "needs a depthwise convolution")?;
+            need(cx.const_params(), "needs constant weights and bias")?;
             let (h, c) = w.rows_cols().ok_or("needs a 1-D or 2-D window")?;
             need(
                 p.width >= 4 && p.width.is_multiple_of(4) && p.width <= 64,
@@ -196,6 +197,10 @@ pub fn check(k: &Kernel, cx: &StepCx) -> Result<(), String> {
                     | Op::Tile(_)
             ),
             "needs a data movement op",
+        ),
+        Kernel::RowCopy(_) => need(
+            matches!(cx.op, Op::Identity),
+            "row copies are made by streamed execution, not selected",
         ),
         Kernel::Deinterleave { channels } => {
             let Op::Transpose(t) = cx.op else {
@@ -326,8 +331,8 @@ fn defaults(name: &str, cx: &StepCx) -> Result<Kernel, String> {
         "pool_direct" => Kernel::PoolDirect,
         "pool_rows" => Kernel::PoolRows(PoolRows { width: 12 }),
         "global_pool" => Kernel::GlobalPool(GlobalPool { partials: 1 }),
-        "map" | "copy" | "pad_table" | "gather" | "resize_table" | "reduce" | "arg_reduce"
-        | "softmax" | "lrn" => {
+        "map" | "copy" | "row_copy" | "pad_table" | "gather" | "resize_table" | "reduce"
+        | "arg_reduce" | "softmax" | "lrn" => {
             return Err(format!(
                 "{name} cannot compute this step (its kernel is {})",
                 chosen.name()

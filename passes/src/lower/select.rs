@@ -135,6 +135,10 @@ pub(super) fn fixed(cx: &StepCx) -> Option<Kernel> {
         | Op::Pool(_)
         | Op::GlobalPool(_)
         | Op::Transpose(_)
+        // ONNX's integer ops have no kernel (lowering reports them).
+        | Op::ConvInteger(_)
+        | Op::MatMulInteger
+        | Op::Rescale
         | Op::Input
         | Op::Const(_) => return None,
     })
@@ -296,7 +300,7 @@ fn c_conv(cx: &StepCx) -> Option<Kernel> {
         if f32 && dw_grid_fits(&w) {
             return Some(Kernel::DepthwiseGrid);
         }
-        if vw == 0 || !f32 || c.stride > 2 {
+        if vw == 0 || !f32 || c.stride > 2 || !cx.const_params() {
             return None;
         }
         return Some(Kernel::DepthwiseRows(DepthwiseRows {
