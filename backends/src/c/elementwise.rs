@@ -379,6 +379,7 @@ pub fn helper_source(name: &str) -> &'static str {
         }
         "nnc_qmath" => super::integer::QMATH_SOURCE,
         "nnc_dsp" => super::qtiles::DSP_SOURCE,
+        "nnc_idot" => super::qdot::IDOT_SOURCE,
         _ => "",
     }
 }

@@ -25,6 +25,7 @@ mod map;
 mod matmul;
 mod nn;
 mod pool;
+mod qdot;
 mod qtiles;
 mod reduce;
 mod row_tiles;
@@ -38,7 +39,7 @@ use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
-use nnc_ir::program::{Arch, Codegen, Kernel, Loc, Program, Step, Target, Window};
+use nnc_ir::program::{Arch, Codegen, IntDot, Kernel, Loc, Program, Step, Target, Window};
 use nnc_ir::{Op, TensorType};
 
 use crate::error::{BackendError, Result};
@@ -72,7 +73,23 @@ fn describe(isa: &dyn isa::TargetIsa, arch: Arch) -> Target {
     let regs = if arch == Arch::Aarch64 { 32 } else { 16 };
     let mut t = Target::cpu(arch, Codegen::Cranelift, 128, regs);
     t.fma = has_fma(isa);
+    if has_vnni(isa) {
+        t.int_dot = IntDot::Quads;
+    }
     t
+}
+
+/// True when Cranelift lowers the u8 x i8 dot-product tree to
+/// `vpdpbusd` on this ISA: AVX-VNNI (with AVX) or AVX512-VNNI (with
+/// AVX512VL, for the 128-bit EVEX form).
+fn has_vnni(isa: &dyn isa::TargetIsa) -> bool {
+    let flags = isa.isa_flags();
+    let on = |n: &str| {
+        flags
+            .iter()
+            .any(|f| f.name == n && f.as_bool() == Some(true))
+    };
+    (on("has_avx") && on("has_avx_vnni")) || (on("has_avx512vl") && on("has_avx512vnni"))
 }
 
 /// Parses a Cranelift target: `host`, `x86_64`, `x86_64:CPU` (a CPU preset
@@ -179,6 +196,13 @@ fn isa_for(target: &Target, pic: bool, host: bool) -> Result<OwnedTargetIsa> {
             )));
         }
     };
+    let mut builder = builder;
+    if target.arch == Arch::X86_64 {
+        // The integer kernels' 32 x 32 -> 64-bit products: with AVX512DQ
+        // Cranelift prefers `vpmullq` (three uops) to SSE4.1's `pmuldq`
+        // (one), and nothing else here multiplies 64-bit lanes.
+        let _ = builder.set("has_avx512dq", "false");
+    }
     builder
         .finish(flags)
         .map_err(|e| BackendError::Other(format!("Cranelift ISA: {e}")))
@@ -554,6 +578,13 @@ fn kernel(kb: &mut Kb, st: &Step, a: &Args) -> Result<()> {
             qtiles::dw_pairs(kb, st, k, q, &win, a)
         }
         (Kernel::MatMulPanels(k), Op::QGemm(q)) => qtiles::matmul_panels(kb, st, k, q, ins[0], a),
+        (Kernel::QConvDot(k), Op::QConv(q)) => {
+            qdot::conv(kb, st, k, q, &Window::conv(&q.conv, ins[0], ins[1], y), a)
+        }
+        (Kernel::QDwDot(k), Op::QConv(q)) => {
+            qdot::depthwise(kb, st, k, q, &Window::conv(&q.conv, ins[0], ins[1], y), a)
+        }
+        (Kernel::QGemmDot(k), Op::QGemm(q)) => qdot::gemm(kb, st, k, q, ins[0], a),
         (Kernel::GlobalPool(_), Op::Pool(p)) if !ins[0].dtype.is_float() => {
             integer::global_pool_int(kb, p.kind, ins[0], a)
         }

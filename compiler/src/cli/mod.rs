@@ -106,7 +106,8 @@ struct KernelArgs {
     #[arg(long, value_name = "auto|min|off", default_value = "auto", value_parser = parse_memory)]
     memory: MemoryArg,
     /// SRAM budget: partition just enough that the arena fits this many bytes (e.g.
-    /// 64KiB, 320K, 65536), and fail naming the bottleneck when it cannot
+    /// 64KiB, 320K, 65536), and fail naming the bottleneck when it cannot (with
+    /// `--memory off`: only check it)
     #[arg(long = "sram-budget", value_name = "BYTES", value_parser = parse_bytes)]
     sram_budget: Option<usize>,
 }
@@ -135,10 +136,11 @@ impl KernelArgs {
         driver::Lowering {
             kernels: self.kernels.clone(),
             memory: match (self.sram_budget, self.memory) {
+                // `--memory off` with a budget only checks it.
+                (_, MemoryArg::Off) => MemoryGoal::Off,
                 (Some(b), _) => MemoryGoal::Budget(b),
                 (None, MemoryArg::Auto) => MemoryGoal::Auto,
                 (None, MemoryArg::Min) => MemoryGoal::Minimize,
-                (None, MemoryArg::Off) => MemoryGoal::Off,
             },
         }
     }
@@ -352,7 +354,7 @@ struct InfoArgs {
     /// Print JSON instead of text
     #[arg(long)]
     json: bool,
-    /// Target of the memory plan: host, x86_64[:avx2|:avx512], aarch64, or cortex-m0/m4/m7
+    /// Target of the memory plan: host, x86_64[:avx2|:avx512|:avx512vnni|:avxvnni], aarch64, or cortex-m0/m4/m7
     /// (microcontrollers use the memory-aware cost model)
     #[arg(long, default_value = "host", value_parser = parse_c_target)]
     target: TargetArg,
@@ -380,8 +382,8 @@ struct EmitArgs {
     /// Identifier for the files, the entry point NAME_run and the macros (default: the model file name)
     #[arg(long)]
     name: Option<String>,
-    /// Target: host (this CPU), x86_64 (SSE2), x86_64:avx2, x86_64:avx512, aarch64, or a
-    /// microcontroller: cortex-m0, cortex-m4, cortex-m7 (kernels and tiles are chosen for it)
+    /// Target: host (this CPU), x86_64 (SSE2), x86_64:avx2, x86_64:avx512,
+    /// x86_64:avx512vnni, x86_64:avxvnni, aarch64, or a microcontroller: cortex-m0, cortex-m4, cortex-m7 (kernels and tiles are chosen for it)
     #[arg(long, default_value = "host", value_parser = parse_c_target)]
     target: TargetArg,
 }

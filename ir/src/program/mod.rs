@@ -9,6 +9,7 @@
 
 pub mod geometry;
 pub mod kernel;
+pub mod qdot;
 pub mod target;
 pub mod tiles;
 mod verify;
@@ -24,9 +25,9 @@ pub use geometry::{Axis, Window};
 pub use kernel::{
     ConvBlocked, ConvRowTiles, DepthwiseChannelsLast, DepthwisePairs, DepthwiseRows, Epilogue,
     Family, GlobalPool, IntTiles, Kernel, MapExpr, MapKernel, MapOp, MatMulPacked, Operand, Part,
-    PoolRows, RowCopy,
+    PoolRows, QConvDot, QDwDot, QGemmDot, RowCopy,
 };
-pub use target::{Arch, Codegen, Target};
+pub use target::{Arch, Codegen, IntDot, Target};
 
 /// Alignment of the arena and of every buffer the planner places in it.
 pub const ARENA_ALIGN: usize = 16;

@@ -206,6 +206,11 @@ fn check_loc(
 
 /// The op families a kernel can compute.
 fn kernel_fits_op(k: &Kernel, op: &Op) -> bool {
+    match k {
+        Kernel::QConvDot(_) | Kernel::QDwDot(_) => return matches!(op, Op::QConv(_)),
+        Kernel::QGemmDot(_) => return matches!(op, Op::QGemm(_)),
+        _ => {}
+    }
     match k.family() {
         // The integer kernels for microcontrollers compute integer ops only.
         Family::Conv | Family::Depthwise => match k {

@@ -305,8 +305,9 @@ pub(super) fn pairs_default(cx: &StepCx, w: &Window) -> Option<DepthwisePairs> {
 fn c_host(cx: &StepCx) -> Kernel {
     match cx.op {
         Op::Conv(_) => c_conv(cx).unwrap_or(Kernel::ConvDirect),
-        Op::QConv(_) => Kernel::ConvDirect,
-        Op::Gemm(_) | Op::MatMul | Op::QGemm(_) => Kernel::MatMulDirect,
+        Op::QConv(_) => super::qselect::conv(cx).unwrap_or(Kernel::ConvDirect),
+        Op::QGemm(_) => super::qselect::gemm(cx).unwrap_or(Kernel::MatMulDirect),
+        Op::Gemm(_) | Op::MatMul => Kernel::MatMulDirect,
         Op::Pool(_) => Kernel::PoolDirect,
         Op::GlobalPool(_) => Kernel::GlobalPool(GlobalPool { partials: 1 }),
         Op::Transpose(_) => Kernel::Copy,
@@ -491,9 +492,9 @@ pub(super) fn dw_grid_fits(w: &Window) -> bool {
 fn native(cx: &StepCx) -> Kernel {
     match cx.op {
         Op::Conv(_) => native_conv(cx).unwrap_or(Kernel::ConvDirect),
-        Op::QConv(_) => Kernel::ConvDirect,
+        Op::QConv(_) => super::qselect::conv(cx).unwrap_or(Kernel::ConvDirect),
         Op::Gemm(_) | Op::MatMul => native_matmul(cx).unwrap_or(Kernel::MatMulDirect),
-        Op::QGemm(_) => Kernel::MatMulDirect,
+        Op::QGemm(_) => super::qselect::gemm(cx).unwrap_or(Kernel::MatMulDirect),
         Op::Pool(a) => native_pool(cx, a).unwrap_or(Kernel::PoolDirect),
         Op::GlobalPool(_) => Kernel::GlobalPool(GlobalPool {
             partials: native_partials(cx.ins[0]),
