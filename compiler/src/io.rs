@@ -78,19 +78,20 @@ pub fn read_tensor(path: &Path) -> Result<(Option<String>, Tensor), IoError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let ferr = |msg: String| IoError::Format {
+    tensor_from_bytes(&bytes).map_err(|msg| IoError::Format {
         path: path.to_path_buf(),
         msg,
-    };
+    })
+}
+
+/// Decodes the contents of a `.npy` or `.pb` tensor file.
+pub fn tensor_from_bytes(bytes: &[u8]) -> Result<(Option<String>, Tensor), String> {
     if bytes.starts_with(b"\x93NUMPY") {
-        let a = npy::read(&bytes).map_err(|e| ferr(e.to_string()))?;
-        return Ok((None, from_npy(&a).map_err(ferr)?));
+        let a = npy::read(bytes).map_err(|e| e.to_string())?;
+        return Ok((None, from_npy(&a)?));
     }
-    let (name, t) = onnx::tensor::decode_pb(&bytes, "tensor file").map_err(|e| {
-        ferr(format!(
-            "neither a .npy file nor a valid ONNX TensorProto ({e})"
-        ))
-    })?;
+    let (name, t) = onnx::tensor::decode_pb(bytes, "tensor file")
+        .map_err(|e| format!("neither a .npy file nor a valid ONNX TensorProto ({e})"))?;
     Ok(((!name.is_empty()).then_some(name), t))
 }
 

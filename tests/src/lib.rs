@@ -2,4 +2,6 @@
 //! end-to-end tests (paths to `../shared`, model lists, comparisons).
 
 pub mod conformance;
+pub mod fuzz;
+pub mod graphs;
 pub mod shared;

@@ -378,7 +378,10 @@ impl PadAttrs {
         }
         let mut dims = Vec::with_capacity(n);
         for i in 0..n {
-            let d = x.dims[i] as i64 + self.pads[i] + self.pads[n + i];
+            let d = (x.dims[i] as i64)
+                .checked_add(self.pads[i])
+                .and_then(|d| d.checked_add(self.pads[n + i]))
+                .ok_or("pads out of range")?;
             if d < 0 {
                 return Err(format!("pads crop more than axis {i} of {x}"));
             }
