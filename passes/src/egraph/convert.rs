@@ -5,11 +5,12 @@
 
 use std::collections::HashMap;
 
-use egg::{EGraph, Extractor, Id, Symbol};
+use egg::{EGraph, Id, Symbol};
 use nnc_ir::{Graph, NodeId, Op, TensorType, Value};
 
 use super::analysis::{Kind, TensorAnalysis, attr_of};
 use super::cost::CostModel;
+use super::extract::Extracted;
 use super::lang::{AttrKey, Leaf, OUT, TLang, padded_arity};
 use crate::pass::{PassError, Result};
 
@@ -106,7 +107,7 @@ pub fn from_egraph(
     template: &Graph,
     memory_cost: bool,
 ) -> Result<Graph> {
-    let ex = Extractor::new(eg, CostModel::new(eg, memory_cost));
+    let ex = Extracted::new(eg, CostModel::new(eg, memory_cost));
     let mut g = Graph::new(template.name.clone());
     let mut inputs = Vec::new();
     for i in 0..template.inputs().len() {
@@ -121,8 +122,7 @@ pub fn from_egraph(
     let mut memo: HashMap<Id, Value> = HashMap::new();
     let mut consts: HashMap<u32, Value> = HashMap::new();
     for &root in roots {
-        let (cost, _) = ex.find_best(root);
-        if !cost.is_finite() {
+        if !ex.cost(root).is_finite() {
             return Err(fail("no valid form of an output survived the rewrites"));
         }
         let mut stack = vec![(eg.find(root), false)];
@@ -130,7 +130,9 @@ pub fn from_egraph(
             if memo.contains_key(&id) {
                 continue;
             }
-            let node = ex.find_best_node(id);
+            let node = ex
+                .node(id)
+                .ok_or_else(|| fail("a needed value has no valid form"))?;
             let operands: Vec<Id> = match node {
                 TLang::Op(_, ch) => ch[1..]
                     .iter()
