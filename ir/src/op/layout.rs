@@ -289,8 +289,17 @@ impl SliceAttrs {
                     "axis {i}: slice {s}..{e} step {st} is not normalized for dim {d}"
                 ));
             }
-            let (span, step) = if st > 0 { (e - s, st) } else { (s - e, -st) };
-            let len = if span <= 0 { 0 } else { (span - 1) / step + 1 };
+            // s and e are within [-1, d], so only the step can be extreme.
+            let (span, step) = if st > 0 {
+                (e - s, st.unsigned_abs())
+            } else {
+                (s - e, st.unsigned_abs())
+            };
+            let len = if span <= 0 {
+                0
+            } else {
+                (span as u64 - 1) / step + 1
+            };
             dims.push(len as usize);
         }
         Ok(vec![TensorType::new(x.dtype, dims)])
