@@ -3,6 +3,7 @@
 //! host builds (`cbuild`, `native`) and Cortex-M firmware measured under
 //! QEMU (`mcu`). The `nnc` binary is a thin CLI over this library.
 
+pub mod cache;
 pub mod cbuild;
 pub mod driver;
 pub mod io;

@@ -13,9 +13,9 @@ use nnc_ir::{Data, Tensor};
 use nnc_passes::lower::KernelChoice;
 use nnc_runtime::harness::{HARNESS_C, HARNESS_H};
 
+use crate::cache::{key, scratch_dir};
 use crate::cbuild::{
-    CFlags, backend_err, cache_dir, cached_build, cc, fnv, harness_glue, harness_object, run_tool,
-    scratch_dir, write,
+    CFlags, backend_err, cache_dir, cached_build, cc, harness_glue, harness_object, run_tool, write,
 };
 use crate::driver::{DriverError, Result};
 
@@ -62,7 +62,7 @@ pub fn object(p: &Program, name: &str, opts: &NativeOptions) -> Result<NativeObj
 pub fn build_executable(p: &Program, obj: &NativeObject) -> Result<PathBuf> {
     let glue_c = harness_glue(p, &obj.name);
     let flags = CFlags::default();
-    let key = fnv(&[
+    let k = key(&[
         &obj.object,
         obj.header.as_bytes(),
         glue_c.as_bytes(),
@@ -71,7 +71,7 @@ pub fn build_executable(p: &Program, obj: &NativeObject) -> Result<PathBuf> {
         cc().as_bytes(),
     ]);
     cached_build(
-        &format!("{}-native-{key:016x}", obj.name),
+        &format!("{}-native-{k}", obj.name),
         &flags,
         |tmp, harness| link_in(tmp, obj, &glue_c, harness, Path::new("model")),
     )
@@ -114,9 +114,7 @@ fn link_in(dir: &Path, obj: &NativeObject, glue_c: &str, harness: &Path, out: &P
 /// Builds a standalone executable at `out` (not cached).
 pub fn link_executable(p: &Program, obj: &NativeObject, out: &Path) -> Result<()> {
     let glue_c = harness_glue(p, &obj.name);
-    let base = cache_dir();
-    std::fs::create_dir_all(&base)
-        .map_err(|e| DriverError::Usage(format!("cannot create `{}`: {e}", base.display())))?;
+    let base = cache_dir()?;
     let harness = harness_object(&base, &CFlags::default())?;
     let tmp = scratch_dir(&base, "link")?;
     let out_abs = if out.is_absolute() {
