@@ -110,7 +110,10 @@ impl Model {
             .unwrap_or_else(|| PathBuf::from("."));
         match &self.source {
             Source::Text(text) => {
-                let loader = move |f: &str| std::fs::read(dir.join(f));
+                // Weights files, like ONNX external data, stay inside the
+                // model's folder.
+                let loader =
+                    move |f: &str| crate::confine::read(&dir, f).map_err(std::io::Error::other);
                 nnc_ir::parse_with(text, &loader).map_err(|source| DriverError::Text {
                     path: path.to_path_buf(),
                     source,

@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod cbuild;
+pub mod confine;
 pub mod driver;
 pub mod io;
 pub mod mcu;

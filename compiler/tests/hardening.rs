@@ -1,0 +1,256 @@
+//! Hostile and careless use of the `nnc` binary, one test per reproducer
+//! of issue 13: every case ends in a clear error and a non-zero exit (or
+//! the right result), never a panic, a signal, a hang, a read outside the
+//! model's folder, or a file changed that the user did not ask to change.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use nnc::onnx::build::ModelBuilder;
+use nnc_ir::{DType, Tensor};
+
+fn nnc_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nnc"));
+    c.args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run nnc")
+}
+
+fn nnc(args: &[&str]) -> Output {
+    nnc_env(args, &[])
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Fails unless `o` exited with status 1 and printed `want` on stderr,
+/// without a panic or a signal.
+#[track_caller]
+fn fails_with(o: &Output, want: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{}", text(o));
+    assert!(err.contains(want), "wanted `{want}` in:\n{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[track_caller]
+fn succeeds(o: &Output) -> String {
+    assert!(o.status.success(), "{}", text(o));
+    text(o)
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nnc-harden-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `y = relu(x + 1)` on f32[2,3], written to `dir/name.onnx`.
+fn small_model(dir: &Path, name: &str) -> PathBuf {
+    let m = ModelBuilder::new("small", 13)
+        .input("x", DType::F32, &[2, 3])
+        .init("one", &Tensor::scalar_f32(1.0))
+        .node("Add", "add", &["x", "one"], &["s"], &[])
+        .node("Relu", "relu", &["s"], &["y"], &[])
+        .output("y", DType::F32, &[2, 3]);
+    let p = dir.join(format!("{name}.onnx"));
+    std::fs::write(&p, m.bytes()).unwrap();
+    p
+}
+
+fn npy(path: &Path, t: &Tensor) {
+    nnc::io::write_npy(path, t).unwrap();
+}
+
+fn x23() -> Tensor {
+    Tensor::from_f32(vec![2, 3], vec![-3.0, -1.0, 0.0, 1.0, 2.0, 3.0]).unwrap()
+}
+
+// ---- the build cache
+
+#[test]
+fn the_build_cache_is_private_and_verified() {
+    let dir = tmp("cache");
+    let model = small_model(&dir, "m");
+    let x = dir.join("x.npy");
+    npy(&x, &x23());
+    let cache = dir.join("cache");
+    let run = |cache: &Path| {
+        nnc_env(
+            &["run", s(&model), "--backend", "c", "-i", s(&x)],
+            &[("NNC_CACHE_DIR", cache)],
+        )
+    };
+    assert!(succeeds(&run(&cache)).contains("y: f32[2,3]"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&cache).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    // A planted executable in place of the cached one is not run: the
+    // entry fails verification and is rebuilt.
+    let mut planted = 0;
+    for e in std::fs::read_dir(&cache).unwrap() {
+        let p = e.unwrap().path().join("model");
+        if p.exists() {
+            std::fs::write(&p, "#!/bin/sh\necho PLANTED\nexit 0\n").unwrap();
+            planted += 1;
+        }
+    }
+    assert!(planted > 0);
+    let out = succeeds(&run(&cache));
+    assert!(
+        !out.contains("PLANTED") && out.contains("y: f32[2,3]"),
+        "{out}"
+    );
+    // A cache folder that is a symlink is refused.
+    let link = dir.join("link");
+    std::os::unix::fs::symlink(&cache, &link).unwrap();
+    fails_with(&run(&link), "is not a directory");
+    // A cache folder another user owns is refused (checkable as root).
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let chowned = Command::new("chown")
+        .args(["65534", s(&other)])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if chowned {
+        fails_with(&run(&other), "belongs to user 65534");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---- files a model names
+
+/// `y = x + w`, with `w` (f32[2]) stored externally at `location`.
+fn external_model(dir: &Path, location: &str, length: Option<u64>) -> PathBuf {
+    use nnc::onnx::proto::{StringStringEntryProto, TensorProto};
+    let mut ext = vec![StringStringEntryProto {
+        key: "location".into(),
+        value: location.into(),
+    }];
+    if let Some(l) = length {
+        ext.push(StringStringEntryProto {
+            key: "length".into(),
+            value: l.to_string(),
+        });
+    }
+    let w = TensorProto {
+        name: "w".into(),
+        dims: vec![2],
+        data_type: 1,
+        data_location: 1,
+        external_data: ext,
+        ..Default::default()
+    };
+    let m = ModelBuilder::new("ext", 13)
+        .input("x", DType::F32, &[2])
+        .init_proto(w)
+        .node("Add", "add", &["x", "w"], &["y"], &[])
+        .output("y", DType::F32, &[2]);
+    let p = dir.join("model.onnx");
+    std::fs::write(&p, m.bytes()).unwrap();
+    p
+}
+
+#[test]
+fn external_data_stays_inside_the_model_folder() {
+    let dir = tmp("external");
+    let outside = tmp("external-outside");
+    std::fs::write(outside.join("secret.bin"), 7.5f32.to_le_bytes().repeat(2)).unwrap();
+    std::fs::write(dir.join("w.bin"), 0.5f32.to_le_bytes().repeat(2)).unwrap();
+    std::os::unix::fs::symlink(outside.join("secret.bin"), dir.join("link.bin")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("passwd")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero")).unwrap();
+    let fifo = dir.join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::write(dir.join("big.bin"), [0u8; 64]).unwrap();
+    let cases = [
+        ("link.bin", None, "outside the model's folder"),
+        ("passwd", None, "outside the model's folder"),
+        ("zero", None, "outside the model's folder"),
+        ("fifo", None, "not a regular file"),
+        (
+            "../external-outside/secret.bin",
+            None,
+            "plain relative path",
+        ),
+        ("/etc/passwd", None, "plain relative path"),
+        ("big.bin", None, "the tensor needs 8"),
+        ("w.bin", Some(4), "the tensor needs 8"),
+        ("w.bin", Some(1 << 40), "outside `w.bin`"),
+    ];
+    for (loc, len, want) in cases {
+        let m = external_model(&dir, loc, len);
+        let o = nnc(&["info", s(&m)]);
+        fails_with(&o, want);
+        assert!(text(&o).contains("tensor `w`"), "{}", text(&o));
+    }
+    // A plain file in the folder works, also for a model given as a bare
+    // file name (the folder is then the current one).
+    let m = external_model(&dir, "w.bin", Some(8));
+    succeeds(&nnc(&["info", s(&m)]));
+    let o = Command::new(env!("CARGO_BIN_EXE_nnc"))
+        .args(["info", "model.onnx"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    succeeds(&o);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&outside);
+}
+
+#[test]
+fn nnir_weights_stay_inside_the_model_folder() {
+    let dir = tmp("nnir-weights");
+    std::fs::write(dir.join("w.bin"), 0.5f32.to_le_bytes().repeat(2)).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("passwd")).unwrap();
+    let fifo = dir.join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let ir = |weights: &str| {
+        let p = dir.join("m.nnir");
+        std::fs::write(
+            &p,
+            format!(
+                "graph @m(v0 \"x\": f32[2]) -> (\"y\": f32[2]) {{\n    weights \"{weights}\"\n    c0 = const f32[2] @0\n    v1 = add v0, c0 : f32[2]\n    return v1\n}}\n"
+            ),
+        )
+        .unwrap();
+        p
+    };
+    for (w, want) in [
+        ("../../etc/passwd", "plain relative path"),
+        ("/etc/passwd", "plain relative path"),
+        ("/proc/self/environ", "plain relative path"),
+        ("/dev/zero", "plain relative path"),
+        ("passwd", "outside the model's folder"),
+        ("fifo", "not a regular file"),
+    ] {
+        fails_with(&nnc(&["dump", s(&ir(w))]), want);
+    }
+    succeeds(&nnc(&["dump", s(&ir("w.bin"))]));
+    let _ = std::fs::remove_dir_all(&dir);
+}
