@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo fmt --all --check
 (cd fuzz && cargo fmt --check)
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo test --locked --workspace
 # 20 seconds per fuzz target; fails on any crash or hang.
 scripts/fuzz.sh smoke 20

@@ -604,6 +604,8 @@ pub fn deinterleave_channels(perm: &[usize], x: &TensorType, y: &TensorType) -> 
     }
 }
 
+pub use super::check::{check, with_params};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -629,5 +631,3 @@ mod tests {
         assert_eq!(c_positions(&t, 100, 16), 5);
     }
 }
-
-pub use super::check::{check, with_params};
