@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use nnc::onnx::build::ModelBuilder;
+use nnc::onnx::build::{Attr, ModelBuilder};
 use nnc_ir::{DType, Tensor};
 
 fn nnc_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
@@ -252,5 +252,80 @@ fn nnir_weights_stay_inside_the_model_folder() {
         fails_with(&nnc(&["dump", s(&ir(w))]), want);
     }
     succeeds(&nnc(&["dump", s(&ir("w.bin"))]));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---- size amplification
+
+fn i64s(v: &[i64]) -> Tensor {
+    Tensor::from_i64s(vec![v.len()], v.to_vec()).unwrap()
+}
+
+#[test]
+fn folding_has_a_total_budget() {
+    let dir = tmp("amplify");
+    // One ConstantOfShape of 64 MiB from a model of a few hundred bytes.
+    let m = ModelBuilder::new("amp", 13)
+        .input("x", DType::F32, &[1])
+        .init("shape", &i64s(&[4096, 4096]))
+        .node("ConstantOfShape", "big", &["shape"], &["c"], &[])
+        .node("Add", "add", &["x", "c"], &["y"], &[])
+        .output("y", DType::F32, &[4096, 4096]);
+    let p = dir.join("one.onnx");
+    std::fs::write(&p, m.bytes()).unwrap();
+    assert!(std::fs::metadata(&p).unwrap().len() < 400);
+    fails_with(
+        &nnc(&["info", s(&p)]),
+        "node `big` (ConstantOfShape): folding constants here would add 64.0 MiB",
+    );
+    // Many small expansions: each below the budget, together above it.
+    let mut m = ModelBuilder::new("amp", 13)
+        .input("x", DType::F32, &[1 << 20])
+        .init("small", &Tensor::from_f32(vec![1], vec![2.0]).unwrap())
+        .init("shape", &i64s(&[1 << 20]));
+    let mut prev = "x".to_string();
+    for i in 0..12 {
+        let e = format!("e{i}");
+        let y = format!("y{i}");
+        m = m
+            .node(
+                "Expand",
+                &format!("expand{i}"),
+                &["small", "shape"],
+                &[&e],
+                &[],
+            )
+            .node("Add", &format!("add{i}"), &[&prev, &e], &[&y], &[]);
+        prev = y;
+    }
+    let m = m.output(&prev, DType::F32, &[1 << 20]);
+    let p = dir.join("many.onnx");
+    std::fs::write(&p, m.bytes()).unwrap();
+    fails_with(
+        &nnc(&["info", s(&p)]),
+        "node `expand8` (Expand): folding constants here would add 4.0 MiB, 36.0 MiB in all",
+    );
+    // Folding that does not grow the data is free: a 4 MiB weight
+    // transposed and scaled at import.
+    let n = 1 << 20;
+    let w = Tensor::from_f32(vec![1024, 1024], vec![0.5; n]).unwrap();
+    let m = ModelBuilder::new("ok", 13)
+        .input("x", DType::F32, &[1024, 1024])
+        .init("w", &w)
+        .init("k", &Tensor::scalar_f32(3.0))
+        .node(
+            "Transpose",
+            "t",
+            &["w"],
+            &["wt"],
+            &[("perm", Attr::Ints(vec![1, 0]))],
+        )
+        .node("Mul", "m", &["wt", "k"], &["ws"], &[])
+        .node("Neg", "n", &["ws"], &["wn"], &[])
+        .node("Add", "a", &["x", "wn"], &["y"], &[])
+        .output("y", DType::F32, &[1024, 1024]);
+    let p = dir.join("ok.onnx");
+    std::fs::write(&p, m.bytes()).unwrap();
+    succeeds(&nnc(&["info", s(&p), "-O0"]));
     let _ = std::fs::remove_dir_all(&dir);
 }

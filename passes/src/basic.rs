@@ -13,6 +13,24 @@ use crate::pass::{Pass, PassCx, Result};
 /// Constants up to this many elements are materialized by folding.
 pub const FOLD_LIMIT: usize = 1 << 24;
 
+/// Folding may add this many bytes of constants beyond what it consumes,
+/// plus twice the graph's own constants (the importer's rule): past that,
+/// nodes are left for run time rather than blowing up weights and code.
+pub const FOLD_BUDGET_BASE: u64 = 32 << 20;
+
+/// The folding budget of a graph, in bytes of growth.
+pub fn fold_budget(g: &Graph) -> u64 {
+    let own = g.param_stats().1 as u64;
+    FOLD_BUDGET_BASE.saturating_add(own.saturating_mul(2))
+}
+
+/// Bytes a fold adds beyond its inputs.
+pub fn fold_growth(ins: &[&Tensor], outs: &[nnc_ir::TensorType]) -> u64 {
+    let out: u64 = outs.iter().map(|t| t.bytes() as u64).sum();
+    let inp: u64 = ins.iter().map(|t| t.ty().bytes() as u64).sum();
+    out.saturating_sub(inp)
+}
+
 /// Evaluates nodes whose inputs are all constants.
 #[derive(Debug, Default)]
 pub struct FoldConstants;
@@ -24,6 +42,7 @@ impl Pass for FoldConstants {
 
     fn run(&mut self, g: &mut Graph, _: &mut PassCx) -> Result<bool> {
         let mut changed = false;
+        let mut budget = fold_budget(g);
         for id in g.topo_order()? {
             let n = g.node(id);
             if matches!(n.op, Op::Input | Op::Const(_))
@@ -44,6 +63,16 @@ impl Pass for FoldConstants {
                 continue;
             }
             let refs: Vec<&Tensor> = consts.iter().map(|t| t.as_ref()).collect();
+            let growth = fold_growth(&refs, &n.outputs);
+            if growth > budget {
+                log::info!(
+                    "fold-constants: node `{}` ({}) is left for run time: folding would add {growth} bytes",
+                    n.name,
+                    n.op.name()
+                );
+                continue;
+            }
+            budget -= growth;
             // A node that fails to evaluate is left for run time to report.
             let Ok(res) = n.op.eval(&refs) else { continue };
             let name = n.name.clone();

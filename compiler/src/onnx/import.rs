@@ -24,6 +24,47 @@ pub const MIN_IR_VERSION: i64 = 3;
 /// results stay computed at run time.
 const FOLD_LIMIT: usize = 1 << 24;
 
+/// Constants created at import (what folding adds beyond its inputs, and
+/// ConstantOfShape, Range...) may total this many bytes plus twice the
+/// model's own data: a tiny model must not fold into gigabytes of weights
+/// and generated C.
+pub const FOLD_BUDGET_BASE: u64 = 32 << 20;
+
+/// The running total of constant bytes created at import, against the
+/// model's budget.
+#[derive(Debug)]
+pub(crate) struct FoldBudget {
+    used: std::cell::Cell<u64>,
+    max: u64,
+}
+
+impl FoldBudget {
+    /// `model_len`: the size of the encoded model (its inline data).
+    fn for_model(model_len: u64, gp: &GraphProto) -> Self {
+        let data: u64 = gp
+            .initializer
+            .iter()
+            .map(|t| {
+                let n = t
+                    .dims
+                    .iter()
+                    .try_fold(1u64, |a, &d| a.checked_mul(u64::try_from(d).ok()?))
+                    .unwrap_or(0);
+                let size = dtype_of(t.data_type).map_or(1, |d| d.size() as u64);
+                n.saturating_mul(size)
+            })
+            .fold(model_len, u64::saturating_add);
+        FoldBudget {
+            used: std::cell::Cell::new(0),
+            max: FOLD_BUDGET_BASE.saturating_add(data.saturating_mul(2)),
+        }
+    }
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
+}
+
 /// Options for import.
 #[derive(Clone, Debug, Default)]
 pub struct ImportOptions {
@@ -131,6 +172,7 @@ pub fn import_model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph> {
         opset,
         opts,
         functions,
+        budget: FoldBudget::for_model(m.encoded_len() as u64, gp),
     }
     .graph(gp)
 }
@@ -139,6 +181,7 @@ struct Importer<'a> {
     opset: i64,
     opts: &'a ImportOptions,
     functions: HashSet<(String, String)>,
+    budget: FoldBudget,
 }
 
 /// Node name used in the IR and in messages (ONNX names are optional).
@@ -262,6 +305,7 @@ impl Importer<'_> {
                 name: label.clone(),
                 ins,
                 base,
+                budget: &self.budget,
             };
             let outs = ops::convert(&mut cx)?;
             for (k, oname) in n.output.iter().enumerate() {
@@ -504,6 +548,7 @@ pub(crate) struct Ctx<'a> {
     pub name: String,
     pub ins: Vec<Option<Value>>,
     pub base: Option<&'a Path>,
+    pub(crate) budget: &'a FoldBudget,
 }
 
 impl Ctx<'_> {
@@ -620,10 +665,35 @@ impl Ctx<'_> {
         }
     }
 
-    /// Adds a constant node.
-    pub fn constant(&mut self, t: Tensor) -> Value {
+    /// Adds a constant the model gives as data (a Constant node).
+    pub fn model_constant(&mut self, t: Tensor) -> Value {
         let name = self.name.clone();
         self.g.add_const(t, name)
+    }
+
+    /// Adds a constant this node creates (folded or computed at import),
+    /// counted against the model's budget.
+    pub fn constant(&mut self, t: Tensor) -> Result<Value> {
+        self.charge(t.ty().bytes() as u64)?;
+        Ok(self.model_constant(t))
+    }
+
+    /// Counts `bytes` of created constants; an error naming the node once
+    /// the model's budget is exceeded.
+    fn charge(&self, bytes: u64) -> Result<()> {
+        let b = self.budget;
+        let total = b.used.get().saturating_add(bytes);
+        if total > b.max {
+            return self.err(format!(
+                "folding constants here would add {}, {} in all, over this model's budget of {} ({} plus twice the model's own data)",
+                mib(bytes),
+                mib(total),
+                mib(b.max),
+                mib(FOLD_BUDGET_BASE)
+            ));
+        }
+        b.used.set(total);
+        Ok(())
     }
 
     /// Adds a single-output op, folding it when all inputs are constants.
@@ -650,6 +720,11 @@ impl Ctx<'_> {
                 msg,
             })?;
             if out.iter().all(|t| t.len() <= FOLD_LIMIT) {
+                // Only growth counts: folding a weight's transpose or scale
+                // into it creates as much as it makes dead.
+                let out_bytes: u64 = out.iter().map(|t| t.bytes() as u64).sum();
+                let in_bytes: u64 = consts.iter().map(|t| t.ty().bytes() as u64).sum();
+                self.charge(out_bytes.saturating_sub(in_bytes))?;
                 let refs: Vec<&Tensor> = consts.iter().map(|t| t.as_ref()).collect();
                 let res = op.eval(&refs).map_err(|msg| ImportError::Node {
                     node: name.clone(),

@@ -33,7 +33,9 @@ pub fn to_egraph(g: &Graph) -> Result<Built> {
     let inputs: Vec<TensorType> = (0..g.inputs().len())
         .map(|i| g.input_type(i).clone())
         .collect();
-    let mut eg = EGraph::new(TensorAnalysis::new(inputs, vec![]));
+    let mut analysis = TensorAnalysis::new(inputs, vec![]);
+    analysis.fold_budget = crate::basic::fold_budget(g);
+    let mut eg = EGraph::new(analysis);
     let none = eg.add(TLang::None);
     let mut ids: HashMap<Value, Id> = HashMap::new();
     let mut const_leaf: HashMap<nnc_ir::ConstId, u32> = HashMap::new();
