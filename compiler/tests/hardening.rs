@@ -329,3 +329,75 @@ fn folding_has_a_total_budget() {
     succeeds(&nnc(&["info", s(&p), "-O0"]));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ---- output errors
+
+fn kws() -> String {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let d = std::env::var("NNC_SHARED_DIR")
+        .map(|d| PathBuf::from(d).join("models"))
+        .unwrap_or_else(|_| {
+            here.ancestors()
+                .map(|a| a.join("shared/models"))
+                .find(|p| p.is_dir())
+                .expect("shared models")
+        });
+    d.join("mlperf_tiny/kws_dscnn_fp32/model.onnx")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    let model = kws();
+    for args in [
+        vec!["dump", &model, "--weights", "inline"],
+        vec![
+            "dump",
+            &model,
+            "--print-after",
+            "all",
+            "--weights",
+            "inline",
+        ],
+        vec!["info", &model, "--steps"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nnc"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        // The reader is gone now (`| head -1`).
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!first.is_empty());
+        assert!(err.is_empty(), "{args:?}: {err}");
+        assert!(
+            matches!(o.status.code(), Some(0 | 141)),
+            "{args:?}: {:?}",
+            o.status
+        );
+    }
+}
+
+#[test]
+fn a_full_disk_is_reported() {
+    let model = kws();
+    for args in [vec!["info", &model], vec!["dump", &model]] {
+        let o = Command::new(env!("CARGO_BIN_EXE_nnc"))
+            .args(&args)
+            .stdout(std::fs::File::create("/dev/full").unwrap())
+            .output()
+            .unwrap();
+        fails_with(
+            &o,
+            "cannot write to standard output: No space left on device",
+        );
+    }
+}

@@ -33,7 +33,7 @@ pub(super) fn cmd_compile(a: CompileArgs) -> Result<ExitCode> {
                 .with_context(|| format!("cannot write `{}`", a.out.display()))?;
             std::fs::write(&h, &obj.header)
                 .with_context(|| format!("cannot write `{}`", h.display()))?;
-            println!(
+            outln!(
                 "wrote {} and {} ({}): entry {name}_run, code {} bytes, arena {} bytes, weights {} bytes",
                 a.out.display(),
                 h.display(),
@@ -45,7 +45,7 @@ pub(super) fn cmd_compile(a: CompileArgs) -> Result<ExitCode> {
         }
         EmitKind::Exe => {
             nnc::native::link_executable(&p, &obj, &a.out).context("linking")?;
-            println!(
+            outln!(
                 "wrote {} ({}): code {} bytes, arena {} bytes, weights {} bytes, compiled in {:.0} ms",
                 a.out.display(),
                 obj.isa,
@@ -54,7 +54,7 @@ pub(super) fn cmd_compile(a: CompileArgs) -> Result<ExitCode> {
                 p.weight_bytes(),
                 obj.compile_ms
             );
-            println!(
+            outln!(
                 "run it: {} --input [NAME=]FILE.npy|.pb ... --output [NAME=]FILE.npy ...  (or --bench N)",
                 a.out.display()
             );

@@ -14,7 +14,7 @@ pub(super) fn cmd_dump(a: DumpArgs) -> Result<ExitCode> {
         match &a.out {
             Some(f) => std::fs::write(f, p.dump())
                 .with_context(|| format!("cannot write `{}`", f.display()))?,
-            None => print!("{}", p.dump()),
+            None => out!("{}", p.dump()),
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -59,7 +59,7 @@ pub(super) fn cmd_dump(a: DumpArgs) -> Result<ExitCode> {
         Some(p) => {
             std::fs::write(p, text).with_context(|| format!("cannot write `{}`", p.display()))?
         }
-        None => print!("{text}"),
+        None => out!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
 }

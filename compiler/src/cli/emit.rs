@@ -41,7 +41,7 @@ pub(super) fn cmd_emit(a: EmitArgs) -> Result<ExitCode> {
     let c = a.out.join(format!("{name}.c"));
     std::fs::write(&h, &src.header).with_context(|| format!("cannot write `{}`", h.display()))?;
     std::fs::write(&c, &src.source).with_context(|| format!("cannot write `{}`", c.display()))?;
-    println!(
+    outln!(
         "wrote {} and {} ({}): arena {} bytes, weights {} bytes, {} steps",
         h.display(),
         c.display(),

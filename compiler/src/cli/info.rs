@@ -48,33 +48,33 @@ pub(super) fn cmd_info(a: InfoArgs) -> Result<ExitCode> {
             "largest_activation_bytes": s.largest_activation_bytes,
             "memory": memory,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         if let Some(f) = failures.first() {
             bail!("{f}");
         }
         return Ok(ExitCode::SUCCESS);
     }
-    println!("model:       {} ({})", a.model.model.display(), a.model.opt);
+    outln!("model:       {} ({})", a.model.model.display(), a.model.opt);
     for i in 0..g.inputs().len() {
-        println!("input:       {}: {}", g.input_name(i), g.input_type(i));
+        outln!("input:       {}: {}", g.input_name(i), g.input_type(i));
     }
     for o in g.outputs() {
-        println!("output:      {}: {}", o.name, g.value_type(o.value));
+        outln!("output:      {}: {}", o.name, g.value_type(o.value));
     }
     let mut ops: Vec<(&String, &usize)> = s.ops.iter().collect();
     ops.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     let hist: Vec<String> = ops.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    println!("nodes:       {}", s.nodes);
-    println!("ops:         {}", hist.join(", "));
-    println!("arithmetic:  {}", arithmetic(&s));
-    println!("parameters:  {} ({})", s.params, human_bytes(s.param_bytes));
-    println!("MACs:        {} ({:.2} M)", s.macs, s.macs as f64 / 1e6);
-    println!(
+    outln!("nodes:       {}", s.nodes);
+    outln!("ops:         {}", hist.join(", "));
+    outln!("arithmetic:  {}", arithmetic(&s));
+    outln!("parameters:  {} ({})", s.params, human_bytes(s.param_bytes));
+    outln!("MACs:        {} ({:.2} M)", s.macs, s.macs as f64 / 1e6);
+    outln!(
         "activations: {} total, largest tensor {}",
         human_bytes(s.activation_bytes),
         human_bytes(s.largest_activation_bytes)
     );
-    print_memory(&a, &memory);
+    print_memory(&a, &memory)?;
     if !failures.is_empty() {
         bail!("{}", failures.join("; "));
     }
@@ -171,28 +171,28 @@ pub(super) fn memory_report(a: &InfoArgs, g: &Graph) -> Result<(serde_json::Valu
     Ok((v, failures))
 }
 
-pub(super) fn print_memory(a: &InfoArgs, v: &serde_json::Value) {
+pub(super) fn print_memory(a: &InfoArgs, v: &serde_json::Value) -> Result<()> {
     let u = |k: &str| v[k].as_u64().unwrap_or(0) as usize;
-    println!("memory plan ({}):", v["target"].as_str().unwrap_or(""));
-    println!(
+    outln!("memory plan ({}):", v["target"].as_str().unwrap_or(""));
+    outln!(
         "  arena:          {}  (schedule: {}, {} steps in place)",
         fmt_bytes(u("arena_bytes")),
         v["schedule"].as_str().unwrap_or(""),
         u("in_place_steps")
     );
-    println!("  greedy-by-size: {}", fmt_bytes(u("greedy_by_size_bytes")));
-    println!("  naive:          {}", fmt_bytes(u("naive_bytes")));
-    println!("  weights:        {}", fmt_bytes(u("weight_bytes")));
-    println!(
+    outln!("  greedy-by-size: {}", fmt_bytes(u("greedy_by_size_bytes")));
+    outln!("  naive:          {}", fmt_bytes(u("naive_bytes")));
+    outln!("  weights:        {}", fmt_bytes(u("weight_bytes")));
+    outln!(
         "  peak at step {}: {} `{}`",
         u("peak_step"),
         v["peak_step_op"].as_str().unwrap_or(""),
         v["peak_step_name"].as_str().unwrap_or("")
     );
     if a.steps {
-        println!("  step  op                live bytes  output");
+        outln!("  step  op                live bytes  output");
         for (i, st) in v["steps"].as_array().into_iter().flatten().enumerate() {
-            println!(
+            outln!(
                 "  {i:>4}  {:<16} {:>11}  {}{}",
                 st["op"].as_str().unwrap_or(""),
                 st["live_bytes"].as_u64().unwrap_or(0),
@@ -205,4 +205,5 @@ pub(super) fn print_memory(a: &InfoArgs, v: &serde_json::Value) {
             );
         }
     }
+    Ok(())
 }

@@ -2,6 +2,23 @@
 //! here, one module per subcommand; the work is done by the library
 //! (`nnc::driver`, `nnc::io`, `nnc::cbuild`).
 
+/// `print!` to standard output, returning write errors (a closed pipe, a
+/// full disk) to the caller instead of panicking.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout(), $($t)*)?
+    }};
+}
+
+/// `println!` to standard output, returning write errors.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($t)*)?
+    }};
+}
+
 mod bench;
 mod bench_mcu;
 mod compile;
@@ -541,11 +558,18 @@ fn load_model(
     let mut opts = load_opts(m)?;
     opts.shape_hints = hints.clone();
     opts.pipeline.target = target.clone();
+    // Dumps are written from inside the pipeline; the first write error
+    // is kept and returned once it has finished.
+    let failed: std::cell::RefCell<Option<std::io::Error>> = Default::default();
     let emit = |s: String| {
-        if dumps_to_stdout {
-            print!("{s}");
+        use std::io::Write as _;
+        let r = if dumps_to_stdout {
+            std::io::stdout().write_all(s.as_bytes())
         } else {
-            eprint!("{s}");
+            std::io::stderr().write_all(s.as_bytes())
+        };
+        if let Err(e) = r {
+            failed.borrow_mut().get_or_insert(e);
         }
     };
     let g = model
@@ -570,6 +594,9 @@ fn load_model(
         }
     })
     .with_context(|| format!("loading `{}`", m.model.display()))?;
+    if let Some(e) = failed.into_inner() {
+        return Err(e.into());
+    }
     if m.time_passes {
         eprint!("{}", report.timing_table());
     }

@@ -56,7 +56,7 @@ pub(super) fn cmd_run(a: RunArgs) -> Result<ExitCode> {
     }
     if outputs_spec.is_empty() {
         for (name, t) in out_names.iter().zip(&outs) {
-            println!("{}", summarize(name, t));
+            outln!("{}", summarize(name, t));
         }
     }
     let mut failed = false;
@@ -64,7 +64,7 @@ pub(super) fn cmd_run(a: RunArgs) -> Result<ExitCode> {
         let (_, want) = io::read_tensor(Path::new(f))?;
         let c = driver::compare_within(&outs[*idx], &want, a.tol.rtol, a.tol.atol, a.tol.lsb);
         let (line, ok) = check_line(&out_names[*idx], &c, want.len(), &a.tol, want.dtype());
-        println!("{line}");
+        outln!("{line}");
         failed |= !ok;
     }
     if a.time {
