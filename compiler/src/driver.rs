@@ -177,10 +177,15 @@ pub fn run_interp(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
 /// Result of comparing an output with a reference.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Comparison {
+    /// Largest |actual - expected| over the elements where both are
+    /// finite (NaN positions are counted in `nan_mismatches` instead).
     pub max_abs: f64,
     pub max_rel: f64,
-    /// Elements outside `atol + rtol * |expected|`.
+    /// Elements outside `atol + rtol * |expected|`, NaN mismatches included.
     pub mismatches: usize,
+    /// Elements where exactly one side is NaN, or both are and NaN is not
+    /// taken as equal to NaN.
+    pub nan_mismatches: usize,
     /// Shape or dtype differ.
     pub shape_mismatch: Option<String>,
 }
@@ -191,13 +196,15 @@ impl Comparison {
     }
 }
 
-/// Compares `actual` with `expected`: floats within `atol + rtol * |expected|`
-/// (NaN equals NaN, infinities must match), integers and bools exactly.
+/// Compares `actual` with `expected` as `numpy.testing.assert_allclose`
+/// does (NaN equals NaN), integers exactly: see [`compare_within`].
 pub fn compare(actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Comparison {
-    compare_within(actual, expected, rtol, atol, 0)
+    compare_within(actual, expected, rtol, atol, 0, true)
 }
 
-/// As [`compare`], with integers allowed to differ by up to `lsb` (int8
+/// Compares `actual` with `expected` as `numpy.isclose` does: floats within
+/// `atol + rtol * |expected|`, infinities only equal to themselves, a NaN
+/// equal to a NaN only with `equal_nan`; integers within `lsb` (int8
 /// outputs of float kernels can round the other way).
 pub fn compare_within(
     actual: &Tensor,
@@ -205,11 +212,13 @@ pub fn compare_within(
     rtol: f64,
     atol: f64,
     lsb: u64,
+    equal_nan: bool,
 ) -> Comparison {
     let mut c = Comparison {
         max_abs: 0.0,
         max_rel: 0.0,
         mismatches: 0,
+        nan_mismatches: 0,
         shape_mismatch: None,
     };
     if actual.ty() != expected.ty() {
@@ -230,7 +239,11 @@ pub fn compare_within(
     }
     let (a, e) = (actual.to_f64(), expected.to_f64());
     for (&x, &y) in a.iter().zip(&e) {
-        if x.is_nan() && y.is_nan() {
+        if x.is_nan() || y.is_nan() {
+            if !(equal_nan && x.is_nan() && y.is_nan()) {
+                c.mismatches += 1;
+                c.nan_mismatches += 1;
+            }
             continue;
         }
         if x.is_infinite() || y.is_infinite() {
@@ -241,10 +254,6 @@ pub fn compare_within(
             continue;
         }
         let d = (x - y).abs();
-        if d.is_nan() {
-            c.mismatches += 1;
-            continue;
-        }
         c.max_abs = c.max_abs.max(d);
         if y != 0.0 {
             c.max_rel = c.max_rel.max(d / y.abs());
@@ -254,6 +263,32 @@ pub fn compare_within(
         }
     }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nan_is_equal_only_when_asked() {
+        let t = |v: Vec<f32>| Tensor::from_f32(vec![v.len()], v).unwrap();
+        let a = t(vec![1.0, f32::NAN, f32::NAN, f32::INFINITY]);
+        let b = t(vec![1.0, f32::NAN, 2.0, f32::INFINITY]);
+        let strict = compare_within(&a, &b, 1e-4, 1e-5, 0, false);
+        assert_eq!((strict.mismatches, strict.nan_mismatches), (2, 2));
+        let loose = compare_within(&a, &b, 1e-4, 1e-5, 0, true);
+        assert_eq!((loose.mismatches, loose.nan_mismatches), (1, 1));
+        assert!(!loose.ok());
+        let c = compare_within(
+            &t(vec![1.0, 2.0]),
+            &t(vec![1.0, 2.918]),
+            1e-4,
+            1e-5,
+            0,
+            false,
+        );
+        assert!(!c.ok() && (c.max_abs - 0.918).abs() < 1e-3);
+    }
 }
 
 /// Where a model runs.

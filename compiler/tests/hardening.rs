@@ -401,3 +401,82 @@ fn a_full_disk_is_reported() {
         );
     }
 }
+
+// ---- verdicts
+
+#[test]
+fn tolerances_are_finite_and_nan_is_a_mismatch() {
+    let dir = tmp("verdicts");
+    let model = small_model(&dir, "m");
+    let x = dir.join("x.npy");
+    npy(&x, &x23());
+    // relu(x + 1) = [0, 0, 1, 2, 3, 4]; a reference 0.918 away.
+    let far = dir.join("far.npy");
+    npy(
+        &far,
+        &Tensor::from_f32(vec![2, 3], vec![0.0, 0.0, 1.0, 2.0, 3.0, 4.918]).unwrap(),
+    );
+    for (opt, v) in [("--rtol", "NaN"), ("--atol", "inf"), ("--rtol=-1", "")] {
+        let mut args = vec!["run", s(&model), "-i", s(&x), "--expect", s(&far), opt];
+        if !v.is_empty() {
+            args.push(v);
+        }
+        let o = nnc(&args);
+        assert_eq!(o.status.code(), Some(2), "{opt} {v}: {}", text(&o));
+        assert!(text(&o).contains("is not a tolerance"), "{}", text(&o));
+    }
+    let o = nnc(&["run", s(&model), "-i", s(&x), "--expect", s(&far)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("max abs err 9.180e-1"), "{}", text(&o));
+    // sqrt of a negative input is NaN: a NaN against a number is a
+    // mismatch, against a NaN only with --equal-nan.
+    let m = ModelBuilder::new("sq", 13)
+        .input("x", DType::F32, &[2])
+        .node("Sqrt", "sqrt", &["x"], &["y"], &[])
+        .output("y", DType::F32, &[2]);
+    let sq = dir.join("sq.onnx");
+    std::fs::write(&sq, m.bytes()).unwrap();
+    let xs = dir.join("xs.npy");
+    npy(&xs, &Tensor::from_f32(vec![2], vec![4.0, -1.0]).unwrap());
+    let num = dir.join("num.npy");
+    npy(&num, &Tensor::from_f32(vec![2], vec![2.0, 0.0]).unwrap());
+    let nan = dir.join("nan.npy");
+    npy(
+        &nan,
+        &Tensor::from_f32(vec![2], vec![2.0, f32::NAN]).unwrap(),
+    );
+    for backend in ["interp", "c", "native"] {
+        let run = |want: &Path, extra: &[&str]| {
+            let mut args = vec![
+                "run",
+                s(&sq),
+                "--backend",
+                backend,
+                "-i",
+                s(&xs),
+                "--expect",
+                s(want),
+            ];
+            args.extend_from_slice(extra);
+            nnc(&args)
+        };
+        let o = run(&num, &[]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(
+            text(&o).contains("1 of 2 elements") && text(&o).contains("1 with a NaN"),
+            "{}",
+            text(&o)
+        );
+        let o = run(&num, &["--equal-nan"]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        let o = run(&nan, &[]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(
+            text(&o).contains("--equal-nan takes NaN = NaN"),
+            "{}",
+            text(&o)
+        );
+        assert!(succeeds(&run(&nan, &["--equal-nan"])).contains("y: ok"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

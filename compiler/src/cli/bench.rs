@@ -76,7 +76,14 @@ pub(super) fn references(a: &BenchArgs, out_names: &[String]) -> Result<Vec<(usi
 fn check_host(a: &BenchArgs, out_names: &[String], outs: &[Tensor]) -> Result<Checks> {
     let mut c = Checks::default();
     for (i, want) in references(a, out_names)? {
-        let cmp = driver::compare_within(&outs[i], &want, a.tol.rtol, a.tol.atol, a.tol.lsb);
+        let cmp = driver::compare_within(
+            &outs[i],
+            &want,
+            a.tol.rtol,
+            a.tol.atol,
+            a.tol.lsb,
+            a.tol.equal_nan,
+        );
         let (line, ok) = check_line(&out_names[i], &cmp, want.len(), &a.tol, want.dtype());
         c.rows.push((out_names[i].clone(), line, ok));
     }

@@ -40,6 +40,7 @@ pub(super) fn cmd_bench_mcu(a: BenchArgs, target: Target) -> Result<ExitCode> {
         rtol: a.tol.rtol,
         atol: a.tol.atol,
         lsb: a.tol.lsb,
+        equal_nan: a.tol.equal_nan,
     };
     let b = mb::bench_program(&p, &src, &inputs, &opts).with_context(|| {
         format!(
@@ -73,6 +74,7 @@ fn device_checks(
                     max_abs: x.max_abs,
                     max_rel: x.max_rel,
                     mismatches: x.mismatches as usize,
+                    nan_mismatches: x.nan_mismatches as usize,
                     shape_mismatch: None,
                 };
                 check_line(name, &cmp, want.len(), &a.tol, want.dtype())

@@ -219,16 +219,28 @@ struct RunArgs {
 /// How closely outputs must match `--expect` references.
 #[derive(Debug, Args, Clone)]
 struct Tolerance {
-    /// Relative tolerance for --expect (float outputs)
-    #[arg(long, default_value_t = 1e-4)]
+    /// Relative tolerance for --expect (float outputs; finite, at least 0)
+    #[arg(long, default_value_t = 1e-4, value_parser = parse_tolerance)]
     rtol: f64,
-    /// Absolute tolerance for --expect (float outputs)
-    #[arg(long, default_value_t = 1e-5)]
+    /// Absolute tolerance for --expect (float outputs; finite, at least 0)
+    #[arg(long, default_value_t = 1e-5, value_parser = parse_tolerance)]
     atol: f64,
     /// Integer outputs may differ from --expect by this many units in the last place
     /// (e.g. 1 for int8 models whose kernels compute in float)
     #[arg(long, default_value_t = 0, value_name = "N")]
     lsb: u64,
+    /// With --expect, a NaN matches a NaN (by default any NaN is a mismatch, as in numpy.isclose)
+    #[arg(long = "equal-nan")]
+    equal_nan: bool,
+}
+
+/// A comparison tolerance: a finite number, at least zero.
+fn parse_tolerance(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(v) => Err(format!("{v} is not a tolerance (use a finite number >= 0)")),
+        Err(_) => Err(format!("`{s}` is not a number")),
+    }
 }
 
 /// The line `--expect` prints for one output, and whether it matched.
@@ -256,9 +268,14 @@ fn check_line(
     } else {
         format!("lsb {}", t.lsb)
     };
+    let nans = match c.nan_mismatches {
+        0 => String::new(),
+        n if t.equal_nan => format!(", {n} where only one side is NaN"),
+        n => format!(", {n} with a NaN (--equal-nan takes NaN = NaN)"),
+    };
     (
         format!(
-            "{name}: MISMATCH: {} of {elements} elements outside {within} (max abs err {:.3e})",
+            "{name}: MISMATCH: {} of {elements} elements outside {within} (max abs err {:.3e}{nans})",
             c.mismatches, c.max_abs
         ),
         false,

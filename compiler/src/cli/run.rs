@@ -62,7 +62,14 @@ pub(super) fn cmd_run(a: RunArgs) -> Result<ExitCode> {
     let mut failed = false;
     for (idx, f) in &expect_spec {
         let (_, want) = io::read_tensor(Path::new(f))?;
-        let c = driver::compare_within(&outs[*idx], &want, a.tol.rtol, a.tol.atol, a.tol.lsb);
+        let c = driver::compare_within(
+            &outs[*idx],
+            &want,
+            a.tol.rtol,
+            a.tol.atol,
+            a.tol.lsb,
+            a.tol.equal_nan,
+        );
         let (line, ok) = check_line(&out_names[*idx], &c, want.len(), &a.tol, want.dtype());
         outln!("{line}");
         failed |= !ok;
