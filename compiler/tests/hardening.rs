@@ -480,3 +480,65 @@ fn tolerances_are_finite_and_nan_is_a_mismatch() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ---- malformed graphs
+
+#[test]
+fn ambiguous_graphs_are_rejected_with_names() {
+    let dir = tmp("ambiguous");
+    let base = || {
+        ModelBuilder::new("g", 13)
+            .input("x", DType::F32, &[2])
+            .output("y", DType::F32, &[2])
+    };
+    let two_writers = base().node("Relu", "first", &["x"], &["y"], &[]).node(
+        "Neg",
+        "second",
+        &["x"],
+        &["y"],
+        &[],
+    );
+    let mut dup_input = base().node("Relu", "r", &["x"], &["y"], &[]);
+    dup_input
+        .graph()
+        .input
+        .push(nnc::onnx::build::value_info("x", DType::F32, &[2]));
+    let mut init_vs_input = base()
+        .init(
+            "w",
+            &Tensor::from_f32(vec![3], vec![1.0, 2.0, 3.0]).unwrap(),
+        )
+        .node("Add", "a", &["x", "w"], &["y"], &[]);
+    init_vs_input
+        .graph()
+        .input
+        .push(nnc::onnx::build::value_info("w", DType::F32, &[2]));
+    let mut ir999 = base().node("Relu", "r", &["x"], &["y"], &[]);
+    ir999.model.ir_version = 999;
+    let writes_input =
+        base()
+            .node("Relu", "r", &["x"], &["y"], &[])
+            .node("Neg", "clobber", &["y"], &["x"], &[]);
+    let cases = [
+        (
+            two_writers,
+            "tensor `y` is written by node `first` (Relu) and by node `second` (Neg)",
+        ),
+        (dup_input, "graph input `x` is listed twice"),
+        (
+            init_vs_input,
+            "initializer `w` (FLOAT [3]) contradicts the graph input of that name (FLOAT [2])",
+        ),
+        (ir999, "IR version 999 is not supported"),
+        (
+            writes_input,
+            "tensor `x` is written by a graph input and by node `clobber` (Neg)",
+        ),
+    ];
+    for (i, (m, want)) in cases.into_iter().enumerate() {
+        let p = dir.join(format!("m{i}.onnx"));
+        std::fs::write(&p, m.bytes()).unwrap();
+        fails_with(&nnc(&["info", s(&p)]), want);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -19,6 +19,8 @@ use super::tensor::{dtype_of, from_proto, from_sparse};
 pub const MAX_OPSET: i64 = 27;
 /// Oldest IR version accepted.
 pub const MIN_IR_VERSION: i64 = 3;
+/// Newest IR version accepted (the ONNX backend suites in ../shared are at 13).
+pub const MAX_IR_VERSION: i64 = 13;
 
 /// Folding at import stops at constants of this many elements; larger
 /// results stay computed at run time.
@@ -137,9 +139,9 @@ pub fn input_names(m: &ModelProto) -> Vec<String> {
 
 /// Imports a decoded ONNX model.
 pub fn import_model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph> {
-    if m.ir_version < MIN_IR_VERSION {
+    if !(MIN_IR_VERSION..=MAX_IR_VERSION).contains(&m.ir_version) {
         return Err(ImportError::Model(format!(
-            "IR version {} is not supported (nnc reads IR version {MIN_IR_VERSION} and later)",
+            "IR version {} is not supported (nnc reads IR versions {MIN_IR_VERSION} to {MAX_IR_VERSION})",
             m.ir_version
         )));
     }
@@ -229,14 +231,21 @@ impl Importer<'_> {
         }
 
         let mut inits: HashMap<&str, Init<'_>> = HashMap::new();
+        let dup_init =
+            |name: &str| ImportError::Model(format!("initializer `{name}` is given twice"));
         for t in &gp.initializer {
-            inits.insert(&t.name, Init::Dense(t));
-        }
-        for s in &gp.sparse_initializer {
-            if let Some(v) = &s.values {
-                inits.insert(&v.name, Init::Sparse(s));
+            if inits.insert(&t.name, Init::Dense(t)).is_some() {
+                return Err(dup_init(&t.name));
             }
         }
+        for s in &gp.sparse_initializer {
+            if let Some(v) = &s.values
+                && inits.insert(&v.name, Init::Sparse(s)).is_some()
+            {
+                return Err(dup_init(&v.name));
+            }
+        }
+        check_names(gp, &inits)?;
 
         let mut env: HashMap<String, Value> = HashMap::new();
         for name in self.opts.input_shapes.keys() {
@@ -478,6 +487,84 @@ fn check_declared(
                 .collect();
             return mism(format!("shape [{}]", shown.join(",")));
         }
+    }
+    Ok(())
+}
+
+/// Every tensor has one writer, as ONNX requires (ONNX Runtime rejects the
+/// rest): graph inputs are listed once, no node writes a graph input, an
+/// initializer or another node's output, and an initializer that is also
+/// a graph input agrees with the input's declared type.
+fn check_names(gp: &GraphProto, inits: &HashMap<&str, Init<'_>>) -> Result<()> {
+    let mut writer: HashMap<&str, String> = HashMap::new();
+    for vi in &gp.input {
+        if writer.insert(&vi.name, "a graph input".into()).is_some() {
+            return Err(ImportError::Model(format!(
+                "graph input `{}` is listed twice",
+                vi.name
+            )));
+        }
+        if let Some(init) = inits.get(vi.name.as_str()) {
+            check_init_declared(vi, init)?;
+        }
+    }
+    for name in inits.keys() {
+        writer
+            .entry(name)
+            .or_insert_with(|| "an initializer".into());
+    }
+    for (i, n) in gp.node.iter().enumerate() {
+        let label = node_label(n, i);
+        for o in n.output.iter().filter(|o| !o.is_empty()) {
+            let me = format!("node `{label}` ({})", n.op_type);
+            if let Some(first) = writer.insert(o, me.clone()) {
+                return Err(ImportError::Model(format!(
+                    "tensor `{o}` is written by {first} and by {me}; every tensor must have one writer"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An initializer that is also a graph input must match its declared
+/// element type and every concrete dim.
+fn check_init_declared(vi: &ValueInfoProto, init: &Init<'_>) -> Result<()> {
+    let Some(tt) = vi.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()) else {
+        return Ok(());
+    };
+    let (dims, code): (Vec<i64>, i32) = match init {
+        Init::Dense(t) => (t.dims.clone(), t.data_type),
+        Init::Sparse(s) => (s.dims.clone(), s.values.as_ref().map_or(0, |v| v.data_type)),
+    };
+    let declared: Option<Vec<Option<i64>>> = tt
+        .shape
+        .as_ref()
+        .map(|s| s.dim.iter().map(|d| d.dim_value).collect());
+    let shape_ok = declared.as_ref().is_none_or(|d| {
+        d.len() == dims.len() && d.iter().zip(&dims).all(|(a, b)| a.is_none_or(|a| a == *b))
+    });
+    let type_ok = tt.elem_type == 0 || code == 0 || tt.elem_type == code;
+    if !shape_ok || !type_ok {
+        let shown = |d: &Option<Vec<Option<i64>>>| match d {
+            None => "?".to_string(),
+            Some(d) => d
+                .iter()
+                .map(|x| x.map_or("?".into(), |v| v.to_string()))
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        return Err(ImportError::Model(format!(
+            "initializer `{}` ({} [{}]) contradicts the graph input of that name ({} [{}])",
+            vi.name,
+            super::tensor::type_name(code),
+            dims.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            super::tensor::type_name(tt.elem_type),
+            shown(&declared)
+        )));
     }
     Ok(())
 }
