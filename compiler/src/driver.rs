@@ -91,12 +91,15 @@ impl Model {
         })
     }
 
-    /// The names of the inputs a caller feeds (empty for `.nnir`, whose
-    /// inputs are known only once parsed).
+    /// The names of the inputs a caller feeds (for `.nnir`, from its
+    /// signature line; empty if that does not parse, which importing then
+    /// reports).
     pub fn input_names(&self) -> Vec<String> {
         match &self.source {
             Source::Onnx(m) => onnx::input_names(m),
-            Source::Text(_) => vec![],
+            Source::Text(t) => nnc_ir::parse::signature_names(t)
+                .map(|s| s.0)
+                .unwrap_or_default(),
         }
     }
 

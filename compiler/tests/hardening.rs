@@ -542,3 +542,135 @@ fn ambiguous_graphs_are_rejected_with_names() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ---- names
+
+const IN: &str = "in=put */ /* ??= \"q\" \\ \u{e9}\n\u{1}";
+const OUT: &str = "out=y */??/";
+
+/// `out = relu(in) * 2` with names that are hard to print anywhere.
+fn named_model(dir: &Path) -> PathBuf {
+    let m = ModelBuilder::new("g*/ ??= \"", 13)
+        .input(IN, DType::F32, &[2, 3])
+        .init("two */", &Tensor::scalar_f32(2.0))
+        .node("Relu", "relu */ /* ??/\n", &[IN], &["mid\"??'"], &[])
+        .node("Mul", "mul\\", &["mid\"??'", "two */"], &[OUT], &[])
+        .output(OUT, DType::F32, &[2, 3]);
+    let p = dir.join("named.onnx");
+    std::fs::write(&p, m.bytes()).unwrap();
+    p
+}
+
+#[test]
+fn any_name_is_safe_everywhere_it_is_printed() {
+    let dir = tmp("names");
+    let model = named_model(&dir);
+    let x = dir.join("x.npy");
+    npy(&x, &x23());
+    let want = Tensor::from_f32(vec![2, 3], vec![0.0, 0.0, 0.0, 2.0, 4.0, 6.0]).unwrap();
+    let input = format!("{IN}={}", s(&x));
+    for backend in ["interp", "c", "native"] {
+        let y = dir.join(format!("y-{backend}.npy"));
+        let output = format!("{OUT}={}", s(&y));
+        succeeds(&nnc(&[
+            "run",
+            s(&model),
+            "--backend",
+            backend,
+            "-i",
+            &input,
+            "-o",
+            &output,
+        ]));
+        assert!(
+            nnc::io::read_tensor(&y).unwrap().1.bit_eq(&want),
+            "{backend}"
+        );
+    }
+    // Generated C compiles warning-free.
+    let c = dir.join("c");
+    succeeds(&nnc(&["emit-c", s(&model), "-o", s(&c), "--name", "named"]));
+    let o = Command::new(nnc::cbuild::cc())
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-c"])
+        .arg(c.join("named.c"))
+        .arg("-o")
+        .arg(c.join("named.o"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    // A compiled executable takes the names.
+    let exe = dir.join("named-exe");
+    succeeds(&nnc(&["compile", s(&model), "-o", s(&exe)]));
+    let y = dir.join("y-exe.npy");
+    let o = Command::new(&exe)
+        .args(["--input", &input, "--output", &format!("{OUT}={}", s(&y))])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(nnc::io::read_tensor(&y).unwrap().1.bit_eq(&want));
+    // The text IR reads back with every name, and dot output stays valid.
+    let ir = dir.join("named.nnir");
+    succeeds(&nnc(&["dump", s(&model), "-o", s(&ir)]));
+    let y = dir.join("y-nnir.npy");
+    succeeds(&nnc(&[
+        "run",
+        s(&ir),
+        "-i",
+        &input,
+        "-o",
+        &format!("{OUT}={}", s(&y)),
+    ]));
+    assert!(nnc::io::read_tensor(&y).unwrap().1.bit_eq(&want));
+    let dot = succeeds(&nnc(&["dump", s(&model), "--format", "dot"]));
+    for line in dot.lines().filter(|l| l.contains("label=")) {
+        assert!(line.trim_end().ends_with("];"), "{line}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn unknown_output_names_are_rejected() {
+    let dir = tmp("outnames");
+    let model = small_model(&dir, "m");
+    let x = dir.join("x.npy");
+    npy(&x, &x23());
+    let cwd_file = dir.join("nope=x.npy");
+    let run = Command::new(env!("CARGO_BIN_EXE_nnc"))
+        .args(["run", s(&model), "-i", s(&x), "-o", "nope=x.npy"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    fails_with(&run, "output `nope` is not one of the model's outputs: `y`");
+    let exe = dir.join("exe");
+    succeeds(&nnc(&["compile", s(&model), "-o", s(&exe)]));
+    let o = Command::new(&exe)
+        .args(["--input", s(&x), "--output", "nope=x.npy"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("output `nope` is not one of the model's outputs: `y`"),
+        "{}",
+        text(&o)
+    );
+    let o = Command::new(&exe)
+        .args(["--input", "nope=x.npy"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(!cwd_file.exists());
+    // The named forms work, also for a file name with `=`.
+    let eq = dir.join("a=b.npy");
+    succeeds(&nnc(&[
+        "run",
+        s(&model),
+        "-i",
+        s(&x),
+        "-o",
+        &format!("y={}", s(&eq)),
+    ]));
+    assert!(eq.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

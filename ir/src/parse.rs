@@ -383,6 +383,86 @@ pub fn op_attr_text(op: &Op) -> String {
 /// Reads the weights blob named by a `weights "file"` line.
 pub type WeightsLoader<'a> = dyn Fn(&str) -> std::io::Result<Vec<u8>> + 'a;
 
+/// The `graph @name(inputs) -> (outputs) {` line.
+#[derive(Debug)]
+struct Signature {
+    name: String,
+    /// (value, name, type)
+    inputs: Vec<(String, String, TensorType)>,
+    outputs: Vec<(String, TensorType)>,
+}
+
+fn signature(head: &Line) -> Result<Signature> {
+    let mut c = Cur { line: head, i: 0 };
+    if c.ident()? != "graph" {
+        return perr(head.no, 1, "expected `graph`");
+    }
+    if c.next() != Some(&Tok::At) {
+        return c.err("expected `@name`");
+    }
+    let name = match c.next() {
+        Some(Tok::Ident(s)) | Some(Tok::Str(s)) => s.clone(),
+        _ => return c.err("expected the graph name"),
+    };
+    let mut inputs: Vec<(String, String, TensorType)> = Vec::new();
+    c.expect('(')?;
+    if !c.eat(')') {
+        loop {
+            let v = c.ident()?.to_string();
+            let name = c.string()?.to_string();
+            c.expect(':')?;
+            let ty = c.ty()?;
+            if inputs.iter().any(|i| i.0 == v) {
+                return c.err(format!("`{v}` defined twice"));
+            }
+            inputs.push((v, name, ty));
+            if c.eat(')') {
+                break;
+            }
+            c.expect(',')?;
+        }
+    }
+    if c.next() != Some(&Tok::Arrow) {
+        return c.err("expected `->`");
+    }
+    c.expect('(')?;
+    let mut outputs: Vec<(String, TensorType)> = Vec::new();
+    if !c.eat(')') {
+        loop {
+            let name = c.string()?.to_string();
+            c.expect(':')?;
+            outputs.push((name, c.ty()?));
+            if c.eat(')') {
+                break;
+            }
+            c.expect(',')?;
+        }
+    }
+    c.expect('{')?;
+    c.done()?;
+    Ok(Signature {
+        name,
+        inputs,
+        outputs,
+    })
+}
+
+/// The input and output names of a graph in text form, read from its first
+/// line only (for tools that need them before loading the graph).
+pub fn signature_names(text: &str) -> Result<(Vec<String>, Vec<String>)> {
+    for (i, l) in text.lines().enumerate() {
+        let line = lex_line(i + 1, l)?;
+        if !line.toks.is_empty() {
+            let sig = signature(&line)?;
+            return Ok((
+                sig.inputs.into_iter().map(|i| i.1).collect(),
+                sig.outputs.into_iter().map(|o| o.0).collect(),
+            ));
+        }
+    }
+    perr(1, 1, "empty input: expected `graph @name(...) -> (...) {`")
+}
+
 /// Parses a self-contained graph (no external weights).
 pub fn parse(text: &str) -> Result<Graph> {
     parse_with(text, &|f: &str| {
@@ -404,53 +484,13 @@ pub fn parse_with(text: &str, load: &WeightsLoader<'_>) -> Result<Graph> {
     let Some(head) = lines.first() else {
         return perr(1, 1, "empty input: expected `graph @name(...) -> (...) {`");
     };
-    let mut c = Cur { line: head, i: 0 };
-    if c.ident()? != "graph" {
-        return perr(head.no, 1, "expected `graph`");
-    }
-    if c.next() != Some(&Tok::At) {
-        return c.err("expected `@name`");
-    }
-    let gname = match c.next() {
-        Some(Tok::Ident(s)) | Some(Tok::Str(s)) => s.clone(),
-        _ => return c.err("expected the graph name"),
-    };
-    let mut g = Graph::new(gname);
+    let sig = signature(head)?;
+    let mut g = Graph::new(sig.name);
     let mut env: HashMap<String, Value> = HashMap::new();
-    c.expect('(')?;
-    if !c.eat(')') {
-        loop {
-            let v = c.ident()?.to_string();
-            let name = c.string()?.to_string();
-            c.expect(':')?;
-            let ty = c.ty()?;
-            if env.insert(v.clone(), g.add_input(name, ty)).is_some() {
-                return c.err(format!("`{v}` defined twice"));
-            }
-            if c.eat(')') {
-                break;
-            }
-            c.expect(',')?;
-        }
+    for (v, name, ty) in sig.inputs {
+        env.insert(v, g.add_input(name, ty));
     }
-    if c.next() != Some(&Tok::Arrow) {
-        return c.err("expected `->`");
-    }
-    c.expect('(')?;
-    let mut results: Vec<(String, TensorType)> = Vec::new();
-    if !c.eat(')') {
-        loop {
-            let name = c.string()?.to_string();
-            c.expect(':')?;
-            results.push((name, c.ty()?));
-            if c.eat(')') {
-                break;
-            }
-            c.expect(',')?;
-        }
-    }
-    c.expect('{')?;
-    c.done()?;
+    let results = sig.outputs;
 
     let mut blob: Option<Vec<u8>> = None;
     let mut closed = false;

@@ -625,27 +625,46 @@ fn load_model(
     Ok(g)
 }
 
-/// Splits `NAME=FILE` into its parts when NAME is one of `names`.
+/// Splits `NAME=FILE` when NAME is one of `names`: the longest such prefix
+/// before an `=` (names may contain `=`, file names too).
 fn split_named<'a>(spec: &'a str, names: &[String]) -> (Option<&'a str>, &'a str) {
-    if let Some((n, f)) = spec.split_once('=')
-        && names.iter().any(|x| x == n)
-    {
-        return (Some(n), f);
+    let mut best = None;
+    for (i, _) in spec.match_indices('=') {
+        let (n, f) = (&spec[..i], &spec[i + 1..]);
+        if names.iter().any(|x| x == n) {
+            best = Some((n, f));
+        }
     }
-    (None, spec)
+    match best {
+        Some((n, f)) => (Some(n), f),
+        None => (None, spec),
+    }
 }
 
-/// Assigns `[NAME=]FILE` specs to names; an unnamed spec is allowed only
-/// when there is exactly one name.
+/// Assigns `[NAME=]FILE` specs to names. A spec without a known NAME is a
+/// plain FILE, allowed only when there is exactly one name and the spec has
+/// no `=` (a mistyped name is an error, not a file called `nope=x.npy`).
 fn assign<'a>(specs: &'a [String], names: &[String], what: &str) -> Result<Vec<(usize, &'a str)>> {
     let mut out = Vec::new();
+    let list = || {
+        names
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     for s in specs {
         let idx = match split_named(s, names) {
             (Some(n), f) => (names.iter().position(|x| x == n).expect("matched"), f),
+            (None, _) if s.contains('=') => bail!(
+                "{what} `{}` is not one of the model's {what}s: {} (a file name with `=` needs the NAME= prefix)",
+                s.split('=').next().unwrap_or_default(),
+                list()
+            ),
             (None, f) if names.len() == 1 => (0, f),
             (None, _) => bail!(
                 "{what} `{s}` needs a NAME= prefix; the model's {what}s are: {}",
-                names.join(", ")
+                list()
             ),
         };
         if out.iter().any(|(i, _)| *i == idx.0) {
