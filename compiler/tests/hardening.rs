@@ -674,3 +674,41 @@ fn unknown_output_names_are_rejected() {
     assert!(eq.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ---- targets
+
+#[test]
+fn cpu_presets_with_fma_use_avx() {
+    let model = kws();
+    let dir = tmp("presets");
+    let code = |out: &str| -> usize {
+        let i = out.find("code ").expect("code size") + 5;
+        out[i..].split(' ').next().unwrap().parse().unwrap()
+    };
+    let host = code(&succeeds(&nnc(&[
+        "compile",
+        &model,
+        "-o",
+        s(&dir.join("host")),
+    ])));
+    for cpu in ["x86-64-v3", "x86-64-v4", "znver3"] {
+        let out = succeeds(&nnc(&[
+            "compile",
+            &model,
+            "-o",
+            s(&dir.join(cpu)),
+            "--target",
+            &format!("x86_64:{cpu}"),
+        ]));
+        assert!(
+            out.contains(" avx ") && out.contains(" fma "),
+            "{cpu}: {out}"
+        );
+        // Without AVX every vector FMA was a libcall: 11x the code.
+        assert!(
+            code(&out) <= host + host / 10,
+            "{cpu}: {out} (host: {host})"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
