@@ -712,3 +712,26 @@ fn cpu_presets_with_fma_use_avx() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn constant_gather_indices_out_of_range_fail_at_compile_time() {
+    let dir = tmp("gather");
+    let m = ModelBuilder::new("g", 13)
+        .input("x", DType::F32, &[4, 3])
+        .init("idx", &i64s(&[1, 4]))
+        .node(
+            "Gather",
+            "pick_rows",
+            &["x", "idx"],
+            &["y"],
+            &[("axis", Attr::Int(0))],
+        )
+        .output("y", DType::F32, &[2, 3]);
+    let p = dir.join("g.onnx");
+    std::fs::write(&p, m.bytes()).unwrap();
+    let want = "node `pick_rows` (gather): constant index 4 is out of range for axis 0 of size 4";
+    fails_with(&nnc(&["compile", s(&p), "-o", s(&dir.join("exe"))]), want);
+    fails_with(&nnc(&["emit-c", s(&p), "-o", s(&dir.join("c"))]), want);
+    assert!(!dir.join("exe").exists() && !dir.join("c").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
