@@ -103,6 +103,29 @@ impl Model {
         }
     }
 
+    /// The files the model is read from: the model itself and its ONNX
+    /// external data files or `.nnir` weights files. Commands refuse to
+    /// write over them.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.path.clone()];
+        let dir = self.path.parent().unwrap_or(Path::new(""));
+        match &self.source {
+            Source::Text(text) => files.extend(
+                nnc_ir::parse::weights_files(text)
+                    .iter()
+                    .map(|f| dir.join(f)),
+            ),
+            Source::Onnx(m) => {
+                for t in m.graph.iter().flat_map(|g| &g.initializer) {
+                    for e in t.external_data.iter().filter(|e| e.key == "location") {
+                        files.push(dir.join(&e.value));
+                    }
+                }
+            }
+        }
+        files
+    }
+
     /// The graph as written (no passes).
     pub fn import(&self, opts: &LoadOptions) -> Result<Graph> {
         let path = &self.path;

@@ -95,20 +95,14 @@ pub fn tensor_from_bytes(bytes: &[u8]) -> Result<(Option<String>, Tensor), Strin
     Ok(((!name.is_empty()).then_some(name), t))
 }
 
-/// Writes a tensor as `.npy`.
+/// Writes a tensor as `.npy` (atomically: see [`crate::outfile`]).
 pub fn write_npy(path: &Path, t: &Tensor) -> Result<(), IoError> {
-    std::fs::write(path, npy::write(&to_npy(t))).map_err(|source| IoError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+    crate::outfile::write(path, &npy::write(&to_npy(t)))
 }
 
 /// Writes a tensor as an ONNX TensorProto `.pb`.
 pub fn write_pb(path: &Path, t: &Tensor, name: &str) -> Result<(), IoError> {
     use prost::Message;
     let bytes = onnx::tensor::to_proto(t, name).encode_to_vec();
-    std::fs::write(path, bytes).map_err(|source| IoError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+    crate::outfile::write(path, &bytes)
 }

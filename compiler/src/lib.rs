@@ -11,3 +11,4 @@ pub mod io;
 pub mod mcu;
 pub mod native;
 pub mod onnx;
+pub mod outfile;

@@ -111,7 +111,9 @@ fn link_in(dir: &Path, obj: &NativeObject, glue_c: &str, harness: &Path, out: &P
     )
 }
 
-/// Builds a standalone executable at `out` (not cached).
+/// Builds a standalone executable at `out` (not cached). It is linked to a
+/// temporary file next to `out` and renamed into place, so `out` is never
+/// a half-written file.
 pub fn link_executable(p: &Program, obj: &NativeObject, out: &Path) -> Result<()> {
     let glue_c = harness_glue(p, &obj.name);
     let base = cache_dir()?;
@@ -124,7 +126,10 @@ pub fn link_executable(p: &Program, obj: &NativeObject, out: &Path) -> Result<()
             .map_err(|e| DriverError::Usage(format!("no current folder: {e}")))?
             .join(out)
     };
-    let r = link_in(&tmp, obj, &glue_c, &harness, &out_abs);
+    let tmp_out = crate::outfile::temp_path(&out_abs);
+    let r = link_in(&tmp, obj, &glue_c, &harness, &tmp_out)
+        .and_then(|()| crate::outfile::commit(&tmp_out, &out_abs).map_err(DriverError::from));
+    let _ = std::fs::remove_file(&tmp_out);
     let _ = std::fs::remove_dir_all(&tmp);
     r
 }

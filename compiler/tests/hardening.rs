@@ -735,3 +735,116 @@ fn constant_gather_indices_out_of_range_fail_at_compile_time() {
     assert!(!dir.join("exe").exists() && !dir.join("c").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ---- outputs
+
+fn no_temporaries(dir: &Path) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let n = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(!n.contains("nnc-tmp"), "left behind: {n}");
+    }
+}
+
+#[test]
+fn commands_never_overwrite_their_inputs() {
+    let dir = tmp("inputs");
+    let model = small_model(&dir, "m");
+    let before = std::fs::read(&model).unwrap();
+    let x = dir.join("x.npy");
+    npy(&x, &x23());
+    let x_before = std::fs::read(&x).unwrap();
+    let m = s(&model);
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["compile", m, "-o", m],
+        vec!["compile", m, "--emit", "obj", "-o", m],
+        vec!["dump", m, "-o", m],
+        vec!["dump", m, "--plan", "-o", m],
+        vec!["run", m, "-i", s(&x), "-o", s(&x)],
+        vec!["run", m, "-i", s(&x), "-o", m],
+    ];
+    for args in cases {
+        fails_with(&nnc(&args), "refusing to write");
+        assert_eq!(std::fs::read(&model).unwrap(), before, "{args:?}");
+        assert_eq!(std::fs::read(&x).unwrap(), x_before, "{args:?}");
+    }
+    // Through another name (a hard link) too.
+    let alias = dir.join("alias.onnx");
+    std::fs::hard_link(&model, &alias).unwrap();
+    fails_with(&nnc(&["compile", m, "-o", s(&alias)]), "refusing to write");
+    // A .nnir dump's weights file is an input of a dump of that dump.
+    let wide = ModelBuilder::new("wide", 13)
+        .input("x", DType::F32, &[32])
+        .init("w", &Tensor::from_f32(vec![32], vec![0.5; 32]).unwrap())
+        .node("Add", "add", &["x", "w"], &["y"], &[])
+        .output("y", DType::F32, &[32]);
+    let wide_p = dir.join("wide.onnx");
+    std::fs::write(&wide_p, wide.bytes()).unwrap();
+    let ir = dir.join("d.nnir");
+    succeeds(&nnc(&["dump", s(&wide_p), "-o", s(&ir), "-O0"]));
+    let w = dir.join("d.nnir.bin");
+    assert!(w.exists());
+    let w_before = std::fs::read(&w).unwrap();
+    fails_with(&nnc(&["dump", s(&ir), "-o", s(&w)]), "refusing to write");
+    fails_with(&nnc(&["dump", s(&ir), "-o", s(&ir)]), "refusing to write");
+    assert_eq!(std::fs::read(&w).unwrap(), w_before);
+    no_temporaries(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn object_outputs_do_not_clobber_other_files() {
+    let dir = tmp("objects");
+    let model = small_model(&dir, "m");
+    let main_c = dir.join("main.c");
+    std::fs::write(&main_c, "int main(void) { return 0; }\n").unwrap();
+    fails_with(
+        &nnc(&["compile", s(&model), "--emit", "obj", "-o", s(&main_c)]),
+        "exists and is not an object file",
+    );
+    assert_eq!(
+        std::fs::read_to_string(&main_c).unwrap(),
+        "int main(void) { return 0; }\n"
+    );
+    fails_with(
+        &nnc(&[
+            "compile",
+            s(&model),
+            "--emit",
+            "obj",
+            "-o",
+            s(&dir.join("x.h")),
+        ]),
+        "the object and its header would be the same file",
+    );
+    assert!(!dir.join("x.h").exists());
+    // A real object is replaced (with its header), and again.
+    let obj = dir.join("m.o");
+    for _ in 0..2 {
+        succeeds(&nnc(&[
+            "compile",
+            s(&model),
+            "--emit",
+            "obj",
+            "-o",
+            s(&obj),
+        ]));
+        assert!(nnc::outfile::is_object_file(&obj));
+        assert!(
+            std::fs::read_to_string(dir.join("m.h"))
+                .unwrap()
+                .contains("m_run")
+        );
+    }
+    // emit-c writes the pair whole, and an executable replaces the old one.
+    let c = dir.join("c");
+    for _ in 0..2 {
+        succeeds(&nnc(&["emit-c", s(&model), "-o", s(&c)]));
+        no_temporaries(&c);
+    }
+    let exe = dir.join("exe");
+    std::fs::write(&exe, "old").unwrap();
+    succeeds(&nnc(&["compile", s(&model), "-o", s(&exe)]));
+    assert!(nnc::outfile::is_object_file(&exe));
+    no_temporaries(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}

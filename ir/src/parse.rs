@@ -463,6 +463,18 @@ pub fn signature_names(text: &str) -> Result<(Vec<String>, Vec<String>)> {
     perr(1, 1, "empty input: expected `graph @name(...) -> (...) {`")
 }
 
+/// The files named by `weights "FILE"` lines.
+pub fn weights_files(text: &str) -> Vec<String> {
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, l)| lex_line(i + 1, l).ok())
+        .filter_map(|l| match l.toks.as_slice() {
+            [(_, Tok::Ident(w)), (_, Tok::Str(f))] if w == "weights" => Some(f.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Parses a self-contained graph (no external weights).
 pub fn parse(text: &str) -> Result<Graph> {
     parse_with(text, &|f: &str| {

@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "nnc_harness.h"
 
@@ -303,8 +305,9 @@ static int load_input(const char *path, const nnc_io *io, void *dst) {
 
 static int write_npy(const char *path, const nnc_io *io, const void *data) {
     /* Room for 64 dims of 20 digits, the dict text and the padding. */
-    char h[2048];
-    int i;
+    char h[2048], *tmp;
+    int i, ok;
+    struct stat st;
     size_t hl = 0, total;
     FILE *f;
     unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, 0, 0};
@@ -323,13 +326,24 @@ static int write_npy(const char *path, const nnc_io *io, const void *data) {
     h[hl++] = '\n';
     pre[8] = (unsigned char)(hl & 0xff);
     pre[9] = (unsigned char)(hl >> 8);
-    f = fopen(path, "wb");
-    if (!f || fwrite(pre, 1, 10, f) != 10 || fwrite(h, 1, hl, f) != hl || fwrite(data, 1, io->bytes, f) != io->bytes) {
-        if (f) fclose(f);
+    /* A new or regular file is written to a temporary file next to it and
+     * renamed into place: a kill or a full disk never leaves a truncated
+     * output. Anything else (/dev/stdout, a FIFO, a symlink) is written
+     * directly, never replaced. */
+    tmp = (char *)malloc(strlen(path) + 32);
+    if (!tmp) return 1;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) strcpy(tmp, path);
+    else sprintf(tmp, "%s.tmp-%ld", path, (long)getpid());
+    f = fopen(tmp, "wb");
+    ok = f && fwrite(pre, 1, 10, f) == 10 && fwrite(h, 1, hl, f) == hl && fwrite(data, 1, io->bytes, f) == io->bytes;
+    if (f && fclose(f) != 0) ok = 0;
+    if (ok && strcmp(tmp, path) != 0 && rename(tmp, path) != 0) ok = 0;
+    if (!ok) {
+        if (strcmp(tmp, path) != 0) remove(tmp);
         fprintf(stderr, "error: cannot write `%s`\n", path);
-        return 1;
     }
-    return fclose(f) == 0 ? 0 : 1;
+    free(tmp);
+    return ok ? 0 : 1;
 }
 
 static double elem_value(const nnc_io *io, const void *data, size_t i) {

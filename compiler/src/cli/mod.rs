@@ -680,3 +680,16 @@ fn assign<'a>(specs: &'a [String], names: &[String], what: &str) -> Result<Vec<(
 fn read_model(path: &Path) -> Result<driver::Model> {
     driver::Model::read(path).with_context(|| format!("loading `{}`", path.display()))
 }
+
+/// The files a command reads: the model's own files and `extra` (tensor
+/// files given with -i / --expect).
+fn command_inputs(model: &driver::Model, extra: &[PathBuf]) -> Vec<PathBuf> {
+    let mut v = model.files();
+    v.extend_from_slice(extra);
+    v
+}
+
+/// Fails when `out` is one of `inputs` (gcc's rule: never overwrite an input).
+fn refuse_inputs(out: &Path, inputs: &[PathBuf]) -> Result<()> {
+    nnc::outfile::check_not_input(out, inputs).map_err(anyhow::Error::msg)
+}
