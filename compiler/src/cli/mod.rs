@@ -67,7 +67,10 @@ Passes (for --passes, --print-after, --stop-after):\n\
   egraph-cleanup   e-graph with the clean-up and layout groups only\n\
   egraph-fuse      e-graph with the clean-up, BatchNorm, fusion and pad groups\n\
                    (QDQ models keep their float arithmetic)\n\n\
-RUST_LOG=nnc_passes=info logs e-graph statistics; --egraph-report prints egg's report.";
+RUST_LOG=nnc_passes=info logs e-graph statistics; --egraph-report prints egg's report.\n\n\
+Environment: CC (the C compiler), NNC_CACHE_DIR (build cache; default \
+$XDG_CACHE_HOME/nnc or ~/.cache/nnc, private to you), NNC_CACHE_MAX_MB (its \
+size bound, default 1024).";
 
 #[derive(Debug, Parser)]
 #[command(name = "nnc", version, about = ABOUT, long_about = None, after_help = AFTER_HELP)]
