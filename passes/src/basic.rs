@@ -201,3 +201,43 @@ pub fn hash_bytes(b: &[u8]) -> u64 {
     }
     h
 }
+
+#[cfg(test)]
+mod tests {
+    use nnc_ir::op::{BinaryOp, ExpandAttrs};
+    use nnc_ir::{DType, TensorType};
+
+    use super::*;
+
+    /// A 4-byte constant expanded to 64 MiB is more than folding may add:
+    /// the expand stays for run time, the small fold next to it happens.
+    #[test]
+    fn folding_respects_the_budget() {
+        let mut g = Graph::new("t");
+        let x = g.add_input("x", TensorType::new(DType::F32, vec![1 << 24]));
+        let one = g.add_const(Tensor::from_f32(vec![1], vec![1.0]).unwrap(), "one");
+        let big = g
+            .add1(
+                Op::Expand(ExpandAttrs {
+                    shape: vec![1 << 24],
+                }),
+                &[one],
+                "big",
+            )
+            .unwrap();
+        let two = g
+            .add1(Op::Binary(BinaryOp::Add), &[one, one], "two")
+            .unwrap();
+        let s = g.add1(Op::Binary(BinaryOp::Add), &[x, big], "s").unwrap();
+        let y = g.add1(Op::Binary(BinaryOp::Mul), &[s, two], "y").unwrap();
+        g.add_output(y, "y");
+        FoldConstants.run(&mut g, &mut PassCx::default()).unwrap();
+        let ops: Vec<&str> = g
+            .node_ids()
+            .iter()
+            .map(|&id| g.node(id).op.name())
+            .collect();
+        assert!(ops.contains(&"expand"), "{ops:?}");
+        assert_eq!(g.param_stats().0, 2, "{}", nnc_ir::print(&g));
+    }
+}
