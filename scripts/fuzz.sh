@@ -44,7 +44,7 @@ run() {
             local timeout=2000
             [ "$t" = pipeline ] && timeout=20000
             # The pipeline target builds C; keep its cache with the findings.
-            NNC_CACHE_DIR="$out/cache" cargo afl fuzz -i "$FUZZ/corpus/$t" -o "$out" -V "$secs" \
+            NNC_CACHE_DIR="$out/cache" NNC_CACHE_MAX_MB=256 cargo afl fuzz -i "$FUZZ/corpus/$t" -o "$out" -V "$secs" \
                 -t "$timeout" -- "$FUZZ/target/release/$t" ;;
         *)
             echo "unknown target \`$t\` (targets: $TARGETS)" >&2
