@@ -117,6 +117,7 @@ fn link_in(dir: &Path, obj: &NativeObject, glue_c: &str, harness: &Path, out: &P
 pub fn link_executable(p: &Program, obj: &NativeObject, out: &Path) -> Result<()> {
     let glue_c = harness_glue(p, &obj.name);
     let base = cache_dir()?;
+    crate::cache::clean_scratch(&base);
     let harness = harness_object(&base, &CFlags::default())?;
     let tmp = scratch_dir(&base, "link")?;
     let out_abs = if out.is_absolute() {

@@ -848,3 +848,22 @@ fn object_outputs_do_not_clobber_other_files() {
     no_temporaries(&dir);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn leftovers_of_killed_builds_are_removed() {
+    let dir = tmp("leftovers");
+    let model = small_model(&dir, "m");
+    let cache = dir.join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    // What a killed `nnc compile` leaves: a scratch folder of a dead process.
+    let stale = cache.join(".link-999999999-0");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("glue.o"), "x").unwrap();
+    let o = nnc_env(
+        &["compile", s(&model), "-o", s(&dir.join("exe"))],
+        &[("NNC_CACHE_DIR", &cache)],
+    );
+    succeeds(&o);
+    assert!(!stale.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
