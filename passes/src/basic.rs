@@ -13,6 +13,15 @@ use crate::pass::{Pass, PassCx, Result};
 /// Constants up to this many elements are materialized by folding.
 pub const FOLD_LIMIT: usize = 1 << 24;
 
+/// Nodes costing more multiply-accumulates than this are not folded (the
+/// interpreter would take too long); they run with the model.
+pub const FOLD_MACS: u64 = 1 << 26;
+
+/// True when folding `op` on inputs of types `ins` is cheap enough.
+pub fn cheap_to_fold(op: &Op, ins: &[&nnc_ir::TensorType], outs: &[nnc_ir::TensorType]) -> bool {
+    nnc_ir::stats::op_macs(op, ins, outs) <= FOLD_MACS
+}
+
 /// Folding may add this many bytes of constants beyond what it consumes,
 /// plus twice the graph's own constants (the importer's rule): past that,
 /// nodes are left for run time rather than blowing up weights and code.
@@ -63,6 +72,11 @@ impl Pass for FoldConstants {
                 continue;
             }
             let refs: Vec<&Tensor> = consts.iter().map(|t| t.as_ref()).collect();
+            let in_tys: Vec<nnc_ir::TensorType> = refs.iter().map(|t| t.ty()).collect();
+            let in_refs: Vec<&nnc_ir::TensorType> = in_tys.iter().collect();
+            if !cheap_to_fold(&n.op, &in_refs, &n.outputs) {
+                continue;
+            }
             let growth = fold_growth(&refs, &n.outputs);
             if growth > budget {
                 log::info!(

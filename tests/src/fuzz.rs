@@ -32,23 +32,26 @@ fn zeros(g: &Graph) -> Vec<Tensor> {
 fn exercise_graph(g: &Graph) {
     g.verify()
         .unwrap_or_else(|e| panic!("a loaded graph does not verify: {e}"));
-    let text = nnc_ir::print_with(
-        g,
-        &PrintOptions {
-            consts: ConstMode::Inline,
+    // Large constants go to an in-memory weights blob (printing a 16M
+    // element constant inline would make every such input a timeout).
+    let opts = PrintOptions {
+        consts: ConstMode::External {
+            file: "w.bin".into(),
+            inline_max: 64,
         },
-    )
-    .0;
-    let back = nnc_ir::parse(&text)
+    };
+    let (text, blob) = nnc_ir::print_with(g, &opts);
+    let blob = blob.unwrap_or_default();
+    let load = |_: &str| Ok(blob.clone());
+    let back = nnc_ir::parse_with(&text, &load)
         .unwrap_or_else(|e| panic!("printed IR does not parse back: {e}\n{text}"));
-    let again = nnc_ir::print_with(
-        &back,
-        &PrintOptions {
-            consts: ConstMode::Inline,
-        },
-    )
-    .0;
+    let (again, blob2) = nnc_ir::print_with(&back, &opts);
     assert_eq!(text, again, "the text format does not round-trip");
+    assert_eq!(
+        blob,
+        blob2.unwrap_or_default(),
+        "the weights do not round-trip"
+    );
     if small(g) {
         // Errors are fine (e.g. Gather indices out of range); panics are not.
         let _ = nnc_ir::interp::run(g, &zeros(g));

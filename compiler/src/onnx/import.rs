@@ -26,6 +26,11 @@ pub const MAX_IR_VERSION: i64 = 13;
 /// results stay computed at run time.
 const FOLD_LIMIT: usize = 1 << 24;
 
+/// Nor does import fold a node that costs more than this many
+/// multiply-accumulates (a convolution over constant inputs could take
+/// minutes in the interpreter); it runs with the model instead.
+pub const FOLD_MACS: u64 = 1 << 26;
+
 /// Constants created at import (what folding adds beyond its inputs, and
 /// ConstantOfShape, Range...) may total this many bytes plus twice the
 /// model's own data: a tiny model must not fold into gigabytes of weights
@@ -806,7 +811,8 @@ impl Ctx<'_> {
                 op: self.node.op_type.clone(),
                 msg,
             })?;
-            if out.iter().all(|t| t.len() <= FOLD_LIMIT) {
+            let macs = nnc_ir::stats::op_macs(&op, &tys, &out);
+            if out.iter().all(|t| t.len() <= FOLD_LIMIT) && macs <= FOLD_MACS {
                 // Only growth counts: folding a weight's transpose or scale
                 // into it creates as much as it makes dead.
                 let out_bytes: u64 = out.iter().map(|t| t.bytes() as u64).sum();

@@ -360,7 +360,14 @@ impl ConvTransposeAttrs {
         // position i * stride + k * dilation - pad_begin.
         let mut pairs: Vec<Vec<(usize, usize)>> = Vec::with_capacity(k_size);
         let mut kidx = vec![0usize; n];
-        for _ in 0..k_size {
+        // No input element at all (a zero batch or channel count): the taps
+        // meet nothing, and the output is the bias.
+        let taps = if x.is_empty() || w.is_empty() {
+            0
+        } else {
+            k_size
+        };
+        for _ in 0..taps {
             let mut v = Vec::new();
             let mut iidx = vec![0usize; n];
             for ip in 0..in_size {

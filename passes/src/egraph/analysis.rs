@@ -260,7 +260,8 @@ fn make_op(eg: &mut EGraph<TLang, TensorAnalysis>, name: Symbol, ch: &[Id]) -> C
     let fold = all_const
         && !consts.is_empty()
         && !op.is_quantization()
-        && types.iter().all(|t| t.len() <= eg.analysis.fold_limit);
+        && types.iter().all(|t| t.len() <= eg.analysis.fold_limit)
+        && crate::basic::cheap_to_fold(&op, &refs, &types);
     let r: Vec<&Tensor> = consts.iter().map(|t| t.as_ref()).collect();
     let growth = if fold {
         crate::basic::fold_growth(&r, &types)
