@@ -389,7 +389,21 @@ fn a_closed_pipe_ends_quietly() {
 #[test]
 fn a_full_disk_is_reported() {
     let model = kws();
-    for args in [vec!["info", &model], vec!["dump", &model]] {
+    let dir = tmp("full");
+    let exe = dir.join("exe");
+    let exe_s = exe.display().to_string();
+    let input = Path::new(&model)
+        .parent()
+        .unwrap()
+        .join("test_data_set_0/input_0.pb")
+        .display()
+        .to_string();
+    for args in [
+        vec!["info", &model],
+        vec!["dump", &model],
+        vec!["run", &model, "-i", &input],
+        vec!["compile", &model, "-o", &exe_s],
+    ] {
         let o = Command::new(env!("CARGO_BIN_EXE_nnc"))
             .args(&args)
             .stdout(std::fs::File::create("/dev/full").unwrap())
@@ -400,6 +414,27 @@ fn a_full_disk_is_reported() {
             "cannot write to standard output: No space left on device",
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn deeply_nested_text_ir_is_an_error() {
+    let dir = tmp("nested");
+    let p = dir.join("deep.nnir");
+    std::fs::write(
+        &p,
+        format!(
+            "graph @t(v0 \"x\": f32[1]) -> (\"y\": f32[1]) {{\n    v1 = relu v0 {{a={}1{}}} : f32[1]\n    return v1\n}}\n",
+            "[".repeat(40_000),
+            "]".repeat(40_000)
+        ),
+    )
+    .unwrap();
+    fails_with(
+        &nnc(&["dump", s(&p)]),
+        "attribute values nest more than 32 deep",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---- verdicts
