@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything nnc's tests need on a fresh Debian machine with Rust:
-# a C compiler, the Arm embedded toolchain with newlib, qemu-system-arm
-# for the Cortex-M4 test, and AFL++ with cargo-afl for the fuzz targets. Idempotent: what is already there is skipped.
+# a C compiler, the Arm embedded toolchain with newlib, qemu-system-arm for
+# the Cortex-M4 test, Python's numpy, onnx and onnxruntime for the
+# onnxruntime.quantization comparison, and AFL++ with cargo-afl for the fuzz
+# targets. Idempotent: what is already there is skipped.
 #
 # qemu-system-arm is unpacked into $NNC_TOOLS_DIR (default
 # ~/.cache/nnc-tools) instead of being installed, because the Debian
@@ -74,6 +76,15 @@ if ! afl_out="$(cargo afl config --build 2>&1)"; then
     fi
 fi
 
+# Python with numpy, onnx and onnxruntime for the onnxruntime.quantization
+# comparison (tests/tests/ort_quant.rs runs scripts/ort_quant.py).
+have python3 || apt_install python3 python3-pip
+if ! python3 -c "import numpy, onnx, onnxruntime" >/dev/null 2>&1; then
+    echo "setup: installing numpy onnx onnxruntime with pip"
+    python3 -m pip install -q numpy onnx onnxruntime 2>/dev/null \
+        || python3 -m pip install -q --break-system-packages numpy onnx onnxruntime
+fi
+python3 -c "import onnxruntime; print('setup: onnxruntime', onnxruntime.__version__)"
 "$QEMU" --version | head -1 | sed 's/^/setup: /'
 arm-none-eabi-gcc --version | head -1 | sed 's/^/setup: /'
 cargo afl --version | head -1 | sed 's/^/setup: /'

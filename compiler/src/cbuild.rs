@@ -297,7 +297,7 @@ pub fn run_executable(exe: &Path, p: &Program, inputs: &[Tensor]) -> Result<Vec<
 
 /// Lowers, emits, builds (cached) and runs a graph through the C backend.
 pub fn run_c(g: &nnc_ir::Graph, inputs: &[Tensor], flags: &CFlags) -> Result<Vec<Tensor>> {
-    run_c_with(g, inputs, flags, &[])
+    run_c_with(g, inputs, flags, &crate::driver::Lowering::default())
 }
 
 /// As [`run_c`], with kernels forced onto some steps.
@@ -305,11 +305,11 @@ pub fn run_c_with(
     g: &nnc_ir::Graph,
     inputs: &[Tensor],
     flags: &CFlags,
-    kernels: &[nnc_passes::lower::KernelChoice],
+    how: &crate::driver::Lowering,
 ) -> Result<Vec<Tensor>> {
     nnc_ir::interp::check_inputs(g, inputs)?;
     let name = nnc_backends::c::ident(if g.name.is_empty() { "model" } else { &g.name });
-    let p = crate::driver::lower(g, &name, &nnc_backends::c::host_target(), kernels)?;
+    let p = how.lower(g, &name, &nnc_backends::c::host_target())?;
     let src = nnc_backends::c::emit(&p, &name).map_err(backend_err)?;
     let glue_h = harness_glue(&p, &src.name);
     let exe = build_executable(&src, &glue_h, flags)?;

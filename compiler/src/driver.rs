@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use nnc_ir::program::{Program, Target};
 use nnc_ir::{Graph, IrError, Tensor};
+use nnc_passes::lower::partition::MemoryGoal;
 use nnc_passes::lower::{KernelChoice, LowerOptions};
 use nnc_passes::manager::PassRecord;
 use nnc_passes::{OptLevel, PassError, PipelineOptions, PipelineReport};
@@ -340,36 +341,61 @@ impl Backend {
     }
 }
 
-/// Runs a graph on the given backend.
-pub fn execute(g: &Graph, backend: Backend, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-    execute_with(g, backend, inputs, &[])
+/// How to lower for a backend: kernels forced onto steps, and the memory
+/// goal of partial execution.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Lowering {
+    pub kernels: Vec<KernelChoice>,
+    pub memory: MemoryGoal,
 }
 
-/// Runs a graph on the given backend with kernels forced onto some steps.
+impl Lowering {
+    /// Lowers a graph for `target` this way.
+    pub fn lower(&self, g: &Graph, name: &str, target: &Target) -> Result<Program> {
+        lower_with(g, name, target, &self.kernels, self.memory)
+    }
+}
+
+/// Runs a graph on the given backend.
+pub fn execute(g: &Graph, backend: Backend, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+    execute_with(g, backend, inputs, &Lowering::default())
+}
+
+/// Runs a graph on the given backend, lowered as `how` says.
 pub fn execute_with(
     g: &Graph,
     backend: Backend,
     inputs: &[Tensor],
-    kernels: &[KernelChoice],
+    how: &Lowering,
 ) -> Result<Vec<Tensor>> {
     match backend {
         Backend::Interp => run_interp(g, inputs),
-        Backend::C => {
-            crate::cbuild::run_c_with(g, inputs, &crate::cbuild::CFlags::default(), kernels)
-        }
-        Backend::Native => crate::native::run_native_with(g, inputs, kernels),
+        Backend::C => crate::cbuild::run_c_with(g, inputs, &crate::cbuild::CFlags::default(), how),
+        Backend::Native => crate::native::run_native_with(g, inputs, how),
     }
 }
 
 /// Lowers a graph to a program for `target`: memory plan and kernel
 /// selection, with `kernels` forced onto the steps they select.
 pub fn lower(g: &Graph, name: &str, target: &Target, kernels: &[KernelChoice]) -> Result<Program> {
+    lower_with(g, name, target, kernels, MemoryGoal::Auto)
+}
+
+/// [`lower`] with a memory goal for partial execution (streamed chains).
+pub fn lower_with(
+    g: &Graph,
+    name: &str,
+    target: &Target,
+    kernels: &[KernelChoice],
+    memory: MemoryGoal,
+) -> Result<Program> {
     Ok(nnc_passes::lower::lower(
         g,
         &LowerOptions {
             name: name.to_string(),
             target: target.clone(),
             kernels: kernels.to_vec(),
+            memory,
         },
     )?)
 }

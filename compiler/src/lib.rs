@@ -1,7 +1,7 @@
 //! nnc: the compiler driver. ONNX import (`onnx`), tensor file I/O (`io`),
 //! the session that loads a model, runs passes and backends (`driver`),
-//! host builds (`cbuild`, `native`) and Cortex-M firmware measured under
-//! QEMU (`mcu`). The `nnc` binary is a thin CLI over this library.
+//! host builds (`cbuild`, `native`), Cortex-M firmware measured under
+//! QEMU (`mcu`) and the memory picture (`memsvg`). The `nnc` binary is a thin CLI over this library.
 
 pub mod cache;
 pub mod cbuild;
@@ -9,6 +9,7 @@ pub mod confine;
 pub mod driver;
 pub mod io;
 pub mod mcu;
+pub mod memsvg;
 pub mod native;
 pub mod onnx;
 pub mod outfile;

@@ -10,7 +10,6 @@ use std::process::Command;
 use nnc_backends::cranelift::{self, NativeObject, NativeOptions};
 use nnc_ir::program::Program;
 use nnc_ir::{Data, Tensor};
-use nnc_passes::lower::KernelChoice;
 use nnc_runtime::harness::{HARNESS_C, HARNESS_H};
 
 use crate::cache::{key, scratch_dir};
@@ -21,18 +20,18 @@ use crate::driver::{DriverError, Result};
 
 /// Lowers a graph for this machine and runs it through the JIT.
 pub fn run_native(g: &nnc_ir::Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-    run_native_with(g, inputs, &[])
+    run_native_with(g, inputs, &crate::driver::Lowering::default())
 }
 
 /// As [`run_native`], with kernels forced onto some steps.
 pub fn run_native_with(
     g: &nnc_ir::Graph,
     inputs: &[Tensor],
-    kernels: &[KernelChoice],
+    how: &crate::driver::Lowering,
 ) -> Result<Vec<Tensor>> {
     nnc_ir::interp::check_inputs(g, inputs)?;
     let target = cranelift::host_target().map_err(backend_err)?;
-    let p = crate::driver::lower(g, "model", &target, kernels)?;
+    let p = how.lower(g, "model", &target)?;
     let jit = cranelift::jit(&p).map_err(backend_err)?;
     run_jit(&jit, &p, inputs)
 }

@@ -241,7 +241,7 @@ fn bad_input_gives_clear_errors() {
         ),
         (
             vec!["info".into(), unsupported.display().to_string()],
-            "3 unsupported operator(s)",
+            "4 unsupported operator(s)",
         ),
     ];
     for (args, want) in cases {
@@ -258,6 +258,7 @@ fn bad_input_gives_clear_errors() {
         "Acos in node `first`",
         "TopK in node `second`",
         "com.vendor::Fancy in node `third`",
+        "com.microsoft::FusedConv in node `fourth`",
     ] {
         assert!(err.contains(want), "missing `{want}` in:\n{err}");
     }
@@ -289,7 +290,8 @@ fn dim(v: Option<i64>, p: Option<&str>) -> Dimension {
     }
 }
 
-/// A chain of three nodes nnc does not support, one in a custom domain.
+/// A chain of four nodes nnc does not support, one in a custom domain and
+/// one in onnxruntime's (whose quantized operators nnc reads).
 fn unsupported_model(dir: &Path) -> PathBuf {
     let node = |op: &str, domain: &str, name: &str, i: &str, o: &str| NodeProto {
         op_type: op.into(),
@@ -310,7 +312,8 @@ fn unsupported_model(dir: &Path) -> PathBuf {
             node: vec![
                 node("Acos", "", "first", "x", "a"),
                 node("TopK", "", "second", "a", "b"),
-                node("Fancy", "com.vendor", "third", "b", "y"),
+                node("Fancy", "com.vendor", "third", "b", "c"),
+                node("FusedConv", "com.microsoft", "fourth", "c", "y"),
             ],
             input: vec![vi("x", &[dim(Some(4), None)])],
             output: vec![vi("y", &[dim(Some(4), None)])],
@@ -516,11 +519,12 @@ fn emit_c_writes_header_and_source() {
     ]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
-    assert!(out.contains("arena 64000 bytes"), "{out}");
+    // Partial execution is on by default for microcontrollers.
+    assert!(out.contains("arena 34560 bytes"), "{out}");
     let h = std::fs::read_to_string(dir.join("kws.h")).unwrap();
     let c = std::fs::read_to_string(dir.join("kws.c")).unwrap();
     for want in [
-        "#define kws_ARENA_BYTES 64000",
+        "#define kws_ARENA_BYTES 34560",
         "#define kws_ARENA_ALIGN 16",
         "#define kws_NUM_INPUTS 1",
         "#define kws_NUM_OUTPUTS 1",
@@ -548,7 +552,7 @@ fn memory_report_and_budgets() {
     assert!(o.status.success(), "{err}");
     for want in [
         "memory plan (cortex-m4):",
-        "arena:          64000 B",
+        "arena:          34560 B",
         "greedy-by-size:",
         "naive:",
         "weights:",
@@ -567,7 +571,29 @@ fn memory_report_and_budgets() {
         "1MiB",
     ]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).1.contains("the plan does not fit: the arena needs 64000 B (62.5 KiB), the SRAM budget is 32768 B (32.0 KiB)"), "{:?}", text(&o));
+    let err = text(&o).1;
+    assert!(
+        err.contains("the plan does not fit: the arena needs 34560 B (33.8 KiB), the SRAM budget is 32768 B (32.0 KiB) (1792 B over)"),
+        "{err}"
+    );
+    // The bottleneck: the steps over the budget and what is live there.
+    assert!(err.contains("; bottleneck step"), "{err}");
+    assert!(err.contains("these tensors are live: `"), "{err}");
+    // emit-c and compile refuse the same budget and write nothing.
+    let dir = tmp("budget");
+    let o = nnc(&[
+        "emit-c",
+        &model,
+        "-o",
+        dir.to_str().unwrap(),
+        "--target",
+        "cortex-m4",
+        "--sram-budget",
+        "32KiB",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("bottleneck"), "{:?}", text(&o));
+    assert!(!dir.join("model.c").exists() && !dir.join("kws_dscnn_fp32.c").exists());
     let o = nnc(&[
         "info",
         &model,

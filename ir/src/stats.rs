@@ -44,7 +44,7 @@ pub fn op_macs(op: &Op, ins: &[&TensorType], outs: &[TensorType]) -> u64 {
     let ty = |i: usize| ins[i];
     let out = || outs.first().map_or(0, |t| t.len()) as u64;
     match op {
-        Op::Conv(_) | Op::QConv(_) => {
+        Op::Conv(_) | Op::QConv(_) | Op::ConvInteger(_) => {
             let w = ty(1);
             let per: usize = w.dims[1..].iter().product();
             out() * per as u64
@@ -64,7 +64,7 @@ pub fn op_macs(op: &Op, ins: &[&TensorType], outs: &[TensorType]) -> u64 {
             out() * k as u64
         }
         Op::QGemm(_) => out() * *ty(0).dims.last().unwrap_or(&1) as u64,
-        Op::MatMul => {
+        Op::MatMul | Op::MatMulInteger => {
             let a = ty(0);
             let k = *a.dims.last().unwrap_or(&1);
             out() * k as u64
@@ -78,7 +78,8 @@ pub fn op_macs(op: &Op, ins: &[&TensorType], outs: &[TensorType]) -> u64 {
         | Op::Softmax(_)
         | Op::QBinary(_)
         | Op::Requant(_)
-        | Op::QSoftmax(_) => out(),
+        | Op::QSoftmax(_)
+        | Op::Rescale => out(),
         Op::Resize(r) => {
             out()
                 * match r.mode {

@@ -67,6 +67,8 @@ fn exercise_graph(g: &Graph) {
                     name: "fuzz".into(),
                     target,
                     kernels: Vec::new(),
+                    // Auto: microcontroller programs are partitioned.
+                    memory: Default::default(),
                 },
             );
         }

@@ -149,7 +149,15 @@ fn run_cases(cases: &[Case], seed: u64) -> Vec<String> {
         let inputs = nnc_passes::check::random_inputs(&g, seed + chunk_no as u64);
         let want = driver::run_interp(&g, &inputs).unwrap();
         for backend in [Backend::Native, Backend::C] {
-            match driver::execute_with(&g, backend, &inputs, &kernels) {
+            match driver::execute_with(
+                &g,
+                backend,
+                &inputs,
+                &driver::Lowering {
+                    kernels: kernels.clone(),
+                    ..Default::default()
+                },
+            ) {
                 Ok(got) => {
                     for (i, c) in chunk.iter().enumerate() {
                         let cmp = driver::compare(&got[i], &want[i], 1e-4, 1e-5);
@@ -497,6 +505,7 @@ fn convolutions_accumulate_partial_sums_with_a_residual() {
                 ],
                 outputs: vec![("y".into(), yt.clone())],
                 weights: vec![weight("wa", &wa), weight("wb", &wb), weight("b", &b)],
+                loops: Vec::new(),
                 steps: vec![
                     step(
                         vec![

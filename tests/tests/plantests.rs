@@ -5,6 +5,10 @@
 //! of the `; not:` lines. The program then runs on its backend and must
 //! match the interpreter on random inputs, and the whole plan is an insta
 //! snapshot. Together the files cover every kernel family.
+//!
+//! `; memory: min` (or `auto`) lowers with partial execution (default
+//! `off`); such a plan must have a smaller arena than the same program
+//! unpartitioned, and give exactly the unpartitioned plan's outputs.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -13,11 +17,13 @@ use nnc::cbuild::{CFlags, build_executable, harness_glue, run_executable};
 use nnc_ir::Tensor;
 use nnc_ir::program::{Family, Program};
 use nnc_passes::lower::KernelChoice;
+use nnc_passes::lower::partition::MemoryGoal;
 
 struct Spec {
     backend: String,
     target: String,
     kernels: Vec<KernelChoice>,
+    memory: MemoryGoal,
     checks: Vec<String>,
     nots: Vec<String>,
 }
@@ -27,6 +33,7 @@ fn spec(text: &str, file: &str) -> Spec {
         backend: String::new(),
         target: String::new(),
         kernels: vec![],
+        memory: MemoryGoal::Off,
         checks: vec![],
         nots: vec![],
     };
@@ -42,6 +49,13 @@ fn spec(text: &str, file: &str) -> Spec {
         } else if let Some(k) = d.strip_prefix("kernel:") {
             s.kernels
                 .push(KernelChoice::parse(k.trim()).unwrap_or_else(|e| panic!("{file}: {e}")));
+        } else if let Some(m) = d.strip_prefix("memory:") {
+            s.memory = match m.trim() {
+                "off" => MemoryGoal::Off,
+                "min" => MemoryGoal::Minimize,
+                "auto" => MemoryGoal::Auto,
+                other => panic!("{file}: `; memory: {other}`: use off, min or auto"),
+            };
         } else if let Some(c) = d.strip_prefix("check:") {
             s.checks.push(c.trim().to_string());
         } else if let Some(c) = d.strip_prefix("not:") {
@@ -91,8 +105,25 @@ fn run_file(path: &Path, families: &mut BTreeSet<Family>) -> String {
         _ => nnc_backends::cranelift::target(&s.target),
     }
     .unwrap_or_else(|e| panic!("{file}: {e}"));
-    let p = nnc::driver::lower(&g, "plan", &target, &s.kernels)
+    let lowering = |memory| nnc::driver::Lowering {
+        kernels: s.kernels.clone(),
+        memory,
+    };
+    let p = lowering(s.memory)
+        .lower(&g, "plan", &target)
         .unwrap_or_else(|e| panic!("{file}: {e}"));
+    let whole = (s.memory != MemoryGoal::Off).then(|| {
+        let q = lowering(MemoryGoal::Off)
+            .lower(&g, "plan", &target)
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(
+            p.arena_bytes < q.arena_bytes,
+            "{file}: partial execution leaves the arena at {} B (unpartitioned {} B)",
+            p.arena_bytes,
+            q.arena_bytes
+        );
+        q
+    });
     let out = p.dump();
     let mut pos = 0;
     for c in &s.checks {
@@ -115,6 +146,19 @@ fn run_file(path: &Path, families: &mut BTreeSet<Family>) -> String {
         for (k, (a, b)) in got.iter().zip(&want).enumerate() {
             if let Err(e) = nnc_passes::check::close(a, b, 1e-4, 1e-5) {
                 panic!("{file}: output {k} on {}: {e}\n{out}", s.backend);
+            }
+        }
+        if let Some(q) = &whole {
+            let plain = execute(q, &s.backend, &inputs);
+            for (k, (a, b)) in got.iter().zip(&plain).enumerate() {
+                if a.dtype().is_int() {
+                    assert_eq!(
+                        a, b,
+                        "{file}: output {k} differs from the unpartitioned plan"
+                    );
+                } else if let Err(e) = nnc_passes::check::close(a, b, 1e-4, 1e-5) {
+                    panic!("{file}: output {k} against the unpartitioned plan: {e}");
+                }
             }
         }
     }

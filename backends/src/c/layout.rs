@@ -471,3 +471,39 @@ pub fn arg_reduce(w: &mut W, a: &ArgReduceAttrs, x: &TensorType) {
     w.close();
     w.close();
 }
+
+/// Rows of every channel plane from `in0` to `out0` (see
+/// [`nnc_ir::program::RowCopy`]); `it` is the loop iteration. Source rows
+/// outside the source read as the fill value.
+pub fn row_copy(w: &mut W, r: &nnc_ir::program::RowCopy, x: &TensorType, y: &TensorType) {
+    let t = ctype(y.dtype);
+    let c = x.dims[1];
+    let (hs, hd) = (x.dims[2], y.dims[2]);
+    let row: usize = x.dims[3..].iter().product();
+    w.for_("j", 0, r.rows);
+    w.line(format!(
+        "const long sr = {} + it * {} + (long)j;",
+        r.src_row, r.src_step
+    ));
+    w.line(format!(
+        "const size_t dr = {} + (size_t)it * {} + j;",
+        r.dst_row, r.dst_step
+    ));
+    w.for_("c", 0, c);
+    w.line(format!("{t} *d = out0 + (c * {hd} + dr) * {row};"));
+    w.open(format!("if (sr < 0 || sr >= {hs})"));
+    w.for_("k", 0, row);
+    w.line(format!("d[k] = {};", lit(r.fill, y.dtype)));
+    w.close();
+    w.close();
+    w.open("else");
+    w.line(format!(
+        "const {t} *s = in0 + (c * {hs} + (size_t)sr) * {row};"
+    ));
+    w.for_("k", 0, row);
+    w.line("d[k] = s[k];");
+    w.close();
+    w.close();
+    w.close();
+    w.close();
+}

@@ -180,20 +180,40 @@ pub fn emit(p: &Program, name: &str) -> Result<CSource> {
             p.target
         )));
     }
+    if p.steps.iter().any(|s| {
+        s.inputs
+            .iter()
+            .chain(&s.outputs)
+            .any(|b| matches!(b.loc, Loc::Temp(_)))
+    }) {
+        return Err(BackendError::Other(
+            "the program's storage is not placed yet".into(),
+        ));
+    }
     let name = ident(name);
     let mut h = Helpers::default();
     let mut body = String::new();
     let mut calls = Vec::new();
     let mut used = BTreeSet::new();
+    let mut shared: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     for (i, st) in p.steps.iter().enumerate() {
         let views: Vec<Option<std::borrow::Cow<'_, Tensor>>> =
             st.inputs.iter().map(|b| p.weight_view(b)).collect();
         let ws: StepWeights<'_> = views.iter().map(|v| v.as_deref()).collect();
-        let (func, call, refs) = step_function(&name, i, st, &ws, &mut h)?;
-        body.push_str(&func);
-        body.push('\n');
-        calls.push(call);
-        used.extend(refs);
+        let f = step_function(&name, i, st, &ws, &mut h)?;
+        // Steps that differ only in their buffers (channel groups, rows of
+        // a streamed chain) call one function.
+        let fname = match shared.get(&f.key) {
+            Some(n) => String::clone(n),
+            None => {
+                body.push_str(&f.func);
+                body.push('\n');
+                shared.insert(f.key, f.name.clone());
+                f.name
+            }
+        };
+        calls.push(format!("{fname}({})", f.args));
+        used.extend(f.refs);
     }
     let mut src = String::new();
     let _ = writeln!(
@@ -231,8 +251,18 @@ pub fn emit(p: &Program, name: &str) -> Result<CSource> {
     w.line("(void)a;");
     w.line("NNC_PROFILE_BEGIN();");
     for (i, c) in calls.into_iter().enumerate() {
-        w.line(format!("if ((rc = {c}) != 0) return rc;"));
+        if let Some(l) = p.loops.iter().find(|l| l.first == i) {
+            w.open(format!("for (long it = 0; it < {}; ++it)", l.count));
+        }
+        let it = if p.loop_of(i).is_some() { "it" } else { "0" };
+        w.line(format!(
+            "if ((rc = {}) != 0) return rc;",
+            c.replace("@IT@", it)
+        ));
         w.line(format!("NNC_PROFILE_STEP({i});"));
+        if p.loops.iter().any(|l| l.end() == i + 1) {
+            w.close();
+        }
     }
     w.line("return 0;");
     w.close();
@@ -289,8 +319,10 @@ fn arg(b: &Buffer, is_input: bool) -> String {
     }
     let off = b.offset;
     let es = b.ty.dtype.size().max(1);
-    match (b.loc, off) {
+    let p = match (b.loc, off) {
         (Loc::Arena(o), _) => format!("({c}{t} *)(a + {})", o + off),
+        // Never reached: emit() refuses unplaced programs.
+        (Loc::Temp(_), _) => format!("({c}{t} *)0"),
         (Loc::Input(k), 0) => format!("(const {t} *)inputs[{k}]"),
         (Loc::Input(k), _) => {
             format!("(const {t} *)((const unsigned char *)inputs[{k}] + {off})")
@@ -299,7 +331,12 @@ fn arg(b: &Buffer, is_input: bool) -> String {
         (Loc::Output(k), _) => format!("({c}{t} *)((unsigned char *)outputs[{k}] + {off})"),
         (Loc::Const(k), 0) => format!("nnc_w{k}"),
         (Loc::Const(k), _) => format!("(nnc_w{k} + {})", off / es),
+    };
+    if b.step == 0 {
+        return p;
     }
+    // A buffer that moves with the loop (whole elements per iteration).
+    format!("({p} + (size_t)@IT@ * {})", b.step / es)
 }
 
 /// One step as a static function plus the call from the entry point.
@@ -309,7 +346,7 @@ fn step_function(
     st: &Step,
     ws: &StepWeights<'_>,
     h: &mut Helpers,
-) -> Result<(String, String, Vec<usize>)> {
+) -> Result<StepFn> {
     let fname = format!("{name}_step_{i}");
     let restrict = if st.aliases() { "" } else { "restrict " };
     let mut params = Vec::new();
@@ -327,6 +364,11 @@ fn step_function(
             format!("{} *{restrict}out{k}", ctype(b.ty.dtype)),
         ));
         args.push(arg(b, false));
+    }
+    if matches!(st.kernel, Kernel::RowCopy(_)) {
+        // The loop iteration (the entry point passes it, or 0).
+        params.push(("it".into(), "long it".into()));
+        args.push("@IT@".into());
     }
     let mut w = W::new();
     kernel(&mut w, st, ws, h)?;
@@ -355,16 +397,34 @@ fn step_function(
     );
     let plist: Vec<&str> = params.iter().map(|(_, p)| p.as_str()).collect();
     let _ = writeln!(f, "static int {fname}({}) {{", plist.join(", "));
+    let mut text = String::new();
     for (pn, _) in &params {
         if !mentions(&body, pn) {
-            let _ = writeln!(f, "    (void){pn};");
+            let _ = writeln!(text, "    (void){pn};");
         }
     }
     for l in body.lines() {
-        let _ = writeln!(f, "    {l}");
+        let _ = writeln!(text, "    {l}");
     }
-    f.push_str("    return 0;\n}\n");
-    Ok((f, format!("{fname}({})", args.join(", ")), refs))
+    text.push_str("    return 0;\n}\n");
+    f.push_str(&text);
+    Ok(StepFn {
+        key: format!("{}\n{text}", plist.join(", ")),
+        func: f,
+        name: fname,
+        args: args.join(", "),
+        refs,
+    })
+}
+
+/// One step's C function, and what calling it takes.
+struct StepFn {
+    /// The parameters and body: steps with the same key share a function.
+    key: String,
+    func: String,
+    name: String,
+    args: String,
+    refs: Vec<usize>,
 }
 
 /// True when `ident` occurs in `body` as a whole identifier.
@@ -431,6 +491,7 @@ fn kernel(w: &mut W, st: &Step, ws: &StepWeights<'_>, h: &mut Helpers) -> Result
         (Kernel::Copy, Op::Expand(_)) => layout::expand(w, ins[0], y),
         (Kernel::Copy, Op::Tile(a)) => layout::tile(w, a, ins[0], y),
         (Kernel::Deinterleave { channels }, _) => layout::deinterleave(w, *channels, y),
+        (Kernel::RowCopy(r), Op::Identity) => layout::row_copy(w, r, ins[0], y),
         (Kernel::PadTable, Op::Pad(a)) => layout::pad(w, a, ins[0], y),
         (Kernel::Gather, Op::Gather(a)) => layout::gather(w, a, ins[0], ins[1], y),
         (Kernel::ResizeTable, Op::Resize(a)) => layout::resize(w, a, ins[0], y),

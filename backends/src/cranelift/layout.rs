@@ -463,3 +463,60 @@ fn resize_taps_nest(
         resize_taps_nest(kb, tabs, rows, ax + 1, s, wp, acc, d)
     })
 }
+
+/// Rows of every channel plane (see [`nnc_ir::program::RowCopy`]) for the
+/// loop iteration in `a.it`; source rows outside the source read as the
+/// fill value.
+pub fn row_copy(
+    kb: &mut Kb,
+    r: &nnc_ir::program::RowCopy,
+    x: &TensorType,
+    y: &TensorType,
+    a: &Args,
+) -> Result<()> {
+    let d = y.dtype;
+    let es = d.size() as i64;
+    let c = x.dims[1] as i64;
+    let (hs, hd) = (x.dims[2] as i64, y.dims[2] as i64);
+    let row = x.dims[3..].iter().product::<usize>() as i64;
+    let (xb, yb) = (a.x(kb, 0)?, a.outs[0]);
+    let it = a.it;
+    let fill = match d {
+        DType::F32 => kb.cf32(r.fill as f32),
+        DType::F64 => kb.cf(types::F64, r.fill),
+        _ => kb.cint(cl(d), r.fill as i64),
+    };
+    kb.for_range(0, r.rows as i64, 1, |kb, j| {
+        let s0 = kb.b.ins().imul_imm_s(it, r.src_step);
+        let s0 = kb.b.ins().iadd(s0, j);
+        let sr = kb.b.ins().iadd_imm_s(s0, r.src_row);
+        let d0 = kb.b.ins().imul_imm_s(it, r.dst_step as i64);
+        let d0 = kb.b.ins().iadd(d0, j);
+        let dr = kb.b.ins().iadd_imm_s(d0, r.dst_row as i64);
+        let below = kb.b.ins().icmp_imm_s(IntCC::SignedLessThan, sr, 0);
+        let above =
+            kb.b.ins()
+                .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, sr, hs);
+        let out = kb.b.ins().bor(below, above);
+        // In range: copy rows; outside: fill (sr clamped so the address
+        // stays inside the source either way).
+        let zero = kb.ci(0);
+        let srs = kb.b.ins().select(out, zero, sr);
+        kb.for_range(0, c, 1, |kb, ch| {
+            let dp = kb.b.ins().imul_imm_s(ch, hd);
+            let dp = kb.b.ins().iadd(dp, dr);
+            let dbase = kb.at(yb, dp, row * es);
+            let sp = kb.b.ins().imul_imm_s(ch, hs);
+            let sp = kb.b.ins().iadd(sp, srs);
+            let sbase = kb.at(xb, sp, row * es);
+            kb.for_range(0, row, 1, |kb, k| {
+                let sa = kb.at(sbase, k, es);
+                let v = kb.load(cl(d), sa, 0);
+                let v = kb.b.ins().select(out, fill, v);
+                let da = kb.at(dbase, k, es);
+                kb.store(v, da, 0);
+                Ok(())
+            })
+        })
+    })
+}

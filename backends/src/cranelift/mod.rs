@@ -275,14 +275,17 @@ fn define_program(
         sig.params.push(AbiParam::new(PTR));
     }
     sig.returns.push(AbiParam::new(types::I32));
+    // Steps also take the loop iteration (0 outside loops).
+    let mut step_sig = sig.clone();
+    step_sig.params.push(AbiParam::new(types::I64));
     let mut code_bytes = 0;
     let mut steps = Vec::with_capacity(p.steps.len());
     for (i, st) in p.steps.iter().enumerate() {
         let id = sh
             .module
-            .declare_function(&format!("{name}_step_{i}"), Linkage::Local, &sig)
+            .declare_function(&format!("{name}_step_{i}"), Linkage::Local, &step_sig)
             .map_err(module_err)?;
-        code_bytes += define_fn(&mut sh, &mut ctx, &mut fctx, id, &sig, |kb, params| {
+        code_bytes += define_fn(&mut sh, &mut ctx, &mut fctx, id, &step_sig, |kb, params| {
             step_body(kb, st, params)?;
             let zero = kb.b.ins().iconst(types::I32, 0);
             kb.b.ins().return_(&[zero]);
@@ -292,7 +295,8 @@ fn define_program(
         .map_err(|e| in_step(e, i, st))?;
         steps.push(id);
     }
-    // The entry point: the steps in order, stopping at the first failure.
+    // The entry point: the steps in order (loops as loops), stopping at the
+    // first failure.
     let run = sh
         .module
         .declare_function(&format!("{name}_run"), Linkage::Export, &sig)
@@ -301,14 +305,35 @@ fn define_program(
         if profile {
             kb.call("nnc_profile_begin", &[], None, &[])?;
         }
-        for (i, &id) in steps.iter().enumerate() {
-            let f = kb.sh.module.declare_func_in_func(id, kb.b.func);
-            let call = kb.b.ins().call(f, params);
+        let call_step = |kb: &mut Kb, i: usize, it: Value| -> Result<()> {
+            let f = kb.sh.module.declare_func_in_func(steps[i], kb.b.func);
+            let call = kb.b.ins().call(f, &[params[0], params[1], params[2], it]);
             let rc = kb.b.inst_results(call)[0];
             kb.fail_nonzero(rc);
             if profile {
                 let iv = kb.b.ins().iconst(types::I32, i as i64);
                 kb.call("nnc_profile_step", &[types::I32], None, &[iv])?;
+            }
+            Ok(())
+        };
+        let mut i = 0;
+        while i < steps.len() {
+            match p.loops.iter().find(|l| l.first == i) {
+                Some(l) => {
+                    let l = *l;
+                    kb.for_range(0, l.count as i64, 1, |kb, it| {
+                        for k in l.first..l.end() {
+                            call_step(kb, k, it)?;
+                        }
+                        Ok(())
+                    })?;
+                    i = l.end();
+                }
+                None => {
+                    let zero = kb.b.ins().iconst(types::I64, 0);
+                    call_step(kb, i, zero)?;
+                    i += 1;
+                }
             }
         }
         let zero = kb.b.ins().iconst(types::I32, 0);
@@ -367,6 +392,8 @@ pub(crate) struct Args {
     ins: Vec<ArgIn>,
     bufs: Vec<nnc_ir::program::Buffer>,
     pub outs: Vec<Value>,
+    /// The loop iteration (an i64; 0 outside loops).
+    pub it: Value,
 }
 
 #[derive(Clone, Copy)]
@@ -405,9 +432,10 @@ impl Args {
 
 fn step_body(kb: &mut Kb, st: &Step, params: &[Value]) -> Result<()> {
     let (inputs, outputs, arena) = (params[0], params[1], params[2]);
+    let it = params[3];
     let addr = |kb: &mut Kb, b: &nnc_ir::program::Buffer| -> ArgIn {
         let off = b.offset as i64;
-        match b.loc {
+        let a = match b.loc {
             Loc::Arena(o) => ArgIn::Ptr(kb.off(arena, o as i64 + off)),
             Loc::Input(k) => {
                 let p = kb.load(PTR, inputs, 8 * k as i64);
@@ -418,6 +446,16 @@ fn step_body(kb: &mut Kb, st: &Step, params: &[Value]) -> Result<()> {
                 ArgIn::Ptr(kb.off(p, off))
             }
             Loc::Const(k) => ArgIn::Weight(k, b.offset),
+            // Refused before code generation (programs are placed).
+            Loc::Temp(_) => ArgIn::Ptr(arena),
+        };
+        match a {
+            // A buffer that moves with the loop.
+            ArgIn::Ptr(v) if b.step > 0 => {
+                let d = kb.b.ins().imul_imm_s(it, b.step as i64);
+                ArgIn::Ptr(kb.b.ins().iadd(v, d))
+            }
+            a => a,
         }
     };
     let ins: Vec<ArgIn> = st.inputs.iter().map(|b| addr(kb, b)).collect();
@@ -434,6 +472,7 @@ fn step_body(kb: &mut Kb, st: &Step, params: &[Value]) -> Result<()> {
         ins,
         bufs: st.inputs.clone(),
         outs,
+        it: params[3],
     };
     kernel(kb, st, &args)
 }
@@ -510,6 +549,7 @@ fn kernel(kb: &mut Kb, st: &Step, a: &Args) -> Result<()> {
         (Kernel::Copy, Op::Slice(s)) => layout::slice(kb, s, ins[0], y, a),
         (Kernel::Copy, Op::Expand(_)) => layout::expand(kb, ins[0], y, a),
         (Kernel::Copy, Op::Tile(t)) => layout::tile(kb, t, ins[0], y, a),
+        (Kernel::RowCopy(r), Op::Identity) => layout::row_copy(kb, r, ins[0], y, a),
         (Kernel::Deinterleave { channels }, Op::Transpose(_)) => {
             layout::deinterleave_step(kb, *channels, y, a)
         }
@@ -820,6 +860,7 @@ pub fn fma_peak_gflops() -> Result<f64> {
         outputs: vec![],
         weights: vec![],
         steps: vec![],
+        loops: vec![],
         arena_bytes: 0,
         stats: Default::default(),
     };

@@ -12,14 +12,33 @@ pub(super) fn model_ident(path: &Path, name: &Option<String>) -> String {
     nnc_backends::c::ident(&base)
 }
 
-/// Lowers a loaded graph for a target, with the forced kernels.
+/// Lowers a loaded graph for a target, with the forced kernels; fails
+/// naming the bottleneck when the arena misses `--sram-budget`.
 pub(super) fn lower(
     g: &Graph,
     name: &str,
     target: &Target,
     k: &KernelArgs,
 ) -> Result<nnc_ir::program::Program> {
-    driver::lower(g, name, target, &k.kernels).context("lowering")
+    let p = lower_unchecked(g, name, target, k)?;
+    if let Some(msg) = k
+        .sram_budget
+        .and_then(|b| nnc_passes::lower::plan::over_budget(&p, b))
+    {
+        bail!("{msg}");
+    }
+    Ok(p)
+}
+
+/// Lowers a loaded graph for a target, with the forced kernels, whatever
+/// the arena.
+pub(super) fn lower_unchecked(
+    g: &Graph,
+    name: &str,
+    target: &Target,
+    k: &KernelArgs,
+) -> Result<nnc_ir::program::Program> {
+    k.lowering().lower(g, name, target).context("lowering")
 }
 
 pub(super) fn cmd_emit(a: EmitArgs) -> Result<ExitCode> {

@@ -14,7 +14,11 @@ fn human_bytes(b: usize) -> String {
 }
 
 pub(super) fn cmd_info(a: InfoArgs) -> Result<ExitCode> {
-    let g = load_for(&a.model, &HashMap::new(), false, &a.target.c())?;
+    let model = read_model(&a.model.model)?;
+    if let Some(f) = &a.memory_svg {
+        refuse_inputs(f, &command_inputs(&model, &[]))?;
+    }
+    let g = load_model(&model, &a.model, &HashMap::new(), false, &a.target.c())?;
     let (memory, failures) = memory_report(&a, &g)?;
     let s = nnc_ir::stats::stats(&g);
     let inputs: Vec<_> = (0..g.inputs().len())
@@ -117,17 +121,18 @@ fn fmt_bytes(b: usize) -> String {
 
 /// The memory section of `nnc info`: plan numbers, budgets, per-step live bytes.
 pub(super) fn memory_report(a: &InfoArgs, g: &Graph) -> Result<(serde_json::Value, Vec<String>)> {
-    let p = emit::lower(g, "model", &a.target.c(), &a.kernel)?;
+    let p = emit::lower_unchecked(g, "model", &a.target.c(), &a.kernel)?;
     let s = &p.stats;
+    if let Some(f) = &a.memory_svg {
+        nnc::outfile::write(f, nnc::memsvg::render(&p, a.kernel.sram_budget).as_bytes())?;
+    }
     let mut failures = Vec::new();
-    if let Some(b) = a.sram_budget
-        && p.arena_bytes > b
+    if let Some(msg) = a
+        .kernel
+        .sram_budget
+        .and_then(|b| nnc_passes::lower::plan::over_budget(&p, b))
     {
-        failures.push(format!(
-            "the plan does not fit: the arena needs {}, the SRAM budget is {}",
-            fmt_bytes(p.arena_bytes),
-            fmt_bytes(b)
-        ));
+        failures.push(msg);
     }
     if let Some(b) = a.flash_budget
         && p.weight_bytes() > b
@@ -162,6 +167,9 @@ pub(super) fn memory_report(a: &InfoArgs, g: &Graph) -> Result<(serde_json::Valu
         "weight_bytes": p.weight_bytes(),
         "schedule": s.order,
         "in_place_steps": s.in_place_steps,
+        "unpartitioned_bytes": s.unpartitioned_bytes,
+        "streamed_chains": s.chains.len(),
+        "row_copy_bytes": s.chains.iter().map(|c| c.copied_bytes).sum::<usize>(),
         "peak_step": s.peak_step,
         "peak_step_op": peak.map(|st| st.op.name()),
         "peak_step_name": peak.map(|st| st.name.clone()),
@@ -181,6 +189,14 @@ pub(super) fn print_memory(a: &InfoArgs, v: &serde_json::Value) -> Result<()> {
         u("in_place_steps")
     );
     outln!("  greedy-by-size: {}", fmt_bytes(u("greedy_by_size_bytes")));
+    if u("streamed_chains") > 0 || u("unpartitioned_bytes") != u("arena_bytes") {
+        outln!(
+            "  partial exec.:  {} before, {} streamed chain(s), {} of row copies per inference",
+            fmt_bytes(u("unpartitioned_bytes")),
+            u("streamed_chains"),
+            fmt_bytes(u("row_copy_bytes"))
+        );
+    }
     outln!("  naive:          {}", fmt_bytes(u("naive_bytes")));
     outln!("  weights:        {}", fmt_bytes(u("weight_bytes")));
     outln!(

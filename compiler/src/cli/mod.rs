@@ -121,6 +121,47 @@ struct KernelArgs {
     /// `3=conv_blocked(p=4,c=8)` (repeatable; `nnc dump --plan` shows every step's kernel)
     #[arg(long = "kernel", value_name = "SEL=KERNEL", value_parser = parse_kernel)]
     kernels: Vec<KernelChoice>,
+    /// Partial execution (streamed chains, in-place steps) to shrink the arena: `auto`
+    /// (on microcontroller targets), `min` (everywhere, as far as it helps), `off`
+    #[arg(long, value_name = "auto|min|off", default_value = "auto", value_parser = parse_memory)]
+    memory: MemoryArg,
+    /// SRAM budget: partition just enough that the arena fits this many bytes (e.g.
+    /// 64KiB, 320K, 65536), and fail naming the bottleneck when it cannot
+    #[arg(long = "sram-budget", value_name = "BYTES", value_parser = parse_bytes)]
+    sram_budget: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum MemoryArg {
+    #[default]
+    Auto,
+    Min,
+    Off,
+}
+
+fn parse_memory(s: &str) -> Result<MemoryArg, String> {
+    match s {
+        "auto" => Ok(MemoryArg::Auto),
+        "min" => Ok(MemoryArg::Min),
+        "off" => Ok(MemoryArg::Off),
+        _ => Err(format!("`{s}`: use auto, min or off")),
+    }
+}
+
+impl KernelArgs {
+    /// How to lower: forced kernels and the memory goal.
+    fn lowering(&self) -> driver::Lowering {
+        use nnc_passes::lower::partition::MemoryGoal;
+        driver::Lowering {
+            kernels: self.kernels.clone(),
+            memory: match (self.sram_budget, self.memory) {
+                (Some(b), _) => MemoryGoal::Budget(b),
+                (None, MemoryArg::Auto) => MemoryGoal::Auto,
+                (None, MemoryArg::Min) => MemoryGoal::Minimize,
+                (None, MemoryArg::Off) => MemoryGoal::Off,
+            },
+        }
+    }
 }
 
 /// Checks the spelling of a native target (the CPU preset is checked when
@@ -352,15 +393,16 @@ struct InfoArgs {
     /// (microcontrollers use the memory-aware cost model)
     #[arg(long, default_value = "host", value_parser = parse_c_target)]
     target: TargetArg,
-    /// Fail when the arena exceeds this many bytes (e.g. 64KiB, 320K, 65536)
-    #[arg(long = "sram-budget", value_name = "BYTES", value_parser = parse_bytes)]
-    sram_budget: Option<usize>,
     /// Fail when the weights exceed this many bytes (e.g. 1MiB)
     #[arg(long = "flash-budget", value_name = "BYTES", value_parser = parse_bytes)]
     flash_budget: Option<usize>,
     /// List the live arena bytes of every step
     #[arg(long)]
     steps: bool,
+    /// Draw the memory plan as SVG into FILE (x: step, y: arena offset, one rectangle per
+    /// buffer; loops, the peak, the buffers live there and the SRAM budget marked)
+    #[arg(long = "memory-svg", value_name = "FILE")]
+    memory_svg: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -59,7 +59,7 @@ pub(super) fn cmd_run(a: RunArgs) -> Result<ExitCode> {
         }
     }
     let t0 = Instant::now();
-    let outs = driver::execute_with(&g, a.backend.driver(), &inputs, &a.kernel.kernels)?;
+    let outs = driver::execute_with(&g, a.backend.driver(), &inputs, &a.kernel.lowering())?;
     let elapsed = t0.elapsed();
     for (idx, f) in &outputs_spec {
         io::write_npy(Path::new(f), &outs[*idx])?;

@@ -210,7 +210,7 @@ impl Importer<'_> {
         // Unsupported operators are reported all at once, before any work.
         let mut unsupported = Vec::new();
         for (i, n) in gp.node.iter().enumerate() {
-            let reason = if !(n.domain.is_empty() || n.domain == "ai.onnx") {
+            let reason = if !ops::is_known_domain(&n.domain) {
                 if self
                     .functions
                     .contains(&(n.domain.clone(), n.op_type.clone()))
@@ -220,7 +220,12 @@ impl Importer<'_> {
                     Some(format!("operator domain `{}` is not supported", n.domain))
                 }
             } else {
-                ops::check_supported(&n.op_type)
+                let domain = if n.domain == ops::MS_DOMAIN {
+                    ops::MS_DOMAIN
+                } else {
+                    ""
+                };
+                ops::check_supported(domain, &n.op_type)
             };
             if let Some(reason) = reason {
                 unsupported.push(UnsupportedNode {

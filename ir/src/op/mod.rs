@@ -7,6 +7,7 @@
 pub mod attr;
 pub mod conv;
 pub mod elementwise;
+pub mod integer;
 pub mod layout;
 pub mod matmul;
 pub mod norm;
@@ -91,6 +92,13 @@ pub enum Op {
     Lut,
     /// Softmax on quantized input and output.
     QSoftmax(QSoftmaxAttrs),
+    /// ONNX ConvInteger: x, w, x zero point, w zero point; int32 out.
+    ConvInteger(ConvAttrs),
+    /// ONNX MatMulInteger: a, b, a zero point, b zero point; int32 out.
+    MatMulInteger,
+    /// Float requantization of an int32 accumulator (QLinearConv's and
+    /// QLinearMatMul's last step): acc, multiplier, zero point.
+    Rescale,
 }
 
 /// Reads the optional fused activation attribute `act`.
@@ -163,6 +171,9 @@ impl Op {
             Op::Requant(_) => "requant",
             Op::Lut => "lut",
             Op::QSoftmax(_) => "qsoftmax",
+            Op::ConvInteger(_) => "conv_integer",
+            Op::MatMulInteger => "matmul_integer",
+            Op::Rescale => "rescale",
         }
     }
 
@@ -175,7 +186,9 @@ impl Op {
             | Op::Binary(_)
             | Op::Where
             | Op::MatMul
-            | Op::Lut => {}
+            | Op::Lut
+            | Op::MatMulInteger
+            | Op::Rescale => {}
             Op::GlobalPool(_) => {}
             Op::Unary(u) => u.write_attrs(w),
             Op::Cast(a) => a.write(w),
@@ -205,6 +218,7 @@ impl Op {
             Op::QBinary(a) => a.write(w),
             Op::Requant(a) => a.write(w),
             Op::QSoftmax(a) => a.write(w),
+            Op::ConvInteger(a) => a.write(w),
         }
     }
 
@@ -261,6 +275,9 @@ impl Op {
             "requant" => Op::Requant(RequantAttrs::read(r)?),
             "lut" => Op::Lut,
             "qsoftmax" => Op::QSoftmax(QSoftmaxAttrs::read(r)?),
+            "conv_integer" => Op::ConvInteger(ConvAttrs::read(r)?),
+            "matmul_integer" => Op::MatMulInteger,
+            "rescale" => Op::Rescale,
             _ => return Err(format!("unknown op `{name}`")),
         })
     }
@@ -307,6 +324,9 @@ impl Op {
             Op::Requant(a) => a.infer(ins),
             Op::Lut => qlinear::infer_lut(ins),
             Op::QSoftmax(a) => a.infer(ins),
+            Op::ConvInteger(a) => integer::infer_conv_integer(a, ins),
+            Op::MatMulInteger => integer::infer_matmul_integer(ins),
+            Op::Rescale => integer::infer_rescale(ins),
         }
     }
 
@@ -369,6 +389,9 @@ impl Op {
                 _ => Err("expects 2 inputs".into()),
             },
             Op::QSoftmax(a) => one(a.eval(x()?)),
+            Op::ConvInteger(a) => one(integer::eval_conv_integer(a, ins)),
+            Op::MatMulInteger => one(integer::eval_matmul_integer(ins)),
+            Op::Rescale => one(integer::eval_rescale(ins)),
         }
     }
 
@@ -399,6 +422,9 @@ impl Op {
                 | Op::Requant(_)
                 | Op::Lut
                 | Op::QSoftmax(_)
+                | Op::ConvInteger(_)
+                | Op::MatMulInteger
+                | Op::Rescale
         )
     }
 }

@@ -51,6 +51,10 @@ pub enum Kernel {
     Map(MapKernel),
     /// Strided copy (identity, transpose, concat, split, slice, expand, tile).
     Copy,
+    /// Rows of every channel plane from one tensor to another (or upward
+    /// within one): the data movement of streamed execution, where windows
+    /// of a few rows stand in for whole tensors. Reads the loop iteration.
+    RowCopy(RowCopy),
     /// Channels-last to channels-first for a few channels through lane
     /// shuffles (the NHWC inputs of converted TensorFlow models).
     Deinterleave {
@@ -135,6 +139,36 @@ pub struct MatMulPacked {
     pub cols: usize,
     /// Steps of the reduction per loop iteration.
     pub unroll: usize,
+}
+
+/// Parameters of [`Kernel::RowCopy`]. Source and destination are batch-1
+/// tensors `[1, C, H, ...]` with the same channels and row size (the
+/// product of the dims after H); in iteration `it` of the enclosing loop
+/// (0 outside loops), source row `src_row + it * src_step + j` goes to
+/// destination row `dst_row + it * dst_step + j` for `j < rows`, and source
+/// rows outside the source tensor read as `fill` (the padding value of the
+/// window being filled). Rows are copied in ascending order, so a move
+/// upward within one tensor (`dst < src`) is safe.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowCopy {
+    pub rows: usize,
+    pub src_row: i64,
+    pub src_step: i64,
+    pub dst_row: usize,
+    pub dst_step: usize,
+    pub fill: f64,
+}
+
+impl RowCopy {
+    /// The source row of row `j` in iteration `it`.
+    pub fn src(&self, it: usize, j: usize) -> i64 {
+        self.src_row + it as i64 * self.src_step + j as i64
+    }
+
+    /// The destination row of row `j` in iteration `it`.
+    pub fn dst(&self, it: usize, j: usize) -> usize {
+        self.dst_row + it * self.dst_step + j
+    }
 }
 
 /// Parameters of [`Kernel::PoolRows`].
@@ -297,6 +331,7 @@ impl Kernel {
             Kernel::GlobalPool(_) => "global_pool",
             Kernel::Map(_) => "map",
             Kernel::Copy => "copy",
+            Kernel::RowCopy(_) => "row_copy",
             Kernel::Deinterleave { .. } => "deinterleave",
             Kernel::PadTable => "pad_table",
             Kernel::Gather => "gather",
@@ -324,6 +359,7 @@ impl Kernel {
         "global_pool",
         "map",
         "copy",
+        "row_copy",
         "deinterleave",
         "pad_table",
         "gather",
@@ -344,7 +380,7 @@ impl Kernel {
             Kernel::MatMulDirect | Kernel::MatMulPacked(_) => Family::MatMul,
             Kernel::PoolDirect | Kernel::PoolRows(_) | Kernel::GlobalPool(_) => Family::Pool,
             Kernel::Map(_) => Family::Map,
-            Kernel::Copy | Kernel::Deinterleave { .. } => Family::Copy,
+            Kernel::Copy | Kernel::Deinterleave { .. } | Kernel::RowCopy(_) => Family::Copy,
             Kernel::PadTable | Kernel::Gather | Kernel::ResizeTable => Family::Lookup,
             Kernel::Reduce { .. } | Kernel::ArgReduce | Kernel::Softmax | Kernel::Lrn => {
                 Family::Reduction
@@ -383,6 +419,18 @@ impl Kernel {
             Kernel::Deinterleave { channels } => vec![("c", channels.to_string())],
             Kernel::Reduce { acc } => vec![("acc", acc.name().to_string())],
             Kernel::Map(m) => vec![("expr", m.expr.to_string())],
+            Kernel::RowCopy(r) => {
+                let mut v = vec![("rows", r.rows.to_string()), ("src", r.src_row.to_string())];
+                if r.src_step != 0 {
+                    v.push(("src_step", r.src_step.to_string()));
+                }
+                v.push(("dst", r.dst_row.to_string()));
+                if r.dst_step != 0 {
+                    v.push(("dst_step", r.dst_step.to_string()));
+                }
+                v.push(("fill", r.fill.to_string()));
+                v
+            }
             _ => vec![],
         }
     }

@@ -22,7 +22,7 @@ use crate::tensor::Tensor;
 pub use geometry::{Axis, Window};
 pub use kernel::{
     ConvBlocked, ConvRowTiles, DepthwiseChannelsLast, DepthwiseRows, Epilogue, Family, GlobalPool,
-    Kernel, MapExpr, MapKernel, MapOp, MatMulPacked, Operand, Part, PoolRows,
+    Kernel, MapExpr, MapKernel, MapOp, MatMulPacked, Operand, Part, PoolRows, RowCopy,
 };
 pub use target::{Arch, Codegen, Target};
 
@@ -34,6 +34,10 @@ pub const ARENA_ALIGN: usize = 16;
 pub enum Loc {
     /// Byte offset in the arena.
     Arena(usize),
+    /// Arena storage `k`, not placed yet: programs that passes transform
+    /// refer to storage by number, and placement ([`Program::place`] in
+    /// `nnc-passes`) gives every storage its offset.
+    Temp(usize),
     /// The caller's input `k` (read-only).
     Input(usize),
     /// The caller's output `k`.
@@ -46,6 +50,7 @@ impl std::fmt::Display for Loc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Loc::Arena(o) => write!(f, "arena+{o}"),
+            Loc::Temp(k) => write!(f, "t{k}"),
             Loc::Input(k) => write!(f, "in{k}"),
             Loc::Output(k) => write!(f, "out{k}"),
             Loc::Const(k) => write!(f, "w{k}"),
@@ -63,12 +68,20 @@ pub struct Buffer {
     /// Bytes from the start of the location (0 for whole tensors).
     pub offset: usize,
     pub ty: TensorType,
+    /// Inside a loop, bytes the buffer moves per iteration (iteration `it`
+    /// is at `offset + it * step`); 0 elsewhere.
+    pub step: usize,
 }
 
 impl Buffer {
     /// The whole tensor at `loc`.
     pub fn new(loc: Loc, ty: TensorType) -> Buffer {
-        Buffer { loc, offset: 0, ty }
+        Buffer {
+            loc,
+            offset: 0,
+            ty,
+            step: 0,
+        }
     }
 
     pub fn bytes(&self) -> usize {
@@ -85,17 +98,31 @@ impl Buffer {
 
     /// True when both are the same bytes (location, offset and size).
     pub fn same_place(&self, other: &Buffer) -> bool {
-        self.loc == other.loc && self.offset == other.offset && self.bytes() == other.bytes()
+        self.loc == other.loc
+            && self.offset == other.offset
+            && self.step == other.step
+            && self.bytes() == other.bytes()
+    }
+
+    /// Bytes from the start of the location to the end of the buffer in
+    /// its last iteration (of `count`).
+    pub fn extent(&self, count: usize) -> usize {
+        self.offset + count.saturating_sub(1) * self.step + self.bytes()
     }
 }
 
 impl std::fmt::Display for Buffer {
     /// `arena+512:f32[1,8]`, `in0+64:f32[1,4]`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let step = if self.step > 0 {
+            format!("+{}*it", self.step)
+        } else {
+            String::new()
+        };
         match (self.loc, self.offset) {
-            (Loc::Arena(o), off) => write!(f, "arena+{}:{}", o + off, self.ty),
-            (l, 0) => write!(f, "{l}:{}", self.ty),
-            (l, off) => write!(f, "{l}+{off}:{}", self.ty),
+            (Loc::Arena(o), off) => write!(f, "arena+{}{step}:{}", o + off, self.ty),
+            (l, 0) if step.is_empty() => write!(f, "{l}:{}", self.ty),
+            (l, off) => write!(f, "{l}+{off}{step}:{}", self.ty),
         }
     }
 }
@@ -168,6 +195,24 @@ impl Step {
     }
 }
 
+/// Steps `first .. first + len` run `count` times in a row. Inside a loop
+/// the steps are the same every iteration; only row copies
+/// ([`Kernel::RowCopy`]) read the iteration number, to move along the rows
+/// of a tensor (streamed execution).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Loop {
+    pub first: usize,
+    pub len: usize,
+    pub count: usize,
+}
+
+impl Loop {
+    /// One past the last step of the body.
+    pub fn end(&self) -> usize {
+        self.first + self.len
+    }
+}
+
 /// A named weight.
 #[derive(Clone, Debug)]
 pub struct Weight {
@@ -192,6 +237,55 @@ pub struct PlanStats {
     pub order: String,
     /// Steps computed in place.
     pub in_place_steps: usize,
+    /// The arena before partial execution (equal to `arena_bytes` when no
+    /// chain streams).
+    pub unpartitioned_bytes: usize,
+    /// The chains that run streamed, in the order the search chose them.
+    pub chains: Vec<ChainStat>,
+    /// Every live piece of arena storage, by first step: what the memory
+    /// picture draws and what a missed budget names.
+    pub buffers: Vec<PlacedBuffer>,
+}
+
+/// A piece of arena storage holding one value over a range of steps.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PlacedBuffer {
+    /// Which storage (several values may share one in turn).
+    pub storage: usize,
+    pub offset: usize,
+    pub bytes: usize,
+    /// First and last step it is live at (inclusive).
+    pub first: usize,
+    pub last: usize,
+    /// The source name of the step that starts it.
+    pub name: String,
+}
+
+impl PlanStats {
+    /// The buffers live while step `s` runs, largest first.
+    pub fn live_at(&self, s: usize) -> Vec<&PlacedBuffer> {
+        let mut v: Vec<&PlacedBuffer> = self
+            .buffers
+            .iter()
+            .filter(|b| b.first <= s && s <= b.last)
+            .collect();
+        v.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.offset.cmp(&b.offset)));
+        v
+    }
+}
+
+/// One chain of steps that runs streamed (row by row).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChainStat {
+    /// The ops and source names of its steps, first to last.
+    pub ops: Vec<String>,
+    pub names: Vec<String>,
+    /// Its output overwrites a dying input.
+    pub in_place: bool,
+    /// Bytes its row copies move per inference.
+    pub copied_bytes: usize,
+    /// The arena after streaming it.
+    pub arena_after: usize,
 }
 
 /// A model lowered for code generation.
@@ -206,6 +300,8 @@ pub struct Program {
     pub outputs: Vec<(String, TensorType)>,
     pub weights: Vec<Weight>,
     pub steps: Vec<Step>,
+    /// Loops over step ranges (sorted, not nested, not overlapping).
+    pub loops: Vec<Loop>,
     /// Arena size in bytes (a multiple of [`ARENA_ALIGN`]).
     pub arena_bytes: usize,
     pub stats: PlanStats,
@@ -247,7 +343,13 @@ impl Program {
     /// parts are consistent, and a step's inputs and outputs either
     /// coincide or do not overlap. Collects every problem.
     pub fn verify(&self) -> crate::Result<()> {
-        verify::verify(self)
+        verify::verify(self, true)
+    }
+
+    /// [`Program::verify`] for a program whose arena storage is not placed
+    /// yet ([`Loc::Temp`]), as transforms see it.
+    pub fn verify_unplaced(&self) -> crate::Result<()> {
+        verify::verify(self, false)
     }
 
     /// The plan as text (`nnc dump --plan`): every step with its buffers,
@@ -264,6 +366,31 @@ impl Program {
             self.weight_bytes(),
             self.stats.order
         );
+        if !self.stats.chains.is_empty() {
+            let _ = writeln!(
+                s,
+                "  partial execution: arena {} bytes before, {} streamed chain(s), {} bytes of row copies",
+                self.stats.unpartitioned_bytes,
+                self.stats.chains.len(),
+                self.stats
+                    .chains
+                    .iter()
+                    .map(|c| c.copied_bytes)
+                    .sum::<usize>()
+            );
+            for c in &self.stats.chains {
+                let _ = writeln!(
+                    s,
+                    "    stream {} ({} steps{}): `{}` .. `{}`, arena then {} bytes",
+                    c.ops.join(" > "),
+                    c.ops.len(),
+                    if c.in_place { ", in place" } else { "" },
+                    c.names.first().map(String::as_str).unwrap_or(""),
+                    c.names.last().map(String::as_str).unwrap_or(""),
+                    c.arena_after
+                );
+            }
+        }
         for (i, (n, t)) in self.inputs.iter().enumerate() {
             let _ = writeln!(s, "  in{i} {t}  \"{n}\"");
         }
@@ -271,9 +398,26 @@ impl Program {
             let _ = writeln!(s, "  out{i} {t}  \"{n}\"");
         }
         for (i, st) in self.steps.iter().enumerate() {
-            let _ = writeln!(s, "  {}", self.step_line(i, st));
+            if let Some(l) = self.loops.iter().find(|l| l.first == i) {
+                let _ = writeln!(s, "  loop x{} {{", l.count);
+            }
+            let inside = self.loop_of(i).is_some();
+            let _ = writeln!(
+                s,
+                "  {}{}",
+                if inside { "  " } else { "" },
+                self.step_line(i, st)
+            );
+            if self.loops.iter().any(|l| l.end() == i + 1) {
+                let _ = writeln!(s, "  }}");
+            }
         }
         s
+    }
+
+    /// The loop whose body holds step `i`.
+    pub fn loop_of(&self, i: usize) -> Option<&Loop> {
+        self.loops.iter().find(|l| l.first <= i && i < l.end())
     }
 
     /// One step of [`Program::dump`].

@@ -6,8 +6,9 @@ use super::{Buffer, Family, Kernel, Loc, Program, Step};
 use crate::error::{IrError, Result};
 use crate::op::Op;
 
-pub(super) fn verify(p: &Program) -> Result<()> {
+pub(super) fn verify(p: &Program, placed: bool) -> Result<()> {
     let mut errs = Vec::new();
+    check_loops(p, &mut errs);
     if !p.arena_bytes.is_multiple_of(super::ARENA_ALIGN) {
         errs.push(format!(
             "arena size {} is not a multiple of {}",
@@ -17,11 +18,44 @@ pub(super) fn verify(p: &Program) -> Result<()> {
     }
     for (i, st) in p.steps.iter().enumerate() {
         let what = format!("step {i} ({} `{}`)", st.op.name(), st.name);
+        let count = p.loop_of(i).map_or(1, |l| l.count);
         for (k, b) in st.inputs.iter().enumerate() {
-            check_loc(p, b, &format!("{what}: input {k}"), false, &mut errs);
+            check_loc(
+                p,
+                b,
+                count,
+                &format!("{what}: input {k}"),
+                false,
+                placed,
+                &mut errs,
+            );
         }
         for (k, b) in st.outputs.iter().enumerate() {
-            check_loc(p, b, &format!("{what}: output {k}"), true, &mut errs);
+            check_loc(
+                p,
+                b,
+                count,
+                &format!("{what}: output {k}"),
+                true,
+                placed,
+                &mut errs,
+            );
+        }
+        for b in st.inputs.iter().chain(&st.outputs) {
+            if b.step > 0 && (p.loop_of(i).is_none() || matches!(b.loc, Loc::Const(_))) {
+                errs.push(format!(
+                    "{what}: {b} moves per iteration but {}",
+                    if matches!(b.loc, Loc::Const(_)) {
+                        "is a weight"
+                    } else {
+                        "is not in a loop"
+                    }
+                ));
+            }
+        }
+        if let Kernel::RowCopy(r) = &st.kernel {
+            let count = p.loop_of(i).map_or(1, |l| l.count);
+            check_row_copy(st, r, count, &what, &mut errs);
         }
         if !kernel_fits_op(&st.kernel, &st.op) {
             errs.push(format!(
@@ -33,7 +67,7 @@ pub(super) fn verify(p: &Program) -> Result<()> {
         check_epilogue(st, &what, &mut errs);
         check_part(st, &what, &mut errs);
         if !st.in_place {
-            check_disjoint(st, &what, &mut errs);
+            check_disjoint(st, count, &what, &mut errs);
         }
     }
     if errs.is_empty() {
@@ -43,9 +77,84 @@ pub(super) fn verify(p: &Program) -> Result<()> {
     }
 }
 
-fn check_loc(p: &Program, b: &Buffer, what: &str, output: bool, errs: &mut Vec<String>) {
-    // What must fit the location: the buffer's end.
-    let bytes = b.offset + b.bytes();
+fn check_loops(p: &Program, errs: &mut Vec<String>) {
+    let mut end = 0;
+    for l in &p.loops {
+        if l.len == 0 || l.count == 0 {
+            errs.push(format!(
+                "loop at step {} runs {} steps {} times",
+                l.first, l.len, l.count
+            ));
+        }
+        if l.first < end {
+            errs.push(format!(
+                "loop at step {} overlaps the loop before it",
+                l.first
+            ));
+        }
+        if l.end() > p.steps.len() {
+            errs.push(format!(
+                "loop at step {} ends after the last step ({} steps)",
+                l.first,
+                p.steps.len()
+            ));
+        }
+        end = l.end();
+    }
+}
+
+/// A row copy's tensors agree on channels and row size, and every
+/// destination row of every iteration exists.
+fn check_row_copy(st: &Step, r: &super::RowCopy, count: usize, what: &str, errs: &mut Vec<String>) {
+    let (Some(src), Some(dst)) = (st.inputs.first(), st.outputs.first()) else {
+        errs.push(format!("{what}: a row copy has one input and one output"));
+        return;
+    };
+    let (s, d) = (&src.ty, &dst.ty);
+    let row = |t: &crate::TensorType| t.dims[3..].iter().product::<usize>();
+    if s.rank() < 3 || d.rank() < 3 || s.dims[0] != 1 || d.dims[0] != 1 {
+        errs.push(format!(
+            "{what}: row copies move rows of batch-1 tensors, not {s} to {d}"
+        ));
+        return;
+    }
+    if s.dims[1] != d.dims[1] || row(s) != row(d) || s.dtype != d.dtype {
+        errs.push(format!(
+            "{what}: {s} and {d} differ in channels, row size or type"
+        ));
+    }
+    if r.rows == 0 {
+        return;
+    }
+    let last = r.dst(count - 1, r.rows - 1);
+    if last >= d.dims[2] {
+        errs.push(format!(
+            "{what}: destination row {last} is outside {d} (iteration {})",
+            count - 1
+        ));
+    }
+    if st.in_place || src.same_place(dst) {
+        // Within one tensor only upward, in lock step.
+        if r.src_step != r.dst_step as i64 || r.src_row < r.dst_row as i64 {
+            errs.push(format!(
+                "{what}: an in-place row copy must move rows up (source {} step {}, destination {} step {})",
+                r.src_row, r.src_step, r.dst_row, r.dst_step
+            ));
+        }
+    }
+}
+
+fn check_loc(
+    p: &Program,
+    b: &Buffer,
+    count: usize,
+    what: &str,
+    output: bool,
+    placed: bool,
+    errs: &mut Vec<String>,
+) {
+    // What must fit the location: the buffer's end in its last iteration.
+    let bytes = b.extent(count);
     if !b.offset.is_multiple_of(b.ty.dtype.size().max(1)) {
         errs.push(format!(
             "{what}: offset {} is not a multiple of the {} element size",
@@ -53,12 +162,17 @@ fn check_loc(p: &Program, b: &Buffer, what: &str, output: bool, errs: &mut Vec<S
         ));
     }
     match b.loc {
+        Loc::Temp(k) => {
+            if placed {
+                errs.push(format!("{what}: storage t{k} was never placed"));
+            }
+        }
         Loc::Arena(o) => {
             if o + bytes > p.arena_bytes {
                 errs.push(format!(
-                    "{what}: {} bytes at arena+{} overrun the {}-byte arena",
+                    "{what}: {} bytes at arena+{} (last iteration) overrun the {}-byte arena",
                     b.bytes(),
-                    o + b.offset,
+                    o + bytes - b.bytes(),
                     p.arena_bytes
                 ));
             }
@@ -115,6 +229,7 @@ fn kernel_fits_op(k: &Kernel, op: &Op) -> bool {
         ),
         Family::Copy => match k {
             Kernel::Deinterleave { .. } => matches!(op, Op::Transpose(_)),
+            Kernel::RowCopy(_) => matches!(op, Op::Identity),
             _ => matches!(
                 op,
                 Op::Identity
@@ -286,20 +401,57 @@ fn check_part(st: &Step, what: &str, errs: &mut Vec<String>) {
 
 /// A step that is not in place must not read what it writes: its buffers
 /// either coincide or do not overlap (the C kernels use `restrict`).
-fn check_disjoint(st: &Step, what: &str, errs: &mut Vec<String>) {
+fn check_disjoint(st: &Step, count: usize, what: &str, errs: &mut Vec<String>) {
+    // (storage, start, step): the arena, or one unplaced storage.
+    let start = |b: &Buffer| -> Option<(Option<usize>, i64)> {
+        match b.loc {
+            Loc::Temp(k) => Some((Some(k), b.offset as i64)),
+            Loc::Arena(o) => Some((None, (o + b.offset) as i64)),
+            _ => None,
+        }
+    };
     for o in &st.outputs {
-        let Some((o0, o1)) = o.arena_range() else {
+        let Some((os, o0)) = start(o) else {
             continue;
         };
         for (k, i) in st.inputs.iter().enumerate() {
-            if let Some((i0, i1)) = i.arena_range()
-                && i0 < o1
-                && o0 < i1
+            if let Some((is, i0)) = start(i)
+                && is == os
+                && overlap_in_loop(
+                    (i0, i.step as i64, i.bytes() as i64),
+                    (o0, o.step as i64, o.bytes() as i64),
+                    count,
+                )
             {
                 errs.push(format!(
-                    "{what}: input {k} [{i0}, {i1}) overlaps the output [{o0}, {o1}) but the step is not in place"
+                    "{what}: input {k} {i} overlaps the output {o} but the step is not in place"
                 ));
             }
         }
     }
+}
+
+/// Do two byte ranges `[start + it * step, + len)` intersect in some
+/// iteration `it < count`?
+fn overlap_in_loop(a: (i64, i64, i64), b: (i64, i64, i64), count: usize) -> bool {
+    if a.2 == 0 || b.2 == 0 || count == 0 {
+        return false;
+    }
+    // a_start(it) < b_end(it) and b_start(it) < a_end(it): each is
+    // `c + d * it > 0`, true on a half-line of iterations.
+    let (mut lo, mut hi) = (0i64, count as i64 - 1);
+    for (c, d) in [(b.0 + b.2 - a.0, b.1 - a.1), (a.0 + a.2 - b.0, a.1 - b.1)] {
+        if d == 0 {
+            if c <= 0 {
+                return false;
+            }
+        } else if d > 0 {
+            // it > -c / d
+            lo = lo.max((-c).div_euclid(d) + 1);
+        } else {
+            // it < c / -d
+            hi = hi.min((c - 1).div_euclid(-d));
+        }
+    }
+    lo <= hi
 }

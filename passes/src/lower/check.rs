@@ -197,6 +197,10 @@ pub fn check(k: &Kernel, cx: &StepCx) -> Result<(), String> {
             ),
             "needs a data movement op",
         ),
+        Kernel::RowCopy(_) => need(
+            matches!(cx.op, Op::Identity),
+            "row copies are made by streamed execution, not selected",
+        ),
         Kernel::Deinterleave { channels } => {
             let Op::Transpose(t) = cx.op else {
                 return Err("needs a transpose".into());
@@ -320,8 +324,8 @@ fn defaults(name: &str, cx: &StepCx) -> Result<Kernel, String> {
         "pool_direct" => Kernel::PoolDirect,
         "pool_rows" => Kernel::PoolRows(PoolRows { width: 12 }),
         "global_pool" => Kernel::GlobalPool(GlobalPool { partials: 1 }),
-        "map" | "copy" | "pad_table" | "gather" | "resize_table" | "reduce" | "arg_reduce"
-        | "softmax" | "lrn" => {
+        "map" | "copy" | "row_copy" | "pad_table" | "gather" | "resize_table" | "reduce"
+        | "arg_reduce" | "softmax" | "lrn" => {
             return Err(format!(
                 "{name} cannot compute this step (its kernel is {})",
                 chosen.name()

@@ -13,9 +13,13 @@
 //! (channel split) transform what lowering produces.
 
 mod check;
+pub mod concat;
+pub mod inplace;
+pub mod partition;
 pub mod plan;
 pub mod select;
 pub mod split;
+pub mod stream;
 
 use std::fmt;
 
@@ -156,6 +160,8 @@ pub struct LowerOptions {
     pub target: Target,
     /// Kernels forced onto steps (later choices win where several match).
     pub kernels: Vec<KernelChoice>,
+    /// How hard to work on the arena (partial execution).
+    pub memory: partition::MemoryGoal,
 }
 
 /// Lowers an optimized graph to a program for `opts.target`.
@@ -230,6 +236,14 @@ pub fn lower(g: &Graph, opts: &LowerOptions) -> Result<Program> {
             outs,
             target: &opts.target,
         };
+        if matches!(op, Op::ConvInteger(_) | Op::MatMulInteger | Op::Rescale) {
+            errs.push(format!(
+                "step {i} ({} `{name}`): the C and native backends have no kernel for ONNX's \
+                 integer ops; at -O1 and above the QOperator rules turn them into qconv / qgemm",
+                op.name()
+            ));
+            continue;
+        }
         let mut kernel = select::select(&cx);
         for (c, u) in opts.kernels.iter().zip(used.iter_mut()) {
             if c.matches(i, &op, &name) {
@@ -276,7 +290,6 @@ pub fn lower(g: &Graph, opts: &LowerOptions) -> Result<Program> {
             msg: errs.join("; "),
         });
     }
-    let peak_step = plan::peak(&best.live);
     let p = Program {
         name: opts.name.clone(),
         target: opts.target.clone(),
@@ -289,18 +302,31 @@ pub fn lower(g: &Graph, opts: &LowerOptions) -> Result<Program> {
             .map(|o| (o.name.clone(), g.value_type(o.value).clone()))
             .collect(),
         weights,
-        arena_bytes: best.arena,
+        arena_bytes: 0,
         stats: PlanStats {
             naive_bytes: sched.naive_bytes,
             greedy_bytes: sched.greedy_bytes,
-            arena_bytes: best.arena,
-            live_bytes: best.live,
-            peak_step,
             order: best.order.to_string(),
-            in_place_steps: best.in_place,
+            ..Default::default()
         },
         steps,
+        loops: vec![],
     };
+    p.verify_unplaced()?;
+    let (mut p, report) = partition::partition(p, opts.memory)?;
+    p.stats.unpartitioned_bytes = report.arena_before;
+    p.stats.chains = report
+        .chains
+        .into_iter()
+        .map(|c| nnc_ir::program::ChainStat {
+            ops: c.ops,
+            names: c.names,
+            in_place: c.streamed.in_place,
+            copied_bytes: c.streamed.copied_bytes,
+            arena_after: c.arena_after,
+        })
+        .collect();
+    plan::place_program(&mut p);
     p.verify()?;
     Ok(p)
 }

@@ -135,6 +135,10 @@ pub(super) fn fixed(cx: &StepCx) -> Option<Kernel> {
         | Op::Pool(_)
         | Op::GlobalPool(_)
         | Op::Transpose(_)
+        // ONNX's integer ops have no kernel (lowering reports them).
+        | Op::ConvInteger(_)
+        | Op::MatMulInteger
+        | Op::Rescale
         | Op::Input
         | Op::Const(_) => return None,
     })

@@ -33,13 +33,13 @@ fn fail(msg: String) -> PassError {
 }
 
 /// `n` split into `k` near-equal consecutive ranges.
-fn ranges(n: usize, k: usize) -> Vec<(usize, usize)> {
+pub(super) fn ranges(n: usize, k: usize) -> Vec<(usize, usize)> {
     let k = k.clamp(1, n.max(1));
     (0..k).map(|i| (i * n / k, (i + 1) * n / k)).collect()
 }
 
 /// Channels `[a, b)` of a batch-1 tensor buffer as a buffer of its own.
-fn channel_slice(b: &Buffer, a: usize, e: usize) -> Buffer {
+pub(super) fn channel_slice(b: &Buffer, a: usize, e: usize) -> Buffer {
     let plane: usize = b.ty.dims[2..].iter().product();
     let mut dims = b.ty.dims.clone();
     dims[1] = e - a;
@@ -47,11 +47,12 @@ fn channel_slice(b: &Buffer, a: usize, e: usize) -> Buffer {
         loc: b.loc,
         offset: b.offset + a * plane * b.ty.dtype.size(),
         ty: TensorType::new(b.ty.dtype, dims),
+        step: b.step,
     }
 }
 
 /// Rows `[a, b)` of a weight or bias buffer (its first dim) as a buffer.
-fn row_slice(b: &Buffer, a: usize, e: usize) -> Buffer {
+pub(super) fn row_slice(b: &Buffer, a: usize, e: usize) -> Buffer {
     let row: usize = b.ty.dims[1..].iter().product();
     let mut dims = b.ty.dims.clone();
     dims[0] = e - a;
@@ -59,6 +60,7 @@ fn row_slice(b: &Buffer, a: usize, e: usize) -> Buffer {
         loc: b.loc,
         offset: b.offset + a * row * b.ty.dtype.size(),
         ty: TensorType::new(b.ty.dtype, dims),
+        step: b.step,
     }
 }
 

@@ -76,6 +76,7 @@ fn main() {
             name: "bench".into(),
             target: target.clone(),
             kernels: vec![],
+            memory: Default::default(),
         };
         let (lower_ms, p) = time(runs, || lower(&g, &opts).expect("lowers"));
         let (verify_ms, _) = time(runs, || p.verify().expect("verifies"));

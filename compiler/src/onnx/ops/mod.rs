@@ -5,6 +5,7 @@
 
 mod elementwise;
 mod nn;
+mod quantized;
 mod shape;
 mod tensors;
 
@@ -122,20 +123,55 @@ pub const SUPPORTED: &[&str] = &[
     // quantization
     "QuantizeLinear",
     "DequantizeLinear",
+    "QLinearConv",
+    "QLinearMatMul",
+    "ConvInteger",
+    "MatMulInteger",
 ];
 
-/// `None` when the op is supported, else why not.
-pub fn check_supported(op_type: &str) -> Option<String> {
-    if SUPPORTED.contains(&op_type) {
+/// The `com.microsoft` operators the importer converts (onnxruntime's
+/// quantized operators).
+pub use quantized::CONTRIB;
+
+/// The domain of onnxruntime's operators.
+pub const MS_DOMAIN: &str = "com.microsoft";
+
+/// `None` when the op of a default-domain (`domain` empty) or
+/// `com.microsoft` node is supported, else why not.
+pub fn check_supported(domain: &str, op_type: &str) -> Option<String> {
+    let known = if domain == MS_DOMAIN {
+        CONTRIB
+    } else {
+        SUPPORTED
+    };
+    if known.contains(&op_type) {
         None
     } else {
         Some("not supported by nnc".into())
     }
 }
 
+/// True for the domains of [`check_supported`].
+pub fn is_known_domain(domain: &str) -> bool {
+    domain.is_empty() || domain == "ai.onnx" || domain == MS_DOMAIN
+}
+
 /// Converts one node; returns one value per ONNX output that nnc produces.
 pub fn convert(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {
     let op = cx.node.op_type.clone();
+    if cx.node.domain == MS_DOMAIN {
+        return quantized::convert_contrib(cx, &op);
+    }
+    convert_as(cx, &op)
+}
+
+/// Converts the node as the default-domain operator `op` (which may differ
+/// from its own type: onnxruntime's quantized operators wrap float ones).
+pub(crate) fn convert_as(cx: &mut Ctx<'_>, op: &str) -> Result<Vec<Value>> {
+    let op = op.to_string();
+    if let Some(r) = quantized::convert(cx, &op) {
+        return r;
+    }
     if let Some(r) = elementwise::convert(cx, &op) {
         return r;
     }

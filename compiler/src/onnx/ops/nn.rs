@@ -115,8 +115,14 @@ struct ConvCommon {
 }
 
 fn conv_common(cx: &mut Ctx<'_>) -> Result<ConvCommon> {
-    let x = cx.input(0)?;
-    let w = cx.input(1)?;
+    conv_common_at(cx, 0, 1)
+}
+
+/// [`conv_common`] for an op whose input and weight are inputs `xi` and
+/// `wi` (QLinearConv has scales and zero points between them).
+fn conv_common_at(cx: &mut Ctx<'_>, xi: usize, wi: usize) -> Result<ConvCommon> {
+    let x = cx.input(xi)?;
+    let w = cx.input(wi)?;
     let (tx, tw) = (cx.ty(x), cx.ty(w));
     if tx.rank() < 3 || tw.rank() != tx.rank() {
         return cx.err(format!(
@@ -152,7 +158,18 @@ fn add_with_bias(cx: &mut Ctx<'_>, op: Op, x: Value, w: Value) -> Result<Vec<Val
 }
 
 fn conv(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {
-    let c = conv_common(cx)?;
+    let (x, w, a) = conv_geometry(cx, 0, 1)?;
+    add_with_bias(cx, Op::Conv(a), x, w)
+}
+
+/// The input, weight and geometry of a Conv-like node (Conv, ConvInteger,
+/// QLinearConv) whose input and weight are inputs `xi` and `wi`.
+pub(super) fn conv_geometry(
+    cx: &mut Ctx<'_>,
+    xi: usize,
+    wi: usize,
+) -> Result<(Value, Value, ConvAttrs)> {
+    let c = conv_common_at(cx, xi, wi)?;
     if let Some(k) = cx.ints("kernel_shape")?
         && to_usizes(cx, &k, "kernel_shape")? != c.kernel
     {
@@ -169,7 +186,7 @@ fn conv(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {
         group: c.group,
         act: None,
     };
-    add_with_bias(cx, Op::Conv(a), c.x, c.w)
+    Ok((c.x, c.w, a))
 }
 
 fn conv_transpose(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {

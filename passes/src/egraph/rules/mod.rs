@@ -8,6 +8,7 @@ pub mod cleanup;
 pub mod fusion;
 pub mod layout;
 pub mod pad;
+pub mod qoperator;
 pub mod quant;
 
 use std::sync::Arc;
@@ -36,7 +37,8 @@ pub enum Group {
     Fusion,
     /// Pad folded into conv and pooling.
     Pad,
-    /// QDQ patterns to integer ops.
+    /// QDQ patterns and the QOperator form (ONNX integer products and
+    /// float rescaling) to integer ops.
     Quant,
 }
 
@@ -61,7 +63,11 @@ pub fn rules(groups: &[Group]) -> Vec<Rw> {
             Group::BatchNorm => batchnorm::rules(),
             Group::Fusion => fusion::rules(),
             Group::Pad => pad::rules(),
-            Group::Quant => quant::rules(),
+            Group::Quant => {
+                let mut v = quant::rules();
+                v.extend(qoperator::rules());
+                v
+            }
         });
     }
     v

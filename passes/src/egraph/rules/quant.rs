@@ -16,7 +16,7 @@ use nnc_ir::op::{
     ConvAttrs, PoolKind, QBinaryAttrs, QBinaryKind, QConvAttrs, QGemmAttrs, QParams, QSoftmaxAttrs,
     RequantAttrs, UnaryOp,
 };
-use nnc_ir::{DType, Op, Tensor};
+use nnc_ir::{DType, Op, Tensor, TensorType};
 
 use super::super::lang::TLang;
 use super::{B, Build, Rw};
@@ -171,6 +171,29 @@ pub fn rules() -> Vec<Rw> {
             .unwrap(),
         );
     }
+    // The same ops before a per-tensor quantize (a float model input that
+    // is transposed or reshaped, then quantized): quantize first.
+    for op in [
+        "reshape",
+        "transpose",
+        "slice",
+        "max_pool",
+        "global_max_pool",
+    ] {
+        v.push(
+            egg::Rewrite::new(
+                format!("{op}-quantize"),
+                format!("(quantize ?qa ({op} ?oa ?x) ?s ?z)")
+                    .parse::<Pattern<_>>()
+                    .unwrap(),
+                Build(move |b: &mut B<'_>, c| quantize_first(b, c, op)),
+            )
+            .unwrap(),
+        );
+    }
+    v.push(rw!("qdq-concat2";
+        "(quantize ?qa (concat ?oa (dequantize ?da ?x ?as ?az) (dequantize ?db ?y ?bs ?bz)) ?s ?z)" =>
+        { Build(qconcat2) }));
     v.push(rw!("dequantize-concat2";
         "(concat ?oa (dequantize ?da ?x ?s ?z) (dequantize ?db ?y ?s ?z))" =>
         { Build(concat2) }));
@@ -190,6 +213,41 @@ fn concat2(b: &mut B<'_>, _class: Id) -> Option<Id> {
     let dq = b.op_at("dequantize", "?da")?;
     let (s, z) = (b.id("?s"), b.id("?z"));
     b.add(&dq, &[joined, s, z])
+}
+
+/// Two dequantized inputs with their own parameters concatenated and
+/// quantized (onnxruntime's QLinearConcat): each input requantized to the
+/// output's parameters (one rounding, as in the float form), then joined.
+fn qconcat2(b: &mut B<'_>, _class: Id) -> Option<Id> {
+    let out = quantize_to(b)?;
+    let (sy, zy) = scalar_q(b, "?s", "?z")?;
+    let (lo, hi) = clamp_range(None, out, sy, zy)?;
+    let mut parts = Vec::new();
+    for (v, s, z) in [("?x", "?as", "?az"), ("?y", "?bs", "?bz")] {
+        let x = b.id(v);
+        let xd = q8(b, x)?;
+        let (sx, zx) = scalar_q(b, s, z)?;
+        if sx == sy && zx == zy && xd == out {
+            parts.push(x);
+            continue;
+        }
+        let (mult, shift) = checked_multiplier(sx as f64 / sy as f64)?;
+        let rq = Op::Requant(RequantAttrs {
+            q: QParams {
+                x_zp: zx,
+                w_zp: 0,
+                y_zp: zy,
+                lo,
+                hi,
+                out,
+            },
+            mult,
+            shift,
+        });
+        parts.push(b.add(&rq, &[x])?);
+    }
+    let op = b.op_at("concat", "?oa")?;
+    b.add(&op, &parts)
 }
 
 /// A per-tensor quantization: the scale and zero point of a dequantize or
@@ -245,10 +303,20 @@ fn clamp_range(act: Option<&UnaryOp>, out: DType, s: f32, zp: i32) -> Option<(i3
 }
 
 /// Per-channel weight scales (and zero points, which must be one value).
-fn weight_q(b: &B<'_>, channels: usize) -> Option<(Vec<f32>, i32)> {
+/// Per-channel scales must run along `axis`, the weight's output-channel
+/// axis (a square matrix would otherwise pass with scales per input row).
+fn weight_q(b: &mut B<'_>, channels: usize, axis: usize) -> Option<(Vec<f32>, i32)> {
     let st = b.value(b.id("?ws"))?;
     if st.dtype() != DType::F32 || (st.len() != 1 && st.len() != channels) {
         return None;
+    }
+    if st.len() != 1 {
+        let Op::Dequantize(d) = b.op_at("dequantize", "?wa")? else {
+            return None;
+        };
+        if d.axis != axis {
+            return None;
+        }
     }
     let s: Vec<f32> = st.to_f64().iter().map(|&v| v as f32).collect();
     if s.iter().any(|&v| v <= 0.0 || !v.is_finite()) {
@@ -329,7 +397,7 @@ fn int_bias(b: &mut B<'_>, bias: Id, sx: f32, sw: &[f32], n: usize) -> Option<Ve
 
 /// Multipliers and shifts for real scales, as i32 tensors (one element when
 /// every channel shares it).
-fn requant_consts(b: &mut B<'_>, reals: &[f64]) -> Option<(Id, Id)> {
+pub(super) fn requant_consts(b: &mut B<'_>, reals: &[f64]) -> Option<(Id, Id)> {
     let q: Vec<(i32, i32)> = reals
         .iter()
         .map(|&r| checked_multiplier(r))
@@ -356,7 +424,7 @@ fn qconv(b: &mut B<'_>, class: Id) -> Option<Id> {
     let (sx, zx) = scalar_q(b, "?xs", "?xz")?;
     let (sy, zy) = scalar_q(b, "?ys", "?yz")?;
     let m = b.ty(class)?.dims[1];
-    let (sw, zw) = weight_q(b, m)?;
+    let (sw, zw) = weight_q(b, m, 0)?;
     let (lo, hi) = clamp_range(ca.act.as_ref(), out, sy, zy)?;
     let bias_v = int_bias(b, bias, sx, &sw, m)?;
     // TFLite: double(input_scale) * double(filter_scale) / double(output_scale).
@@ -393,7 +461,7 @@ fn qmatrix(b: &mut B<'_>, trans_b: bool, bias: Option<Id>, act: Option<&UnaryOp>
     let n = if trans_b { wt.dims[0] } else { wt.dims[1] };
     let (sx, zx) = scalar_q(b, "?xs", "?xz")?;
     let (sy, zy) = scalar_q(b, "?ys", "?yz")?;
-    let (sw, zw) = weight_q(b, n)?;
+    let (sw, zw) = weight_q(b, n, if trans_b { 0 } else { 1 })?;
     let (lo, hi) = clamp_range(act, out, sy, zy)?;
     let bias_v = match bias {
         Some(bid) => int_bias(b, bid, sx, &sw, n)?,
@@ -546,11 +614,17 @@ fn qpool(b: &mut B<'_>, _class: Id, name: &str) -> Option<Id> {
     }
     let (sx, zx) = scalar_q(b, "?xs", "?xz")?;
     let (sy, zy) = scalar_q(b, "?ys", "?yz")?;
-    let pooled = b.add(&op, &[x])?;
     if sx == sy && zx == zy && xd == out {
-        return Some(pooled);
+        return b.add(&op, &[x]);
     }
     let (lo, hi) = clamp_range(None, out, sy, zy)?;
+    // New output parameters: the window sum requantized once, as a
+    // depthwise convolution with unit weights (averaging first and
+    // requantizing the average would round twice).
+    if let Some(conv) = pool_as_qconv(b, x, &op, sx, zx, sy, zy, out) {
+        return Some(conv);
+    }
+    let pooled = b.add(&op, &[x])?;
     let (mult, shift) = checked_multiplier(sx as f64 / sy as f64)?;
     let rq = Op::Requant(RequantAttrs {
         q: QParams {
@@ -567,6 +641,86 @@ fn qpool(b: &mut B<'_>, _class: Id, name: &str) -> Option<Id> {
     b.add(&rq, &[pooled])
 }
 
+/// Average pooling of `x` (parameters `sx`, `zx`) requantized to (`sy`,
+/// `zy`) as one integer depthwise convolution: weights 1, multiplier `sx /
+/// (count * sy)`. Only when every window has the same count: no padding,
+/// or padding counted in the divisor (it reads as the zero point, which
+/// adds nothing), and no ceil-mode overhang.
+fn pool_as_qconv(
+    b: &mut B<'_>,
+    x: Id,
+    op: &Op,
+    sx: f32,
+    zx: i32,
+    sy: f32,
+    zy: i32,
+    out: DType,
+) -> Option<Id> {
+    let xt = b.ty(x)?;
+    if xt.rank() < 3 {
+        return None;
+    }
+    let c = xt.dims[1];
+    let n = xt.rank() - 2;
+    let conv = match op {
+        Op::Pool(p) if p.kind == PoolKind::Avg => {
+            if p.pads.iter().any(|&v| v > 0) && !p.count_include_pad {
+                return None;
+            }
+            ConvAttrs {
+                strides: p.strides.clone(),
+                pads: p.pads.clone(),
+                dilations: p.dilations.clone(),
+                group: c,
+                act: None,
+            }
+        }
+        Op::GlobalPool(g) if g.kind == PoolKind::Avg => ConvAttrs {
+            group: c,
+            ..ConvAttrs::new(n)
+        },
+        _ => return None,
+    };
+    let kernel: Vec<usize> = match op {
+        Op::Pool(p) => p.kernel.clone(),
+        _ => xt.dims[2..].to_vec(),
+    };
+    let count: usize = kernel.iter().product();
+    let mut dims = vec![c, 1];
+    dims.extend(&kernel);
+    let ones = Tensor::from_i64(DType::I8, dims, vec![1; c * count]).ok()?;
+    let w = b.konst(ones);
+    let bias = b.konst(Tensor::from_i64(DType::I32, vec![c], vec![0; c]).ok()?);
+    let (mi, si) = requant_consts(b, &[sx as f64 / (count as f64 * sy as f64)])?;
+    let (lo, hi) = out.int_range()?;
+    let q = Op::QConv(QConvAttrs {
+        conv,
+        q: QParams {
+            x_zp: zx,
+            w_zp: 0,
+            y_zp: zy,
+            lo: lo as i32,
+            hi: hi as i32,
+            out,
+        },
+    });
+    // The convolution must cover the pooling's windows exactly (ceil mode
+    // can add a partial window).
+    let pooled = op.infer(&[&xt]).ok()?.remove(0);
+    let tys: Vec<TensorType> = [w, bias, mi, si]
+        .iter()
+        .map(|&i| b.ty(i))
+        .collect::<Option<_>>()?;
+    let conv_out = q
+        .infer(&[&xt, &tys[0], &tys[1], &tys[2], &tys[3]])
+        .ok()?
+        .remove(0);
+    if conv_out.dims != pooled.dims {
+        return None;
+    }
+    b.add(&q, &[x, w, bias, mi, si])
+}
+
 fn qsoftmax(b: &mut B<'_>, _class: Id) -> Option<Id> {
     let x = b.id("?x");
     q8(b, x)?;
@@ -581,10 +735,7 @@ fn qsoftmax(b: &mut B<'_>, _class: Id) -> Option<Id> {
     let (sy, zy) = scalar_q(b, "?ys", "?yz")?;
     // TFLite's integer softmax writes probabilities in units of 1/256 from
     // the type's minimum.
-    let (lo, _) = out.int_range()?;
-    if sy != 1.0 / 256.0 || zy as i64 != lo {
-        return None;
-    }
+    let (lo, hi) = out.int_range()?;
     let (mult, shift, diff_min) = softmax_params(sx as f64, 1.0);
     let op = Op::QSoftmax(QSoftmaxAttrs {
         axis: sa.axis,
@@ -593,7 +744,27 @@ fn qsoftmax(b: &mut B<'_>, _class: Id) -> Option<Id> {
         diff_min,
         out,
     });
-    b.add(&op, &[x])
+    let probs = b.add(&op, &[x])?;
+    if sy == 1.0 / 256.0 && zy as i64 == lo {
+        return Some(probs);
+    }
+    // Other output parameters (onnxruntime's QDQ softmax has scale 1/255):
+    // requantize the 1/256 probabilities. The second rounding costs at most
+    // one unit (a probability of 1 saturates at 255/256 and becomes 254/255).
+    let (rm, rs) = checked_multiplier((1.0f64 / 256.0) / sy as f64)?;
+    let rq = Op::Requant(RequantAttrs {
+        q: QParams {
+            x_zp: lo as i32,
+            w_zp: 0,
+            y_zp: zy,
+            lo: lo as i32,
+            hi: hi as i32,
+            out,
+        },
+        mult: rm,
+        shift: rs,
+    });
+    b.add(&rq, &[probs])
 }
 
 /// Any unary function between a dequantize and a quantize: a table of its
@@ -634,6 +805,21 @@ fn lut(b: &mut B<'_>, class: Id) -> Option<Id> {
         .ok()?;
     let t = b.konst(table);
     b.add(&Op::Lut, &[x, t])
+}
+
+/// `quantize(op(x))` as `op(quantize(x))` for a per-tensor quantize: it is
+/// elementwise and monotonic, so it commutes with data movement and maxima.
+fn quantize_first(b: &mut B<'_>, _class: Id, name: &str) -> Option<Id> {
+    let x = b.id("?x");
+    if !b.ty(x)?.dtype.is_float() {
+        return None;
+    }
+    scalar_q(b, "?s", "?z")?;
+    let q = b.op_at("quantize", "?qa")?;
+    let (s, z) = (b.id("?s"), b.id("?z"));
+    let quantized = b.add(&q, &[x, s, z])?;
+    let op = b.op_at(name, "?oa")?;
+    b.add(&op, &[quantized])
 }
 
 /// `op(dequantize(x))` as `dequantize(op(x))` for an op that commutes with

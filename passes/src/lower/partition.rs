@@ -1,0 +1,280 @@
+//! Partial execution: which chains of a program run streamed, chosen with
+//! the memory planner in the loop.
+//!
+//! Peak memory is not a sum over steps, so no local cost model can say
+//! what streaming a chain saves: the search asks the planner. From the
+//! unpartitioned program it repeatedly finds the step where the most bytes
+//! are live, tries the streamable chains that touch the storage live there
+//! (each chain's output written in place over a dying input where that is
+//! safe), places each candidate, and keeps the one with the smallest arena
+//! (fewest bytes copied among equals), until nothing lowers the peak or a
+//! budget is met. Only the arena changes: every candidate computes exactly
+//! what the unpartitioned program computes.
+
+use std::collections::{BTreeSet, HashMap};
+
+use nnc_ir::program::{Buffer, Loc, Program};
+
+use super::inplace::{channel_local, inplace_mut};
+use super::plan::{Placement, peak, place};
+use super::stream::{Streamed, stream_mut, streamable_with};
+use crate::pass::Result;
+
+/// How much effort to spend on memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MemoryGoal {
+    /// Minimize the arena on microcontrollers, leave host programs as they
+    /// are.
+    #[default]
+    Auto,
+    /// Never partition.
+    Off,
+    /// Make the arena as small as partial execution can.
+    Minimize,
+    /// The smallest partitioning effort whose arena fits this many bytes.
+    Budget(usize),
+}
+
+/// One streamed chain.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChainReport {
+    /// The source names of the chain's steps, first to last.
+    pub names: Vec<String>,
+    pub ops: Vec<String>,
+    pub streamed: Streamed,
+    /// The arena after streaming it.
+    pub arena_after: usize,
+}
+
+/// What partitioning did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PartitionReport {
+    pub arena_before: usize,
+    pub arena_after: usize,
+    /// Concatenations whose producers now write into their output.
+    pub concats: super::concat::Elided,
+    pub chains: Vec<ChainReport>,
+}
+
+impl PartitionReport {
+    /// Bytes the row copies of all streamed chains move per inference.
+    pub fn copied_bytes(&self) -> usize {
+        self.chains.iter().map(|c| c.streamed.copied_bytes).sum()
+    }
+}
+
+/// Places a program's storage without changing it.
+pub fn measure(p: &Program) -> Placement {
+    let access: Vec<(&[Buffer], &[Buffer], bool)> = p
+        .steps
+        .iter()
+        .map(|s| {
+            (
+                s.inputs.as_slice(),
+                s.outputs.as_slice(),
+                super::plan::overwrites(s),
+            )
+        })
+        .collect();
+    place(&access, &p.loops)
+}
+
+/// The steps that touch each arena storage.
+pub(super) fn uses(p: &Program) -> HashMap<usize, Vec<usize>> {
+    let mut u: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (i, s) in p.steps.iter().enumerate() {
+        for b in s.inputs.iter().chain(&s.outputs) {
+            if let Loc::Temp(k) = b.loc {
+                let v = u.entry(k).or_default();
+                if v.last() != Some(&i) {
+                    v.push(i);
+                }
+            }
+        }
+    }
+    u
+}
+
+/// Every step that can run in place does: channel-local steps by channel
+/// groups, stride-1 steps streamed over their own input. Returns the
+/// program and the steps changed (as chain reports, one step each).
+fn inplace_all(p: &Program) -> (Program, Vec<ChainReport>) {
+    let mut cur = p.clone();
+    let mut done = Vec::new();
+    let mut i = cur.steps.len();
+    while i > 0 {
+        i -= 1;
+        let st = &cur.steps[i];
+        let (name, op) = (st.name.clone(), st.op.name().to_string());
+        if channel_local(&cur, i) {
+            let x = &st.inputs[0].ty;
+            let plane = x.bytes() / x.dims[1].max(1);
+            // Groups of at least one plane and about a sixteenth of the
+            // input, so each copy is worth a call.
+            let per = (x.bytes() / 16).max(plane).max(1);
+            let groups = (x.bytes() / per).clamp(1, x.dims[1]);
+            let mut q = cur.clone();
+            if let Ok(s) = inplace_mut(&mut q, i, groups) {
+                done.push(ChainReport {
+                    names: vec![name],
+                    ops: vec![op],
+                    streamed: Streamed {
+                        steps_before: 1,
+                        steps_after: 2 * s.groups,
+                        in_place: true,
+                        copied_bytes: s.copied_bytes,
+                    },
+                    arena_after: 0,
+                });
+                cur = q;
+            }
+            continue;
+        }
+        if streamable_with(&cur, i, i, &uses(&cur)) {
+            let mut q = cur.clone();
+            if let Ok(s) = stream_mut(&mut q, i, i)
+                && s.in_place
+            {
+                done.push(ChainReport {
+                    names: vec![name],
+                    ops: vec![op],
+                    streamed: s,
+                    arena_after: 0,
+                });
+                cur = q;
+            }
+        }
+    }
+    done.reverse();
+    (cur, done)
+}
+
+/// Longest chain the search tries.
+const MAX_CHAIN: usize = 24;
+/// Candidates judged by what in-place steps would leave, per ranking.
+const SHORTLIST: usize = 12;
+/// Candidates evaluated per round at most.
+const MAX_CANDIDATES: usize = 400;
+
+/// Partitions an unplaced program for `goal` (see the module
+/// documentation). Returns the program unchanged when the goal does not
+/// ask for partitioning or nothing helps.
+pub fn partition(p: Program, goal: MemoryGoal) -> Result<(Program, PartitionReport)> {
+    let before = measure(&p).arena;
+    let mut report = PartitionReport {
+        arena_before: before,
+        arena_after: before,
+        concats: Default::default(),
+        chains: vec![],
+    };
+    let budget = match goal {
+        MemoryGoal::Off => return Ok((p, report)),
+        MemoryGoal::Auto if !p.target.is_mcu() => return Ok((p, report)),
+        MemoryGoal::Auto | MemoryGoal::Minimize => None,
+        MemoryGoal::Budget(b) => Some(b),
+    };
+    let mut cur = p;
+    report.concats = super::concat::elide(&mut cur);
+    let mut arena = measure(&cur).arena;
+    // What the program would need if every step that can run in place did:
+    // the yardstick for chains (a chain that leaves more for in-place steps
+    // to remove can be the better one).
+    let completed = |q: &Program| -> (usize, Program, Vec<ChainReport>) {
+        let (c, r) = inplace_all(q);
+        (measure(&c).arena, c, r)
+    };
+    let (mut goal_now, _, _) = completed(&cur);
+    loop {
+        if budget.is_some_and(|b| arena <= b) {
+            break;
+        }
+        let pl = measure(&cur);
+        let u = uses(&cur);
+        let at = peak(&pl.live);
+        // Steps that touch what is live at the peak.
+        let mut near: BTreeSet<usize> = BTreeSet::new();
+        for (k, segs) in pl.segments.iter().enumerate() {
+            if segs.iter().any(|&(f, l, _)| f <= at && at <= l) && pl.sizes[k] > 0 {
+                near.extend(u.get(&k).into_iter().flatten().copied());
+            }
+        }
+        let mut cands: BTreeSet<(usize, usize)> = BTreeSet::new();
+        'outer: for &t in &near {
+            for a in t.saturating_sub(MAX_CHAIN - 1)..=t {
+                for b in t..(a + MAX_CHAIN).min(cur.steps.len()) {
+                    if streamable_with(&cur, a, b, &u) {
+                        cands.insert((a, b));
+                        if cands.len() >= MAX_CANDIDATES {
+                            break 'outer;
+                        }
+                    }
+                }
+            }
+        }
+        // Every candidate chain: its arena, and the peak within its own
+        // steps.
+        let mut tried: Vec<(usize, usize, Program, ChainReport)> = Vec::new();
+        for &(a, b) in &cands {
+            let mut q = cur.clone();
+            let Ok(s) = stream_mut(&mut q, a, b) else {
+                continue;
+            };
+            let m = measure(&q);
+            let local = m.live[a..a + s.steps_after]
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(0);
+            let r = ChainReport {
+                names: cur.steps[a..=b].iter().map(|s| s.name.clone()).collect(),
+                ops: cur.steps[a..=b]
+                    .iter()
+                    .map(|s| s.op.name().to_string())
+                    .collect(),
+                streamed: s,
+                arena_after: m.arena,
+            };
+            tried.push((m.arena, local, q, r));
+        }
+        // The most promising few, by arena and by their own peak, are
+        // judged by what in-place steps would then leave.
+        let mut short: BTreeSet<usize> = BTreeSet::new();
+        let mut by = |key: &dyn Fn(&(usize, usize, Program, ChainReport)) -> (usize, usize)| {
+            let mut idx: Vec<usize> = (0..tried.len()).collect();
+            idx.sort_by_key(|&i| key(&tried[i]));
+            short.extend(idx.into_iter().take(SHORTLIST));
+        };
+        by(&|t| (t.0, t.3.streamed.copied_bytes));
+        by(&|t| (t.1, t.0));
+        let mut best: Option<(usize, usize, usize)> = None; // (completed, arena, index)
+        for &i in &short {
+            let (c, _, _) = completed(&tried[i].2);
+            let key = (c, tried[i].0, i);
+            if best.is_none_or(|b| (key.0, key.1) < (b.0, b.1)) {
+                best = Some(key);
+            }
+        }
+        match best {
+            Some((c, ar, i)) if c < goal_now || (c == goal_now && ar < arena) => {
+                let (_, _, q, r) = tried.swap_remove(i);
+                report.chains.push(r);
+                cur = q;
+                arena = ar;
+                goal_now = c;
+            }
+            _ => break,
+        }
+    }
+    // Finally every step that can run in place does, if that helps.
+    let (c, q, mut r) = completed(&cur);
+    if c < arena && budget.is_none_or(|b| arena > b) {
+        for x in &mut r {
+            x.arena_after = c;
+        }
+        report.chains.extend(r);
+        cur = q;
+        arena = c;
+    }
+    report.arena_after = arena;
+    Ok((cur, report))
+}
