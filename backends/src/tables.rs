@@ -139,6 +139,13 @@ pub fn resize_taps(a: &ResizeAttrs, x: &TensorType, y: &TensorType) -> Vec<Vec<V
             probe.sizes = dims.clone();
             probe.sizes[ax] = ol;
             let mut weights = vec![vec![0.0f64; il]; ol];
+            // The response to zeros: the fill value where a coordinate
+            // extrapolates, else 0. Taps are what one-hot inputs add to it.
+            let base: Vec<f64> = Tensor::from_f64(DType::F64, dims.clone(), vec![0.0; il])
+                .ok()
+                .and_then(|z| probe.eval(&z).ok())
+                .map(|r| r.to_f64())
+                .unwrap_or_default();
             for k in 0..il {
                 let mut v = vec![0.0; il];
                 v[k] = 1.0;
@@ -148,7 +155,7 @@ pub fn resize_taps(a: &ResizeAttrs, x: &TensorType, y: &TensorType) -> Vec<Vec<V
                 if let Ok(r) = probe.eval(&e) {
                     for (o, val) in r.to_f64().into_iter().enumerate() {
                         if o < ol {
-                            weights[o][k] = val;
+                            weights[o][k] = val - base.get(o).copied().unwrap_or(0.0);
                         }
                     }
                 }

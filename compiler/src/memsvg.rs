@@ -102,24 +102,6 @@ pub fn render(p: &Program, budget: Option<usize>) -> String {
         sx * steps as f64,
         p.arena_bytes as f64 * sy
     );
-    for l in &p.loops {
-        let _ = writeln!(
-            o,
-            r##"<rect class="loop" data-first="{}" data-count="{}" x="{:.2}" y="{:.2}" width="{:.2}" height="{PLOT_H:.2}" fill="#dde8ff" opacity="0.6"/>"##,
-            l.first,
-            l.count,
-            x(l.first),
-            TOP,
-            sx * l.len as f64
-        );
-        let _ = writeln!(
-            o,
-            r#"<text x="{:.2}" y="{:.2}">loop x{}</text>"#,
-            x(l.first) + 2.0,
-            TOP - 6.0,
-            l.count
-        );
-    }
     let at_peak: Vec<&PlacedBuffer> = s.live_at(s.peak_step);
     for b in &s.buffers {
         let peak = at_peak.iter().any(|q| std::ptr::eq(*q, b));
@@ -143,6 +125,25 @@ pub fn render(p: &Program, budget: Option<usize>) -> String {
             b.first,
             b.last,
             esc(&b.name)
+        );
+    }
+    // Loop bodies, over the buffers (their steps run `count` times).
+    for l in &p.loops {
+        let _ = writeln!(
+            o,
+            r##"<rect class="loop" data-first="{}" data-count="{}" x="{:.2}" y="{:.2}" width="{:.2}" height="{PLOT_H:.2}" fill="#3060ff" fill-opacity="0.12" stroke="#3060ff" stroke-dasharray="2 2"/>"##,
+            l.first,
+            l.count,
+            x(l.first),
+            TOP,
+            sx * l.len as f64
+        );
+        let _ = writeln!(
+            o,
+            r#"<text x="{:.2}" y="{:.2}">loop x{}</text>"#,
+            x(l.first) + 2.0,
+            TOP - 6.0,
+            l.count
         );
     }
     // The peak and the budget.

@@ -1,7 +1,8 @@
 //! The ONNX backend test suites (`../shared/onnx-tests`) run through import
 //! and a backend. Each case is classified as passed, failed (wrong result
 //! or an error that is not about an unsupported feature), unsupported, or
-//! panicked. A checked-in list per backend names the tests that must pass.
+//! panicked. The checked-in expectations ([`crate::expect`]) say which
+//! tests must pass on each backend.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -308,13 +309,6 @@ pub fn table(results: &[CaseResult], backend: Backend) -> String {
     s
 }
 
-/// Path of the checked-in list of tests that must pass on a backend.
-pub fn expected_list_path(backend: Backend) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("conformance")
-        .join(format!("{}.txt", backend.name()))
-}
-
 /// Reads a pass list (one `suite/test` per line, `#` comments).
 pub fn read_list(path: &Path) -> BTreeSet<String> {
     std::fs::read_to_string(path)
@@ -325,14 +319,26 @@ pub fn read_list(path: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-/// Writes a pass list.
-pub fn write_list(path: &Path, header: &str, ids: &BTreeSet<String>) -> std::io::Result<()> {
+/// Writes a list: the header as `#` comments, then one test per line with
+/// its comment, if any.
+pub fn write_list<'a>(
+    path: &Path,
+    header: &str,
+    ids: impl IntoIterator<Item = (&'a String, Option<&'a String>)>,
+) -> std::io::Result<()> {
     let mut s = String::new();
     for l in header.lines() {
         let _ = writeln!(s, "# {l}");
     }
-    for id in ids {
-        let _ = writeln!(s, "{id}");
+    for (id, comment) in ids {
+        match comment.filter(|c| !c.is_empty()) {
+            Some(c) => {
+                let _ = writeln!(s, "{id}  # {c}");
+            }
+            None => {
+                let _ = writeln!(s, "{id}");
+            }
+        }
     }
     std::fs::write(path, s)
 }

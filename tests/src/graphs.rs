@@ -1,5 +1,5 @@
-//! Random small graphs for differential tests and the pipeline fuzz
-//! target: a 4-D input, a chain of convolutions (every shape class),
+//! Random small graphs for the pipeline fuzz target (the differential
+//! test has its own generator, [`crate::graphgen`]): a 4-D input, a chain of convolutions (every shape class),
 //! pooling, elementwise ops, concatenations and residual adds, then maybe
 //! a Gemm head. Every choice comes from an [`Rng`], seeded or replaying a
 //! fuzzer's bytes.

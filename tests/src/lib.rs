@@ -2,6 +2,9 @@
 //! end-to-end tests (paths to `../shared`, model lists, comparisons).
 
 pub mod conformance;
+pub mod expect;
 pub mod fuzz;
+pub mod graphgen;
 pub mod graphs;
 pub mod shared;
+pub mod targets;

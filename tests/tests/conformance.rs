@@ -1,45 +1,39 @@
-//! The ONNX backend suites through import and the interpreter: every test
-//! in the checked-in pass list must still pass, and nothing may panic.
+//! The ONNX backend suites through import and every backend at -O0 and
+//! -O2, audited against the checked-in expectations (`tests/conformance/`,
+//! see `nnc_tests::expect`): every listed test passes, every test that
+//! passes is listed, every other test is unsupported (as before) or has a
+//! written reason, and nothing panics.
+
+use std::collections::BTreeSet;
 
 use nnc::driver::Backend;
 use nnc_passes::OptLevel;
-use nnc_tests::conformance::{Outcome, expected_list_path, read_list, run_suite, table};
+use nnc_tests::conformance::{SUITES, cases, run_suite, table};
+use nnc_tests::expect::{self, Expectations};
 use nnc_tests::shared::{onnx_tests_dir, require};
+
+fn expectations(backend: Backend) -> Expectations {
+    Expectations::load(backend).unwrap_or_else(|e| panic!("{}", e.join("\n")))
+}
 
 fn check_suite(suite: &str, backend: Backend, opt: OptLevel) {
     require(&onnx_tests_dir().join(suite));
-    let expected = read_list(&expected_list_path(backend));
+    let e = expectations(backend);
     let results = run_suite(suite, backend, opt, "");
     println!("{}", table(&results, backend));
-    let mut problems = Vec::new();
-    for r in &results {
-        match &r.outcome {
-            Outcome::Panic(m) => problems.push(format!("{} panicked: {m}", r.id)),
-            o if !o.is_pass() && expected.contains(&r.id) => {
-                problems.push(format!("{} regressed: {o:?}", r.id))
-            }
-            _ => {}
-        }
-    }
-    let listed = expected
-        .iter()
-        .filter(|id| id.starts_with(&format!("{suite}/")))
-        .count();
-    let ran: std::collections::BTreeSet<&String> = results.iter().map(|r| &r.id).collect();
-    for id in expected
-        .iter()
-        .filter(|id| id.starts_with(&format!("{suite}/")))
-    {
-        if !ran.contains(id) {
-            problems.push(format!("{id} is listed but was not found"));
-        }
-    }
+    let problems = expect::audit(&results, &e);
     assert!(
         problems.is_empty(),
-        "{} problem(s):\n{}",
+        "{suite} on {} at {opt}: {} problem(s):\n{}",
+        backend.name(),
         problems.len(),
         problems.join("\n")
     );
+    let listed = e
+        .pass
+        .iter()
+        .filter(|id| id.starts_with(&format!("{suite}/")))
+        .count();
     println!("{suite}: all {listed} listed tests pass");
 }
 
@@ -121,27 +115,12 @@ fn native_pytorch_and_simple_suites() {
 /// Every test that passes in the interpreter passes on `backend`, or is
 /// listed in `<backend>-differences.txt` with the reason.
 fn column_covers_the_interpreter(backend: Backend) {
-    let interp = read_list(&expected_list_path(Backend::Interp));
-    let listed = read_list(&expected_list_path(backend));
-    let diff_path =
-        expected_list_path(backend).with_file_name(format!("{}-differences.txt", backend.name()));
-    let text = std::fs::read_to_string(&diff_path).unwrap_or_default();
-    let mut explained = std::collections::BTreeSet::new();
-    for l in text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
-    {
-        let (id, reason) = l.split_once('#').unwrap_or((l, ""));
-        assert!(
-            !reason.trim().is_empty(),
-            "{}: `{l}` has no reason",
-            diff_path.display()
-        );
-        explained.insert(id.trim().to_string());
-    }
+    let interp = expectations(Backend::Interp);
+    let e = expectations(backend);
     let missing: Vec<&String> = interp
+        .pass
         .iter()
-        .filter(|id| !listed.contains(*id) && !explained.contains(*id))
+        .filter(|id| !e.pass.contains(*id) && !e.reasons.contains_key(*id))
         .collect();
     assert!(
         missing.is_empty(),
@@ -160,15 +139,31 @@ fn native_column_covers_the_interpreter() {
     column_covers_the_interpreter(Backend::Native);
 }
 
-/// The pass list is the contract; keep it from shrinking below the goals.
+/// The expectation files agree with each other and with the suites: they
+/// parse, every reason is written down, no test is both listed and
+/// excused, and every test they name exists.
 #[test]
-fn pass_list_meets_the_goals() {
-    let l = read_list(&expected_list_path(Backend::Interp));
-    let count = |p: &str| l.iter().filter(|id| id.starts_with(p)).count();
-    assert!(
-        count("node/") >= 450,
-        "only {} node tests listed",
-        count("node/")
-    );
-    assert_eq!(count("pytorch-converted/"), 82);
+fn expectation_files_are_consistent() {
+    let mut all = BTreeSet::new();
+    for suite in SUITES {
+        require(&onnx_tests_dir().join(suite));
+        for c in cases(suite) {
+            let name = c.file_name().unwrap().to_string_lossy().to_string();
+            all.insert(format!("{suite}/{name}"));
+        }
+    }
+    let mut problems = Vec::new();
+    for backend in Backend::ALL {
+        let e = expectations(backend);
+        problems.extend(expect::lint(&e));
+        for id in e.named() {
+            if !all.contains(id) {
+                problems.push(format!(
+                    "{id} ({} expectations) is not a test of the suites",
+                    backend.name()
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

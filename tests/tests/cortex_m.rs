@@ -143,3 +143,50 @@ fn budgets_build_and_run_on_emulated_cortex_m4() {
         println!("budget {budget} B ({num}/{den} of {greedy} B): {line}");
     }
 }
+
+/// The negative control: a firmware checked against a deliberately wrong
+/// reference (two elements moved just past the tolerance) must report
+/// exactly those two on the device.
+#[test]
+fn a_wrong_reference_fails_on_the_board() {
+    let rel = "mlperf_tiny/ad_fc_autoencoder_fp32";
+    let d = models_dir().join(rel);
+    require(&d);
+    let target = Target::cortex_m(Arch::CortexM4);
+    let opts = LoadOptions {
+        opt_level: OptLevel::O2,
+        pipeline: PipelineOptions {
+            target: target.clone(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let g = driver::load(&d.join("model.onnx"), &opts).unwrap();
+    let p = driver::lower(&g, "ae", &target, &[]).unwrap();
+    let src = c::emit(&p, "ae").unwrap();
+    let (_, x) = nnc::io::read_tensor(&d.join("test_data_set_0/input_0.pb")).unwrap();
+    let (_, y) = nnc::io::read_tensor(&d.join("test_data_set_0/output_0.pb")).unwrap();
+    let mut v = y.as_f32().unwrap().to_vec();
+    v[0] += 0.5;
+    let last = v.len() - 1;
+    v[last] += 3e-5 + 2e-4 * v[last].abs();
+    let wrong = nnc_ir::Tensor::from_f32(y.ty().dims.clone(), v).unwrap();
+    let b = bench_program(
+        &p,
+        &src,
+        &[x],
+        &BenchOptions {
+            runs: 1,
+            expect: vec![(0, wrong)],
+            ..Default::default()
+        },
+    );
+    match b {
+        Ok(b) => {
+            let checks = &b.plain.report.checks;
+            assert_eq!(checks.len(), 1, "{checks:?}");
+            assert_eq!(checks[0].mismatches, 2, "{checks:?}");
+        }
+        Err(e) => assert!(e.to_string().contains("2 of"), "{e}"),
+    }
+}

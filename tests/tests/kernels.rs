@@ -1,6 +1,8 @@
 //! Kernels forced onto convolutions of every shape class their selection
-//! check accepts, rendered by both backends from the same program and
-//! compared with the interpreter: `conv_row_tiles` (1-D, 2-D, pointwise,
+//! check accepts, rendered by both backends from the same program, for
+//! every target of `nnc_tests::targets` (C for this machine, SSE2 and AVX2;
+//! native for this machine and x86-64-v2 without FMA), and compared with
+//! the interpreter: `conv_row_tiles` (1-D, 2-D, pointwise,
 //! strides 1 to 3, dilation, padding on every side, groups, every tile
 //! shape, with and without the padded copy, f32 and f64, constant and
 //! computed weights) and `dw_grid` (1-D, 2-D, pointwise, equal strides 1
@@ -10,13 +12,14 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use nnc::driver::{self, Backend};
+use nnc::driver;
 use nnc_ir::op::{ConvAttrs, UnaryOp};
 use nnc_ir::program::{
     Buffer, ConvRowTiles, Epilogue, Kernel, Loc, Part, Program, Step, Weight, Window,
 };
 use nnc_ir::{DType, Graph, Op, Tensor, TensorType};
 use nnc_passes::lower::KernelChoice;
+use nnc_tests::targets;
 
 /// A small deterministic generator (xorshift64*), so failures reproduce.
 struct Rng(u64);
@@ -133,40 +136,28 @@ fn run_cases(cases: &[Case], seed: u64) -> Vec<String> {
             add_case(&mut g, &mut r, i, c);
             kernels.push(KernelChoice::parse(&format!("node:conv{i}={}", c.spec)).unwrap());
         }
-        let targets = [
-            nnc_backends::c::host_target(),
-            nnc_backends::cranelift::host_target().unwrap(),
-        ];
-        for t in &targets {
-            let p = driver::lower(&g, "k", t, &kernels)
+        let inputs = nnc_passes::check::random_inputs(&g, seed + chunk_no as u64);
+        let want = driver::run_interp(&g, &inputs).unwrap();
+        // Every target, so the AVX2 and the FMA-less paths run too.
+        for t in targets::all() {
+            let p = driver::lower(&g, "k", &t, &kernels)
                 .unwrap_or_else(|e| panic!("lowering {chunk:#?} for {t}: {e}"));
             for (i, c) in chunk.iter().enumerate() {
                 let st = p.steps.iter().find(|s| s.name == format!("conv{i}"));
                 let got = st.map(|s| &s.kernel);
                 assert_eq!(got, Some(&c.want), "{t}: case {c:?}");
             }
-        }
-        let inputs = nnc_passes::check::random_inputs(&g, seed + chunk_no as u64);
-        let want = driver::run_interp(&g, &inputs).unwrap();
-        for backend in [Backend::Native, Backend::C] {
-            match driver::execute_with(
-                &g,
-                backend,
-                &inputs,
-                &driver::Lowering {
-                    kernels: kernels.clone(),
-                    ..Default::default()
-                },
-            ) {
+            let label = targets::label(&t);
+            match targets::run_program(&p, &inputs) {
                 Ok(got) => {
                     for (i, c) in chunk.iter().enumerate() {
                         let cmp = driver::compare(&got[i], &want[i], 1e-4, 1e-5);
                         if !cmp.ok() {
-                            failures.push(format!("{backend:?} {c:?}: {cmp:?}"));
+                            failures.push(format!("{label} {c:?}: {cmp:?}"));
                         }
                     }
                 }
-                Err(e) => failures.push(format!("{backend:?} {chunk:?}: {e}")),
+                Err(e) => failures.push(format!("{label} {chunk:?}: {e}")),
             }
         }
     }
@@ -540,16 +531,16 @@ fn convolutions_accumulate_partial_sums_with_a_residual() {
                 stats: Default::default(),
             };
             prog.verify().unwrap();
-            let jit = nnc_backends::cranelift::jit(&prog).unwrap();
             let inputs = [xa.clone(), xb.clone(), res.clone()];
-            let native = nnc::native::run_jit(&jit, &prog, &inputs).unwrap();
-            let mut cprog = prog.clone();
-            cprog.target = nnc_backends::c::host_target();
-            let src = nnc_backends::c::emit(&cprog, "partial").unwrap();
-            let glue = nnc::cbuild::harness_glue(&cprog, &src.name);
-            let exe = nnc::cbuild::build_executable(&src, &glue, &Default::default()).unwrap();
-            let c_out = nnc::cbuild::run_executable(&exe, &cprog, &inputs).unwrap();
-            for (backend, got) in [("native", native), ("c", c_out)] {
+            let mut outs = Vec::new();
+            for t in targets::all() {
+                let mut p = prog.clone();
+                p.target = t;
+                let got = targets::run_program(&p, &inputs)
+                    .unwrap_or_else(|e| panic!("{}: {e}", targets::label(&p.target)));
+                outs.push((targets::label(&p.target), got));
+            }
+            for (backend, got) in outs {
                 let cmp = driver::compare(&got[0], &want[0], 1e-4, 1e-5);
                 if !cmp.ok() {
                     failures.push(format!(

@@ -117,9 +117,13 @@ fn int8_models_have_no_float_op_at_o2() {
 fn optimized_models_agree_on_random_inputs() {
     for m in FLOAT_MODELS {
         let (a, b) = (load(m, OptLevel::O0), load(m, OptLevel::O2));
-        for seed in 0..2 {
-            let inputs = nnc_passes::check::random_inputs(&a, 100 + seed);
-            nnc_passes::check::same_outputs(&a, &b, &inputs, 1e-4, 1e-5)
+        let sets: Vec<Vec<nnc_ir::Tensor>> = (0..2)
+            .map(|seed| nnc_passes::check::random_inputs(&a, 100 + seed))
+            .collect();
+        // Two inputs, not one twice.
+        assert_ne!(sets[0], sets[1], "{m}: the random inputs repeat");
+        for (seed, inputs) in sets.iter().enumerate() {
+            nnc_passes::check::same_outputs(&a, &b, inputs, 1e-4, 1e-5)
                 .unwrap_or_else(|e| panic!("{m} seed {seed}: {e}"));
         }
     }

@@ -3,6 +3,7 @@
 //! must end in an error or a verified graph, never a panic; graphs that do
 //! import are also run through the interpreter when they are small.
 
+use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use nnc::onnx::proto::{AttributeProto, ModelProto};
@@ -56,7 +57,18 @@ fn exercise(bytes: &[u8]) -> bool {
     true
 }
 
-fn attempt(what: &str, seed: u64, bytes: &[u8], stats: &mut [usize; 3]) {
+fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+/// Outcomes of a batch of variants: imported, rejected, tried, and how
+/// many of them were new (not the original model, not a repeat).
+type Stats = [usize; 4];
+
+fn attempt(what: &str, seed: u64, bytes: &[u8], stats: &mut Stats, seen: &mut HashSet<u64>) {
     match catch_unwind(AssertUnwindSafe(|| exercise(bytes))) {
         Ok(true) => stats[0] += 1,
         Ok(false) => stats[1] += 1,
@@ -70,6 +82,9 @@ fn attempt(what: &str, seed: u64, bytes: &[u8], stats: &mut [usize; 3]) {
         }
     }
     stats[2] += 1;
+    if seen.insert(digest(bytes)) {
+        stats[3] += 1;
+    }
 }
 
 fn mutate_attr(a: &mut AttributeProto, r: &mut Rng) {
@@ -168,16 +183,13 @@ fn mutate_model(m: &mut ModelProto, r: &mut Rng) {
     }
 }
 
-fn fuzz_model(
-    rel: &str,
-    truncations: usize,
-    byte_mutations: usize,
-    structural: usize,
-) -> [usize; 3] {
+fn fuzz_model(rel: &str, truncations: usize, byte_mutations: usize, structural: usize) -> Stats {
     let path = models_dir().join(rel).join("model.onnx");
     require(&path);
     let orig = std::fs::read(&path).unwrap();
-    let mut stats = [0usize; 3];
+    let mut stats = [0usize; 4];
+    // The original counts as seen: a variant equal to it tests nothing.
+    let mut seen = HashSet::from([digest(&orig)]);
     let mut r = Rng(0x9e37_79b9_7f4a_7c15 ^ orig.len() as u64);
     for i in 0..truncations {
         // Cut points concentrate near the start, where the graph structure lives.
@@ -191,6 +203,7 @@ fn fuzz_model(
             i as u64,
             &orig[..len],
             &mut stats,
+            &mut seen,
         );
     }
     for i in 0..byte_mutations {
@@ -210,7 +223,13 @@ fn fuzz_model(
                 _ => 0,
             };
         }
-        attempt(&format!("{rel} byte mutation {i}"), seed, &b, &mut stats);
+        attempt(
+            &format!("{rel} byte mutation {i}"),
+            seed,
+            &b,
+            &mut stats,
+            &mut seen,
+        );
     }
     let decoded = ModelProto::decode(&orig[..]).unwrap();
     for i in 0..structural {
@@ -226,30 +245,44 @@ fn fuzz_model(
             seed,
             &b,
             &mut stats,
+            &mut seen,
         );
     }
     stats
 }
 
-fn report(name: &str, s: [usize; 3]) {
+fn report(name: &str, s: Stats) {
     println!(
-        "{name}: {} variants, {} imported, {} rejected with an error",
-        s[2], s[0], s[1]
+        "{name}: {} variants ({} new), {} imported, {} rejected with an error",
+        s[2], s[3], s[0], s[1]
     );
+}
+
+/// The variants are variants: nearly all differ from the original and from
+/// each other (a mutator that stopped mutating fails this), and both
+/// outcomes occur.
+fn check_variety(name: &str, s: Stats) {
+    assert!(
+        s[3] * 100 >= s[2] * 90,
+        "{name}: only {} of {} variants are new: {s:?}",
+        s[3],
+        s[2]
+    );
+    assert!(s[0] > 0 && s[1] > 0, "{name}: one outcome only: {s:?}");
 }
 
 #[test]
 fn mlperf_tiny_float_variants_never_panic() {
-    let mut total = [0usize; 3];
+    let mut total = [0usize; 4];
     for m in nnc_tests::shared::MLPERF_TINY_FP32 {
         let s = fuzz_model(m, 150, 200, 250);
         report(m, s);
-        for k in 0..3 {
+        check_variety(m, s);
+        for k in 0..4 {
             total[k] += s[k];
         }
     }
     report("total", total);
-    assert!(total[2] >= 3000);
     // The structural mutations must reach the converters, not only the decoder.
     assert!(total[0] > 100, "too few mutants imported: {total:?}");
 }
@@ -262,6 +295,8 @@ fn int8_and_large_model_variants_never_panic() {
         "onnx_light/light_squeezenet_randw",
         "torchvision/squeezenet1_1",
     ] {
-        report(m, fuzz_model(m, 40, 60, 60));
+        let s = fuzz_model(m, 40, 60, 60);
+        report(m, s);
+        check_variety(m, s);
     }
 }

@@ -125,7 +125,10 @@ pub(super) fn channels_last(
     let bpn = h.global_array("dw_b", "float", &bp);
     h.need("nnc_fma");
     let (oh_n, ow_n) = (g.h.output, g.w.output);
-    let accs: Vec<String> = (0..pp).map(|q| format!("a{q}[{bsz}]")).collect();
+    // Rows narrower than a tile only have the tail's accumulators (an
+    // unused one is a -Werror error).
+    let used = if ow_n >= pp { pp } else { ow_n.max(1) };
+    let accs: Vec<String> = (0..used).map(|q| format!("a{q}[{bsz}]")).collect();
     w.for_("n", 0, g.batch);
     w.line(format!(
         "float xt[{}], {};",

@@ -57,7 +57,12 @@ pub fn lrn(w: &mut W, a: &LrnAttrs, x: &TensorType) {
     let hi = a.size - 1 - lo;
     w.for_("n", 0, x.dims[0]);
     w.for_("ch", 0, c);
-    w.line(format!("const size_t c0 = ch < {lo} ? 0 : ch - {lo};"));
+    // `ch < 0` on a size_t is a -Wtype-limits error (size 1 and 2).
+    if lo == 0 {
+        w.line("const size_t c0 = ch;");
+    } else {
+        w.line(format!("const size_t c0 = ch < {lo} ? 0 : ch - {lo};"));
+    }
     w.line(format!(
         "const size_t c1 = ch + {hi} > {} ? {} : ch + {hi};",
         c - 1,

@@ -161,7 +161,7 @@ pub(super) fn rows(w: &mut W, k: &PoolRows, a: &PoolAttrs, win: &Window) {
         if max {
             acc.to_string()
         } else {
-            format!("({cnt} ? {acc} / (float)({cnt}) : 0.0f)")
+            format!("({cnt} != 0 ? {acc} / (float)({cnt}) : 0.0f)")
         }
     };
     let (lo, hi) = wa.interior();

@@ -77,6 +77,7 @@ pub fn check(k: &Kernel, cx: &StepCx) -> Result<(), String> {
             let (_, w) = conv()?;
             f32_only("dw_rows")?;
             need(w.is_depthwise(), "needs a depthwise convolution")?;
+            need(cx.const_params(), "needs constant weights and bias")?;
             let (h, c) = w.rows_cols().ok_or("needs a 1-D or 2-D window")?;
             need(
                 p.width >= 4 && p.width.is_multiple_of(4) && p.width <= 64,

@@ -299,7 +299,7 @@ fn c_conv(cx: &StepCx) -> Option<Kernel> {
         if f32 && dw_grid_fits(&w) {
             return Some(Kernel::DepthwiseGrid);
         }
-        if vw == 0 || !f32 || c.stride > 2 {
+        if vw == 0 || !f32 || c.stride > 2 || !cx.const_params() {
             return None;
         }
         return Some(Kernel::DepthwiseRows(DepthwiseRows {

@@ -6,17 +6,19 @@
 //!     [--suite node]... [--filter abs] [-O 0|1|2|s] [--failures] [--update]
 //! ```
 //!
-//! `--update` rewrites the checked-in list of tests that must pass
-//! (`tests/conformance/<backend>.txt`) from this run.
+//! The run is audited against the checked-in expectations
+//! (`tests/conformance/`, see `nnc_tests::expect`), as the conformance
+//! test does. `--update` runs every suite at -O0 and -O2 and adds the
+//! tests that pass at both to `<backend>.txt`, and drops the tests that are
+//! no longer unsupported from `unsupported.txt`; it never takes a test off
+//! a pass list (that takes a `removed.txt` line with the reason).
 
-use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 use nnc::driver::Backend;
 use nnc_passes::OptLevel;
-use nnc_tests::conformance::{
-    Outcome, SUITES, expected_list_path, read_list, run_suite, table, write_list,
-};
+use nnc_tests::conformance::{Outcome, SUITES, read_list, run_suite, table, write_list};
+use nnc_tests::expect::{self, Expectations};
 
 fn main() -> ExitCode {
     let mut backend = Backend::Interp;
@@ -64,60 +66,104 @@ fn main() -> ExitCode {
     if suites.is_empty() {
         suites = SUITES.iter().map(|s| s.to_string()).collect();
     }
-    // Panics are caught and reported per test; keep stderr readable.
-    std::panic::set_hook(Box::new(|_| {}));
-    let mut results = Vec::new();
-    for s in &suites {
-        results.extend(run_suite(s, backend, opt, &filter));
+    if update && (!filter.is_empty() || suites.len() != SUITES.len()) {
+        eprintln!("--update needs a full run (no --suite or --filter)");
+        return ExitCode::from(2);
     }
-    print!("{}", table(&results, backend));
-    let expected = read_list(&expected_list_path(backend));
-    let mut regressions = Vec::new();
-    for r in &results {
-        let listed = expected.contains(&r.id);
-        let show = match &r.outcome {
-            Outcome::Pass => false,
-            Outcome::Panic(_) => true,
-            _ => show_failures || listed,
-        };
-        if show {
-            println!("{:<60} {:?}", r.id, r.outcome);
-        }
-        if listed && !r.outcome.is_pass() {
-            regressions.push(r.id.clone());
-        }
-    }
-    if update {
-        if !filter.is_empty() || suites.len() != SUITES.len() {
-            eprintln!("--update needs a full run (no --suite or --filter)");
+    let e = match Expectations::load(backend) {
+        Ok(e) => e,
+        Err(errs) => {
+            eprintln!("{}", errs.join("\n"));
             return ExitCode::from(2);
         }
-        let pass: BTreeSet<String> = results
-            .iter()
-            .filter(|r| r.outcome.is_pass())
-            .map(|r| r.id.clone())
-            .collect();
-        let path = expected_list_path(backend);
-        let header = format!(
-            "ONNX backend tests that must pass on the `{}` backend.\nWritten by `conformance --backend {} --update`; CI fails if one of them stops passing.",
-            backend.name(),
-            backend.name()
+    };
+    // Panics are caught and reported per test; keep stderr readable.
+    std::panic::set_hook(Box::new(|_| {}));
+    // --update needs every level the tests run at.
+    let levels = if update {
+        vec![OptLevel::O0, OptLevel::O2]
+    } else {
+        vec![opt]
+    };
+    let mut runs = Vec::new();
+    let mut problems = expect::lint(&e);
+    for &level in &levels {
+        let mut results = Vec::new();
+        for s in &suites {
+            results.extend(run_suite(s, backend, level, &filter));
+        }
+        println!("-{level}:");
+        print!("{}", table(&results, backend));
+        for r in &results {
+            let shown = match &r.outcome {
+                Outcome::Pass => false,
+                Outcome::Panic(_) => true,
+                _ => show_failures || e.pass.contains(&r.id),
+            };
+            if shown {
+                println!("{:<60} {:?}", r.id, r.outcome);
+            }
+        }
+        problems.extend(
+            expect::audit(&results, &e)
+                .into_iter()
+                .map(|p| format!("{level}: {p}")),
         );
-        if let Err(e) = write_list(&path, &header, &pass) {
-            eprintln!("cannot write {}: {e}", path.display());
+        runs.push(results);
+    }
+    if update {
+        let pass = expect::updated_pass(&e.pass, &runs, &e);
+        let path = expect::list_path(backend);
+        let header = format!(
+            "ONNX backend tests that must pass on the `{b}` backend at -O0 and -O2.\n\
+             `conformance --backend {b} --update` only adds to this list; a test leaves it\n\
+             only with a `{b} suite/test: reason` line in removed.txt (tests/tests/conformance.rs\n\
+             checks both).",
+            b = backend.name()
+        );
+        let added = pass.len() - e.pass.len();
+        if let Err(err) = write_list(&path, &header, pass.iter().map(|id| (id, None))) {
+            eprintln!("cannot write {}: {err}", path.display());
             return ExitCode::from(1);
         }
-        println!("wrote {} tests to {}", pass.len(), path.display());
+        println!("{}: {} tests ({added} added)", path.display(), pass.len());
+        let unsupported =
+            expect::updated_unsupported(&read_list(&expect::unsupported_path()), &runs);
+        let path = expect::unsupported_path();
+        let header = "ONNX backend tests nnc reports as unsupported (operators, element types, run-time\n\
+                      shape inputs it does not have), with the reason. `conformance --update` only\n\
+                      removes from this list: a test that becomes unsupported needs a line in\n\
+                      removed.txt.";
+        // Messages name data files; keep this machine's paths out.
+        let prefix = format!("{}/", nnc_tests::shared::onnx_tests_dir().display());
+        let unsupported: Vec<(String, String)> = unsupported
+            .into_iter()
+            .map(|(id, m)| (id, m.replace(&prefix, "")))
+            .collect();
+        if let Err(err) = write_list(
+            &path,
+            header,
+            unsupported.iter().map(|(id, m)| (id, Some(m))),
+        ) {
+            eprintln!("cannot write {}: {err}", path.display());
+            return ExitCode::from(1);
+        }
+        println!("{}: {} tests", path.display(), unsupported.len());
     }
-    let panics = results
-        .iter()
-        .filter(|r| matches!(r.outcome, Outcome::Panic(_)))
-        .count();
-    if !regressions.is_empty() || panics > 0 {
-        eprintln!(
-            "{} listed test(s) no longer pass, {panics} panic(s)",
-            regressions.len()
-        );
+    // Tests added by this update are no longer problems.
+    if update {
+        let e = Expectations::load(backend).unwrap_or(e);
+        problems = expect::lint(&e);
+        for (level, results) in levels.iter().zip(&runs) {
+            problems.extend(
+                expect::audit(results, &e)
+                    .into_iter()
+                    .map(|p| format!("{level}: {p}")),
+            );
+        }
+    }
+    if !problems.is_empty() {
+        eprintln!("{} problem(s):\n{}", problems.len(), problems.join("\n"));
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS

@@ -67,7 +67,8 @@ fn matmul_add(b: &mut B<'_>, class: egg::Id) -> Option<egg::Id> {
 #[cfg(test)]
 mod tests {
     use super::super::Group;
-    use super::super::testing::rewrite;
+    use super::super::testing::{operands, rewrite, saturate, value};
+    use crate::egraph::lang::{Leaf, TLang};
 
     #[test]
     fn identity_and_reshape_chains_collapse() {
@@ -102,19 +103,52 @@ mod tests {
         assert!(!out.contains("matmul"), "{out}");
     }
 
-    #[test]
-    fn sub_and_div_by_constants_canonicalize() {
-        let out = rewrite(
-            r#"graph @t(v0 "x": f32[4]) -> ("y": f32[4]) {
+    const SRC: &str = r#"graph @t(v0 "x": f32[4]) -> ("y": f32[4]) {
     c0 = const f32[] [2]
     c1 = const f32[] [4]
     v1 = sub v0, c0 : f32[4]
     v2 = div v1, c1 : f32[4]
     return v2
-}"#,
-            &[Group::Cleanup],
+}"#;
+
+    #[test]
+    fn sub_and_div_by_constants_canonicalize() {
+        let out = rewrite(SRC, &[Group::Cleanup]);
+        // Either form costs the same, so extraction may keep the original.
+        assert!(out.contains("div") || out.contains("mul"), "{out}");
+        // The point is that both forms are in the e-graph: `v1 / 4` is
+        // also `v1 * 0.25`, and `x - 2` is also `x + -2` (either operand
+        // order).
+        let (eg, roots) = saturate(SRC, &[Group::Cleanup]);
+        let muls = operands(&eg, roots[0], "mul");
+        let v1 = muls
+            .iter()
+            .find_map(|m| match (value(&eg, m[0]), value(&eg, m[1])) {
+                (_, Some(c)) if c == [0.25] => Some(m[0]),
+                (Some(c), _) if c == [0.25] => Some(m[1]),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no mul by 0.25 in the div class: {muls:?}"));
+        assert!(!operands(&eg, v1, "sub").is_empty(), "{v1:?} is not x - 2");
+        let adds = operands(&eg, v1, "add");
+        let x = eg.lookup(TLang::Leaf(Leaf::Input(0))).unwrap();
+        assert!(
+            adds.iter().any(|a| {
+                let c = if a[0] == x { a[1] } else { a[0] };
+                a.contains(&x) && value(&eg, c) == Some(vec![-2.0])
+            }),
+            "no x + -2 in the sub class: {adds:?}"
         );
-        // Either form costs the same; the point is that both are reachable.
-        assert!(out.contains("sub") || out.contains("add"), "{out}");
+    }
+
+    #[test]
+    fn integer_division_is_not_a_multiplication() {
+        let src = r#"graph @t(v0 "x": i32[4]) -> ("y": i32[4]) {
+    c0 = const i32[] [4]
+    v1 = div v0, c0 : i32[4]
+    return v1
+}"#;
+        let (eg, roots) = saturate(src, &[Group::Cleanup]);
+        assert!(operands(&eg, roots[0], "mul").is_empty());
     }
 }

@@ -299,4 +299,38 @@ pub(crate) mod testing {
         crate::check::assert_same_outputs(&g, &out, 3, 1e-4, 1e-5);
         nnc_ir::print_full(&out)
     }
+
+    /// The e-graph of an IR text saturated with the given rule groups, and
+    /// the classes of its outputs: for rules whose result extraction may
+    /// not pick (both forms cost the same), tests look at the classes.
+    pub fn saturate(src: &str, groups: &[Group]) -> (EG, Vec<Id>) {
+        let g = nnc_ir::parse(src).unwrap_or_else(|e| panic!("{e}\n{src}"));
+        let built = crate::egraph::convert::to_egraph(&g).unwrap();
+        let runner = egg::Runner::default()
+            .with_egraph(built.egraph)
+            .with_iter_limit(30)
+            .run(&rules(groups));
+        let roots = built.roots.iter().map(|&r| runner.egraph.find(r)).collect();
+        (runner.egraph, roots)
+    }
+
+    /// The operand classes of every `op` node in `class` (attributes left
+    /// out).
+    pub fn operands(eg: &EG, class: Id, op: &str) -> Vec<Vec<Id>> {
+        eg[class]
+            .nodes
+            .iter()
+            .filter_map(|n| match n {
+                TLang::Op(s, ch) if s.as_str() == op => {
+                    Some(ch[1..].iter().map(|&c| eg.find(c)).collect())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The constant value of a class, as f64s.
+    pub fn value(eg: &EG, class: Id) -> Option<Vec<f64>> {
+        eg[class].data.value().map(|t| t.to_f64())
+    }
 }
