@@ -796,6 +796,7 @@ fn commands_never_overwrite_their_inputs() {
         vec!["dump", m, "--plan", "-o", m],
         vec!["run", m, "-i", s(&x), "-o", s(&x)],
         vec!["run", m, "-i", s(&x), "-o", m],
+        vec!["info", m, "--memory-svg", m],
     ];
     for args in cases {
         fails_with(&nnc(&args), "refusing to write");
