@@ -126,7 +126,8 @@ struct KernelArgs {
     #[arg(long, value_name = "auto|min|off", default_value = "auto", value_parser = parse_memory)]
     memory: MemoryArg,
     /// SRAM budget: partition just enough that the arena fits this many bytes (e.g.
-    /// 64KiB, 320K, 65536), and fail naming the bottleneck when it cannot
+    /// 64KiB, 320K, 65536), and fail naming the bottleneck when it cannot (with
+    /// `--memory off`: only check it)
     #[arg(long = "sram-budget", value_name = "BYTES", value_parser = parse_bytes)]
     sram_budget: Option<usize>,
 }
@@ -155,10 +156,11 @@ impl KernelArgs {
         driver::Lowering {
             kernels: self.kernels.clone(),
             memory: match (self.sram_budget, self.memory) {
+                // `--memory off` with a budget only checks it.
+                (_, MemoryArg::Off) => MemoryGoal::Off,
                 (Some(b), _) => MemoryGoal::Budget(b),
                 (None, MemoryArg::Auto) => MemoryGoal::Auto,
                 (None, MemoryArg::Min) => MemoryGoal::Minimize,
-                (None, MemoryArg::Off) => MemoryGoal::Off,
             },
         }
     }
