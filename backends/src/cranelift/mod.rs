@@ -185,6 +185,7 @@ fn isa_for(target: &Target, pic: bool, host: bool) -> Result<OwnedTargetIsa> {
                     "unknown x86_64 CPU `{preset}` (try x86-64-v2, x86-64-v3, x86-64-v4, haswell, skylake, znver3)"
                 ))
             })?;
+            imply_avx(&mut b, &flags);
             b
         }
         Arch::Aarch64 => isa::lookup_by_name("aarch64-unknown-linux-gnu")
@@ -206,6 +207,27 @@ fn isa_for(target: &Target, pic: bool, host: bool) -> Result<OwnedTargetIsa> {
     builder
         .finish(flags)
         .map_err(|e| BackendError::Other(format!("Cranelift ISA: {e}")))
+}
+
+/// Cranelift's CPU presets (`x86-64-v3`, `x86-64-v4`, `znver3`, ...) turn
+/// on FMA, AVX2 or AVX-512 but leave `has_avx` off, and without it
+/// Cranelift has no VEX encodings: every f32x4 multiply-add became a
+/// libcall (executables about 50x slower and 11x larger than `host`).
+/// Every CPU with those extensions has AVX, so it is turned on with them.
+fn imply_avx(b: &mut isa::Builder, flags: &settings::Flags) {
+    let Ok(trial) = b.finish(flags.clone()) else {
+        return;
+    };
+    let on = |pred: &dyn Fn(&str) -> bool| {
+        trial
+            .isa_flags()
+            .iter()
+            .any(|f| pred(f.name) && f.as_bool() == Some(true))
+    };
+    let needs_avx = on(&|n| n == "has_fma" || n == "has_avx2" || n.starts_with("has_avx512"));
+    if needs_avx && !on(&|n| n == "has_avx") {
+        let _ = b.enable("has_avx");
+    }
 }
 
 /// True when the ISA fuses multiply-add (always on aarch64).

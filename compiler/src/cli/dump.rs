@@ -7,14 +7,19 @@ pub(super) fn cmd_dump(a: DumpArgs) -> Result<ExitCode> {
         PlanBackend::C => nnc_backends::c::target(&a.target)?,
         PlanBackend::Native => nnc_backends::cranelift::target(&a.target)?,
     };
-    let g = load_for(&a.model, &HashMap::new(), a.out.is_none(), &target)?;
+    let model = read_model(&a.model.model)?;
+    let inputs = command_inputs(&model, &[]);
+    if let Some(out) = &a.out {
+        refuse_inputs(out, &inputs)?;
+        refuse_inputs(&bin_path(out), &inputs)?;
+    }
+    let g = load_model(&model, &a.model, &HashMap::new(), a.out.is_none(), &target)?;
     if a.plan {
         let name = emit::model_ident(&a.model.model, &None);
         let p = emit::lower(&g, &name, &target, &a.kernel)?;
         match &a.out {
-            Some(f) => std::fs::write(f, p.dump())
-                .with_context(|| format!("cannot write `{}`", f.display()))?,
-            None => print!("{}", p.dump()),
+            Some(f) => nnc::outfile::write(f, p.dump().as_bytes())?,
+            None => out!("{}", p.dump()),
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -47,19 +52,23 @@ pub(super) fn cmd_dump(a: DumpArgs) -> Result<ExitCode> {
             };
             let (text, blob) = nnc_ir::print_with(&g, &PrintOptions { consts });
             if let (Some(blob), Some(out)) = (blob, &a.out) {
-                let mut bin = out.clone().into_os_string();
-                bin.push(".bin");
-                std::fs::write(&bin, blob)
-                    .with_context(|| format!("cannot write `{}`", PathBuf::from(&bin).display()))?;
+                // The weights first, the text that names them last.
+                nnc::outfile::write_all(&[(&bin_path(out), &blob), (out, text.as_bytes())])?;
+                return Ok(ExitCode::SUCCESS);
             }
             text
         }
     };
     match &a.out {
-        Some(p) => {
-            std::fs::write(p, text).with_context(|| format!("cannot write `{}`", p.display()))?
-        }
-        None => print!("{text}"),
+        Some(p) => nnc::outfile::write(p, text.as_bytes())?,
+        None => out!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `FILE.bin`, where the weights of `-o FILE` go.
+fn bin_path(out: &Path) -> PathBuf {
+    let mut bin = out.to_path_buf().into_os_string();
+    bin.push(".bin");
+    PathBuf::from(bin)
 }

@@ -12,6 +12,7 @@ pub(super) fn cmd_run(a: RunArgs) -> Result<ExitCode> {
         let (_, t) = io::read_tensor(Path::new(f))?;
         files.push((name.map(str::to_string), PathBuf::from(f), t));
     }
+    let read_files: Vec<PathBuf> = files.iter().map(|f| f.1.clone()).collect();
     let mut hints = HashMap::new();
     for (i, (name, _, t)) in files.iter().enumerate() {
         let name = name
@@ -48,6 +49,15 @@ pub(super) fn cmd_run(a: RunArgs) -> Result<ExitCode> {
     let inputs: Vec<Tensor> = inputs.into_iter().map(|t| t.expect("checked")).collect();
     let outputs_spec = assign(&a.outputs, &out_names, "output")?;
     let expect_spec = assign(&a.expect, &out_names, "output")?;
+    let mut read = read_files;
+    read.extend(expect_spec.iter().map(|(_, f)| PathBuf::from(f)));
+    let inputs_read = command_inputs(&model, &read);
+    for (i, (_, f)) in outputs_spec.iter().enumerate() {
+        refuse_inputs(Path::new(f), &inputs_read)?;
+        if outputs_spec[..i].iter().any(|(_, g)| g == f) {
+            bail!("two outputs would be written to `{f}`");
+        }
+    }
     let t0 = Instant::now();
     let outs = driver::execute_with(&g, a.backend.driver(), &inputs, &a.kernel.lowering())?;
     let elapsed = t0.elapsed();
@@ -56,15 +66,22 @@ pub(super) fn cmd_run(a: RunArgs) -> Result<ExitCode> {
     }
     if outputs_spec.is_empty() {
         for (name, t) in out_names.iter().zip(&outs) {
-            println!("{}", summarize(name, t));
+            outln!("{}", summarize(name, t));
         }
     }
     let mut failed = false;
     for (idx, f) in &expect_spec {
         let (_, want) = io::read_tensor(Path::new(f))?;
-        let c = driver::compare_within(&outs[*idx], &want, a.tol.rtol, a.tol.atol, a.tol.lsb);
+        let c = driver::compare_within(
+            &outs[*idx],
+            &want,
+            a.tol.rtol,
+            a.tol.atol,
+            a.tol.lsb,
+            a.tol.equal_nan,
+        );
         let (line, ok) = check_line(&out_names[*idx], &c, want.len(), &a.tol, want.dtype());
-        println!("{line}");
+        outln!("{line}");
         failed |= !ok;
     }
     if a.time {
