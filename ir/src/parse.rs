@@ -310,6 +310,11 @@ impl<'a> Cur<'a> {
 
 fn num_value(s: &str) -> Option<AttrValue> {
     if let Ok(i) = s.parse::<i64>() {
+        // `-0` is the float negative zero (the printer writes it for a
+        // float attribute); an integer never prints with a sign on zero.
+        if i == 0 && s.starts_with('-') {
+            return Some(AttrValue::Float(-0.0));
+        }
         return Some(AttrValue::Int(i));
     }
     match s {
@@ -742,6 +747,19 @@ mod tests {
         assert!(print(&g).contains("c0 = const f32[3,2,3,3] ..."));
         assert!(once.contains("act=leaky_relu(alpha=0.1)"));
         assert!(once.contains("; Conv_0"));
+    }
+
+    #[test]
+    fn negative_zero_attributes_round_trip() {
+        // Found by the nnir fuzz target: `alpha=-0` printed, read back as 0.
+        let text = r#"graph @t(v0 "x": f32[2]) -> ("y": f32[2]) {
+    v1 = leaky_relu v0 {alpha=-0} : f32[2]
+    return v1
+}
+"#;
+        let once = print_full(&parse(text).unwrap());
+        assert!(once.contains("{alpha=-0}"), "{once}");
+        assert_eq!(print_full(&parse(&once).unwrap()), once);
     }
 
     #[test]
