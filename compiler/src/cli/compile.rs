@@ -12,7 +12,7 @@ pub(super) fn cmd_compile(a: CompileArgs) -> Result<ExitCode> {
             a.target
         );
     }
-    let g = load_for(&a.model, &HashMap::new(), false, &target)?;
+    let (g, _) = load_with_inputs(&a.model, &a.inputs, &target)?;
     let stem = a
         .out
         .file_stem()
@@ -54,9 +54,15 @@ pub(super) fn cmd_compile(a: CompileArgs) -> Result<ExitCode> {
                 p.weight_bytes(),
                 obj.compile_ms
             );
+            // A bare file name is not found on PATH: show it as `./NAME`.
+            let exe = if a.out.is_relative() && a.out.components().count() == 1 {
+                Path::new(".").join(&a.out)
+            } else {
+                a.out.clone()
+            };
             println!(
                 "run it: {} --input [NAME=]FILE.npy|.pb ... --output [NAME=]FILE.npy ...  (or --bench N)",
-                a.out.display()
+                exe.display()
             );
         }
     }

@@ -43,7 +43,7 @@ pub(super) fn lower_unchecked(
 
 pub(super) fn cmd_emit(a: EmitArgs) -> Result<ExitCode> {
     let target = a.target.c();
-    let g = load_for(&a.model, &HashMap::new(), false, &target)?;
+    let (g, _) = load_with_inputs(&a.model, &a.inputs, &target)?;
     let mut name = model_ident(&a.model.model, &a.name);
     // A model file named `model.onnx` is common; its folder says more.
     if a.name.is_none()
