@@ -4,7 +4,10 @@ shared models: each model is measured by every contender in turn, rounds
 alternate, and the table reports the median of the per-round medians with
 ratios to ONNX Runtime.
 
-    scripts/bench_compare.py [--backends c,native] [--rounds 3] [MODEL_DIR...]
+    scripts/bench_compare.py [--backends c,native] [--rounds 3] [--baseline NNC] [MODEL_DIR...]
+
+With `--baseline NNC` (another build of nnc, e.g. from an older commit) its
+backends run in the same rounds, and the table adds new / baseline ratios.
 
 Uses target/release/nnc (build it with `cargo build --release`).
 """
@@ -37,6 +40,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backends", default="c")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--baseline", help="another nnc binary measured in the same rounds")
     ap.add_argument("models", nargs="*")
     a = ap.parse_args()
     nnc = os.path.join(ROOT, "target", "release", "nnc")
@@ -44,21 +48,30 @@ def main():
         sys.exit("build nnc first: cargo build --release")
     models = a.models or [os.path.join(SHARED, "models", m) for m in DEFAULT]
     backends = [b for b in a.backends.split(",") if b]
-    print("| model | " + " | ".join(f"nnc {b} ms" for b in backends) + " | ORT 1-thread ms | " + " | ".join(f"{b} / ORT" for b in backends) + " |")
-    print("|---|" + "---:|" * (2 * len(backends) + 1))
+    base = [f"base {b}" for b in backends] if a.baseline else []
+    head = [f"nnc {b} ms" for b in backends] + [f"{b} ms" for b in base] + ["ORT 1-thread ms"]
+    head += [f"{b} / ORT" for b in backends]
+    if base:
+        head += [f"{b} / base" for b in backends]
+    print("| model | " + " | ".join(head) + " |")
+    print("|---|" + "---:|" * len(head))
     for d in models:
         model = os.path.join(d, "model.onnx")
         inp = os.path.join(d, "test_data_set_0", "input_0.pb")
-        res = {b: [] for b in backends + ["ort"]}
+        res = {b: [] for b in backends + base + ["ort"]}
         for _ in range(a.rounds):
             for b in backends:
                 res[b].append(run_json([nnc, "bench", model, "--backend", b, "-i", inp, "--json"])["median_ms"])
+                if a.baseline:
+                    res[f"base {b}"].append(run_json([a.baseline, "bench", model, "--backend", b, "-i", inp, "--json"])["median_ms"])
             res["ort"].append(run_json([sys.executable, os.path.join(ROOT, "scripts", "bench_ort.py"), model, "--input", inp, "--json"])["median_ms"])
         med = {k: sorted(v)[len(v) // 2] for k, v in res.items()}
         name = os.path.relpath(d, os.path.join(SHARED, "models"))
-        cells = [f"{med[b]:.4f}" for b in backends] + [f"{med['ort']:.4f}"] + [f"{med[b] / med['ort']:.2f}" for b in backends]
+        cells = [f"{med[b]:.4f}" for b in backends + base] + [f"{med['ort']:.4f}"]
+        cells += [f"{med[b] / med['ort']:.2f}" for b in backends]
+        if base:
+            cells += [f"{med[b] / med['base ' + b]:.2f}" for b in backends]
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
-
 
 if __name__ == "__main__":
     main()

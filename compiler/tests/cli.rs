@@ -650,6 +650,33 @@ fn memory_report_and_budgets() {
         out.contains("\"arena_bytes\": 64000") && out.contains("\"fits\": true"),
         "{out}"
     );
+    // A budget that partitioning meets, and the same with partitioning off:
+    // only checked.
+    let fits = nnc(&[
+        "info",
+        &model,
+        "--target",
+        "cortex-m4",
+        "--sram-budget",
+        "48KiB",
+    ]);
+    assert!(fits.status.success(), "{:?}", text(&fits));
+    let off = nnc(&[
+        "info",
+        &model,
+        "--target",
+        "cortex-m4",
+        "--sram-budget",
+        "48KiB",
+        "--memory",
+        "off",
+    ]);
+    assert_eq!(off.status.code(), Some(1));
+    assert!(
+        text(&off).1.contains("the arena needs 64000 B"),
+        "{:?}",
+        text(&off)
+    );
     let o = nnc(&["info", &model, "--sram-budget", "lots"]);
     assert_eq!(o.status.code(), Some(2));
 }

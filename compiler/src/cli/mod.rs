@@ -107,7 +107,7 @@ struct KernelArgs {
     memory: MemoryArg,
     /// SRAM budget: partition just enough that the arena fits this many bytes (65536,
     /// 64KiB = 64K = 65536, 64kB = 64000, 1MiB, 1MB), and fail naming the bottleneck when
-    /// it cannot
+    /// it cannot (with `--memory off`: only check it)
     #[arg(
         long = "sram-budget",
         value_name = "BYTES",
@@ -141,10 +141,11 @@ impl KernelArgs {
         driver::Lowering {
             kernels: self.kernels.clone(),
             memory: match (self.sram_budget, self.memory) {
+                // `--memory off` with a budget only checks it.
+                (_, MemoryArg::Off) => MemoryGoal::Off,
                 (Some(b), _) => MemoryGoal::Budget(b),
                 (None, MemoryArg::Auto) => MemoryGoal::Auto,
                 (None, MemoryArg::Min) => MemoryGoal::Minimize,
-                (None, MemoryArg::Off) => MemoryGoal::Off,
             },
         }
     }
