@@ -422,3 +422,84 @@ fn flags_mean_one_thing_and_fail_as_flags() {
         );
     }
 }
+
+/// Every output option creates the folders it names, and writes nothing
+/// when the command fails.
+#[test]
+fn outputs_create_their_folders() {
+    let [model, input, _] = kws();
+    let dir = tmp("folders");
+    let at = |p: &str| dir.join(p).display().to_string();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "run".into(),
+                model.clone(),
+                "-i".into(),
+                input.clone(),
+                "-o".into(),
+                at("run/a/out.npy"),
+            ],
+            "run/a/out.npy",
+        ),
+        (
+            vec![
+                "dump".into(),
+                model.clone(),
+                "-o".into(),
+                at("dump/a/m.nnir"),
+            ],
+            "dump/a/m.nnir.bin",
+        ),
+        (
+            vec![
+                "dump".into(),
+                model.clone(),
+                "--plan".into(),
+                "-o".into(),
+                at("plan/a/p.txt"),
+            ],
+            "plan/a/p.txt",
+        ),
+        (
+            vec![
+                "info".into(),
+                model.clone(),
+                "--memory-svg".into(),
+                at("svg/a/m.svg"),
+            ],
+            "svg/a/m.svg",
+        ),
+        (
+            vec![
+                "compile".into(),
+                model.clone(),
+                "-o".into(),
+                at("exe/a/kws"),
+            ],
+            "exe/a/kws",
+        ),
+        (
+            vec!["emit-c".into(), model.clone(), "-o".into(), at("c/a")],
+            "c/a/kws_dscnn_fp32.c",
+        ),
+    ];
+    for (args, written) in cases {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = nnc(&a);
+        assert!(o.status.success(), "{a:?}: {:?}", text(&o));
+        assert!(dir.join(written).is_file(), "{a:?} wrote {written}");
+    }
+    // A failing run creates nothing.
+    let o = nnc(&[
+        "run",
+        &model,
+        "-i",
+        "/nonexistent.pb",
+        "-o",
+        &at("never/out.npy"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!dir.join("never").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -22,10 +22,7 @@ pub(super) fn cmd_compile(a: CompileArgs) -> Result<ExitCode> {
     let p = emit::lower(&g, &name, &target, &a.kernel)?;
     let opts = NativeOptions { profile: a.profile };
     let obj = nnc::native::object(&p, &name, &opts).context("generating native code")?;
-    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create `{}`", dir.display()))?;
-    }
+    create_parent(&a.out)?;
     match a.emit {
         EmitKind::Obj => {
             let h = a.out.with_extension("h");

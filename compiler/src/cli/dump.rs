@@ -12,8 +12,11 @@ pub(super) fn cmd_dump(a: DumpArgs) -> Result<ExitCode> {
         let name = emit::model_ident(&a.model.model, &None);
         let p = emit::lower(&g, &name, &target, &a.kernel)?;
         match &a.out {
-            Some(f) => std::fs::write(f, p.dump())
-                .with_context(|| format!("cannot write `{}`", f.display()))?,
+            Some(f) => {
+                create_parent(f)?;
+                std::fs::write(f, p.dump())
+                    .with_context(|| format!("cannot write `{}`", f.display()))?
+            }
             None => print!("{}", p.dump()),
         }
         return Ok(ExitCode::SUCCESS);
@@ -47,6 +50,7 @@ pub(super) fn cmd_dump(a: DumpArgs) -> Result<ExitCode> {
             };
             let (text, blob) = nnc_ir::print_with(&g, &PrintOptions { consts });
             if let (Some(blob), Some(out)) = (blob, &a.out) {
+                create_parent(out)?;
                 let mut bin = out.clone().into_os_string();
                 bin.push(".bin");
                 std::fs::write(&bin, blob)
@@ -57,6 +61,7 @@ pub(super) fn cmd_dump(a: DumpArgs) -> Result<ExitCode> {
     };
     match &a.out {
         Some(p) => {
+            create_parent(p)?;
             std::fs::write(p, text).with_context(|| format!("cannot write `{}`", p.display()))?
         }
         None => print!("{text}"),

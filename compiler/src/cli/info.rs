@@ -120,6 +120,7 @@ pub(super) fn memory_report(a: &InfoArgs, g: &Graph) -> Result<(serde_json::Valu
     let p = emit::lower_unchecked(g, "model", &a.target.c(), &a.kernel)?;
     let s = &p.stats;
     if let Some(f) = &a.memory_svg {
+        create_parent(f)?;
         write_atomic(f, nnc::memsvg::render(&p, a.kernel.sram_budget).as_bytes())?;
     }
     let mut failures = Vec::new();

@@ -239,7 +239,8 @@ struct RunArgs {
     /// Input tensor file (.npy or ONNX TensorProto .pb): `NAME=FILE`, or `FILE` when the model has one input (repeatable)
     #[arg(short, long = "input", value_name = "[NAME=]FILE")]
     inputs: Vec<String>,
-    /// Write an output as .npy: `NAME=FILE`, or `FILE` when the model has one output (repeatable)
+    /// Write an output as .npy: `NAME=FILE`, or `FILE` when the model has one output
+    /// (repeatable; missing folders are created)
     #[arg(short, long = "output", value_name = "[NAME=]FILE")]
     outputs: Vec<String>,
     /// Compare an output with a reference tensor file and fail on mismatch (repeatable)
@@ -331,7 +332,7 @@ struct DumpArgs {
     /// How constant data is written (default: external with -o, elide without)
     #[arg(long, value_enum)]
     weights: Option<WeightsMode>,
-    /// Write to FILE instead of standard output
+    /// Write to FILE instead of standard output (missing folders are created)
     #[arg(short = 'o', long = "out", value_name = "FILE")]
     out: Option<PathBuf>,
     /// Print the lowered program instead of the IR: every step's buffers, kernel and
@@ -380,7 +381,8 @@ struct InfoArgs {
     #[arg(long)]
     steps: bool,
     /// Draw the memory plan as SVG into FILE (x: step, y: arena offset, one rectangle per
-    /// buffer; loops, the peak, the buffers live there and the SRAM budget marked)
+    /// buffer; loops, the peak, the buffers live there and the SRAM budget marked; missing
+    /// folders are created)
     #[arg(long = "memory-svg", value_name = "FILE")]
     memory_svg: Option<PathBuf>,
 }
@@ -425,7 +427,8 @@ struct CompileArgs {
     /// `run` does: `NAME=FILE`, or `FILE` when the model has one input (repeatable)
     #[arg(short, long = "input", value_name = "[NAME=]FILE")]
     inputs: Vec<String>,
-    /// Output file: the executable, or the object (its header is written next to it as .h)
+    /// Output file: the executable, or the object (its header is written next to it as .h;
+    /// missing folders are created)
     #[arg(short = 'o', long = "out", value_name = "FILE")]
     out: PathBuf,
     /// What to write
@@ -773,4 +776,15 @@ fn load_with_inputs(
     }
     nnc_ir::interp::check_inputs(&g, &inputs)?;
     Ok((g, inputs))
+}
+
+/// Creates the missing folders above an output file: every `-o FILE` (and
+/// `--memory-svg FILE`) may name a folder that does not exist yet, as
+/// `emit-c -o DIR` may. Called only once the output is ready to write.
+fn create_parent(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create `{}`", dir.display()))?;
+    }
+    Ok(())
 }

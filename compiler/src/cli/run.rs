@@ -37,6 +37,7 @@ pub(super) fn cmd_run(a: RunArgs) -> Result<ExitCode> {
     let outs = driver::execute_with(&g, a.backend.driver(), &inputs, &a.kernel.lowering())?;
     let elapsed = t0.elapsed();
     for (idx, f) in &outputs_spec {
+        create_parent(Path::new(f))?;
         io::write_npy(Path::new(f), &outs[*idx])?;
     }
     if outputs_spec.is_empty() {
