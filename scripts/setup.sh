@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything nnc's tests need on a fresh Debian machine with Rust:
 # a C compiler, the Arm embedded toolchain with newlib, qemu-system-arm for
-# the Cortex-M4 test, and Python's numpy, onnx and onnxruntime for the
-# onnxruntime.quantization comparison. Idempotent: what is already there is skipped.
+# the Cortex-M4 test, Python's numpy, onnx and onnxruntime for the
+# onnxruntime.quantization comparison, and AFL++ with cargo-afl for the fuzz
+# targets. Idempotent: what is already there is skipped.
 #
 # qemu-system-arm is unpacked into $NNC_TOOLS_DIR (default
 # ~/.cache/nnc-tools) instead of being installed, because the Debian
@@ -61,6 +62,20 @@ if ldd "$QEMU" | grep -q "not found"; then
     ldd "$QEMU" | grep "not found" >&2
     exit 1
 fi
+# Fuzzing: AFL++ (afl-cc, afl-fuzz) from Debian, cargo-afl from crates.io
+# and its instrumentation runtime for this Rust version (built once).
+apt_install afl++
+if ! cargo afl --version >/dev/null 2>&1; then
+    echo "setup: installing cargo-afl"
+    cargo install cargo-afl --locked --version "^0.18" >/dev/null 2>&1
+fi
+if ! afl_out="$(cargo afl config --build 2>&1)"; then
+    if ! grep -q "already built" <<<"$afl_out"; then
+        echo "$afl_out" >&2
+        exit 1
+    fi
+fi
+
 # Python with numpy, onnx and onnxruntime for the onnxruntime.quantization
 # comparison (tests/tests/ort_quant.rs runs scripts/ort_quant.py).
 have python3 || apt_install python3 python3-pip
@@ -72,4 +87,5 @@ fi
 python3 -c "import onnxruntime; print('setup: onnxruntime', onnxruntime.__version__)"
 "$QEMU" --version | head -1 | sed 's/^/setup: /'
 arm-none-eabi-gcc --version | head -1 | sed 's/^/setup: /'
+cargo afl --version | head -1 | sed 's/^/setup: /'
 echo "setup: ok"

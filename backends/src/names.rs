@@ -22,9 +22,22 @@ pub fn ident(s: &str) -> String {
     out
 }
 
-/// Makes a string safe inside a `/* */` comment and a C string literal.
+/// Makes any text (a model's names) safe inside a `/* */` comment on one
+/// line, for `-Wall -Werror -pedantic`: no `*/` (ends the comment), no
+/// `/*` (-Wcomment), no `??` (a trigraph), no control characters (line
+/// breaks, NUL); other text is kept.
 pub fn comment_safe(s: &str) -> String {
-    s.replace("*/", "* /").replace(['\n', '\r'], " ")
+    let mut o = String::with_capacity(s.len());
+    let mut prev = ' ';
+    for c in s.chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if matches!((prev, c), ('*', '/') | ('/', '*') | ('?', '?')) {
+            o.push(' ');
+        }
+        o.push(c);
+        prev = c;
+    }
+    o
 }
 
 /// A C string literal.
@@ -34,6 +47,8 @@ pub fn cstr(s: &str) -> String {
         match c {
             '"' => o.push_str("\\\""),
             '\\' => o.push_str("\\\\"),
+            // `??x` could form a trigraph (C99 has them).
+            '?' => o.push_str("\\?"),
             c if c.is_ascii_graphic() || c == ' ' => o.push(c),
             c => {
                 let mut b = [0; 4];

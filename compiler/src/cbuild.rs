@@ -2,17 +2,18 @@
 //! model's C plus the runtime harness become an executable that reads
 //! `.npy` / `.pb` inputs and writes `.npy` outputs. Builds are cached by a
 //! hash of everything that goes into them, so tests and repeated runs do
-//! not recompile.
+//! not recompile (see [`crate::cache`] for how the cache is kept safe).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nnc_backends::c::CSource;
 use nnc_ir::Tensor;
 use nnc_ir::program::Program;
 use nnc_runtime::harness::{HARNESS_C, HARNESS_H, IoDesc, StepDesc, glue};
 
+pub use crate::cache::cache_dir;
+use crate::cache::{self, key, lookup, publish, scratch_dir};
 use crate::driver::{DriverError, Result};
 use crate::io;
 
@@ -54,26 +55,6 @@ impl CFlags {
 /// The C compiler: `$CC`, else `cc`.
 pub fn cc() -> String {
     std::env::var("CC").unwrap_or_else(|_| "cc".into())
-}
-
-/// The build cache: `$NNC_CACHE_DIR`, else `nnc-cache` in the temp folder.
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os("NNC_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("nnc-cache"))
-}
-
-pub(crate) fn fnv(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for &b in *p {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x100_0000_01b3);
-        }
-        h ^= 0xff;
-        h = h.wrapping_mul(0x100_0000_01b3);
-    }
-    h
 }
 
 fn io_desc(list: &[(String, nnc_ir::TensorType)]) -> Vec<IoDesc> {
@@ -145,16 +126,6 @@ pub(crate) fn run_tool(cmd: &mut Command, what: &str) -> Result<()> {
     Ok(())
 }
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-pub(crate) fn scratch_dir(base: &Path, tag: &str) -> Result<PathBuf> {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let d = base.join(format!(".{tag}-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&d)
-        .map_err(|e| DriverError::Usage(format!("cannot create `{}`: {e}", d.display())))?;
-    Ok(d)
-}
-
 pub(crate) fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text)
         .map_err(|e| DriverError::Usage(format!("cannot write `{}`: {e}", path.display())))
@@ -175,30 +146,34 @@ pub(crate) fn sanitize_flags(flags: &CFlags) -> Vec<&'static str> {
 /// The harness object, compiled once per harness version and flag set.
 pub(crate) fn harness_object(base: &Path, flags: &CFlags) -> Result<PathBuf> {
     let san = sanitize_flags(flags);
-    let key = fnv(&[
+    let k = key(&[
         HARNESS_C.as_bytes(),
         HARNESS_H.as_bytes(),
         san.join(" ").as_bytes(),
         cc().as_bytes(),
     ]);
-    let obj = base.join(format!("harness-{key:016x}.o"));
-    if obj.exists() {
+    let entry = base.join(format!("harness-{k}"));
+    if let Some(obj) = lookup(&entry, "harness.o") {
         return Ok(obj);
     }
     let tmp = scratch_dir(base, "harness")?;
-    write(&tmp.join("nnc_harness.h"), HARNESS_H)?;
-    write(&tmp.join("harness.c"), HARNESS_C)?;
-    run_tool(
-        Command::new(cc())
-            .current_dir(&tmp)
-            .args(["-std=c11", "-Wall", "-Wextra", "-O2"])
-            .args(&san)
-            .args(["-c", "harness.c", "-o", "harness.o"]),
-        "compiling the harness",
-    )?;
-    let _ = std::fs::rename(tmp.join("harness.o"), &obj);
-    let _ = std::fs::remove_dir_all(&tmp);
-    Ok(obj)
+    let built = (|| {
+        write(&tmp.join("nnc_harness.h"), HARNESS_H)?;
+        write(&tmp.join("harness.c"), HARNESS_C)?;
+        run_tool(
+            Command::new(cc())
+                .current_dir(&tmp)
+                .args(["-std=c11", "-Wall", "-Wextra", "-O2"])
+                .args(&san)
+                .args(["-c", "harness.c", "-o", "harness.o"]),
+            "compiling the harness",
+        )
+    })();
+    if let Err(e) = built {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    publish(&tmp, &entry, "harness.o")
 }
 
 /// Compiles a model's C and glue and links them with the harness into an
@@ -216,7 +191,7 @@ pub fn build_executable(src: &CSource, glue_c: &str, flags: &CFlags) -> Result<P
         san.join(" "),
         prof.join(" ")
     );
-    let key = fnv(&[
+    let k = key(&[
         src.header.as_bytes(),
         src.source.as_bytes(),
         glue_c.as_bytes(),
@@ -225,86 +200,70 @@ pub fn build_executable(src: &CSource, glue_c: &str, flags: &CFlags) -> Result<P
         all.as_bytes(),
         cc().as_bytes(),
     ]);
-    cached_build(
-        &format!("{}-{key:016x}", src.name),
-        flags,
-        |tmp, harness| {
-            let name = &src.name;
-            write(&tmp.join(format!("{name}.h")), &src.header)?;
-            write(&tmp.join(format!("{name}.c")), &src.source)?;
-            write(&tmp.join("nnc_harness.h"), HARNESS_H)?;
-            write(&tmp.join("nnc_glue.c"), glue_c)?;
-            let strict = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"];
-            run_tool(
-                Command::new(cc())
-                    .current_dir(tmp)
-                    .args(strict)
-                    .args(&flags.opt)
-                    .args(&san)
-                    .args(&prof)
-                    .args(["-c", &format!("{name}.c"), "-o", "model.o"]),
-                "compiling the generated C",
-            )?;
-            run_tool(
-                Command::new(cc())
-                    .current_dir(tmp)
-                    .args(strict)
-                    .args(["-O1"])
-                    .args(&san)
-                    .args(["-c", "nnc_glue.c", "-o", "glue.o"]),
-                "compiling the harness glue",
-            )?;
-            run_tool(
-                Command::new(cc())
-                    .current_dir(tmp)
-                    .args(&san)
-                    .args(["model.o", "glue.o"])
-                    .arg(harness)
-                    .args(["-lm", "-o", "model"]),
-                "linking",
-            )
-        },
-    )
+    cached_build(&format!("{}-{k}", src.name), flags, |tmp, harness| {
+        let name = &src.name;
+        write(&tmp.join(format!("{name}.h")), &src.header)?;
+        write(&tmp.join(format!("{name}.c")), &src.source)?;
+        write(&tmp.join("nnc_harness.h"), HARNESS_H)?;
+        write(&tmp.join("nnc_glue.c"), glue_c)?;
+        let strict = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"];
+        run_tool(
+            Command::new(cc())
+                .current_dir(tmp)
+                .args(strict)
+                .args(&flags.opt)
+                .args(&san)
+                .args(&prof)
+                .args(["-c", &format!("{name}.c"), "-o", "model.o"]),
+            "compiling the generated C",
+        )?;
+        run_tool(
+            Command::new(cc())
+                .current_dir(tmp)
+                .args(strict)
+                .args(["-O1"])
+                .args(&san)
+                .args(["-c", "nnc_glue.c", "-o", "glue.o"]),
+            "compiling the harness glue",
+        )?;
+        run_tool(
+            Command::new(cc())
+                .current_dir(tmp)
+                .args(&san)
+                .args(["model.o", "glue.o"])
+                .arg(harness)
+                .args(["-lm", "-o", "model"]),
+            "linking",
+        )
+    })
 }
 
 /// The cached executable `<cache>/<dir>/model`: built by `build` (given a
-/// scratch folder and the harness object) when missing, then published
-/// atomically, so concurrent builds of the same thing are safe.
+/// scratch folder and the harness object) when missing or damaged, then
+/// published atomically, so concurrent builds of the same thing are safe.
 pub(crate) fn cached_build(
     dir: &str,
     flags: &CFlags,
     build: impl FnOnce(&Path, &Path) -> Result<()>,
 ) -> Result<PathBuf> {
-    let base = cache_dir();
-    let dir = base.join(dir);
-    let exe = dir.join("model");
-    if exe.exists() {
+    let base = cache_dir()?;
+    let entry = base.join(dir);
+    if let Some(exe) = lookup(&entry, "model") {
         return Ok(exe);
     }
-    std::fs::create_dir_all(&base)
-        .map_err(|e| DriverError::Usage(format!("cannot create `{}`: {e}", base.display())))?;
+    cache::clean_scratch(&base);
     let harness = harness_object(&base, flags)?;
     let tmp = scratch_dir(&base, "build")?;
     if let Err(e) = build(&tmp, &harness) {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    // Publish atomically; another process may have won the race.
-    if std::fs::rename(&tmp, &dir).is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    if !exe.exists() {
-        return Err(DriverError::Usage(format!(
-            "build output `{}` missing",
-            exe.display()
-        )));
-    }
-    Ok(exe)
+    publish(&tmp, &entry, "model")
 }
 
 /// Runs a harness executable on tensors and returns its outputs.
 pub fn run_executable(exe: &Path, p: &Program, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-    let dir = scratch_dir(&cache_dir(), "run")?;
+    let dir = scratch_dir(&cache_dir()?, "run")?;
     let result = (|| {
         let mut cmd = Command::new(exe);
         for (i, t) in inputs.iter().enumerate() {

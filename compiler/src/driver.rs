@@ -92,13 +92,39 @@ impl Model {
         })
     }
 
-    /// The names of the inputs a caller feeds (empty for `.nnir`, whose
-    /// inputs are known only once parsed).
+    /// The names of the inputs a caller feeds (for `.nnir`, from its
+    /// signature line; empty if that does not parse, which importing then
+    /// reports).
     pub fn input_names(&self) -> Vec<String> {
         match &self.source {
             Source::Onnx(m) => onnx::input_names(m),
-            Source::Text(_) => vec![],
+            Source::Text(t) => nnc_ir::parse::signature_names(t)
+                .map(|s| s.0)
+                .unwrap_or_default(),
         }
+    }
+
+    /// The files the model is read from: the model itself and its ONNX
+    /// external data files or `.nnir` weights files. Commands refuse to
+    /// write over them.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.path.clone()];
+        let dir = self.path.parent().unwrap_or(Path::new(""));
+        match &self.source {
+            Source::Text(text) => files.extend(
+                nnc_ir::parse::weights_files(text)
+                    .iter()
+                    .map(|f| dir.join(f)),
+            ),
+            Source::Onnx(m) => {
+                for t in m.graph.iter().flat_map(|g| &g.initializer) {
+                    for e in t.external_data.iter().filter(|e| e.key == "location") {
+                        files.push(dir.join(&e.value));
+                    }
+                }
+            }
+        }
+        files
     }
 
     /// The graph as written (no passes).
@@ -111,7 +137,10 @@ impl Model {
             .unwrap_or_else(|| PathBuf::from("."));
         match &self.source {
             Source::Text(text) => {
-                let loader = move |f: &str| std::fs::read(dir.join(f));
+                // Weights files, like ONNX external data, stay inside the
+                // model's folder.
+                let loader =
+                    move |f: &str| crate::confine::read(&dir, f).map_err(std::io::Error::other);
                 nnc_ir::parse_with(text, &loader).map_err(|source| DriverError::Text {
                     path: path.to_path_buf(),
                     source,
@@ -175,10 +204,15 @@ pub fn run_interp(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
 /// Result of comparing an output with a reference.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Comparison {
+    /// Largest |actual - expected| over the elements where both are
+    /// finite (NaN positions are counted in `nan_mismatches` instead).
     pub max_abs: f64,
     pub max_rel: f64,
-    /// Elements outside `atol + rtol * |expected|`.
+    /// Elements outside `atol + rtol * |expected|`, NaN mismatches included.
     pub mismatches: usize,
+    /// Elements where exactly one side is NaN, or both are and NaN is not
+    /// taken as equal to NaN.
+    pub nan_mismatches: usize,
     /// Shape or dtype differ.
     pub shape_mismatch: Option<String>,
 }
@@ -189,13 +223,15 @@ impl Comparison {
     }
 }
 
-/// Compares `actual` with `expected`: floats within `atol + rtol * |expected|`
-/// (NaN equals NaN, infinities must match), integers and bools exactly.
+/// Compares `actual` with `expected` as `numpy.testing.assert_allclose`
+/// does (NaN equals NaN), integers exactly: see [`compare_within`].
 pub fn compare(actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Comparison {
-    compare_within(actual, expected, rtol, atol, 0)
+    compare_within(actual, expected, rtol, atol, 0, true)
 }
 
-/// As [`compare`], with integers allowed to differ by up to `lsb` (int8
+/// Compares `actual` with `expected` as `numpy.isclose` does: floats within
+/// `atol + rtol * |expected|`, infinities only equal to themselves, a NaN
+/// equal to a NaN only with `equal_nan`; integers within `lsb` (int8
 /// outputs of float kernels can round the other way).
 pub fn compare_within(
     actual: &Tensor,
@@ -203,11 +239,13 @@ pub fn compare_within(
     rtol: f64,
     atol: f64,
     lsb: u64,
+    equal_nan: bool,
 ) -> Comparison {
     let mut c = Comparison {
         max_abs: 0.0,
         max_rel: 0.0,
         mismatches: 0,
+        nan_mismatches: 0,
         shape_mismatch: None,
     };
     if actual.ty() != expected.ty() {
@@ -228,7 +266,11 @@ pub fn compare_within(
     }
     let (a, e) = (actual.to_f64(), expected.to_f64());
     for (&x, &y) in a.iter().zip(&e) {
-        if x.is_nan() && y.is_nan() {
+        if x.is_nan() || y.is_nan() {
+            if !(equal_nan && x.is_nan() && y.is_nan()) {
+                c.mismatches += 1;
+                c.nan_mismatches += 1;
+            }
             continue;
         }
         if x.is_infinite() || y.is_infinite() {
@@ -239,10 +281,6 @@ pub fn compare_within(
             continue;
         }
         let d = (x - y).abs();
-        if d.is_nan() {
-            c.mismatches += 1;
-            continue;
-        }
         c.max_abs = c.max_abs.max(d);
         if y != 0.0 {
             c.max_rel = c.max_rel.max(d / y.abs());
@@ -252,6 +290,32 @@ pub fn compare_within(
         }
     }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nan_is_equal_only_when_asked() {
+        let t = |v: Vec<f32>| Tensor::from_f32(vec![v.len()], v).unwrap();
+        let a = t(vec![1.0, f32::NAN, f32::NAN, f32::INFINITY]);
+        let b = t(vec![1.0, f32::NAN, 2.0, f32::INFINITY]);
+        let strict = compare_within(&a, &b, 1e-4, 1e-5, 0, false);
+        assert_eq!((strict.mismatches, strict.nan_mismatches), (2, 2));
+        let loose = compare_within(&a, &b, 1e-4, 1e-5, 0, true);
+        assert_eq!((loose.mismatches, loose.nan_mismatches), (1, 1));
+        assert!(!loose.ok());
+        let c = compare_within(
+            &t(vec![1.0, 2.0]),
+            &t(vec![1.0, 2.918]),
+            1e-4,
+            1e-5,
+            0,
+            false,
+        );
+        assert!(!c.ok() && (c.max_abs - 0.918).abs() < 1e-3);
+    }
 }
 
 /// Where a model runs.

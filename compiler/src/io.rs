@@ -78,36 +78,31 @@ pub fn read_tensor(path: &Path) -> Result<(Option<String>, Tensor), IoError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let ferr = |msg: String| IoError::Format {
+    tensor_from_bytes(&bytes).map_err(|msg| IoError::Format {
         path: path.to_path_buf(),
         msg,
-    };
+    })
+}
+
+/// Decodes the contents of a `.npy` or `.pb` tensor file.
+pub fn tensor_from_bytes(bytes: &[u8]) -> Result<(Option<String>, Tensor), String> {
     if bytes.starts_with(b"\x93NUMPY") {
-        let a = npy::read(&bytes).map_err(|e| ferr(e.to_string()))?;
-        return Ok((None, from_npy(&a).map_err(ferr)?));
+        let a = npy::read(bytes).map_err(|e| e.to_string())?;
+        return Ok((None, from_npy(&a)?));
     }
-    let (name, t) = onnx::tensor::decode_pb(&bytes, "tensor file").map_err(|e| {
-        ferr(format!(
-            "neither a .npy file nor a valid ONNX TensorProto ({e})"
-        ))
-    })?;
+    let (name, t) = onnx::tensor::decode_pb(bytes, "tensor file")
+        .map_err(|e| format!("neither a .npy file nor a valid ONNX TensorProto ({e})"))?;
     Ok(((!name.is_empty()).then_some(name), t))
 }
 
-/// Writes a tensor as `.npy`.
+/// Writes a tensor as `.npy` (atomically: see [`crate::outfile`]).
 pub fn write_npy(path: &Path, t: &Tensor) -> Result<(), IoError> {
-    std::fs::write(path, npy::write(&to_npy(t))).map_err(|source| IoError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+    crate::outfile::write(path, &npy::write(&to_npy(t)))
 }
 
 /// Writes a tensor as an ONNX TensorProto `.pb`.
 pub fn write_pb(path: &Path, t: &Tensor, name: &str) -> Result<(), IoError> {
     use prost::Message;
     let bytes = onnx::tensor::to_proto(t, name).encode_to_vec();
-    std::fs::write(path, bytes).map_err(|source| IoError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+    crate::outfile::write(path, &bytes)
 }

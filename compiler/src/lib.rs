@@ -3,10 +3,13 @@
 //! host builds (`cbuild`, `native`), Cortex-M firmware measured under
 //! QEMU (`mcu`) and the memory picture (`memsvg`). The `nnc` binary is a thin CLI over this library.
 
+pub mod cache;
 pub mod cbuild;
+pub mod confine;
 pub mod driver;
 pub mod io;
 pub mod mcu;
 pub mod memsvg;
 pub mod native;
 pub mod onnx;
+pub mod outfile;

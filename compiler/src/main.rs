@@ -3,6 +3,7 @@
 
 mod cli;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -12,12 +13,26 @@ fn main() -> ExitCode {
         .format_timestamp(None)
         .init();
     let args = cli::Cli::parse();
-    match cli::run(args) {
+    let r = cli::run(args).and_then(|code| {
+        // Output is buffered: a full disk may only show here.
+        std::io::stdout().flush()?;
+        Ok(code)
+    });
+    match r {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {}", message(&e));
-            ExitCode::from(1)
-        }
+        Err(e) => match e.downcast_ref::<std::io::Error>().map(|e| e.kind()) {
+            // The reader went away (`nnc dump M | head`): stop quietly with
+            // the status a shell gives a program SIGPIPE ended.
+            Some(std::io::ErrorKind::BrokenPipe) => ExitCode::from(141),
+            Some(_) if e.chain().count() == 1 => {
+                eprintln!("error: cannot write to standard output: {e}");
+                ExitCode::from(1)
+            }
+            _ => {
+                eprintln!("error: {}", message(&e));
+                ExitCode::from(1)
+            }
+        },
     }
 }
 

@@ -12,9 +12,9 @@ use nnc_ir::program::Program;
 use nnc_ir::{Data, Tensor};
 use nnc_runtime::harness::{HARNESS_C, HARNESS_H};
 
+use crate::cache::{key, scratch_dir};
 use crate::cbuild::{
-    CFlags, backend_err, cache_dir, cached_build, cc, fnv, harness_glue, harness_object, run_tool,
-    scratch_dir, write,
+    CFlags, backend_err, cache_dir, cached_build, cc, harness_glue, harness_object, run_tool, write,
 };
 use crate::driver::{DriverError, Result};
 
@@ -61,7 +61,7 @@ pub fn object(p: &Program, name: &str, opts: &NativeOptions) -> Result<NativeObj
 pub fn build_executable(p: &Program, obj: &NativeObject) -> Result<PathBuf> {
     let glue_c = harness_glue(p, &obj.name);
     let flags = CFlags::default();
-    let key = fnv(&[
+    let k = key(&[
         &obj.object,
         obj.header.as_bytes(),
         glue_c.as_bytes(),
@@ -70,7 +70,7 @@ pub fn build_executable(p: &Program, obj: &NativeObject) -> Result<PathBuf> {
         cc().as_bytes(),
     ]);
     cached_build(
-        &format!("{}-native-{key:016x}", obj.name),
+        &format!("{}-native-{k}", obj.name),
         &flags,
         |tmp, harness| link_in(tmp, obj, &glue_c, harness, Path::new("model")),
     )
@@ -110,12 +110,13 @@ fn link_in(dir: &Path, obj: &NativeObject, glue_c: &str, harness: &Path, out: &P
     )
 }
 
-/// Builds a standalone executable at `out` (not cached).
+/// Builds a standalone executable at `out` (not cached). It is linked to a
+/// temporary file next to `out` and renamed into place, so `out` is never
+/// a half-written file.
 pub fn link_executable(p: &Program, obj: &NativeObject, out: &Path) -> Result<()> {
     let glue_c = harness_glue(p, &obj.name);
-    let base = cache_dir();
-    std::fs::create_dir_all(&base)
-        .map_err(|e| DriverError::Usage(format!("cannot create `{}`: {e}", base.display())))?;
+    let base = cache_dir()?;
+    crate::cache::clean_scratch(&base);
     let harness = harness_object(&base, &CFlags::default())?;
     let tmp = scratch_dir(&base, "link")?;
     let out_abs = if out.is_absolute() {
@@ -125,7 +126,10 @@ pub fn link_executable(p: &Program, obj: &NativeObject, out: &Path) -> Result<()
             .map_err(|e| DriverError::Usage(format!("no current folder: {e}")))?
             .join(out)
     };
-    let r = link_in(&tmp, obj, &glue_c, &harness, &out_abs);
+    let tmp_out = crate::outfile::temp_path(&out_abs);
+    let r = link_in(&tmp, obj, &glue_c, &harness, &tmp_out)
+        .and_then(|()| crate::outfile::commit(&tmp_out, &out_abs).map_err(DriverError::from));
+    let _ = std::fs::remove_file(&tmp_out);
     let _ = std::fs::remove_dir_all(&tmp);
     r
 }

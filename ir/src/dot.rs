@@ -7,8 +7,20 @@ use crate::graph::{Graph, Value};
 use crate::op::Op;
 use crate::op::attr::AttrWriter;
 
+/// A Graphviz quoted-string body: quotes and backslashes escaped, line
+/// breaks as `\n`, other control characters dropped.
 fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => o.push_str("\\\\"),
+            '"' => o.push_str("\\\""),
+            '\n' => o.push_str("\\n"),
+            c if c.is_control() => o.push(' '),
+            c => o.push(c),
+        }
+    }
+    o
 }
 
 /// Renders the graph as a Graphviz digraph: one box per op (constants are

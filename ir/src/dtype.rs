@@ -154,13 +154,18 @@ impl TensorType {
     }
 }
 
-/// Product of dims, `None` on overflow or beyond [`MAX_ELEMENTS`].
+/// Product of dims, `None` on overflow or beyond [`MAX_ELEMENTS`]. The
+/// bound holds for the non-zero dims too, so that an empty tensor cannot
+/// carry dims whose partial products (strides, spatial sizes) overflow.
 pub fn checked_numel(dims: &[usize]) -> Option<usize> {
     let mut n: usize = 1;
     for &d in dims {
-        n = n.checked_mul(d)?;
+        n = n.checked_mul(d.max(1))?;
+        if n > MAX_ELEMENTS {
+            return None;
+        }
     }
-    if n > MAX_ELEMENTS { None } else { Some(n) }
+    if dims.contains(&0) { Some(0) } else { Some(n) }
 }
 
 /// Row-major strides (in elements) for `dims`.

@@ -30,6 +30,9 @@ struct Line {
     comment: Option<String>,
 }
 
+/// Deepest nesting of lists and calls in an attribute value.
+pub const MAX_NESTING: usize = 32;
+
 fn perr<T>(line: usize, col: usize, msg: impl Into<String>) -> Result<T> {
     Err(IrError::Parse {
         line,
@@ -49,33 +52,20 @@ fn lex_line(no: usize, s: &str) -> Result<Line> {
         if c.is_whitespace() {
             i += 1;
         } else if c == ';' {
-            comment = Some(b[i + 1..].iter().collect::<String>().trim().to_string());
+            let rest: String = b[i + 1..].iter().collect::<String>().trim().to_string();
+            // A name the printer had to quote (control characters, edge spaces).
+            let r: Vec<char> = rest.chars().collect();
+            let mut j = 0;
+            comment = match r.first() {
+                Some('"') => match lex_string(&r, &mut j, no, col) {
+                    Ok(v) if j == r.len() => Some(v),
+                    _ => Some(rest),
+                },
+                _ => Some(rest),
+            };
             break;
         } else if c == '"' {
-            let mut v = String::new();
-            i += 1;
-            loop {
-                match b.get(i) {
-                    None => return perr(no, col, "unterminated string"),
-                    Some('"') => {
-                        i += 1;
-                        break;
-                    }
-                    Some('\\') => {
-                        match b.get(i + 1) {
-                            Some('n') => v.push('\n'),
-                            Some('t') => v.push('\t'),
-                            Some(&e) => v.push(e),
-                            None => return perr(no, col, "unterminated string"),
-                        }
-                        i += 2;
-                    }
-                    Some(&ch) => {
-                        v.push(ch);
-                        i += 1;
-                    }
-                }
-            }
+            let v = lex_string(&b, &mut i, no, col)?;
             toks.push((col, Tok::Str(v)));
         } else if c == '-' && b.get(i + 1) == Some(&'>') {
             toks.push((col, Tok::Arrow));
@@ -113,6 +103,44 @@ fn lex_line(no: usize, s: &str) -> Result<Line> {
         }
     }
     Ok(Line { no, toks, comment })
+}
+
+/// A quoted string starting at `b[*i]`; `*i` ends after the closing quote.
+/// Escapes: `\"`, `\\`, `\n`, `\t` and `\u{HEX}`.
+fn lex_string(b: &[char], i: &mut usize, no: usize, col: usize) -> Result<String> {
+    let mut v = String::new();
+    *i += 1;
+    loop {
+        match b.get(*i) {
+            None => return perr(no, col, "unterminated string"),
+            Some('"') => {
+                *i += 1;
+                return Ok(v);
+            }
+            Some('\\') => {
+                match b.get(*i + 1) {
+                    Some('n') => v.push('\n'),
+                    Some('t') => v.push('\t'),
+                    Some('u') if b.get(*i + 2) == Some(&'{') => {
+                        let hex: String = b[*i + 3..].iter().take_while(|c| **c != '}').collect();
+                        let ch = u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32);
+                        match (ch, b.get(*i + 3 + hex.chars().count())) {
+                            (Some(ch), Some('}')) if hex.len() <= 6 => v.push(ch),
+                            _ => return perr(no, col, "bad `\\u{...}` escape"),
+                        }
+                        *i += 2 + hex.chars().count();
+                    }
+                    Some(&e) => v.push(e),
+                    None => return perr(no, col, "unterminated string"),
+                }
+                *i += 2;
+            }
+            Some(&ch) => {
+                v.push(ch);
+                *i += 1;
+            }
+        }
+    }
 }
 
 /// Cursor over one line's tokens.
@@ -226,6 +254,17 @@ impl<'a> Cur<'a> {
     }
 
     fn value(&mut self) -> Result<AttrValue> {
+        self.value_at(0)
+    }
+
+    /// A value nested `depth` lists deep; the depth is bounded so that
+    /// hostile text cannot overflow the stack.
+    fn value_at(&mut self, depth: usize) -> Result<AttrValue> {
+        if depth >= MAX_NESTING {
+            return self.err(format!(
+                "attribute values nest more than {MAX_NESTING} deep"
+            ));
+        }
         match self.next() {
             Some(Tok::Num(s)) => Ok(num_value(s).ok_or(()).or_else(|_| {
                 self.i -= 1;
@@ -240,7 +279,7 @@ impl<'a> Cur<'a> {
                     while !self.eat(')') {
                         let k = self.ident()?.to_string();
                         self.expect('=')?;
-                        let v = self.value()?;
+                        let v = self.value_at(depth + 1)?;
                         items.push(AttrValue::List(vec![AttrValue::Ident(k), v]));
                     }
                     Ok(AttrValue::List(items))
@@ -252,7 +291,7 @@ impl<'a> Cur<'a> {
                 let mut items = Vec::new();
                 if !self.eat(']') {
                     loop {
-                        items.push(self.value()?);
+                        items.push(self.value_at(depth + 1)?);
                         if self.eat(']') {
                             break;
                         }
@@ -344,6 +383,98 @@ pub fn op_attr_text(op: &Op) -> String {
 /// Reads the weights blob named by a `weights "file"` line.
 pub type WeightsLoader<'a> = dyn Fn(&str) -> std::io::Result<Vec<u8>> + 'a;
 
+/// The `graph @name(inputs) -> (outputs) {` line.
+#[derive(Debug)]
+struct Signature {
+    name: String,
+    /// (value, name, type)
+    inputs: Vec<(String, String, TensorType)>,
+    outputs: Vec<(String, TensorType)>,
+}
+
+fn signature(head: &Line) -> Result<Signature> {
+    let mut c = Cur { line: head, i: 0 };
+    if c.ident()? != "graph" {
+        return perr(head.no, 1, "expected `graph`");
+    }
+    if c.next() != Some(&Tok::At) {
+        return c.err("expected `@name`");
+    }
+    let name = match c.next() {
+        Some(Tok::Ident(s)) | Some(Tok::Str(s)) => s.clone(),
+        _ => return c.err("expected the graph name"),
+    };
+    let mut inputs: Vec<(String, String, TensorType)> = Vec::new();
+    c.expect('(')?;
+    if !c.eat(')') {
+        loop {
+            let v = c.ident()?.to_string();
+            let name = c.string()?.to_string();
+            c.expect(':')?;
+            let ty = c.ty()?;
+            if inputs.iter().any(|i| i.0 == v) {
+                return c.err(format!("`{v}` defined twice"));
+            }
+            inputs.push((v, name, ty));
+            if c.eat(')') {
+                break;
+            }
+            c.expect(',')?;
+        }
+    }
+    if c.next() != Some(&Tok::Arrow) {
+        return c.err("expected `->`");
+    }
+    c.expect('(')?;
+    let mut outputs: Vec<(String, TensorType)> = Vec::new();
+    if !c.eat(')') {
+        loop {
+            let name = c.string()?.to_string();
+            c.expect(':')?;
+            outputs.push((name, c.ty()?));
+            if c.eat(')') {
+                break;
+            }
+            c.expect(',')?;
+        }
+    }
+    c.expect('{')?;
+    c.done()?;
+    Ok(Signature {
+        name,
+        inputs,
+        outputs,
+    })
+}
+
+/// The input and output names of a graph in text form, read from its first
+/// line only (for tools that need them before loading the graph).
+pub fn signature_names(text: &str) -> Result<(Vec<String>, Vec<String>)> {
+    for (i, l) in text.lines().enumerate() {
+        let line = lex_line(i + 1, l)?;
+        if !line.toks.is_empty() {
+            let sig = signature(&line)?;
+            return Ok((
+                sig.inputs.into_iter().map(|i| i.1).collect(),
+                sig.outputs.into_iter().map(|o| o.0).collect(),
+            ));
+        }
+    }
+    perr(1, 1, "empty input: expected `graph @name(...) -> (...) {`")
+}
+
+/// The files named by `weights "FILE"` lines.
+pub fn weights_files(text: &str) -> Vec<String> {
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, l)| lex_line(i + 1, l).ok())
+        .filter_map(|l| match l.toks.as_slice() {
+            [(_, Tok::Ident(w)), (_, Tok::Str(f))] if w == "weights" => Some(f.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Parses a self-contained graph (no external weights).
 pub fn parse(text: &str) -> Result<Graph> {
     parse_with(text, &|f: &str| {
@@ -365,53 +496,13 @@ pub fn parse_with(text: &str, load: &WeightsLoader<'_>) -> Result<Graph> {
     let Some(head) = lines.first() else {
         return perr(1, 1, "empty input: expected `graph @name(...) -> (...) {`");
     };
-    let mut c = Cur { line: head, i: 0 };
-    if c.ident()? != "graph" {
-        return perr(head.no, 1, "expected `graph`");
-    }
-    if c.next() != Some(&Tok::At) {
-        return c.err("expected `@name`");
-    }
-    let gname = match c.next() {
-        Some(Tok::Ident(s)) | Some(Tok::Str(s)) => s.clone(),
-        _ => return c.err("expected the graph name"),
-    };
-    let mut g = Graph::new(gname);
+    let sig = signature(head)?;
+    let mut g = Graph::new(sig.name);
     let mut env: HashMap<String, Value> = HashMap::new();
-    c.expect('(')?;
-    if !c.eat(')') {
-        loop {
-            let v = c.ident()?.to_string();
-            let name = c.string()?.to_string();
-            c.expect(':')?;
-            let ty = c.ty()?;
-            if env.insert(v.clone(), g.add_input(name, ty)).is_some() {
-                return c.err(format!("`{v}` defined twice"));
-            }
-            if c.eat(')') {
-                break;
-            }
-            c.expect(',')?;
-        }
+    for (v, name, ty) in sig.inputs {
+        env.insert(v, g.add_input(name, ty));
     }
-    if c.next() != Some(&Tok::Arrow) {
-        return c.err("expected `->`");
-    }
-    c.expect('(')?;
-    let mut results: Vec<(String, TensorType)> = Vec::new();
-    if !c.eat(')') {
-        loop {
-            let name = c.string()?.to_string();
-            c.expect(':')?;
-            results.push((name, c.ty()?));
-            if c.eat(')') {
-                break;
-            }
-            c.expect(',')?;
-        }
-    }
-    c.expect('{')?;
-    c.done()?;
+    let results = sig.outputs;
 
     let mut blob: Option<Vec<u8>> = None;
     let mut closed = false;
@@ -662,6 +753,43 @@ mod tests {
 }"#;
         let e = parse(text).unwrap_err().to_string();
         assert!(e.contains("2 error(s)"), "{e}");
+    }
+
+    #[test]
+    fn any_name_round_trips() {
+        let mut g = Graph::new("g\u{1}\"x");
+        let x = g.add_input("in\n\u{7f}", TensorType::new(DType::F32, vec![2]));
+        for name in [
+            "ad\u{7f}",
+            " lead",
+            "trail ",
+            "\"quoted\"",
+            "a\nb",
+            "*/ \\u{41}",
+            "",
+        ] {
+            let v = g.add1(Op::Identity, &[x], name).unwrap();
+            g.add_output(v, format!("out {name}"));
+        }
+        let text = print_full(&g);
+        let back = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(print_full(&back), text);
+        assert_eq!(back.name, g.name);
+        assert_eq!(back.input_name(0), g.input_name(0));
+        for (a, b) in back.node_ids().iter().zip(g.node_ids()) {
+            assert_eq!(back.node(*a).name, g.node(b).name);
+        }
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = format!(
+            "graph @t(v0 \"x\": f32[1]) -> (\"y\": f32[1]) {{\n  v1 = relu v0 {{a={}1{}}} : f32[1]\n  return v1\n}}",
+            "[".repeat(50_000),
+            "]".repeat(50_000)
+        );
+        let e = parse(&deep).unwrap_err().to_string();
+        assert!(e.contains("nest more than"), "{e}");
     }
 
     #[test]

@@ -62,7 +62,9 @@ pub fn quote(s: &str) -> String {
             '\\' => q.push_str("\\\\"),
             '\n' => q.push_str("\\n"),
             '\t' => q.push_str("\\t"),
-            c if c.is_control() => q.push('?'),
+            c if c.is_control() => {
+                let _ = write!(q, "\\u{{{:x}}}", c as u32);
+            }
             c => q.push(c),
         }
     }
@@ -70,11 +72,11 @@ pub fn quote(s: &str) -> String {
     q
 }
 
-/// Names rendered as comments must stay on one line.
+/// A node name as a `;` comment: as it is when it reads back unchanged
+/// (one line, no edge spaces), else quoted.
 fn comment_safe(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    let plain = !s.starts_with('"') && s.trim() == s && !s.chars().any(|c| c.is_control());
+    if plain { s.to_string() } else { quote(s) }
 }
 
 fn is_ident(s: &str) -> bool {

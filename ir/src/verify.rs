@@ -93,7 +93,11 @@ impl Graph {
                                 show(&out)
                             ));
                         }
-                        Ok(_) => {}
+                        Ok(_) => {
+                            if let Some(msg) = self.constant_index_error(op, &raw) {
+                                errs.push(format!("{what}: {msg}"));
+                            }
+                        }
                     }
                 }
                 _ => {}
@@ -111,6 +115,25 @@ impl Graph {
             }
         }
         errs
+    }
+}
+
+impl Graph {
+    /// Gather with constant indices: every index must be in range now,
+    /// not only when the compiled code runs (where the error names no node).
+    fn constant_index_error(&self, op: &Op, raw: &[(u32, Value)]) -> Option<String> {
+        let Op::Gather(a) = op else { return None };
+        let data = raw.iter().find(|(s, _)| *s == 0)?.1;
+        let idx = raw.iter().find(|(s, _)| *s == 1)?.1;
+        let t = self.const_value(idx)?;
+        let d = *self.value_type(data).dims.get(a.axis)? as i64;
+        let bad = t.to_i64().into_iter().find(|&i| i < -d || i >= d)?;
+        Some(format!(
+            "constant index {bad} is out of range for axis {} of size {d} (valid: {} to {})",
+            a.axis,
+            -d,
+            d - 1
+        ))
     }
 }
 
@@ -144,5 +167,29 @@ mod tests {
             "node `a` (relu): declared output types (f32[3]) differ from inferred (f32[2])"
         ));
         assert!(errs[1].contains("node `b` (not): expects a bool input"));
+    }
+
+    #[test]
+    fn constant_gather_indices_are_checked() {
+        let mut g = Graph::new("t");
+        let x = g.add_input("x", TensorType::new(DType::F32, vec![4, 2]));
+        for (name, idx) in [("ok", vec![-4, 3]), ("bad", vec![0, 4]), ("neg", vec![-5])] {
+            let n = idx.len();
+            let i = g.add_const(crate::Tensor::from_i64s(vec![n], idx).unwrap(), "i");
+            let v = g
+                .add1(
+                    Op::Gather(crate::op::GatherAttrs { axis: 0 }),
+                    &[x, i],
+                    name,
+                )
+                .unwrap();
+            g.add_output(v, name);
+        }
+        let errs = g.verify_all();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].contains(
+            "node `bad` (gather): constant index 4 is out of range for axis 0 of size 4"
+        ));
+        assert!(errs[1].contains("node `neg` (gather): constant index -5"));
     }
 }

@@ -29,7 +29,12 @@ pub type Result<T, E = PassError> = std::result::Result<T, E>;
 pub struct EgraphLimits {
     pub iterations: usize,
     pub nodes: usize,
+    /// Saturation time.
     pub time: Duration,
+    /// The whole pass: building the e-graph, saturating and extracting.
+    /// Saturation gets what building left of it (none: the graph comes back
+    /// as it went in, cleaned up by extraction).
+    pub total: Duration,
 }
 
 impl Default for EgraphLimits {
@@ -38,6 +43,7 @@ impl Default for EgraphLimits {
             iterations: 32,
             nodes: 200_000,
             time: Duration::from_secs(5),
+            total: Duration::from_secs(10),
         }
     }
 }

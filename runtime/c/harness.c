@@ -16,13 +16,41 @@
  * Exit status: 0 on success, 1 on a runtime or file error, 2 on bad usage.
  */
 #define _POSIX_C_SOURCE 200112L
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "nnc_harness.h"
+
+/* Most dims a tensor file may declare (a file with more is rejected). */
+#define MAX_RANK 32
+
+/* Appends to `buf` (capacity `cap`, current length `*k`), truncating
+ * instead of writing past the end: every formatted string goes through here. */
+static void append(char *buf, size_t cap, size_t *k, const char *fmt, ...) {
+    va_list ap;
+    int n;
+    if (*k >= cap) return;
+    va_start(ap, fmt);
+    n = vsnprintf(buf + *k, cap - *k, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    *k = (size_t)n >= cap - *k ? cap - 1 : *k + (size_t)n;
+}
+
+static void dims_text(const char *dtype, int rank, const long *dims, char *out, size_t cap) {
+    size_t k = 0;
+    int i;
+    out[0] = 0;
+    append(out, cap, &k, "%s[", dtype);
+    for (i = 0; i < rank; ++i) append(out, cap, &k, "%s%ld", i ? "," : "", dims[i]);
+    append(out, cap, &k, "]");
+}
 
 static const nnc_io *find_io(const nnc_io *list, int n, const char *name, size_t len) {
     int i;
@@ -79,19 +107,17 @@ static unsigned char *read_file(const char *path, size_t *len) {
     return buf;
 }
 
-static int shape_text(const nnc_io *io, char *out, size_t cap) {
-    int i, k = snprintf(out, cap, "%s[", io->dtype);
-    for (i = 0; i < io->rank; ++i) k += snprintf(out + k, cap - (size_t)k, "%s%ld", i ? "," : "", io->shape[i]);
-    return k + snprintf(out + k, cap - (size_t)k, "]");
+static void shape_text(const nnc_io *io, char *out, size_t cap) {
+    dims_text(io->dtype, io->rank, io->shape, out, cap);
 }
 
 /* .npy: checks descr and shape against `io`, copies the data. */
 static int load_npy(const unsigned char *b, size_t len, const nnc_io *io, void *dst, const char *path) {
     size_t hl, start, i;
     const char *h, *p;
-    char hdr[4096], want[128], got[128];
-    long dims[32];
-    int rank = 0;
+    char hdr[4096], want[160], got[160];
+    long dims[MAX_RANK];
+    int rank = 0, too_many = 0;
     if (len < 10) goto bad;
     if (b[6] == 1) {
         hl = (size_t)b[8] | ((size_t)b[9] << 8);
@@ -117,13 +143,21 @@ static int load_npy(const unsigned char *b, size_t len, const nnc_io *io, void *
     p = strstr(h, "'shape':");
     if (!p || !(p = strchr(p, '('))) goto bad;
     ++p;
-    while (*p && *p != ')' && rank < 32) {
+    while (*p && *p != ')') {
         char *end;
         long d = strtol(p, &end, 10);
         if (end == p) break;
+        if (rank == MAX_RANK) {
+            too_many = 1;
+            break;
+        }
         dims[rank++] = d;
         p = end;
         while (*p == ',' || *p == ' ') ++p;
+    }
+    if (too_many) {
+        fprintf(stderr, "error: `%s`: more than %d dims\n", path, MAX_RANK);
+        return 1;
     }
     if (rank != io->rank) goto shape;
     for (i = 0; i < (size_t)rank; ++i)
@@ -133,11 +167,7 @@ static int load_npy(const unsigned char *b, size_t len, const nnc_io *io, void *
     return 0;
 shape:
     shape_text(io, want, sizeof want);
-    {
-        int k = snprintf(got, sizeof got, "%s[", io->dtype);
-        for (i = 0; i < (size_t)rank; ++i) k += snprintf(got + k, sizeof got - (size_t)k, "%s%ld", i ? "," : "", dims[i]);
-        snprintf(got + k, sizeof got - (size_t)k, "]");
-    }
+    dims_text(io->dtype, rank, dims, got, sizeof got);
     fprintf(stderr, "error: input `%s`: expected %s, `%s` holds %s\n", io->name, want, path, got);
     return 1;
 bad:
@@ -163,8 +193,8 @@ static int load_pb(const unsigned char *b, size_t len, const nnc_io *io, void *d
     const unsigned char *p = b, *end = b + len;
     const unsigned char *raw = NULL;
     size_t raw_len = 0, es = elem_size(io->dtype), n = io->bytes / (es ? es : 1), count = 0;
-    long dims[32];
-    int rank = 0, dtype = 0, i;
+    long dims[MAX_RANK];
+    int rank = 0, dtype = 0, i, too_many = 0;
     unsigned char *out = (unsigned char *)dst;
     while (p < end) {
         uint64_t key, v;
@@ -174,7 +204,10 @@ static int load_pb(const unsigned char *b, size_t len, const nnc_io *io, void *d
         wire = (unsigned)(key & 7);
         if (wire == 0) {
             if (varint(&p, end, &v)) goto bad;
-            if (field == 1 && rank < 32) dims[rank++] = (long)v;
+            if (field == 1) {
+                if (rank < MAX_RANK) dims[rank++] = (long)v;
+                else too_many = 1;
+            }
             else if (field == 2) dtype = (int)v;
             else if ((field == 5 || field == 7) && count < n) {
                 if (es == 8) memcpy(out + count * 8, &v, 8);
@@ -192,10 +225,11 @@ static int load_pb(const unsigned char *b, size_t len, const nnc_io *io, void *d
                 raw = q;
                 raw_len = (size_t)v;
             } else if (field == 1) {
-                while (q < p && rank < 32) {
+                while (q < p) {
                     uint64_t d;
                     if (varint(&q, p, &d)) goto bad;
-                    dims[rank++] = (long)d;
+                    if (rank < MAX_RANK) dims[rank++] = (long)d;
+                    else too_many = 1;
                 }
             } else if ((field == 4 && es == 4) || (field == 10 && es == 8)) {
                 size_t k = (size_t)v / es;
@@ -226,6 +260,10 @@ static int load_pb(const unsigned char *b, size_t len, const nnc_io *io, void *d
             goto bad;
         }
     }
+    if (too_many) {
+        fprintf(stderr, "error: `%s`: more than %d dims\n", path, MAX_RANK);
+        return 1;
+    }
     if (dtype != onnx_code(io->dtype)) {
         fprintf(stderr, "error: `%s`: element type code %d, input `%s` is %s\n", path, dtype, io->name, io->dtype);
         return 1;
@@ -241,7 +279,7 @@ static int load_pb(const unsigned char *b, size_t len, const nnc_io *io, void *d
     }
     return 0;
 shape: {
-    char want[128];
+    char want[160];
     shape_text(io, want, sizeof want);
     fprintf(stderr, "error: input `%s`: expected %s, `%s` has another shape\n", io->name, want, path);
     return 1;
@@ -266,15 +304,20 @@ static int load_input(const char *path, const nnc_io *io, void *dst) {
 }
 
 static int write_npy(const char *path, const nnc_io *io, const void *data) {
-    char h[512];
-    int k, i;
-    size_t hl, total;
+    /* Room for 64 dims of 20 digits, the dict text and the padding. */
+    char h[2048], *tmp;
+    int i, ok;
+    struct stat st;
+    size_t hl = 0, total;
     FILE *f;
     unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, 0, 0};
-    k = snprintf(h, sizeof h, "{'descr': '%s', 'fortran_order': False, 'shape': (", npy_descr(io->dtype));
-    for (i = 0; i < io->rank; ++i) k += snprintf(h + k, sizeof h - (size_t)k, "%ld%s", io->shape[i], io->rank == 1 ? "," : (i + 1 < io->rank ? ", " : ""));
-    k += snprintf(h + k, sizeof h - (size_t)k, "), }");
-    hl = (size_t)k;
+    append(h, sizeof h - 66, &hl, "{'descr': '%s', 'fortran_order': False, 'shape': (", npy_descr(io->dtype));
+    for (i = 0; i < io->rank; ++i) append(h, sizeof h - 66, &hl, "%ld%s", io->shape[i], io->rank == 1 ? "," : (i + 1 < io->rank ? ", " : ""));
+    append(h, sizeof h - 66, &hl, "), }");
+    if (hl >= sizeof h - 67) {
+        fprintf(stderr, "error: `%s`: the shape of output `%s` is too long for a .npy header\n", path, io->name);
+        return 1;
+    }
     total = 10 + hl + 1;
     while (total % 64) {
         h[hl++] = ' ';
@@ -283,13 +326,24 @@ static int write_npy(const char *path, const nnc_io *io, const void *data) {
     h[hl++] = '\n';
     pre[8] = (unsigned char)(hl & 0xff);
     pre[9] = (unsigned char)(hl >> 8);
-    f = fopen(path, "wb");
-    if (!f || fwrite(pre, 1, 10, f) != 10 || fwrite(h, 1, hl, f) != hl || fwrite(data, 1, io->bytes, f) != io->bytes) {
-        if (f) fclose(f);
+    /* A new or regular file is written to a temporary file next to it and
+     * renamed into place: a kill or a full disk never leaves a truncated
+     * output. Anything else (/dev/stdout, a FIFO, a symlink) is written
+     * directly, never replaced. */
+    tmp = (char *)malloc(strlen(path) + 32);
+    if (!tmp) return 1;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) strcpy(tmp, path);
+    else sprintf(tmp, "%s.tmp-%ld", path, (long)getpid());
+    f = fopen(tmp, "wb");
+    ok = f && fwrite(pre, 1, 10, f) == 10 && fwrite(h, 1, hl, f) == hl && fwrite(data, 1, io->bytes, f) == io->bytes;
+    if (f && fclose(f) != 0) ok = 0;
+    if (ok && strcmp(tmp, path) != 0 && rename(tmp, path) != 0) ok = 0;
+    if (!ok) {
+        if (strcmp(tmp, path) != 0) remove(tmp);
         fprintf(stderr, "error: cannot write `%s`\n", path);
-        return 1;
     }
-    return fclose(f) == 0 ? 0 : 1;
+    free(tmp);
+    return ok ? 0 : 1;
 }
 
 static double elem_value(const nnc_io *io, const void *data, size_t i) {
@@ -306,7 +360,7 @@ static double elem_value(const nnc_io *io, const void *data, size_t i) {
 }
 
 static void summarize(const nnc_io *io, const void *data) {
-    char s[128];
+    char s[160];
     size_t n = io->bytes / elem_size(io->dtype), i;
     shape_text(io, s, sizeof s);
     printf("%s: %s\n  [", io->name, s);
@@ -369,21 +423,32 @@ static int usage(void) {
     return 2;
 }
 
-/* Splits NAME=FILE; the name must be one of the list, or is optional when it has one entry. */
+/* Splits NAME=FILE. NAME is the longest prefix before an `=` that names
+ * an entry of the list (names may contain `=`); a spec without a matching
+ * name is a plain FILE, allowed only when the list has one entry and the
+ * spec has no `=` (so a mistyped name is an error, not a file name). */
 static const nnc_io *pick(const nnc_io *list, int n, const char *spec, const char **file, const char *what) {
-    const char *eq = strchr(spec, '=');
-    if (eq) {
+    const nnc_io *best = NULL;
+    const char *eq;
+    int i;
+    for (eq = strchr(spec, '='); eq; eq = strchr(eq + 1, '=')) {
         const nnc_io *io = find_io(list, n, spec, (size_t)(eq - spec));
         if (io) {
+            best = io;
             *file = eq + 1;
-            return io;
         }
     }
-    if (n == 1) {
+    if (best) return best;
+    if (n == 1 && !strchr(spec, '=')) {
         *file = spec;
         return &list[0];
     }
-    fprintf(stderr, "error: %s `%s` needs a NAME= prefix\n", what, spec);
+    if (strchr(spec, '='))
+        fprintf(stderr, "error: %s `%.*s` is not one of the model's %ss:", what, (int)(strchr(spec, '=') - spec), spec, what);
+    else
+        fprintf(stderr, "error: %s `%s` needs a NAME= prefix; the model's %ss are:", what, spec, what);
+    for (i = 0; i < n; ++i) fprintf(stderr, "%s `%s`", i ? "," : "", list[i].name);
+    fprintf(stderr, "\n");
     return NULL;
 }
 

@@ -56,15 +56,21 @@ static int64_t ielem(enum nnc_mcu_dtype t, const void *p, uint32_t i) {
 }
 
 /* The comparison `nnc run --expect` makes: floats within
- * atol + rtol * |expected| (NaN equals NaN, infinities must match),
- * integers within lsb. */
+ * atol + rtol * |expected| (a NaN matches a NaN only with equal_nan,
+ * infinities must match), integers within lsb. */
 static void check(uint32_t k, const struct nnc_mcu_output *o, const struct nnc_mcu_bench *b, uint32_t *bad) {
-    uint32_t i, miss = 0;
+    uint32_t i, miss = 0, nan = 0;
     double max_abs = 0, max_rel = 0;
     for (i = 0; i < o->elements; ++i) {
         if (is_float(o->dtype)) {
             double x = felem(o->dtype, o->data, i), y = felem(o->dtype, o->expected, i), d;
-            if (isnan(x) && isnan(y)) continue;
+            if (isnan(x) || isnan(y)) {
+                if (!(b->equal_nan && isnan(x) && isnan(y))) {
+                    ++miss;
+                    ++nan;
+                }
+                continue;
+            }
             if (isinf(x) || isinf(y)) {
                 if (x != y) {
                     ++miss;
@@ -73,10 +79,6 @@ static void check(uint32_t k, const struct nnc_mcu_output *o, const struct nnc_m
                 continue;
             }
             d = fabs(x - y);
-            if (isnan(d)) {
-                ++miss;
-                continue;
-            }
             if (d > max_abs) max_abs = d;
             if (y != 0 && d / fabs(y) > max_rel) max_rel = d / fabs(y);
             if (d > b->atol + b->rtol * fabs(y)) ++miss;
@@ -87,8 +89,8 @@ static void check(uint32_t k, const struct nnc_mcu_output *o, const struct nnc_m
             if (d > b->lsb) ++miss;
         }
     }
-    printf("check %lu %lu %lu %.9g %.9g\n", (unsigned long)k, (unsigned long)o->elements,
-           (unsigned long)miss, max_abs, max_rel);
+    printf("check %lu %lu %lu %.9g %.9g %lu\n", (unsigned long)k, (unsigned long)o->elements,
+           (unsigned long)miss, max_abs, max_rel, (unsigned long)nan);
     if (miss) ++*bad;
 }
 

@@ -43,6 +43,7 @@ struct nnc_mcu_bench {
     uint32_t runs;  /* measured runs, after one warm-up run */
     double rtol, atol; /* float outputs: |a - e| <= atol + rtol * |e| */
     int64_t lsb;       /* integer outputs: |a - e| <= lsb */
+    int equal_nan;     /* a NaN matches a NaN (else any NaN is a mismatch) */
 };
 
 /* Runs the benchmark and returns the firmware's exit code (0 ok, 1 an

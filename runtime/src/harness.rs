@@ -28,6 +28,8 @@ fn c_string(s: &str) -> String {
         match b {
             b'"' => o.push_str("\\\""),
             b'\\' => o.push_str("\\\\"),
+            // `??x` could form a trigraph (C99 has them).
+            b'?' => o.push_str("\\?"),
             0x20..=0x7e => o.push(b as char),
             _ => {
                 let _ = write!(o, "\\{b:03o}");

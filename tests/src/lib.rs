@@ -3,6 +3,8 @@
 
 pub mod conformance;
 pub mod expect;
+pub mod fuzz;
 pub mod graphgen;
+pub mod graphs;
 pub mod shared;
 pub mod targets;

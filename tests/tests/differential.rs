@@ -13,6 +13,7 @@
 //! the number of failing seed/level/backend runs out of 600; the code was
 //! restored byte for byte afterwards):
 //! - map, native: integer `iadd` -> `isub` in `cranelift/scalar.rs` (12);
+//! - depthwise, native `qdw_dot`: the first sliding tap group skipped (6);
 //! - map, native: float `min` computed as `max` (6);
 //! - conv, C `conv_direct`: the last kernel column dropped (57);
 //! - depthwise, C `dw_grid`: the last input row left out of the padded copy
@@ -89,6 +90,33 @@ fn variants(r: &mut Rng, op: &Op) -> Vec<String> {
                 r.pick(&[1, 2, 3, 4, 8])
             ),
         ],
+        Op::QConv(_) => {
+            let l = r.pick(&[4, 8, 16]);
+            let (v, d) = (1 + r.below(4), r.pick(&[2, 4]));
+            vec![
+                "conv_direct".to_string(),
+                format!(
+                    "qconv_dot(lanes={l},v={v},c={},dot={d},im2col={})",
+                    1 + r.below(6),
+                    b(r)
+                ),
+                format!("qdw_dot(lanes={l},v={v},dot={d})"),
+                format!(
+                    "qconv_dot(lanes=4,v={v},c={},dot={d},im2col={})",
+                    1 + r.below(6),
+                    b(r)
+                ),
+                format!("qdw_dot(lanes=4,v={v},dot={d})"),
+            ]
+        }
+        Op::QGemm(_) => {
+            let (v, d) = (1 + r.below(4), r.pick(&[2, 4]));
+            vec![
+                "matmul_direct".to_string(),
+                format!("qgemm_dot(lanes={},v={v},dot={d})", r.pick(&[4, 8, 16])),
+                format!("qgemm_dot(lanes=4,v={v},dot={d})"),
+            ]
+        }
         Op::Pool(_) => vec![
             "pool_direct".to_string(),
             format!("pool_rows(w={})", r.pick(&[4, 8, 12, 16])),

@@ -152,11 +152,10 @@ fn mutate_model(m: &mut ModelProto, r: &mut Rng) {
                 .as_mut()
                 .and_then(|t| t.tensor_type.as_mut())
                 .and_then(|t| t.shape.as_mut())
+                && !s.dim.is_empty()
             {
-                if !s.dim.is_empty() {
-                    let j = r.below(s.dim.len());
-                    s.dim[j].dim_value = Some(r.int());
-                }
+                let j = r.below(s.dim.len());
+                s.dim[j].dim_value = Some(r.int());
             }
         }
         5 if nn > 0 => {

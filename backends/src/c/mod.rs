@@ -17,12 +17,13 @@ mod layout;
 mod matmul;
 mod nn;
 mod pool;
+mod qdot;
 mod writer;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use nnc_ir::program::{Arch, Buffer, Codegen, Kernel, Loc, Program, Step, Target, Window};
+use nnc_ir::program::{Arch, Buffer, Codegen, IntDot, Kernel, Loc, Program, Step, Target, Window};
 use nnc_ir::{DType, Op, Tensor, TensorType};
 
 use crate::error::{BackendError, Result};
@@ -33,20 +34,30 @@ pub use writer::{comment_safe, cstr, ident};
 
 /// The target description for C on this machine: the vector registers
 /// `-march=native` gives the C compiler (AVX-512: 512 bits, 32 registers;
-/// AVX2: 256 bits, 16; otherwise SSE's 128 bits), and fused multiply-add
-/// when the CPU has it.
+/// AVX2: 256 bits, 16; otherwise SSE's 128 bits), fused multiply-add
+/// when the CPU has it, and VNNI's 8-bit dot products at that width
+/// (16-bit pairs otherwise).
 pub fn host_target() -> Target {
     #[cfg(target_arch = "x86_64")]
     {
-        let (bits, regs) = if std::is_x86_feature_detected!("avx512f") {
+        use std::is_x86_feature_detected as has;
+        let (bits, regs) = if has!("avx512f") {
             (512, 32)
-        } else if std::is_x86_feature_detected!("avx2") {
+        } else if has!("avx2") {
             (256, 16)
         } else {
             (128, 16)
         };
         let mut t = Target::cpu(Arch::X86_64, Codegen::C, bits, regs);
-        t.fma = std::is_x86_feature_detected!("fma");
+        t.fma = has!("fma");
+        let vnni = match bits {
+            512 => has!("avx512vnni") && has!("avx512bw"),
+            256 => has!("avxvnni") || (has!("avx512vnni") && has!("avx512vl")),
+            _ => false,
+        };
+        if vnni {
+            t.int_dot = IntDot::Quads;
+        }
         t.host = true;
         t
     }
@@ -68,9 +79,11 @@ pub fn host_target() -> Target {
 /// Parses a C target and describes it: `host` (this machine, as
 /// `-march=native` sees it), `x86_64` (SSE2 only), `x86_64:avx2`
 /// (256-bit vectors and FMA, as `-mavx2 -mfma`), `x86_64:avx512`
-/// (`-mavx512f -mfma`), `aarch64` (NEON), or a microcontroller
-/// (`cortex-m0`, `cortex-m4`, `cortex-m7`). The vector width decides the
-/// kernels' tile shapes, so C for another machine should name it.
+/// (Skylake-X's AVX-512: F, BW, VL, DQ), `x86_64:avx512vnni` (as
+/// `avx512` with VNNI's 8-bit dot products), `x86_64:avxvnni` (AVX2 with
+/// AVX-VNNI), `aarch64` (NEON), or a microcontroller (`cortex-m0`,
+/// `cortex-m4`, `cortex-m7`). The vector width decides the kernels' tile
+/// shapes, so C for another machine should name it.
 pub fn target(spec: &str) -> Result<Target> {
     let cpu = |arch, bits, regs, fma: bool, name: &str| {
         let mut t = Target::cpu(arch, Codegen::C, bits, regs);
@@ -78,11 +91,19 @@ pub fn target(spec: &str) -> Result<Target> {
         t.cpu = (!name.is_empty()).then(|| name.to_string());
         t
     };
+    let vnni = |mut t: Target| {
+        t.int_dot = IntDot::Quads;
+        t
+    };
     Ok(match spec {
         "host" | "native" => host_target(),
         "x86_64" | "x86-64" => cpu(Arch::X86_64, 128, 16, false, ""),
         "x86_64:avx2" | "x86-64:avx2" => cpu(Arch::X86_64, 256, 16, true, "avx2"),
         "x86_64:avx512" | "x86-64:avx512" => cpu(Arch::X86_64, 512, 32, true, "avx512"),
+        "x86_64:avx512vnni" | "x86-64:avx512vnni" => {
+            vnni(cpu(Arch::X86_64, 512, 32, true, "avx512vnni"))
+        }
+        "x86_64:avxvnni" | "x86-64:avxvnni" => vnni(cpu(Arch::X86_64, 256, 16, true, "avxvnni")),
         "aarch64" | "arm64" => cpu(Arch::Aarch64, 128, 32, true, ""),
         "cortex-m0" | "cortex-m0plus" | "cortex-m0+" => Target::cortex_m(Arch::CortexM0),
         "cortex-m4" => Target::cortex_m(Arch::CortexM4),
@@ -90,18 +111,30 @@ pub fn target(spec: &str) -> Result<Target> {
         _ => {
             return Err(BackendError::Other(format!(
                 "unknown C target `{spec}` (use host, x86_64, x86_64:avx2, x86_64:avx512, \
-                 aarch64, cortex-m0, cortex-m4 or cortex-m7)"
+                 x86_64:avx512vnni, x86_64:avxvnni, aarch64, cortex-m0, cortex-m4 or cortex-m7)"
             )));
         }
     })
 }
+
+/// Skylake-X's AVX-512 subsets (every AVX-512 CPU since has them).
+const AVX512: &[&str] = &[
+    "-mavx512f",
+    "-mavx512bw",
+    "-mavx512vl",
+    "-mavx512dq",
+    "-mavx2",
+    "-mfma",
+];
 
 /// The C compiler flags that give the vector unit a C target assumes
 /// (empty for `host`: the caller picks `-march=native` or not).
 pub fn isa_flags(t: &Target) -> Vec<&'static str> {
     match (t.arch, t.cpu.as_deref()) {
         (Arch::X86_64, Some("avx2")) => vec!["-mavx2", "-mfma"],
-        (Arch::X86_64, Some("avx512")) => vec!["-mavx512f", "-mavx2", "-mfma"],
+        (Arch::X86_64, Some("avx512")) => AVX512.to_vec(),
+        (Arch::X86_64, Some("avx512vnni")) => [AVX512, &["-mavx512vnni"]].concat(),
+        (Arch::X86_64, Some("avxvnni")) => vec!["-mavx2", "-mfma", "-mavxvnni"],
         _ => vec![],
     }
 }
@@ -505,6 +538,20 @@ fn kernel(w: &mut W, st: &Step, ws: &StepWeights<'_>, h: &mut Helpers) -> Result
             integer::qconv_direct(w, st, a, ins[0], ins[1], y, &epi, h)
         }
         (Kernel::MatMulDirect, Op::QGemm(a)) => integer::qgemm_direct(w, st, a, ins[0], y, &epi, h),
+        (Kernel::QConvDot(k), Op::QConv(a)) => {
+            let win = Window::conv(&a.conv, ins[0], ins[1], y);
+            qdot::conv(w, st, k, a, &win, ws, h)
+                .ok_or_else(|| unsupported(st, "qconv_dot on this step"))?;
+        }
+        (Kernel::QDwDot(k), Op::QConv(a)) => {
+            let win = Window::conv(&a.conv, ins[0], ins[1], y);
+            qdot::depthwise(w, st, k, a, &win, ws, h)
+                .ok_or_else(|| unsupported(st, "qdw_dot on this step"))?;
+        }
+        (Kernel::QGemmDot(k), Op::QGemm(a)) => {
+            qdot::gemm(w, st, k, a, ins[0], ws, h)
+                .ok_or_else(|| unsupported(st, "qgemm_dot on this step"))?;
+        }
         (Kernel::Lrn, Op::Lrn(a)) => nn::lrn(w, a, ins[0]),
         (Kernel::ConvDirect, Op::Conv(a)) => conv::direct(
             w,

@@ -30,6 +30,12 @@ impl W {
         self.indent += 1;
     }
 
+    /// A bare `{` block and indent.
+    pub fn block(&mut self) {
+        self.line("{");
+        self.indent += 1;
+    }
+
     /// `}` and dedent.
     pub fn close(&mut self) {
         self.indent = self.indent.saturating_sub(1);

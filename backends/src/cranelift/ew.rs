@@ -182,6 +182,23 @@ fn eval(kb: &mut Kb, e: &MapExpr, v: &[Value], dts: &[DType]) -> Result<(Value, 
             let r = integer::sat(kb, r, q.q.lo as i64, q.q.hi as i64);
             from_i64(kb, r, dtype)
         }
+        MapOp::QBinary(q) if is_byte(a[0].1) && is_byte(a[1].1) && is_byte(dtype) => {
+            // Every pair of 8-bit operands: one 64 KiB table of results,
+            // computed by the interpreter's own arithmetic.
+            let (la, lb) = (lowest(a[0].1), lowest(a[1].1));
+            let table: Vec<u8> = (0..256 * 256)
+                .map(|i| q.apply(la + i / 256, lb + i % 256) as u8)
+                .collect();
+            let t = kb.table(table, 64)?;
+            let x = to_i64(kb, a[0].0, a[0].1);
+            let w = to_i64(kb, a[1].0, a[1].1);
+            let x = kb.b.ins().iadd_imm_s(x, -(la as i64));
+            let w = kb.b.ins().iadd_imm_s(w, -(lb as i64));
+            let x = kb.b.ins().ishl_imm_s(x, 8);
+            let i = kb.b.ins().iadd(x, w);
+            let addr = kb.b.ins().iadd(t, i);
+            kb.load(cl(dtype), addr, 0)
+        }
         MapOp::QBinary(q) => {
             use nnc_ir::op::QBinaryKind;
             let x = zp_sub(kb, a[0], q.q.x_zp);
@@ -215,6 +232,15 @@ fn eval(kb: &mut Kb, e: &MapExpr, v: &[Value], dts: &[DType]) -> Result<(Value, 
         }
     };
     Ok((r, dtype))
+}
+
+fn is_byte(d: DType) -> bool {
+    matches!(d, DType::I8 | DType::U8)
+}
+
+/// The smallest value of an 8-bit type.
+fn lowest(d: DType) -> i32 {
+    if d == DType::I8 { -128 } else { 0 }
 }
 
 /// An integer operand minus its zero point, as an i64.

@@ -25,6 +25,7 @@ mod map;
 mod matmul;
 mod nn;
 mod pool;
+mod qdot;
 mod reduce;
 mod row_tiles;
 mod scalar;
@@ -37,7 +38,7 @@ use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
-use nnc_ir::program::{Arch, Codegen, Kernel, Loc, Program, Step, Target, Window};
+use nnc_ir::program::{Arch, Codegen, IntDot, Kernel, Loc, Program, Step, Target, Window};
 use nnc_ir::{Op, TensorType};
 
 use crate::error::{BackendError, Result};
@@ -71,7 +72,23 @@ fn describe(isa: &dyn isa::TargetIsa, arch: Arch) -> Target {
     let regs = if arch == Arch::Aarch64 { 32 } else { 16 };
     let mut t = Target::cpu(arch, Codegen::Cranelift, 128, regs);
     t.fma = has_fma(isa);
+    if has_vnni(isa) {
+        t.int_dot = IntDot::Quads;
+    }
     t
+}
+
+/// True when Cranelift lowers the u8 x i8 dot-product tree to
+/// `vpdpbusd` on this ISA: AVX-VNNI (with AVX) or AVX512-VNNI (with
+/// AVX512VL, for the 128-bit EVEX form).
+fn has_vnni(isa: &dyn isa::TargetIsa) -> bool {
+    let flags = isa.isa_flags();
+    let on = |n: &str| {
+        flags
+            .iter()
+            .any(|f| f.name == n && f.as_bool() == Some(true))
+    };
+    (on("has_avx") && on("has_avx_vnni")) || (on("has_avx512vl") && on("has_avx512vnni"))
 }
 
 /// Parses a Cranelift target: `host`, `x86_64`, `x86_64:CPU` (a CPU preset
@@ -167,6 +184,7 @@ fn isa_for(target: &Target, pic: bool, host: bool) -> Result<OwnedTargetIsa> {
                     "unknown x86_64 CPU `{preset}` (try x86-64-v2, x86-64-v3, x86-64-v4, haswell, skylake, znver3)"
                 ))
             })?;
+            imply_avx(&mut b, &flags);
             b
         }
         Arch::Aarch64 => isa::lookup_by_name("aarch64-unknown-linux-gnu")
@@ -178,9 +196,37 @@ fn isa_for(target: &Target, pic: bool, host: bool) -> Result<OwnedTargetIsa> {
             )));
         }
     };
+    let mut builder = builder;
+    if target.arch == Arch::X86_64 {
+        // The integer kernels' 32 x 32 -> 64-bit products: with AVX512DQ
+        // Cranelift prefers `vpmullq` (three uops) to SSE4.1's `pmuldq`
+        // (one), and nothing else here multiplies 64-bit lanes.
+        let _ = builder.set("has_avx512dq", "false");
+    }
     builder
         .finish(flags)
         .map_err(|e| BackendError::Other(format!("Cranelift ISA: {e}")))
+}
+
+/// Cranelift's CPU presets (`x86-64-v3`, `x86-64-v4`, `znver3`, ...) turn
+/// on FMA, AVX2 or AVX-512 but leave `has_avx` off, and without it
+/// Cranelift has no VEX encodings: every f32x4 multiply-add became a
+/// libcall (executables about 50x slower and 11x larger than `host`).
+/// Every CPU with those extensions has AVX, so it is turned on with them.
+fn imply_avx(b: &mut isa::Builder, flags: &settings::Flags) {
+    let Ok(trial) = b.finish(flags.clone()) else {
+        return;
+    };
+    let on = |pred: &dyn Fn(&str) -> bool| {
+        trial
+            .isa_flags()
+            .iter()
+            .any(|f| pred(f.name) && f.as_bool() == Some(true))
+    };
+    let needs_avx = on(&|n| n == "has_fma" || n == "has_avx2" || n.starts_with("has_avx512"));
+    if needs_avx && !on(&|n| n == "has_avx") {
+        let _ = b.enable("has_avx");
+    }
 }
 
 /// True when the ISA fuses multiply-add (always on aarch64).
@@ -544,6 +590,13 @@ fn kernel(kb: &mut Kb, st: &Step, a: &Args) -> Result<()> {
         (Kernel::MatMulDirect, Op::QGemm(q)) => {
             integer::qgemm_direct(kb, st, q, ins[0], ins[1], y, a)
         }
+        (Kernel::QConvDot(k), Op::QConv(q)) => {
+            qdot::conv(kb, st, k, q, &Window::conv(&q.conv, ins[0], ins[1], y), a)
+        }
+        (Kernel::QDwDot(k), Op::QConv(q)) => {
+            qdot::depthwise(kb, st, k, q, &Window::conv(&q.conv, ins[0], ins[1], y), a)
+        }
+        (Kernel::QGemmDot(k), Op::QGemm(q)) => qdot::gemm(kb, st, k, q, ins[0], a),
         (Kernel::GlobalPool(_), Op::Pool(p)) if !ins[0].dtype.is_float() => {
             integer::global_pool_int(kb, p.kind, ins[0], a)
         }

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use super::*;
 
-fn report(a: &BenchArgs, median: f64, p90: f64, runs: usize, checks: &Checks) {
+fn report(a: &BenchArgs, median: f64, p90: f64, runs: usize, checks: &Checks) -> Result<()> {
     if a.json {
         let mut v = json!({
             "model": a.model.model.display().to_string(),
@@ -16,11 +16,12 @@ fn report(a: &BenchArgs, median: f64, p90: f64, runs: usize, checks: &Checks) {
             "runs": runs,
         });
         checks.add_to(&mut v);
-        println!("{v}");
+        outln!("{v}");
     } else {
-        checks.print();
-        println!("median {median:.4} ms, p90 {p90:.4} ms over {runs} runs");
+        checks.print()?;
+        outln!("median {median:.4} ms, p90 {p90:.4} ms over {runs} runs");
     }
+    Ok(())
 }
 
 /// The `--expect` comparisons of a bench.
@@ -35,10 +36,11 @@ impl Checks {
         self.rows.iter().any(|r| !r.2)
     }
 
-    pub fn print(&self) {
+    pub fn print(&self) -> Result<()> {
         for (_, line, _) in &self.rows {
-            println!("{line}");
+            outln!("{line}");
         }
+        Ok(())
     }
 
     /// `"checks": [{"output", "ok", "result"}]` when there are any.
@@ -74,7 +76,14 @@ pub(super) fn references(a: &BenchArgs, out_names: &[String]) -> Result<Vec<(usi
 fn check_host(a: &BenchArgs, out_names: &[String], outs: &[Tensor]) -> Result<Checks> {
     let mut c = Checks::default();
     for (i, want) in references(a, out_names)? {
-        let cmp = driver::compare_within(&outs[i], &want, a.tol.rtol, a.tol.atol, a.tol.lsb);
+        let cmp = driver::compare_within(
+            &outs[i],
+            &want,
+            a.tol.rtol,
+            a.tol.atol,
+            a.tol.lsb,
+            a.tol.equal_nan,
+        );
         let (line, ok) = check_line(&out_names[i], &cmp, want.len(), &a.tol, want.dtype());
         c.rows.push((out_names[i].clone(), line, ok));
     }
@@ -98,7 +107,8 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
             target.spec()
         );
     }
-    let (g, inputs) = load_with_inputs(&a.model, &a.inputs, &Target::default())?;
+    let model = read_model(&a.model.model)?;
+    let (g, inputs) = load_with_inputs(&model, &a.model, &a.inputs, &Target::default())?;
     let names: Vec<String> = (0..g.inputs().len())
         .map(|i| g.input_name(i).to_string())
         .collect();
@@ -128,7 +138,7 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
                 t[(runs * 9 / 10).min(runs - 1)],
                 runs,
                 &checks,
-            );
+            )?;
             Ok(checks.exit_code())
         }
         Backend::C | Backend::Native => {
@@ -198,7 +208,7 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
                 }
                 let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
                 let peak = nnc_backends::cranelift::fma_peak_gflops()?;
-                print_profile(&a, &p, &v, peak, runs, &checks);
+                print_profile(&a, &p, &v, peak, runs, &checks)?;
                 let _ = std::fs::remove_dir_all(&dir);
                 return Ok(checks.exit_code());
             }
@@ -208,7 +218,7 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
             };
             let (median, p90) = run(runs)?;
             let _ = std::fs::remove_dir_all(&dir);
-            report(&a, median, p90, runs, &checks);
+            report(&a, median, p90, runs, &checks)?;
             Ok(checks.exit_code())
         }
     }
@@ -223,7 +233,7 @@ fn print_profile(
     peak: f64,
     runs: usize,
     checks: &Checks,
-) {
+) -> Result<()> {
     let descs = nnc::cbuild::step_descs(p);
     let steps = v["steps"].as_array().cloned().unwrap_or_default();
     let total = v["total_ms"].as_f64().unwrap_or(0.0);
@@ -248,11 +258,11 @@ fn print_profile(
             "f32x4_fma_peak_gflops": peak,
         });
         checks.add_to(&mut o);
-        println!("{o}");
-        return;
+        outln!("{o}");
+        return Ok(());
     }
-    checks.print();
-    println!("step  op               ms/run   share   GFLOP/s  %peak  output / name");
+    checks.print()?;
+    outln!("step  op               ms/run   share   GFLOP/s  %peak  output / name");
     for (i, (s, d)) in steps.iter().zip(&descs).enumerate() {
         let ms = s["ms"].as_f64().unwrap_or(0.0);
         let gf = s["gflops"].as_f64().unwrap_or(0.0);
@@ -262,13 +272,15 @@ fn print_profile(
         } else {
             "     -".to_string()
         };
-        println!(
+        outln!(
             "{i:4}  {:<15} {ms:8.4}  {share:5.1}%  {gf:8.2} {pk}  {}  {}",
-            d.op, d.output, d.name
+            d.op,
+            d.output,
+            d.name
         );
     }
-    println!("total {total:.4} ms/run over {runs} runs");
-    println!(
+    outln!("total {total:.4} ms/run over {runs} runs");
+    outln!(
         "f32x4 FMA peak of this machine: {peak:.1} GFLOP/s (measured; %peak compares each step with it{})",
         if a.backend == Backend::C {
             "; C built with -march=native may use wider vectors"
@@ -276,4 +288,5 @@ fn print_profile(
             ""
         }
     );
+    Ok(())
 }

@@ -21,7 +21,8 @@ pub(super) fn cmd_bench_mcu(a: BenchArgs, target: Target) -> Result<ExitCode> {
             target.spec()
         );
     }
-    let (g, inputs) = load_with_inputs(&a.model, &a.inputs, &target)?;
+    let model = read_model(&a.model.model)?;
+    let (g, inputs) = load_with_inputs(&model, &a.model, &a.inputs, &target)?;
     let out_names: Vec<String> = g.outputs().iter().map(|o| o.name.clone()).collect();
     let mut name = emit::model_ident(&a.model.model, &None);
     if name == "model"
@@ -39,6 +40,7 @@ pub(super) fn cmd_bench_mcu(a: BenchArgs, target: Target) -> Result<ExitCode> {
         rtol: a.tol.rtol,
         atol: a.tol.atol,
         lsb: a.tol.lsb,
+        equal_nan: a.tol.equal_nan,
     };
     let b = mb::bench_program(&p, &src, &inputs, &opts).with_context(|| {
         format!(
@@ -49,9 +51,9 @@ pub(super) fn cmd_bench_mcu(a: BenchArgs, target: Target) -> Result<ExitCode> {
     })?;
     let checks = device_checks(&a, &opts, &out_names, &b.plain.report.checks);
     if a.json {
-        println!("{}", to_json(&a, &p, &b, &checks));
+        outln!("{}", to_json(&a, &p, &b, &checks));
     } else {
-        print_text(&p, &b, &checks);
+        print_text(&p, &b, &checks)?;
     }
     Ok(checks.exit_code())
 }
@@ -72,6 +74,7 @@ fn device_checks(
                     max_abs: x.max_abs,
                     max_rel: x.max_rel,
                     mismatches: x.mismatches as usize,
+                    nan_mismatches: x.nan_mismatches as usize,
                     shape_mismatch: None,
                 };
                 check_line(name, &cmp, want.len(), &a.tol, want.dtype())
@@ -92,13 +95,13 @@ fn board_line(b: &ModelBench) -> String {
     )
 }
 
-fn print_text(p: &Program, b: &ModelBench, checks: &Checks) {
+fn print_text(p: &Program, b: &ModelBench, checks: &Checks) -> Result<()> {
     let fw = &b.plain.firmware;
-    println!("{}", board_line(b));
+    outln!("{}", board_line(b));
     if let Some(c) = b.core.caveat() {
-        println!("note: {c}");
+        outln!("note: {c}");
     }
-    println!(
+    outln!(
         "image: flash {} B (text {} + data {}), RAM {} B (data {} + bss {}) of the board's {} / {} B; \
          arena {} B, weights {} B, the model's object {} B",
         fw.image.flash(),
@@ -113,24 +116,25 @@ fn print_text(p: &Program, b: &ModelBench, checks: &Checks) {
         p.weight_bytes(),
         fw.model.flash()
     );
-    checks.print();
+    checks.print()?;
     if let Some(steps) = b.step_instructions() {
-        print_profile(p, b, &steps);
+        print_profile(p, b, &steps)?;
     }
     let runs = b.instructions();
     let (median, min, max) = stats(&runs);
-    println!(
+    outln!(
         "instructions per inference: median {median}, min {min}, max {max} over {} run{} (after a warm-up)",
         runs.len(),
         if runs.len() == 1 { "" } else { "s" }
     );
-    println!("  ({NOT_CYCLES})");
+    outln!("  ({NOT_CYCLES})");
+    Ok(())
 }
 
-fn print_profile(p: &Program, b: &ModelBench, steps: &[u64]) {
+fn print_profile(p: &Program, b: &ModelBench, steps: &[u64]) -> Result<()> {
     let descs = nnc::cbuild::step_descs(p);
     let sum: u64 = steps.iter().sum();
-    println!(
+    outln!(
         "step  op               kernel                         instructions   share  instr/MAC  output / name"
     );
     for (i, ((n, d), st)) in steps.iter().zip(&descs).zip(&p.steps).enumerate() {
@@ -144,7 +148,7 @@ fn print_profile(p: &Program, b: &ModelBench, steps: &[u64]) {
         } else {
             "        -".to_string()
         };
-        println!(
+        outln!(
             "{i:4}  {:<15}  {:<29} {n:13}  {share:5.1}%  {per_mac}  {}  {}",
             d.op,
             st.kernel.to_string(),
@@ -153,7 +157,7 @@ fn print_profile(p: &Program, b: &ModelBench, steps: &[u64]) {
         );
     }
     let (whole, _, _) = stats(&b.instructions());
-    println!(
+    outln!(
         "sum of steps {sum} (each step counts from the end of the previous hook, so it includes \
          its own hook call); whole inference without hooks {whole}: difference {:+}",
         sum as i64 - whole as i64
@@ -161,7 +165,7 @@ fn print_profile(p: &Program, b: &ModelBench, steps: &[u64]) {
     if let Some(pr) = &b.profiled
         && let Some(r) = pr.report.runs.first()
     {
-        println!(
+        outln!(
             "profiled image: whole inference {} = steps {} + hooks {} + the entry point's own {}",
             r.instructions,
             r.steps().iter().sum::<u64>(),
@@ -169,6 +173,7 @@ fn print_profile(p: &Program, b: &ModelBench, steps: &[u64]) {
             r.instructions as i64 - r.steps().iter().sum::<u64>() as i64 - r.hooks() as i64
         );
     }
+    Ok(())
 }
 
 fn size_json(s: &nnc::mcu::ImageSize) -> serde_json::Value {

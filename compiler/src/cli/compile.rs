@@ -12,7 +12,26 @@ pub(super) fn cmd_compile(a: CompileArgs) -> Result<ExitCode> {
             a.target
         );
     }
-    let (g, _) = load_with_inputs(&a.model, &a.inputs, &target)?;
+    let model = read_model(&a.model.model)?;
+    let inputs = command_inputs(&model, &spec_files(&model, &a.inputs));
+    refuse_inputs(&a.out, &inputs)?;
+    let h = a.out.with_extension("h");
+    if a.emit == EmitKind::Obj {
+        if h == a.out {
+            bail!(
+                "-o {}: the object and its header would be the same file; name the object NAME.o",
+                a.out.display()
+            );
+        }
+        refuse_inputs(&h, &inputs)?;
+        if a.out.exists() && !nnc::outfile::is_object_file(&a.out) {
+            bail!(
+                "`{}` exists and is not an object file; --emit obj would replace it (remove it or pick another -o)",
+                a.out.display()
+            );
+        }
+    }
+    let (g, _) = load_with_inputs(&model, &a.model, &a.inputs, &target)?;
     let stem = a
         .out
         .file_stem()
@@ -25,12 +44,9 @@ pub(super) fn cmd_compile(a: CompileArgs) -> Result<ExitCode> {
     create_parent(&a.out)?;
     match a.emit {
         EmitKind::Obj => {
-            let h = a.out.with_extension("h");
-            std::fs::write(&a.out, &obj.object)
-                .with_context(|| format!("cannot write `{}`", a.out.display()))?;
-            std::fs::write(&h, &obj.header)
-                .with_context(|| format!("cannot write `{}`", h.display()))?;
-            println!(
+            // The header goes into place first, the object last.
+            nnc::outfile::write_all(&[(&h, obj.header.as_bytes()), (&a.out, &obj.object)])?;
+            outln!(
                 "wrote {} and {} ({}): entry {name}_run, code {} bytes, arena {} bytes, weights {} bytes",
                 a.out.display(),
                 h.display(),
@@ -42,7 +58,7 @@ pub(super) fn cmd_compile(a: CompileArgs) -> Result<ExitCode> {
         }
         EmitKind::Exe => {
             nnc::native::link_executable(&p, &obj, &a.out).context("linking")?;
-            println!(
+            outln!(
                 "wrote {} ({}): code {} bytes, arena {} bytes, weights {} bytes, compiled in {:.0} ms",
                 a.out.display(),
                 obj.isa,
@@ -57,7 +73,7 @@ pub(super) fn cmd_compile(a: CompileArgs) -> Result<ExitCode> {
             } else {
                 a.out.clone()
             };
-            println!(
+            outln!(
                 "run it: {} --input [NAME=]FILE.npy|.pb ... --output [NAME=]FILE.npy ...  (or --bench N)",
                 exe.display()
             );

@@ -7,17 +7,22 @@ pub(super) fn cmd_dump(a: DumpArgs) -> Result<ExitCode> {
         PlanBackend::C => nnc_backends::c::target(&a.target)?,
         PlanBackend::Native => nnc_backends::cranelift::target(&a.target)?,
     };
-    let g = load_for(&a.model, &HashMap::new(), a.out.is_none(), &target)?;
+    let model = read_model(&a.model.model)?;
+    let inputs = command_inputs(&model, &[]);
+    if let Some(out) = &a.out {
+        refuse_inputs(out, &inputs)?;
+        refuse_inputs(&bin_path(out), &inputs)?;
+    }
+    let g = load_model(&model, &a.model, &HashMap::new(), a.out.is_none(), &target)?;
     if a.plan {
         let name = emit::model_ident(&a.model.model, &None);
         let p = emit::lower(&g, &name, &target, &a.kernel)?;
         match &a.out {
             Some(f) => {
                 create_parent(f)?;
-                std::fs::write(f, p.dump())
-                    .with_context(|| format!("cannot write `{}`", f.display()))?
+                nnc::outfile::write(f, p.dump().as_bytes())?
             }
-            None => print!("{}", p.dump()),
+            None => out!("{}", p.dump()),
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -51,10 +56,9 @@ pub(super) fn cmd_dump(a: DumpArgs) -> Result<ExitCode> {
             let (text, blob) = nnc_ir::print_with(&g, &PrintOptions { consts });
             if let (Some(blob), Some(out)) = (blob, &a.out) {
                 create_parent(out)?;
-                let mut bin = out.clone().into_os_string();
-                bin.push(".bin");
-                std::fs::write(&bin, blob)
-                    .with_context(|| format!("cannot write `{}`", PathBuf::from(&bin).display()))?;
+                // The weights first, the text that names them last.
+                nnc::outfile::write_all(&[(&bin_path(out), &blob), (out, text.as_bytes())])?;
+                return Ok(ExitCode::SUCCESS);
             }
             text
         }
@@ -62,9 +66,16 @@ pub(super) fn cmd_dump(a: DumpArgs) -> Result<ExitCode> {
     match &a.out {
         Some(p) => {
             create_parent(p)?;
-            std::fs::write(p, text).with_context(|| format!("cannot write `{}`", p.display()))?
+            nnc::outfile::write(p, text.as_bytes())?
         }
-        None => print!("{text}"),
+        None => out!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `FILE.bin`, where the weights of `-o FILE` go.
+fn bin_path(out: &Path) -> PathBuf {
+    let mut bin = out.to_path_buf().into_os_string();
+    bin.push(".bin");
+    PathBuf::from(bin)
 }

@@ -43,7 +43,8 @@ pub(super) fn lower_unchecked(
 
 pub(super) fn cmd_emit(a: EmitArgs) -> Result<ExitCode> {
     let target = a.target.c();
-    let (g, _) = load_with_inputs(&a.model, &a.inputs, &target)?;
+    let model = read_model(&a.model.model)?;
+    let (g, _) = load_with_inputs(&model, &a.model, &a.inputs, &target)?;
     let mut name = model_ident(&a.model.model, &a.name);
     // A model file named `model.onnx` is common; its folder says more.
     if a.name.is_none()
@@ -52,15 +53,19 @@ pub(super) fn cmd_emit(a: EmitArgs) -> Result<ExitCode> {
     {
         name = nnc_backends::c::ident(&dir.to_string_lossy());
     }
+    let h = a.out.join(format!("{name}.h"));
+    let c = a.out.join(format!("{name}.c"));
+    let inputs = command_inputs(&model, &spec_files(&model, &a.inputs));
+    refuse_inputs(&h, &inputs)?;
+    refuse_inputs(&c, &inputs)?;
     let p = lower(&g, &name, &target, &a.kernel)?;
     let src = nnc_backends::c::emit(&p, &name).context("generating C")?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create `{}`", a.out.display()))?;
-    let h = a.out.join(format!("{name}.h"));
-    let c = a.out.join(format!("{name}.c"));
-    std::fs::write(&h, &src.header).with_context(|| format!("cannot write `{}`", h.display()))?;
-    std::fs::write(&c, &src.source).with_context(|| format!("cannot write `{}`", c.display()))?;
-    println!(
+    // Both written in full first; the header is renamed into place before
+    // the source, so a new NAME.c never goes with an old NAME.h.
+    nnc::outfile::write_all(&[(&h, src.header.as_bytes()), (&c, src.source.as_bytes())])?;
+    outln!(
         "wrote {} and {} ({}): arena {} bytes, weights {} bytes, {} steps",
         h.display(),
         c.display(),

@@ -14,7 +14,11 @@ fn human_bytes(b: usize) -> String {
 }
 
 pub(super) fn cmd_info(a: InfoArgs) -> Result<ExitCode> {
-    let g = load_for(&a.model, &HashMap::new(), false, &a.target.c())?;
+    let model = read_model(&a.model.model)?;
+    if let Some(f) = &a.memory_svg {
+        refuse_inputs(f, &command_inputs(&model, &[]))?;
+    }
+    let g = load_model(&model, &a.model, &HashMap::new(), false, &a.target.c())?;
     let (memory, failures) = memory_report(&a, &g)?;
     let s = nnc_ir::stats::stats(&g);
     let inputs: Vec<_> = (0..g.inputs().len())
@@ -48,33 +52,33 @@ pub(super) fn cmd_info(a: InfoArgs) -> Result<ExitCode> {
             "largest_activation_bytes": s.largest_activation_bytes,
             "memory": memory,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         if let Some(f) = failures.first() {
             bail!("{f}");
         }
         return Ok(ExitCode::SUCCESS);
     }
-    println!("model:       {} ({})", a.model.model.display(), a.model.opt);
+    outln!("model:       {} ({})", a.model.model.display(), a.model.opt);
     for i in 0..g.inputs().len() {
-        println!("input:       {}: {}", g.input_name(i), g.input_type(i));
+        outln!("input:       {}: {}", g.input_name(i), g.input_type(i));
     }
     for o in g.outputs() {
-        println!("output:      {}: {}", o.name, g.value_type(o.value));
+        outln!("output:      {}: {}", o.name, g.value_type(o.value));
     }
     let mut ops: Vec<(&String, &usize)> = s.ops.iter().collect();
     ops.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     let hist: Vec<String> = ops.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    println!("nodes:       {}", s.nodes);
-    println!("ops:         {}", hist.join(", "));
-    println!("arithmetic:  {}", arithmetic(&s));
-    println!("parameters:  {} ({})", s.params, human_bytes(s.param_bytes));
-    println!("MACs:        {} ({:.2} M)", s.macs, s.macs as f64 / 1e6);
-    println!(
+    outln!("nodes:       {}", s.nodes);
+    outln!("ops:         {}", hist.join(", "));
+    outln!("arithmetic:  {}", arithmetic(&s));
+    outln!("parameters:  {} ({})", s.params, human_bytes(s.param_bytes));
+    outln!("MACs:        {} ({:.2} M)", s.macs, s.macs as f64 / 1e6);
+    outln!(
         "activations: {} total, largest tensor {}",
         human_bytes(s.activation_bytes),
         human_bytes(s.largest_activation_bytes)
     );
-    print_memory(&a, &memory);
+    print_memory(&a, &memory)?;
     if !failures.is_empty() {
         bail!("{}", failures.join("; "));
     }
@@ -121,7 +125,7 @@ pub(super) fn memory_report(a: &InfoArgs, g: &Graph) -> Result<(serde_json::Valu
     let s = &p.stats;
     if let Some(f) = &a.memory_svg {
         create_parent(f)?;
-        write_atomic(f, nnc::memsvg::render(&p, a.kernel.sram_budget).as_bytes())?;
+        nnc::outfile::write(f, nnc::memsvg::render(&p, a.kernel.sram_budget).as_bytes())?;
     }
     let mut failures = Vec::new();
     if let Some(msg) = a
@@ -176,36 +180,36 @@ pub(super) fn memory_report(a: &InfoArgs, g: &Graph) -> Result<(serde_json::Valu
     Ok((v, failures))
 }
 
-pub(super) fn print_memory(a: &InfoArgs, v: &serde_json::Value) {
+pub(super) fn print_memory(a: &InfoArgs, v: &serde_json::Value) -> Result<()> {
     let u = |k: &str| v[k].as_u64().unwrap_or(0) as usize;
-    println!("memory plan ({}):", v["target"].as_str().unwrap_or(""));
-    println!(
+    outln!("memory plan ({}):", v["target"].as_str().unwrap_or(""));
+    outln!(
         "  arena:          {}  (schedule: {}, {} steps in place)",
         fmt_bytes(u("arena_bytes")),
         v["schedule"].as_str().unwrap_or(""),
         u("in_place_steps")
     );
-    println!("  greedy-by-size: {}", fmt_bytes(u("greedy_by_size_bytes")));
+    outln!("  greedy-by-size: {}", fmt_bytes(u("greedy_by_size_bytes")));
     if u("streamed_chains") > 0 || u("unpartitioned_bytes") != u("arena_bytes") {
-        println!(
+        outln!(
             "  partial exec.:  {} before, {} streamed chain(s), {} of row copies per inference",
             fmt_bytes(u("unpartitioned_bytes")),
             u("streamed_chains"),
             fmt_bytes(u("row_copy_bytes"))
         );
     }
-    println!("  naive:          {}", fmt_bytes(u("naive_bytes")));
-    println!("  weights:        {}", fmt_bytes(u("weight_bytes")));
-    println!(
+    outln!("  naive:          {}", fmt_bytes(u("naive_bytes")));
+    outln!("  weights:        {}", fmt_bytes(u("weight_bytes")));
+    outln!(
         "  peak at step {}: {} `{}`",
         u("peak_step"),
         v["peak_step_op"].as_str().unwrap_or(""),
         v["peak_step_name"].as_str().unwrap_or("")
     );
     if a.steps {
-        println!("  step  op                live bytes  output");
+        outln!("  step  op                live bytes  output");
         for (i, st) in v["steps"].as_array().into_iter().flatten().enumerate() {
-            println!(
+            outln!(
                 "  {i:>4}  {:<16} {:>11}  {}{}",
                 st["op"].as_str().unwrap_or(""),
                 st["live_bytes"].as_u64().unwrap_or(0),
@@ -217,24 +221,6 @@ pub(super) fn print_memory(a: &InfoArgs, v: &serde_json::Value) {
                 }
             );
         }
-    }
-}
-
-/// Writes `bytes` to `path` through a temporary file beside it, so a
-/// failed write never leaves a half-written file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .with_context(|| format!("`{}` is not a file name", path.display()))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let done = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = done {
-        let _ = std::fs::remove_file(&tmp);
-        bail!("cannot write `{}`: {e}", path.display());
     }
     Ok(())
 }

@@ -2,6 +2,23 @@
 //! here, one module per subcommand; the work is done by the library
 //! (`nnc::driver`, `nnc::io`, `nnc::cbuild`).
 
+/// `print!` to standard output, returning write errors (a closed pipe, a
+/// full disk) to the caller instead of panicking.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout(), $($t)*)?
+    }};
+}
+
+/// `println!` to standard output, returning write errors.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($t)*)?
+    }};
+}
+
 mod bench;
 mod bench_mcu;
 mod compile;
@@ -50,7 +67,10 @@ Passes (for --passes, --print-after, --stop-after):\n\
   egraph-cleanup   e-graph with the clean-up and layout groups only\n\
   egraph-fuse      e-graph with the clean-up, BatchNorm, fusion and pad groups\n\
                    (QDQ models keep their float arithmetic)\n\n\
-RUST_LOG=nnc_passes=info logs e-graph statistics; --egraph-report prints egg's report.";
+RUST_LOG=nnc_passes=info logs e-graph statistics; --egraph-report prints egg's report.\n\n\
+Environment: CC (the C compiler), NNC_CACHE_DIR (build cache; default \
+$XDG_CACHE_HOME/nnc or ~/.cache/nnc, private to you), NNC_CACHE_MAX_MB (its \
+size bound, default 1024).";
 
 #[derive(Debug, Parser)]
 #[command(name = "nnc", version, about = ABOUT, long_about = None, after_help = AFTER_HELP)]
@@ -256,16 +276,28 @@ struct RunArgs {
 /// How closely outputs must match `--expect` references.
 #[derive(Debug, Args, Clone)]
 struct Tolerance {
-    /// Relative tolerance for --expect (float outputs)
-    #[arg(long, default_value_t = 1e-4)]
+    /// Relative tolerance for --expect (float outputs; finite, at least 0)
+    #[arg(long, default_value_t = 1e-4, value_parser = parse_tolerance)]
     rtol: f64,
-    /// Absolute tolerance for --expect (float outputs)
-    #[arg(long, default_value_t = 1e-5)]
+    /// Absolute tolerance for --expect (float outputs; finite, at least 0)
+    #[arg(long, default_value_t = 1e-5, value_parser = parse_tolerance)]
     atol: f64,
     /// Integer outputs may differ from --expect by this many units in the last place
     /// (e.g. 1 for int8 models whose kernels compute in float)
     #[arg(long, default_value_t = 0, value_name = "N")]
     lsb: u64,
+    /// With --expect, a NaN matches a NaN (by default any NaN is a mismatch, as in numpy.isclose)
+    #[arg(long = "equal-nan")]
+    equal_nan: bool,
+}
+
+/// A comparison tolerance: a finite number, at least zero.
+fn parse_tolerance(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(v) => Err(format!("{v} is not a tolerance (use a finite number >= 0)")),
+        Err(_) => Err(format!("`{s}` is not a number")),
+    }
 }
 
 /// The line `--expect` prints for one output, and whether it matched.
@@ -293,9 +325,14 @@ fn check_line(
     } else {
         format!("lsb {}", t.lsb)
     };
+    let nans = match c.nan_mismatches {
+        0 => String::new(),
+        n if t.equal_nan => format!(", {n} where only one side is NaN"),
+        n => format!(", {n} with a NaN (--equal-nan takes NaN = NaN)"),
+    };
     (
         format!(
-            "{name}: MISMATCH: {} of {elements} elements outside {within} (max abs err {:.3e})",
+            "{name}: MISMATCH: {} of {elements} elements outside {within} (max abs err {:.3e}{nans})",
             c.mismatches, c.max_abs
         ),
         false,
@@ -365,7 +402,7 @@ struct InfoArgs {
     /// Print JSON instead of text
     #[arg(long)]
     json: bool,
-    /// Target of the memory plan: host, x86_64[:avx2|:avx512], aarch64, or cortex-m0/m4/m7
+    /// Target of the memory plan: host, x86_64[:avx2|:avx512|:avx512vnni|:avxvnni], aarch64, or cortex-m0/m4/m7
     /// (microcontrollers use the memory-aware cost model)
     #[arg(long, default_value = "host", value_parser = parse_c_target)]
     target: TargetArg,
@@ -403,8 +440,8 @@ struct EmitArgs {
     /// Identifier for the files, the entry point NAME_run and the macros (default: the model file name)
     #[arg(long)]
     name: Option<String>,
-    /// Target: host (this CPU), x86_64 (SSE2), x86_64:avx2, x86_64:avx512, aarch64, or a
-    /// microcontroller: cortex-m0, cortex-m4, cortex-m7 (kernels and tiles are chosen for it)
+    /// Target: host (this CPU), x86_64 (SSE2), x86_64:avx2, x86_64:avx512,
+    /// x86_64:avx512vnni, x86_64:avxvnni, aarch64, or a microcontroller: cortex-m0, cortex-m4, cortex-m7 (kernels and tiles are chosen for it)
     #[arg(long, default_value = "host", value_parser = parse_c_target)]
     target: TargetArg,
 }
@@ -628,21 +665,9 @@ fn load_opts(m: &ModelArgs) -> Result<LoadOptions> {
     })
 }
 
-/// Loads and optimizes a model for `target`. Dumps requested with
+/// Imports and optimizes a model read for `target`. Dumps requested with
 /// --print-after go to standard output for `dump` and to standard error
 /// otherwise; a microcontroller target selects the memory-aware cost model.
-fn load_for(
-    m: &ModelArgs,
-    hints: &HashMap<String, Vec<usize>>,
-    dumps_to_stdout: bool,
-    target: &Target,
-) -> Result<Graph> {
-    let model = driver::Model::read(&m.model)
-        .with_context(|| format!("loading `{}`", m.model.display()))?;
-    load_model(&model, m, hints, dumps_to_stdout, target)
-}
-
-/// Like [`load_for`], for a model already read.
 fn load_model(
     model: &driver::Model,
     m: &ModelArgs,
@@ -653,11 +678,18 @@ fn load_model(
     let mut opts = load_opts(m)?;
     opts.shape_hints = hints.clone();
     opts.pipeline.target = target.clone();
+    // Dumps are written from inside the pipeline; the first write error
+    // is kept and returned once it has finished.
+    let failed: std::cell::RefCell<Option<std::io::Error>> = Default::default();
     let emit = |s: String| {
-        if dumps_to_stdout {
-            print!("{s}");
+        use std::io::Write as _;
+        let r = if dumps_to_stdout {
+            std::io::stdout().write_all(s.as_bytes())
         } else {
-            eprint!("{s}");
+            std::io::stderr().write_all(s.as_bytes())
+        };
+        if let Err(e) = r {
+            failed.borrow_mut().get_or_insert(e);
         }
     };
     let g = model
@@ -682,6 +714,9 @@ fn load_model(
         }
     })
     .with_context(|| format!("loading `{}`", m.model.display()))?;
+    if let Some(e) = failed.into_inner() {
+        return Err(e.into());
+    }
     if m.time_passes {
         eprint!("{}", report.timing_table());
     }
@@ -693,27 +728,46 @@ fn load_model(
     Ok(g)
 }
 
-/// Splits `NAME=FILE` into its parts when NAME is one of `names`.
+/// Splits `NAME=FILE` when NAME is one of `names`: the longest such prefix
+/// before an `=` (names may contain `=`, file names too).
 fn split_named<'a>(spec: &'a str, names: &[String]) -> (Option<&'a str>, &'a str) {
-    if let Some((n, f)) = spec.split_once('=')
-        && names.iter().any(|x| x == n)
-    {
-        return (Some(n), f);
+    let mut best = None;
+    for (i, _) in spec.match_indices('=') {
+        let (n, f) = (&spec[..i], &spec[i + 1..]);
+        if names.iter().any(|x| x == n) {
+            best = Some((n, f));
+        }
     }
-    (None, spec)
+    match best {
+        Some((n, f)) => (Some(n), f),
+        None => (None, spec),
+    }
 }
 
-/// Assigns `[NAME=]FILE` specs to names; an unnamed spec is allowed only
-/// when there is exactly one name.
+/// Assigns `[NAME=]FILE` specs to names. A spec without a known NAME is a
+/// plain FILE, allowed only when there is exactly one name and the spec has
+/// no `=` (a mistyped name is an error, not a file called `nope=x.npy`).
 fn assign<'a>(specs: &'a [String], names: &[String], what: &str) -> Result<Vec<(usize, &'a str)>> {
     let mut out = Vec::new();
+    let list = || {
+        names
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     for s in specs {
         let idx = match split_named(s, names) {
             (Some(n), f) => (names.iter().position(|x| x == n).expect("matched"), f),
+            (None, _) if s.contains('=') => bail!(
+                "{what} `{}` is not one of the model's {what}s: {} (a file name with `=` needs the NAME= prefix)",
+                s.split('=').next().unwrap_or_default(),
+                list()
+            ),
             (None, f) if names.len() == 1 => (0, f),
             (None, _) => bail!(
                 "{what} `{s}` needs a NAME= prefix; the model's {what}s are: {}",
-                names.join(", ")
+                list()
             ),
         };
         if out.iter().any(|(i, _)| *i == idx.0) {
@@ -754,19 +808,19 @@ fn read_input_files(
     Ok((hints, tensors))
 }
 
-/// Reads a model and its `-i` files and imports it, the files' shapes
+/// Reads the `-i` files of a model read and imports it, the files' shapes
 /// fixing symbolic dims (for `bench`, `compile`, `emit-c`). Returns the
 /// graph and its inputs in signature order: the files, checked against the
 /// graph's input types, and deterministic pseudo-random tensors for the
 /// inputs no file gives.
 fn load_with_inputs(
+    model: &driver::Model,
     m: &ModelArgs,
     specs: &[String],
     target: &Target,
 ) -> Result<(Graph, Vec<Tensor>)> {
-    let model = read_model(&m.model)?;
-    let (hints, files) = read_input_files(&model, specs)?;
-    let g = load_model(&model, m, &hints, false, target)?;
+    let (hints, files) = read_input_files(model, specs)?;
+    let g = load_model(model, m, &hints, false, target)?;
     let names: Vec<String> = (0..g.inputs().len())
         .map(|i| g.input_name(i).to_string())
         .collect();
@@ -787,4 +841,26 @@ fn create_parent(path: &Path) -> Result<()> {
             .with_context(|| format!("cannot create `{}`", dir.display()))?;
     }
     Ok(())
+}
+
+/// The files named by `[NAME=]FILE` specs (`-i`, `--expect`).
+fn spec_files(model: &driver::Model, specs: &[String]) -> Vec<PathBuf> {
+    let names = model.input_names();
+    specs
+        .iter()
+        .map(|s| PathBuf::from(split_named(s, &names).1))
+        .collect()
+}
+
+/// The files a command reads: the model's own files and `extra` (tensor
+/// files given with -i / --expect).
+fn command_inputs(model: &driver::Model, extra: &[PathBuf]) -> Vec<PathBuf> {
+    let mut v = model.files();
+    v.extend_from_slice(extra);
+    v
+}
+
+/// Fails when `out` is one of `inputs` (gcc's rule: never overwrite an input).
+fn refuse_inputs(out: &Path, inputs: &[PathBuf]) -> Result<()> {
+    nnc::outfile::check_not_input(out, inputs).map_err(anyhow::Error::msg)
 }

@@ -6,6 +6,7 @@ pub(super) fn cmd_run(a: RunArgs) -> Result<ExitCode> {
     // Read input files first: their shapes fix symbolic dims.
     let model = read_model(&a.model.model)?;
     let (hints, files) = read_input_files(&model, &a.inputs)?;
+    let read_files = spec_files(&model, &a.inputs);
     let t_load = Instant::now();
     let g = load_model(&model, &a.model, &hints, false, &Target::default())?;
     let load_ms = t_load.elapsed().as_secs_f64() * 1e3;
@@ -33,6 +34,15 @@ pub(super) fn cmd_run(a: RunArgs) -> Result<ExitCode> {
     let inputs: Vec<Tensor> = inputs.into_iter().map(|t| t.expect("checked")).collect();
     let outputs_spec = assign(&a.outputs, &out_names, "output")?;
     let expect_spec = assign(&a.expect, &out_names, "output")?;
+    let mut read = read_files;
+    read.extend(expect_spec.iter().map(|(_, f)| PathBuf::from(f)));
+    let inputs_read = command_inputs(&model, &read);
+    for (i, (_, f)) in outputs_spec.iter().enumerate() {
+        refuse_inputs(Path::new(f), &inputs_read)?;
+        if outputs_spec[..i].iter().any(|(_, g)| g == f) {
+            bail!("two outputs would be written to `{f}`");
+        }
+    }
     let t0 = Instant::now();
     let outs = driver::execute_with(&g, a.backend.driver(), &inputs, &a.kernel.lowering())?;
     let elapsed = t0.elapsed();
@@ -42,15 +52,22 @@ pub(super) fn cmd_run(a: RunArgs) -> Result<ExitCode> {
     }
     if outputs_spec.is_empty() {
         for (name, t) in out_names.iter().zip(&outs) {
-            println!("{}", summarize(name, t));
+            outln!("{}", summarize(name, t));
         }
     }
     let mut failed = false;
     for (idx, f) in &expect_spec {
         let (_, want) = io::read_tensor(Path::new(f))?;
-        let c = driver::compare_within(&outs[*idx], &want, a.tol.rtol, a.tol.atol, a.tol.lsb);
+        let c = driver::compare_within(
+            &outs[*idx],
+            &want,
+            a.tol.rtol,
+            a.tol.atol,
+            a.tol.lsb,
+            a.tol.equal_nan,
+        );
         let (line, ok) = check_line(&out_names[*idx], &c, want.len(), &a.tol, want.dtype());
-        println!("{line}");
+        outln!("{line}");
         failed |= !ok;
     }
     if a.time {

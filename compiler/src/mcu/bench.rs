@@ -33,6 +33,9 @@ pub struct BenchOptions {
     pub atol: f64,
     /// Integer outputs: |actual - expected| <= lsb.
     pub lsb: u64,
+    /// A NaN matches a NaN (otherwise any NaN is a mismatch, as in
+    /// `numpy.isclose`).
+    pub equal_nan: bool,
 }
 
 impl Default for BenchOptions {
@@ -45,6 +48,7 @@ impl Default for BenchOptions {
             rtol: 1e-4,
             atol: 1e-5,
             lsb: 0,
+            equal_nan: false,
         }
     }
 }
@@ -241,13 +245,14 @@ pub fn firmware_main(
     );
     let _ = writeln!(
         s,
-        "\nint main(void) {{\n    static const struct nnc_mcu_bench b = {{\n        {name}_run, nnc_inputs, nnc_outputs, nnc_arena,\n        {}u, nnc_outs, {}u, {}u, {:e}, {:e}, {}\n    }};\n    return nnc_mcu_bench_main(&b);\n}}",
+        "\nint main(void) {{\n    static const struct nnc_mcu_bench b = {{\n        {name}_run, nnc_inputs, nnc_outputs, nnc_arena,\n        {}u, nnc_outs, {}u, {}u, {:e}, {:e}, {}, {}\n    }};\n    return nnc_mcu_bench_main(&b);\n}}",
         p.outputs.len(),
         p.steps.len(),
         o.runs.max(1),
         o.rtol,
         o.atol,
-        o.lsb.min(i64::MAX as u64)
+        o.lsb.min(i64::MAX as u64),
+        i32::from(o.equal_nan)
     );
     Ok(s)
 }

@@ -73,6 +73,8 @@ pub struct Check {
     pub output: usize,
     pub elements: u64,
     pub mismatches: u64,
+    /// Of the mismatches, those with a NaN on either side.
+    pub nan_mismatches: u64,
     pub max_abs: f64,
     pub max_rel: f64,
 }
@@ -149,10 +151,11 @@ pub fn parse(out: &str) -> Result<Report> {
                 let e = (num(run, line)?, num(slot, line)?, m);
                 if *tag == "M" { &mut meas } else { &mut prof }.push(e);
             }
-            ["check", k, n, miss, abs, rel] => rep.checks.push(Check {
+            ["check", k, n, miss, abs, rel, nan] => rep.checks.push(Check {
                 output: num(k, line)?,
                 elements: num(n, line)? as u64,
                 mismatches: num(miss, line)? as u64,
+                nan_mismatches: num(nan, line)? as u64,
                 max_abs: abs.parse().unwrap_or(f64::NAN),
                 max_rel: rel.parse().unwrap_or(f64::NAN),
             }),
@@ -298,7 +301,7 @@ mod tests {
         {
             out += &line('P', 1, s, simulate(at));
         }
-        out += "check 0 10 0 1.5e-06 2e-07\ndone\n";
+        out += "check 0 10 0 1.5e-06 2e-07 0\ndone\n";
         let rep = parse(&out).unwrap();
         assert_eq!(rep.runs.len(), 1);
         let r = &rep.runs[0];

@@ -6,7 +6,6 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use nnc_runtime::mcu::{CLOCK_S, LINKER_SCRIPT, MCU_C, MCU_H, MIN_STACK_BYTES, STARTUP_C};
@@ -90,8 +89,6 @@ pub struct Firmware {
     pub model: ImageSize,
 }
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
 fn tool(cmd: &mut Command, what: &str) -> Result<String> {
     let out = cmd.output().map_err(|e| McuError::Build {
         what: what.to_string(),
@@ -149,7 +146,7 @@ fn overflow(core: Core, log: &str) -> Option<McuError> {
 /// Builds firmware from `sources` plus the runtime (startup code, linker
 /// script, benchmark runtime and clock), with the C files at `-O2` and
 /// `defines` (`-D`) on every compile. Cached in
-/// [`crate::cbuild::cache_dir`] under `mcu-NAME-HASH`.
+/// [`crate::cache::cache_dir`] under `mcu-NAME-HASH`.
 pub fn build(
     core: Core,
     tools: &Toolchain,
@@ -179,38 +176,38 @@ pub fn build(
     for d in defines {
         parts.push(d.as_bytes());
     }
-    let key = crate::cbuild::fnv(&parts);
-    let base = crate::cbuild::cache_dir();
-    let dir = base.join(format!("mcu-{name}-{key:016x}"));
-    let elf = dir.join("firmware.elf");
+    let key = crate::cache::key(&parts);
+    let base = crate::cache::cache_dir().map_err(|e| McuError::Usage(e.to_string()))?;
+    let dir = base.join(format!("mcu-{name}-{key}"));
     if let Some(fw) = load_cached(core, &dir) {
         return Ok(fw);
     }
-    std::fs::create_dir_all(&base).map_err(io_err(&base))?;
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = base.join(format!(".mcu-build-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+    crate::cache::clean_scratch(&base);
+    let tmp =
+        crate::cache::scratch_dir(&base, "mcu").map_err(|e| McuError::Usage(e.to_string()))?;
     let built = build_in(core, tools, &tmp, sources, defines);
     if let Err(e) = built {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    // Publish atomically; a concurrent build of the same image may win.
-    if std::fs::rename(&tmp, &dir).is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
+    // Publish atomically (the ELF's hash recorded); a concurrent build of
+    // the same image may win.
+    crate::cache::publish(&tmp, &dir, "firmware.elf").map_err(|e| McuError::Build {
+        what: "firmware".into(),
+        status: "missing output".into(),
+        log: e.to_string(),
+    })?;
     load_cached(core, &dir).ok_or_else(|| McuError::Build {
         what: "firmware".into(),
         status: "missing output".into(),
-        log: format!("`{}` was not written", elf.display()),
+        log: format!("`{}` was not written", dir.join("firmware.elf").display()),
     })
 }
 
+/// The cached image in `dir`, when it is there and its ELF is the one that
+/// was built (see [`crate::cache::lookup`]).
 fn load_cached(core: Core, dir: &Path) -> Option<Firmware> {
-    let elf = dir.join("firmware.elf");
-    if !elf.is_file() {
-        return None;
-    }
+    let elf = crate::cache::lookup(dir, "firmware.elf")?;
     let image = ImageSize::parse(&std::fs::read_to_string(dir.join("image.size")).ok()?)?;
     let model = ImageSize::parse(&std::fs::read_to_string(dir.join("model.size")).ok()?)
         .unwrap_or_default();

@@ -19,10 +19,58 @@ use super::tensor::{dtype_of, from_proto, from_sparse};
 pub const MAX_OPSET: i64 = 27;
 /// Oldest IR version accepted.
 pub const MIN_IR_VERSION: i64 = 3;
+/// Newest IR version accepted (the ONNX backend suites in ../shared are at 13).
+pub const MAX_IR_VERSION: i64 = 13;
 
 /// Folding at import stops at constants of this many elements; larger
 /// results stay computed at run time.
 const FOLD_LIMIT: usize = 1 << 24;
+
+/// Nor does import fold a node that costs more than this many
+/// multiply-accumulates (a convolution over constant inputs could take
+/// minutes in the interpreter); it runs with the model instead.
+pub const FOLD_MACS: u64 = 1 << 26;
+
+/// Constants created at import (what folding adds beyond its inputs, and
+/// ConstantOfShape, Range...) may total this many bytes plus twice the
+/// model's own data: a tiny model must not fold into gigabytes of weights
+/// and generated C.
+pub const FOLD_BUDGET_BASE: u64 = 32 << 20;
+
+/// The running total of constant bytes created at import, against the
+/// model's budget.
+#[derive(Debug)]
+pub(crate) struct FoldBudget {
+    used: std::cell::Cell<u64>,
+    max: u64,
+}
+
+impl FoldBudget {
+    /// `model_len`: the size of the encoded model (its inline data).
+    fn for_model(model_len: u64, gp: &GraphProto) -> Self {
+        let data: u64 = gp
+            .initializer
+            .iter()
+            .map(|t| {
+                let n = t
+                    .dims
+                    .iter()
+                    .try_fold(1u64, |a, &d| a.checked_mul(u64::try_from(d).ok()?))
+                    .unwrap_or(0);
+                let size = dtype_of(t.data_type).map_or(1, |d| d.size() as u64);
+                n.saturating_mul(size)
+            })
+            .fold(model_len, u64::saturating_add);
+        FoldBudget {
+            used: std::cell::Cell::new(0),
+            max: FOLD_BUDGET_BASE.saturating_add(data.saturating_mul(2)),
+        }
+    }
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
+}
 
 /// Options for import.
 #[derive(Clone, Debug, Default)]
@@ -96,9 +144,9 @@ pub fn input_names(m: &ModelProto) -> Vec<String> {
 
 /// Imports a decoded ONNX model.
 pub fn import_model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph> {
-    if m.ir_version < MIN_IR_VERSION {
+    if !(MIN_IR_VERSION..=MAX_IR_VERSION).contains(&m.ir_version) {
         return Err(ImportError::Model(format!(
-            "IR version {} is not supported (nnc reads IR version {MIN_IR_VERSION} and later)",
+            "IR version {} is not supported (nnc reads IR versions {MIN_IR_VERSION} to {MAX_IR_VERSION})",
             m.ir_version
         )));
     }
@@ -131,6 +179,7 @@ pub fn import_model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph> {
         opset,
         opts,
         functions,
+        budget: FoldBudget::for_model(m.encoded_len() as u64, gp),
     }
     .graph(gp)
 }
@@ -139,6 +188,7 @@ struct Importer<'a> {
     opset: i64,
     opts: &'a ImportOptions,
     functions: HashSet<(String, String)>,
+    budget: FoldBudget,
 }
 
 /// Node name used in the IR and in messages (ONNX names are optional).
@@ -191,14 +241,21 @@ impl Importer<'_> {
         }
 
         let mut inits: HashMap<&str, Init<'_>> = HashMap::new();
+        let dup_init =
+            |name: &str| ImportError::Model(format!("initializer `{name}` is given twice"));
         for t in &gp.initializer {
-            inits.insert(&t.name, Init::Dense(t));
-        }
-        for s in &gp.sparse_initializer {
-            if let Some(v) = &s.values {
-                inits.insert(&v.name, Init::Sparse(s));
+            if inits.insert(&t.name, Init::Dense(t)).is_some() {
+                return Err(dup_init(&t.name));
             }
         }
+        for s in &gp.sparse_initializer {
+            if let Some(v) = &s.values
+                && inits.insert(&v.name, Init::Sparse(s)).is_some()
+            {
+                return Err(dup_init(&v.name));
+            }
+        }
+        check_names(gp, &inits)?;
 
         let mut env: HashMap<String, Value> = HashMap::new();
         for name in self.opts.input_shapes.keys() {
@@ -267,6 +324,7 @@ impl Importer<'_> {
                 name: label.clone(),
                 ins,
                 base,
+                budget: &self.budget,
             };
             let outs = ops::convert(&mut cx)?;
             for (k, oname) in n.output.iter().enumerate() {
@@ -451,6 +509,84 @@ fn check_declared(
     Ok(())
 }
 
+/// Every tensor has one writer, as ONNX requires (ONNX Runtime rejects the
+/// rest): graph inputs are listed once, no node writes a graph input, an
+/// initializer or another node's output, and an initializer that is also
+/// a graph input agrees with the input's declared type.
+fn check_names(gp: &GraphProto, inits: &HashMap<&str, Init<'_>>) -> Result<()> {
+    let mut writer: HashMap<&str, String> = HashMap::new();
+    for vi in &gp.input {
+        if writer.insert(&vi.name, "a graph input".into()).is_some() {
+            return Err(ImportError::Model(format!(
+                "graph input `{}` is listed twice",
+                vi.name
+            )));
+        }
+        if let Some(init) = inits.get(vi.name.as_str()) {
+            check_init_declared(vi, init)?;
+        }
+    }
+    for name in inits.keys() {
+        writer
+            .entry(name)
+            .or_insert_with(|| "an initializer".into());
+    }
+    for (i, n) in gp.node.iter().enumerate() {
+        let label = node_label(n, i);
+        for o in n.output.iter().filter(|o| !o.is_empty()) {
+            let me = format!("node `{label}` ({})", n.op_type);
+            if let Some(first) = writer.insert(o, me.clone()) {
+                return Err(ImportError::Model(format!(
+                    "tensor `{o}` is written by {first} and by {me}; every tensor must have one writer"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An initializer that is also a graph input must match its declared
+/// element type and every concrete dim.
+fn check_init_declared(vi: &ValueInfoProto, init: &Init<'_>) -> Result<()> {
+    let Some(tt) = vi.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()) else {
+        return Ok(());
+    };
+    let (dims, code): (Vec<i64>, i32) = match init {
+        Init::Dense(t) => (t.dims.clone(), t.data_type),
+        Init::Sparse(s) => (s.dims.clone(), s.values.as_ref().map_or(0, |v| v.data_type)),
+    };
+    let declared: Option<Vec<Option<i64>>> = tt
+        .shape
+        .as_ref()
+        .map(|s| s.dim.iter().map(|d| d.dim_value).collect());
+    let shape_ok = declared.as_ref().is_none_or(|d| {
+        d.len() == dims.len() && d.iter().zip(&dims).all(|(a, b)| a.is_none_or(|a| a == *b))
+    });
+    let type_ok = tt.elem_type == 0 || code == 0 || tt.elem_type == code;
+    if !shape_ok || !type_ok {
+        let shown = |d: &Option<Vec<Option<i64>>>| match d {
+            None => "?".to_string(),
+            Some(d) => d
+                .iter()
+                .map(|x| x.map_or("?".into(), |v| v.to_string()))
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        return Err(ImportError::Model(format!(
+            "initializer `{}` ({} [{}]) contradicts the graph input of that name ({} [{}])",
+            vi.name,
+            super::tensor::type_name(code),
+            dims.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            super::tensor::type_name(tt.elem_type),
+            shown(&declared)
+        )));
+    }
+    Ok(())
+}
+
 /// Orders nodes so that every input is produced before use (ONNX requires
 /// sorted graphs, but exporters get it wrong). Reports a missing value or cycle.
 fn order_nodes(
@@ -517,6 +653,7 @@ pub(crate) struct Ctx<'a> {
     pub name: String,
     pub ins: Vec<Option<Value>>,
     pub base: Option<&'a Path>,
+    pub(crate) budget: &'a FoldBudget,
 }
 
 impl Ctx<'_> {
@@ -633,10 +770,35 @@ impl Ctx<'_> {
         }
     }
 
-    /// Adds a constant node.
-    pub fn constant(&mut self, t: Tensor) -> Value {
+    /// Adds a constant the model gives as data (a Constant node).
+    pub fn model_constant(&mut self, t: Tensor) -> Value {
         let name = self.name.clone();
         self.g.add_const(t, name)
+    }
+
+    /// Adds a constant this node creates (folded or computed at import),
+    /// counted against the model's budget.
+    pub fn constant(&mut self, t: Tensor) -> Result<Value> {
+        self.charge(t.ty().bytes() as u64)?;
+        Ok(self.model_constant(t))
+    }
+
+    /// Counts `bytes` of created constants; an error naming the node once
+    /// the model's budget is exceeded.
+    fn charge(&self, bytes: u64) -> Result<()> {
+        let b = self.budget;
+        let total = b.used.get().saturating_add(bytes);
+        if total > b.max {
+            return self.err(format!(
+                "folding constants here would add {}, {} in all, over this model's budget of {} ({} plus twice the model's own data)",
+                mib(bytes),
+                mib(total),
+                mib(b.max),
+                mib(FOLD_BUDGET_BASE)
+            ));
+        }
+        b.used.set(total);
+        Ok(())
     }
 
     /// Adds a single-output op, folding it when all inputs are constants.
@@ -662,7 +824,13 @@ impl Ctx<'_> {
                 op: self.node.op_type.clone(),
                 msg,
             })?;
-            if out.iter().all(|t| t.len() <= FOLD_LIMIT) {
+            let macs = nnc_ir::stats::op_macs(&op, &tys, &out);
+            if out.iter().all(|t| t.len() <= FOLD_LIMIT) && macs <= FOLD_MACS {
+                // Only growth counts: folding a weight's transpose or scale
+                // into it creates as much as it makes dead.
+                let out_bytes: u64 = out.iter().map(|t| t.bytes() as u64).sum();
+                let in_bytes: u64 = consts.iter().map(|t| t.ty().bytes() as u64).sum();
+                self.charge(out_bytes.saturating_sub(in_bytes))?;
                 let refs: Vec<&Tensor> = consts.iter().map(|t| t.as_ref()).collect();
                 let res = op.eval(&refs).map_err(|msg| ImportError::Node {
                     node: name.clone(),

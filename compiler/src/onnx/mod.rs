@@ -2,6 +2,7 @@
 //! tensor conversion, and import of a model into the graph IR with every
 //! shape made static and shape computations folded to constants.
 
+pub mod build;
 mod error;
 mod import;
 mod ops;

@@ -1,7 +1,7 @@
 //! ONNX TensorProto <-> IR tensors, including external data files and the
 //! `.pb` tensor files of the ONNX test layout.
 
-use std::path::{Component, Path};
+use std::path::Path;
 
 use nnc_ir::{DType, Data, Tensor, dtype::checked_numel};
 use prost::Message;
@@ -76,9 +76,9 @@ fn terr<T>(t: &TensorProto, msg: impl Into<String>) -> Result<T> {
     })
 }
 
-/// Reads the bytes of an externally stored tensor. The location must be a
-/// relative path inside the model's folder.
-fn external_bytes(t: &TensorProto, base: Option<&Path>) -> Result<Vec<u8>> {
+/// Reads the bytes of an externally stored tensor: `want` bytes from a
+/// regular file inside the model's folder (see [`crate::confine`]).
+fn external_bytes(t: &TensorProto, base: Option<&Path>, want: u64) -> Result<Vec<u8>> {
     let mut location = None;
     let mut offset = 0u64;
     let mut length = None;
@@ -99,40 +99,14 @@ fn external_bytes(t: &TensorProto, base: Option<&Path>) -> Result<Vec<u8>> {
     let Some(location) = location else {
         return terr(t, "external data without a location");
     };
-    let rel = Path::new(&location);
-    if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return terr(
-            t,
-            format!("external data location `{location}` must be a plain relative path"),
-        );
-    }
     let Some(base) = base else {
         return terr(
             t,
             "external data needs the model's folder (load the model from a file)",
         );
     };
-    let path = base.join(rel);
-    let bytes = std::fs::read(&path).map_err(|source| ImportError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let start = usize::try_from(offset).unwrap_or(usize::MAX);
-    let end = match length {
-        Some(l) => start.saturating_add(usize::try_from(l).unwrap_or(usize::MAX)),
-        None => bytes.len(),
-    };
-    match bytes.get(start..end) {
-        Some(b) => Ok(b.to_vec()),
-        None => terr(
-            t,
-            format!(
-                "external data range {start}..{end} is outside `{}` ({} bytes)",
-                path.display(),
-                bytes.len()
-            ),
-        ),
-    }
+    crate::confine::read_range(base, &location, offset, length, Some(want))
+        .or_else(|m| terr(t, format!("external data: {m}")))
 }
 
 /// Converts a TensorProto (any storage form) to an IR tensor.
@@ -152,7 +126,8 @@ pub fn from_proto(t: &TensorProto, base: Option<&Path>) -> Result<Tensor> {
         return terr(t, format!("shape {dims:?} is too large"));
     };
     let data = if t.data_location == 1 {
-        let b = external_bytes(t, base)?;
+        let want = (n as u64).saturating_mul(dtype.size() as u64);
+        let b = external_bytes(t, base, want)?;
         bytes_to_data(t, dtype, n, &b)?
     } else if !t.raw_data.is_empty() {
         bytes_to_data(t, dtype, n, &t.raw_data)?

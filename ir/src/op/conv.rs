@@ -84,8 +84,14 @@ impl ConvAttrs {
         }
         let mut dims = vec![x.dims[0], m];
         for i in 0..n {
-            let span = self.dilations[i] * (w.dims[2 + i] - 1) + 1;
-            let padded = x.dims[2 + i] + self.pads[i] + self.pads[n + i];
+            let span = self.dilations[i]
+                .checked_mul(w.dims[2 + i].saturating_sub(1))
+                .and_then(|s| s.checked_add(1))
+                .ok_or("dilation out of range")?;
+            let padded = x.dims[2 + i]
+                .checked_add(self.pads[i])
+                .and_then(|p| p.checked_add(self.pads[n + i]))
+                .ok_or("pads out of range")?;
             if padded < span {
                 return Err(format!(
                     "kernel extent {span} exceeds padded input {padded} on spatial axis {i}"
@@ -314,11 +320,19 @@ impl ConvTransposeAttrs {
         check_bias(b, m)?;
         let mut dims = vec![x.dims[0], m];
         for i in 0..n {
-            let full = self.strides[i] * (x.dims[2 + i].max(1) - 1)
-                + self.output_padding[i]
-                + self.dilations[i] * (w.dims[2 + i] - 1)
-                + 1;
-            let cut = self.pads[i] + self.pads[n + i];
+            let full = self.strides[i]
+                .checked_mul(x.dims[2 + i].max(1) - 1)
+                .and_then(|f| f.checked_add(self.output_padding[i]))
+                .and_then(|f| {
+                    self.dilations[i]
+                        .checked_mul(w.dims[2 + i].saturating_sub(1))
+                        .and_then(|d| f.checked_add(d))
+                })
+                .and_then(|f| f.checked_add(1))
+                .ok_or("strides, dilations or output_padding out of range")?;
+            let cut = self.pads[i]
+                .checked_add(self.pads[n + i])
+                .ok_or("pads out of range")?;
             if full <= cut {
                 return Err(format!("pads remove the whole output on spatial axis {i}"));
             }
@@ -346,7 +360,14 @@ impl ConvTransposeAttrs {
         // position i * stride + k * dilation - pad_begin.
         let mut pairs: Vec<Vec<(usize, usize)>> = Vec::with_capacity(k_size);
         let mut kidx = vec![0usize; n];
-        for _ in 0..k_size {
+        // No input element at all (a zero batch or channel count): the taps
+        // meet nothing, and the output is the bias.
+        let taps = if x.is_empty() || w.is_empty() {
+            0
+        } else {
+            k_size
+        };
+        for _ in 0..taps {
             let mut v = Vec::new();
             let mut iidx = vec![0usize; n];
             for ip in 0..in_size {

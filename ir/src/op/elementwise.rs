@@ -638,6 +638,9 @@ pub fn broadcast_dims(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
 /// For every element of `out` (row-major), the flat index of the element of
 /// a tensor of shape `dims` that broadcasts to it.
 pub fn broadcast_offsets(dims: &[usize], out: &[usize]) -> Vec<usize> {
+    if out.contains(&0) {
+        return Vec::new();
+    }
     let n = out.len();
     let k = dims.len();
     // Strides of the input aligned to the output rank, 0 where broadcast.
@@ -646,7 +649,7 @@ pub fn broadcast_offsets(dims: &[usize], out: &[usize]) -> Vec<usize> {
     for i in (0..k).rev() {
         let oi = i + n - k;
         st[oi] = if dims[i] == 1 && out[oi] != 1 { 0 } else { s };
-        s *= dims[i];
+        s = s.saturating_mul(dims[i]);
     }
     let total: usize = out.iter().product();
     let mut res = Vec::with_capacity(total);

@@ -289,8 +289,17 @@ impl SliceAttrs {
                     "axis {i}: slice {s}..{e} step {st} is not normalized for dim {d}"
                 ));
             }
-            let (span, step) = if st > 0 { (e - s, st) } else { (s - e, -st) };
-            let len = if span <= 0 { 0 } else { (span - 1) / step + 1 };
+            // s and e are within [-1, d], so only the step can be extreme.
+            let (span, step) = if st > 0 {
+                (e - s, st.unsigned_abs())
+            } else {
+                (s - e, st.unsigned_abs())
+            };
+            let len = if span <= 0 {
+                0
+            } else {
+                (span as u64 - 1) / step + 1
+            };
             dims.push(len as usize);
         }
         Ok(vec![TensorType::new(x.dtype, dims)])
@@ -378,7 +387,10 @@ impl PadAttrs {
         }
         let mut dims = Vec::with_capacity(n);
         for i in 0..n {
-            let d = x.dims[i] as i64 + self.pads[i] + self.pads[n + i];
+            let d = (x.dims[i] as i64)
+                .checked_add(self.pads[i])
+                .and_then(|d| d.checked_add(self.pads[n + i]))
+                .ok_or("pads out of range")?;
             if d < 0 {
                 return Err(format!("pads crop more than axis {i} of {x}"));
             }

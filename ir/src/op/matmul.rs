@@ -245,6 +245,15 @@ pub fn eval_matmul(a: &Tensor, b: &Tensor) -> R<Tensor> {
     Tensor::new(out.dims, data).map_err(|e| e.to_string())
 }
 
+/// Element strides `(row, column)` of Gemm's C broadcast to `[m, n]`
+/// (C may be a scalar, `[n]`, `[1, n]`, `[m, 1]` or `[m, n]`).
+pub fn gemm_c_strides(c_dims: &[usize], m: usize, n: usize) -> (usize, usize) {
+    let off = broadcast_offsets(c_dims, &[m, n]);
+    let row = if m > 1 { off[n] } else { 0 };
+    let col = if n > 1 { off[1] } else { 0 };
+    (row, col)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,13 +278,4 @@ mod tests {
         assert_eq!(y.dims(), &[2, 1, 1]);
         assert_eq!(y.as_f32().unwrap(), &[210.0, 430.0]);
     }
-}
-
-/// Element strides `(row, column)` of Gemm's C broadcast to `[m, n]`
-/// (C may be a scalar, `[n]`, `[1, n]`, `[m, 1]` or `[m, n]`).
-pub fn gemm_c_strides(c_dims: &[usize], m: usize, n: usize) -> (usize, usize) {
-    let off = broadcast_offsets(c_dims, &[m, n]);
-    let row = if m > 1 { off[n] } else { 0 };
-    let col = if n > 1 { off[1] } else { 0 };
-    (row, col)
 }

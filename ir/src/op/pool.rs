@@ -82,8 +82,14 @@ impl PoolAttrs {
         }
         let mut dims = x.dims[..2].to_vec();
         for i in 0..n {
-            let span = self.dilations[i] * (self.kernel[i] - 1) + 1;
-            let padded = x.dims[2 + i] + self.pads[i] + self.pads[n + i];
+            let span = self.dilations[i]
+                .checked_mul(self.kernel[i] - 1)
+                .and_then(|s| s.checked_add(1))
+                .ok_or("kernel or dilations out of range")?;
+            let padded = x.dims[2 + i]
+                .checked_add(self.pads[i])
+                .and_then(|p| p.checked_add(self.pads[n + i]))
+                .ok_or("pads out of range")?;
             if padded < span {
                 return Err(format!(
                     "window {span} exceeds padded input {padded} on spatial axis {i}"

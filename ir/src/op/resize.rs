@@ -256,9 +256,21 @@ impl ResizeAttrs {
 
     pub fn eval(&self, x: &Tensor) -> R<Tensor> {
         let out = self.infer(&[&x.ty()])?.remove(0);
+        if out.is_empty() {
+            return Tensor::from_f64(x.dtype(), out.dims.clone(), vec![])
+                .map_err(|e| e.to_string());
+        }
+        if x.is_empty() {
+            return Err(format!("cannot resize the empty {} to {}", x.ty(), out));
+        }
         let mut cur = x.to_f64();
         let mut dims = x.dims().to_vec();
-        for axis in 0..dims.len() {
+        // Axes are separable: shrinking ones first keeps every intermediate
+        // no larger than the input or the output (a huge size on one axis
+        // and a tiny one on another must not allocate their product).
+        let mut order: Vec<usize> = (0..dims.len()).collect();
+        order.sort_by_key(|&a| self.sizes[a] > dims[a]);
+        for axis in order {
             let (in_len, out_len) = (dims[axis], self.sizes[axis]);
             let taps: Vec<Option<Vec<(usize, f64)>>> = (0..out_len)
                 .map(|o| self.taps(o, axis, in_len, out_len))

@@ -379,7 +379,7 @@ mod tests {
         let r = a.reach();
         for o in 0..a.output {
             for t in 0..a.k {
-                assert!(((o * a.stride + t * a.dil) as usize) < r);
+                assert!(o * a.stride + t * a.dil < r);
             }
         }
     }

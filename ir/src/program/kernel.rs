@@ -73,6 +73,19 @@ pub enum Kernel {
     ArgReduce,
     Softmax,
     Lrn,
+    /// Integer convolution by vector dot products: tiles of `vectors x
+    /// lanes` grid positions by `channels` output channels accumulate
+    /// `dot` products per 32-bit lane, reading a padded, stride-phase
+    /// split copy of the input with `dot` consecutive reduction elements
+    /// interleaved per position; weights packed and the input zero point
+    /// folded into the bias at generation time.
+    QConvDot(QConvDot),
+    /// Integer depthwise convolution by vector dot products over groups
+    /// of taps at consecutive grid offsets (a sliding window per lane).
+    QDwDot(QDwDot),
+    /// Integer matrix product by vector dot products: tiles of `vectors x
+    /// lanes` output columns, weights packed by column block.
+    QGemmDot(QGemmDot),
 }
 
 /// Families of kernels; every family has plan file tests.
@@ -139,6 +152,46 @@ pub struct MatMulPacked {
     pub cols: usize,
     /// Steps of the reduction per loop iteration.
     pub unroll: usize,
+}
+
+/// Parameters of [`Kernel::QConvDot`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct QConvDot {
+    /// 32-bit lanes per vector: output positions per vector.
+    pub lanes: usize,
+    /// Vectors of positions per register tile.
+    pub vectors: usize,
+    /// Output channels per register tile.
+    pub channels: usize,
+    /// Products summed per lane and instruction: 4 (unsigned 8-bit
+    /// activations by signed 8-bit weights) or 2 (16-bit pairs).
+    pub dot: usize,
+    /// Group the reduction over (input channel, tap) in weight order, read
+    /// from an im2col copy, instead of over input channels at each tap
+    /// (for inputs with fewer channels than `dot`).
+    pub im2col: bool,
+}
+
+/// Parameters of [`Kernel::QDwDot`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct QDwDot {
+    /// 32-bit lanes per vector: output positions per vector.
+    pub lanes: usize,
+    /// Vectors of positions per register tile.
+    pub vectors: usize,
+    /// Taps summed per lane and instruction: 4 or 2 (as [`QConvDot`]).
+    pub dot: usize,
+}
+
+/// Parameters of [`Kernel::QGemmDot`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct QGemmDot {
+    /// 32-bit lanes per vector: output columns per vector.
+    pub lanes: usize,
+    /// Vectors of columns per register tile.
+    pub vectors: usize,
+    /// Products summed per lane and instruction: 4 or 2 (as [`QConvDot`]).
+    pub dot: usize,
 }
 
 /// Parameters of [`Kernel::RowCopy`]. Source and destination are batch-1
@@ -340,6 +393,9 @@ impl Kernel {
             Kernel::ArgReduce => "arg_reduce",
             Kernel::Softmax => "softmax",
             Kernel::Lrn => "lrn",
+            Kernel::QConvDot(_) => "qconv_dot",
+            Kernel::QDwDot(_) => "qdw_dot",
+            Kernel::QGemmDot(_) => "qgemm_dot",
         }
     }
 
@@ -368,6 +424,9 @@ impl Kernel {
         "arg_reduce",
         "softmax",
         "lrn",
+        "qconv_dot",
+        "qdw_dot",
+        "qgemm_dot",
     ];
 
     pub fn family(&self) -> Family {
@@ -385,6 +444,9 @@ impl Kernel {
             Kernel::Reduce { .. } | Kernel::ArgReduce | Kernel::Softmax | Kernel::Lrn => {
                 Family::Reduction
             }
+            Kernel::QConvDot(_) => Family::Conv,
+            Kernel::QDwDot(_) => Family::Depthwise,
+            Kernel::QGemmDot(_) => Family::MatMul,
         }
     }
 
@@ -419,6 +481,23 @@ impl Kernel {
             Kernel::Deinterleave { channels } => vec![("c", channels.to_string())],
             Kernel::Reduce { acc } => vec![("acc", acc.name().to_string())],
             Kernel::Map(m) => vec![("expr", m.expr.to_string())],
+            Kernel::QConvDot(k) => vec![
+                ("lanes", k.lanes.to_string()),
+                ("v", k.vectors.to_string()),
+                ("c", k.channels.to_string()),
+                ("dot", k.dot.to_string()),
+                ("im2col", b(k.im2col)),
+            ],
+            Kernel::QDwDot(k) => vec![
+                ("lanes", k.lanes.to_string()),
+                ("v", k.vectors.to_string()),
+                ("dot", k.dot.to_string()),
+            ],
+            Kernel::QGemmDot(k) => vec![
+                ("lanes", k.lanes.to_string()),
+                ("v", k.vectors.to_string()),
+                ("dot", k.dot.to_string()),
+            ],
             Kernel::RowCopy(r) => {
                 let mut v = vec![("rows", r.rows.to_string()), ("src", r.src_row.to_string())];
                 if r.src_step != 0 {

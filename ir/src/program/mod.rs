@@ -9,6 +9,7 @@
 
 pub mod geometry;
 pub mod kernel;
+pub mod qdot;
 pub mod target;
 mod verify;
 
@@ -22,9 +23,10 @@ use crate::tensor::Tensor;
 pub use geometry::{Axis, Window};
 pub use kernel::{
     ConvBlocked, ConvRowTiles, DepthwiseChannelsLast, DepthwiseRows, Epilogue, Family, GlobalPool,
-    Kernel, MapExpr, MapKernel, MapOp, MatMulPacked, Operand, Part, PoolRows, RowCopy,
+    Kernel, MapExpr, MapKernel, MapOp, MatMulPacked, Operand, Part, PoolRows, QConvDot, QDwDot,
+    QGemmDot, RowCopy,
 };
-pub use target::{Arch, Codegen, Target};
+pub use target::{Arch, Codegen, IntDot, Target};
 
 /// Alignment of the arena and of every buffer the planner places in it.
 pub const ARENA_ALIGN: usize = 16;

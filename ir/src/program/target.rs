@@ -57,6 +57,34 @@ impl Codegen {
     }
 }
 
+/// The integer dot product the vector unit has: how many 8-bit products
+/// one instruction sums into each 32-bit lane, which decides the data
+/// layout of the integer dot-product kernels (`qconv_dot`, `qdw_dot`,
+/// `qgemm_dot`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum IntDot {
+    /// None: integer kernels are scalar (microcontrollers, no vectors).
+    #[default]
+    None,
+    /// Pairs of 16-bit products per lane (x86 `pmaddwd`, SSE2 and later;
+    /// aarch64 `smull` + `addp`).
+    Pairs,
+    /// Quads of unsigned-by-signed 8-bit products per lane (x86 VNNI
+    /// `vpdpbusd`: AVX512-VNNI or AVX-VNNI).
+    Quads,
+}
+
+impl IntDot {
+    /// Products per 32-bit lane (1 without a dot product).
+    pub fn width(self) -> usize {
+        match self {
+            IntDot::None => 1,
+            IntDot::Pairs => 2,
+            IntDot::Quads => 4,
+        }
+    }
+}
+
 /// Everything kernel selection and code generation need to know about the
 /// machine the code is for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -81,6 +109,8 @@ pub struct Target {
     pub fast_f64: bool,
     /// Arm's DSP extension (`__smlad` and friends).
     pub dsp: bool,
+    /// The vector unit's integer dot product.
+    pub int_dot: IntDot,
     /// Level-1 data cache per core in bytes (0: none or unknown).
     pub l1d_bytes: usize,
     /// Level-2 cache in bytes (0: none or unknown).
@@ -122,6 +152,7 @@ impl Target {
             fpu,
             fast_f64: false,
             dsp,
+            int_dot: IntDot::None,
             l1d_bytes: l1d,
             l2_bytes: 0,
         }
@@ -141,6 +172,11 @@ impl Target {
             fpu: true,
             fast_f64: true,
             dsp: false,
+            int_dot: if vector_bits >= 128 {
+                IntDot::Pairs
+            } else {
+                IntDot::None
+            },
             l1d_bytes: 32 * 1024,
             l2_bytes: 1024 * 1024,
         }
@@ -153,6 +189,12 @@ impl Target {
     /// f32 lanes per vector register (1 without vectors).
     pub fn f32_lanes(&self) -> usize {
         (self.vector_bits / 32).max(1)
+    }
+
+    /// 32-bit lanes of the vectors the integer dot-product kernels use:
+    /// the C compiler's widest registers, Cranelift's 128 bits.
+    pub fn i32_lanes(&self) -> usize {
+        self.f32_lanes()
     }
 
     /// Does the code generator evaluate this activation on whole vectors?
@@ -204,6 +246,9 @@ impl fmt::Display for Target {
         }
         if self.dsp {
             f.write_str(", dsp")?;
+        }
+        if self.int_dot == IntDot::Quads {
+            f.write_str(", vnni")?;
         }
         if !self.fpu {
             f.write_str(", no fpu")?;

@@ -206,6 +206,11 @@ fn check_loc(
 
 /// The op families a kernel can compute.
 fn kernel_fits_op(k: &Kernel, op: &Op) -> bool {
+    match k {
+        Kernel::QConvDot(_) | Kernel::QDwDot(_) => return matches!(op, Op::QConv(_)),
+        Kernel::QGemmDot(_) => return matches!(op, Op::QGemm(_)),
+        _ => {}
+    }
     match k.family() {
         Family::Conv | Family::Depthwise => matches!(op, Op::Conv(_) | Op::QConv(_)),
         Family::ConvTranspose => matches!(op, Op::ConvTranspose(_)),

@@ -61,6 +61,9 @@ pub struct TensorAnalysis {
     pub consts: Vec<Arc<Tensor>>,
     /// Largest constant folding may create.
     pub fold_limit: usize,
+    /// Bytes folding may still add beyond what it consumes (see
+    /// [`crate::basic::fold_budget`]); candidates past it stay unfolded.
+    pub fold_budget: u64,
     /// Decoded ops by (name, attributes).
     ops: HashMap<(Symbol, AttrKey), Result<Op, String>>,
     /// Names for fused nodes: (class, op name) -> source names joined by `+`.
@@ -76,6 +79,7 @@ impl TensorAnalysis {
             inputs,
             consts,
             fold_limit: crate::basic::FOLD_LIMIT,
+            fold_budget: crate::basic::FOLD_BUDGET_BASE,
             ..Default::default()
         }
     }
@@ -256,9 +260,16 @@ fn make_op(eg: &mut EGraph<TLang, TensorAnalysis>, name: Symbol, ch: &[Id]) -> C
     let fold = all_const
         && !consts.is_empty()
         && !op.is_quantization()
-        && types.iter().all(|t| t.len() <= eg.analysis.fold_limit);
-    let konst = if fold {
-        let r: Vec<&Tensor> = consts.iter().map(|t| t.as_ref()).collect();
+        && types.iter().all(|t| t.len() <= eg.analysis.fold_limit)
+        && crate::basic::cheap_to_fold(&op, &refs, &types);
+    let r: Vec<&Tensor> = consts.iter().map(|t| t.as_ref()).collect();
+    let growth = if fold {
+        crate::basic::fold_growth(&r, &types)
+    } else {
+        0
+    };
+    let konst = if fold && growth <= eg.analysis.fold_budget {
+        eg.analysis.fold_budget -= growth;
         op.eval(&r)
             .ok()
             .map(|v| v.into_iter().map(Arc::new).collect())

@@ -5,11 +5,12 @@
 
 use std::collections::HashMap;
 
-use egg::{EGraph, Extractor, Id, Symbol};
+use egg::{EGraph, Id, Symbol};
 use nnc_ir::{Graph, NodeId, Op, TensorType, Value};
 
 use super::analysis::{Kind, TensorAnalysis, attr_of};
 use super::cost::CostModel;
+use super::extract::Extracted;
 use super::lang::{AttrKey, Leaf, OUT, TLang, padded_arity};
 use crate::pass::{PassError, Result};
 
@@ -32,7 +33,9 @@ pub fn to_egraph(g: &Graph) -> Result<Built> {
     let inputs: Vec<TensorType> = (0..g.inputs().len())
         .map(|i| g.input_type(i).clone())
         .collect();
-    let mut eg = EGraph::new(TensorAnalysis::new(inputs, vec![]));
+    let mut analysis = TensorAnalysis::new(inputs, vec![]);
+    analysis.fold_budget = crate::basic::fold_budget(g);
+    let mut eg = EGraph::new(analysis);
     let none = eg.add(TLang::None);
     let mut ids: HashMap<Value, Id> = HashMap::new();
     let mut const_leaf: HashMap<nnc_ir::ConstId, u32> = HashMap::new();
@@ -106,7 +109,7 @@ pub fn from_egraph(
     template: &Graph,
     memory_cost: bool,
 ) -> Result<Graph> {
-    let ex = Extractor::new(eg, CostModel::new(eg, memory_cost));
+    let ex = Extracted::new(eg, CostModel::new(eg, memory_cost));
     let mut g = Graph::new(template.name.clone());
     let mut inputs = Vec::new();
     for i in 0..template.inputs().len() {
@@ -121,8 +124,7 @@ pub fn from_egraph(
     let mut memo: HashMap<Id, Value> = HashMap::new();
     let mut consts: HashMap<u32, Value> = HashMap::new();
     for &root in roots {
-        let (cost, _) = ex.find_best(root);
-        if !cost.is_finite() {
+        if !ex.cost(root).is_finite() {
             return Err(fail("no valid form of an output survived the rewrites"));
         }
         let mut stack = vec![(eg.find(root), false)];
@@ -130,7 +132,9 @@ pub fn from_egraph(
             if memo.contains_key(&id) {
                 continue;
             }
-            let node = ex.find_best_node(id);
+            let node = ex
+                .node(id)
+                .ok_or_else(|| fail("a needed value has no valid form"))?;
             let operands: Vec<Id> = match node {
                 TLang::Op(_, ch) => ch[1..]
                     .iter()

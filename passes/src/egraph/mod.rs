@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod convert;
 pub mod cost;
+pub mod extract;
 pub mod lang;
 pub mod rules;
 
@@ -67,11 +68,12 @@ pub fn run_egraph_with_stats(
     let built = convert::to_egraph(g)?;
     let rules = rules::rules(&pass.groups);
     let lim = cx.egraph_limits;
+    let left = lim.total.saturating_sub(t0.elapsed());
     let runner = Runner::default()
         .with_egraph(built.egraph)
         .with_iter_limit(lim.iterations)
         .with_node_limit(lim.nodes)
-        .with_time_limit(lim.time)
+        .with_time_limit(lim.time.min(left))
         .run(&rules);
     let saturate_ms = t0.elapsed().as_secs_f64() * 1e3;
     let t1 = Instant::now();
@@ -82,6 +84,14 @@ pub fn run_egraph_with_stats(
         .unwrap_or_else(|| "none".into());
     let out = convert::from_egraph(&runner.egraph, &built.roots, g, cx.memory_cost)?;
     let extract_ms = t1.elapsed().as_secs_f64() * 1e3;
+    if t0.elapsed() > lim.total {
+        log::warn!(
+            "{}: took {:.1} s, over its {:.1} s budget (saturation was cut short)",
+            pass.name,
+            t0.elapsed().as_secs_f64(),
+            lim.total.as_secs_f64()
+        );
+    }
     let stats = EgraphStats {
         stop_reason: stop,
         iterations: runner.iterations.len(),
@@ -120,5 +130,58 @@ impl Pass for EgraphPass {
         let changed = nnc_ir::print(&out) != nnc_ir::print(g);
         *g = out;
         Ok(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::pass::EgraphLimits;
+
+    #[test]
+    fn the_total_budget_caps_saturation() {
+        let g = nnc_ir::parse(
+            "graph @t(v0 \"x\": f32[4]) -> (\"y\": f32[4]) {\n    v1 = relu v0 : f32[4]\n    v2 = relu v1 : f32[4]\n    return v2\n}",
+        )
+        .unwrap();
+        let mut cx = PassCx {
+            egraph_limits: EgraphLimits {
+                total: Duration::ZERO,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let (out, stats) = run_egraph_with_stats(&mut EgraphPass::all(), &g, &mut cx).unwrap();
+        assert!(stats.stop_reason.contains("TimeLimit"), "{stats:?}");
+        assert_eq!(nnc_ir::print(&out), nnc_ir::print(&g));
+        // With time, relu(relu(x)) becomes relu(x).
+        let mut cx = PassCx::default();
+        let (out, _) = run_egraph_with_stats(&mut EgraphPass::all(), &g, &mut cx).unwrap();
+        assert_eq!(
+            nnc_ir::stats::stats(&out).nodes,
+            2,
+            "{}",
+            nnc_ir::print(&out)
+        );
+    }
+
+    /// A long chain extracts in one pass over the e-graph (egg's extractor
+    /// took minutes on 20,000 nodes); the result is the chain itself.
+    #[test]
+    fn long_chains_extract() {
+        let mut text = String::from("graph @t(v0 \"x\": f32[4]) -> (\"y\": f32[4]) {\n");
+        let n = 3000;
+        for i in 1..=n {
+            let op = ["exp", "tanh", "sigmoid"][i % 3];
+            text.push_str(&format!("    v{i} = {op} v{} : f32[4]\n", i - 1));
+        }
+        text.push_str(&format!("    return v{n}\n}}\n"));
+        let g = nnc_ir::parse(&text).unwrap();
+        let mut cx = PassCx::default();
+        let (out, _) = run_egraph_with_stats(&mut EgraphPass::all(), &g, &mut cx).unwrap();
+        let ops = |g: &Graph| format!("{:?}", nnc_ir::stats::stats(g).ops);
+        assert_eq!(ops(&out), ops(&g));
     }
 }

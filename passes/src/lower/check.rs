@@ -227,6 +227,9 @@ pub fn check(k: &Kernel, cx: &StepCx) -> Result<(), String> {
             "needs a Softmax",
         ),
         Kernel::Lrn => need(matches!(cx.op, Op::Lrn(_)), "needs an LRN"),
+        Kernel::QConvDot(p) => super::qselect::check_conv(p, cx),
+        Kernel::QDwDot(p) => super::qselect::check_dw(p, cx),
+        Kernel::QGemmDot(p) => super::qselect::check_gemm(p, cx),
     }
 }
 
@@ -247,6 +250,9 @@ fn defaults(name: &str, cx: &StepCx) -> Result<Kernel, String> {
     let chosen = select(cx);
     if chosen.name() == name {
         return Ok(chosen);
+    }
+    if let Some(k) = super::qselect::defaults(name, cx) {
+        return k;
     }
     let t = cx.target;
     let c_like = t.codegen == Codegen::C;
@@ -354,6 +360,9 @@ fn set_param(k: &mut Kernel, key: &str, val: &str) -> Result<(), String> {
             _ => Err(format!("parameter {key}={val}: use 0 or 1")),
         }
     };
+    if let Some(r) = super::qselect::set_param(k, key, val) {
+        return r;
+    }
     let known: Vec<&str> = k.params().iter().map(|(n, _)| *n).collect();
     let bad = format!(
         "{} has no parameter `{key}`{}",

@@ -17,6 +17,7 @@ pub mod concat;
 pub mod inplace;
 pub mod partition;
 pub mod plan;
+mod qselect;
 pub mod select;
 pub mod split;
 pub mod stream;

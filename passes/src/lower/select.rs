@@ -200,8 +200,9 @@ fn mcu(cx: &StepCx) -> Kernel {
 fn c_host(cx: &StepCx) -> Kernel {
     match cx.op {
         Op::Conv(_) => c_conv(cx).unwrap_or(Kernel::ConvDirect),
-        Op::QConv(_) => Kernel::ConvDirect,
-        Op::Gemm(_) | Op::MatMul | Op::QGemm(_) => Kernel::MatMulDirect,
+        Op::QConv(_) => super::qselect::conv(cx).unwrap_or(Kernel::ConvDirect),
+        Op::QGemm(_) => super::qselect::gemm(cx).unwrap_or(Kernel::MatMulDirect),
+        Op::Gemm(_) | Op::MatMul => Kernel::MatMulDirect,
         Op::Pool(_) => Kernel::PoolDirect,
         Op::GlobalPool(_) => Kernel::GlobalPool(GlobalPool { partials: 1 }),
         Op::Transpose(_) => Kernel::Copy,
@@ -386,9 +387,9 @@ pub(super) fn dw_grid_fits(w: &Window) -> bool {
 fn native(cx: &StepCx) -> Kernel {
     match cx.op {
         Op::Conv(_) => native_conv(cx).unwrap_or(Kernel::ConvDirect),
-        Op::QConv(_) => Kernel::ConvDirect,
+        Op::QConv(_) => super::qselect::conv(cx).unwrap_or(Kernel::ConvDirect),
         Op::Gemm(_) | Op::MatMul => native_matmul(cx).unwrap_or(Kernel::MatMulDirect),
-        Op::QGemm(_) => Kernel::MatMulDirect,
+        Op::QGemm(_) => super::qselect::gemm(cx).unwrap_or(Kernel::MatMulDirect),
         Op::Pool(a) => native_pool(cx, a).unwrap_or(Kernel::PoolDirect),
         Op::GlobalPool(_) => Kernel::GlobalPool(GlobalPool {
             partials: native_partials(cx.ins[0]),
@@ -608,6 +609,8 @@ pub fn deinterleave_channels(perm: &[usize], x: &TensorType, y: &TensorType) -> 
     }
 }
 
+pub use super::check::{check, with_params};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -633,5 +636,3 @@ mod tests {
         assert_eq!(c_positions(&t, 100, 16), 5);
     }
 }
-
-pub use super::check::{check, with_params};

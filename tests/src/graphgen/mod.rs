@@ -281,10 +281,14 @@ impl Gen {
         }
         let float = ty.dtype.is_float();
         let image = float && (3..=5).contains(&ty.rank());
+        let qimage = matches!(ty.dtype, DType::I8 | DType::U8) && (3..=4).contains(&ty.rank());
         match self.r.below(30) {
             0..=3 if image => self.conv(v),
             4 if image => self.depthwise(v),
+            0..=2 if qimage => self.qconv(v, false),
+            3 | 4 if qimage => self.qconv(v, true),
             5 if image && ty.rank() <= 4 => self.conv_transpose(v),
+            6 if matches!(ty.dtype, DType::I8 | DType::U8) => self.qgemm(v),
             6 => self.gemm(v),
             7 => self.matmul(v),
             8..=9 if image || ty.rank() >= 3 => self.pool(v),

@@ -119,7 +119,7 @@ fn unary(cx: &mut Ctx<'_>, u: UnaryOp) -> Result<Vec<Value>> {
 /// A scalar constant of the given element type.
 pub(super) fn scalar(cx: &mut Ctx<'_>, dtype: DType, v: f64) -> Result<Value> {
     let t = Tensor::from_f64(dtype, vec![], vec![v]).or_else(|e| cx.err(e.to_string()))?;
-    Ok(cx.constant(t))
+    cx.constant(t)
 }
 
 /// Opset < 7 `broadcast=1, axis=k`: B's dims line up with A's dims starting
@@ -273,7 +273,7 @@ fn dropout(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {
     let ty = cx.ty(x);
     let mask = Tensor::new(ty.dims.clone(), nnc_ir::Data::Bool(vec![true; ty.len()]))
         .or_else(|e| cx.err(e.to_string()))?;
-    let m = cx.constant(mask);
+    let m = cx.constant(mask)?;
     Ok(vec![y, m])
 }
 

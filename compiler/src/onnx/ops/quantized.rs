@@ -70,7 +70,7 @@ fn zero_point(cx: &mut Ctx<'_>, i: usize, d: DType, what: &str) -> Result<Value>
         )),
         None => {
             let t = Tensor::from_i64(d, vec![], vec![0]).or_else(|e| cx.err(e.to_string()))?;
-            Ok(cx.constant(t))
+            cx.constant(t)
         }
     }
 }
@@ -235,12 +235,12 @@ fn qgemm(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {
         acc = cx.add(Op::Binary(BinaryOp::Add), &[acc, c])?;
     }
     let (a_scale, b_scale) = (cx.input(1)?, cx.input(4)?);
-    let alpha_t = cx.constant(Tensor::scalar_f32(alpha));
+    let alpha_t = cx.constant(Tensor::scalar_f32(alpha))?;
     let ab = cx.add(Op::Binary(BinaryOp::Mul), &[a_scale, b_scale])?;
     let scale = cx.add(Op::Binary(BinaryOp::Mul), &[alpha_t, ab])?;
     match cx.opt(7) {
         Some(ys) => {
-            let one = cx.constant(Tensor::scalar_f32(1.0));
+            let one = cx.constant(Tensor::scalar_f32(1.0))?;
             let mult = multiplier(cx, scale, one, ys)?;
             Ok(vec![rescale(cx, acc, mult, 8, ad)?])
         }

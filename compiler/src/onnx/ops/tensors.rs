@@ -38,7 +38,7 @@ pub(super) fn convert(cx: &mut Ctx<'_>, op: &str) -> Option<Result<Vec<Value>>> 
         "Size" => (|| {
             let n = cx.ty(cx.input(0)?).len() as i64;
             let t = Tensor::from_i64s(vec![], vec![n]).or_else(|e| cx.err(e.to_string()))?;
-            Ok(vec![cx.constant(t)])
+            Ok(vec![cx.constant(t)?])
         })(),
         "Constant" => constant(cx),
         "ConstantOfShape" => constant_of_shape(cx),
@@ -62,7 +62,7 @@ fn shape(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {
         .map(|&d| d as i64)
         .collect();
     let t = Tensor::from_i64s(vec![dims.len()], dims).or_else(|e| cx.err(e.to_string()))?;
-    Ok(vec![cx.constant(t)])
+    Ok(vec![cx.constant(t)?])
 }
 
 fn constant(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {
@@ -86,7 +86,7 @@ fn constant(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {
     } else {
         return cx.err("no value attribute");
     };
-    Ok(vec![cx.constant(t)])
+    Ok(vec![cx.model_constant(t)])
 }
 
 fn constant_of_shape(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {
@@ -106,7 +106,7 @@ fn constant_of_shape(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {
     }
     let idx = vec![0usize; n];
     let t = Tensor::new(dims, value.data().gather(&idx)).or_else(|e| cx.err(e.to_string()))?;
-    Ok(vec![cx.constant(t)])
+    Ok(vec![cx.constant(t)?])
 }
 
 fn range(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {
@@ -158,7 +158,7 @@ fn range(cx: &mut Ctx<'_>) -> Result<Vec<Value>> {
         Tensor::from_i64(dt, vec![v.len()], v)
     }
     .or_else(|e| cx.err(e.to_string()))?;
-    Ok(vec![cx.constant(t)])
+    Ok(vec![cx.constant(t)?])
 }
 
 fn reduction(cx: &mut Ctx<'_>, kind: ReduceKind) -> Result<Vec<Value>> {

@@ -1,0 +1,1174 @@
+//! Integer dot-product kernels in C: `qconv_dot`, `qdw_dot` and
+//! `qgemm_dot` (layouts in [`nnc_ir::program::qdot`]).
+//!
+//! Why intrinsics: the register tiles here keep one 32-bit lane per
+//! output position and sum `dot` products into it per instruction
+//! (`vpdpbusd`, `pmaddwd`). gcc 12 forms those instructions only from
+//! reduction loops (`s += a[i] * b[i]`, one output per loop, a horizontal
+//! sum at the end); from the lane-per-output form it emits byte permutes
+//! and 16-bit multiplies instead (checked with objdump at `-O3
+//! -march=native`). So the tile's inner loop is written once with
+//! intrinsics for the (dot, lanes) the step was planned with, guarded by
+//! the compiler's feature macros, and once in portable C that computes
+//! the same sums; copies, requantization and stores are portable C the
+//! compiler vectorizes.
+
+use nnc_ir::op::{QConvAttrs, QGemmAttrs};
+use nnc_ir::program::qdot::{self, Grid, Slide};
+use nnc_ir::program::{QConvDot, QDwDot, QGemmDot, Step, Window};
+use nnc_ir::{DType, Tensor, TensorType};
+
+use super::Helpers;
+use super::writer::{W, ctype};
+
+/// Intrinsic support the dot kernels share (emitted once per source).
+pub const IDOT_SOURCE: &str = r"#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define NNC_DPBUSD256(a, x, w) _mm256_dpbusd_epi32((a), (x), (w))
+#define NNC_DPBUSD128(a, x, w) _mm_dpbusd_epi32((a), (x), (w))
+#elif defined(__AVXVNNI__)
+#define NNC_DPBUSD256(a, x, w) _mm256_dpbusd_avx_epi32((a), (x), (w))
+#define NNC_DPBUSD128(a, x, w) _mm_dpbusd_avx_epi32((a), (x), (w))
+#endif
+";
+
+/// The intrinsics of one (dot, lanes) form.
+struct Isa {
+    guard: &'static str,
+    vt: &'static str,
+    load: &'static str,
+    store: &'static str,
+    set1: &'static str,
+    /// `acc + dot(x, w)` with `{a}`, `{x}`, `{w}` placeholders.
+    dot: &'static str,
+}
+
+fn isa(dot: usize, lanes: usize) -> Isa {
+    let (vt, load, store, set1) = match lanes {
+        16 => (
+            "__m512i",
+            "_mm512_loadu_si512((const void *)({p}))",
+            "_mm512_storeu_si512((void *)({p}), {v})",
+            "_mm512_set1_epi32",
+        ),
+        8 => (
+            "__m256i",
+            "_mm256_loadu_si256((const __m256i *)(const void *)({p}))",
+            "_mm256_storeu_si256((__m256i *)(void *)({p}), {v})",
+            "_mm256_set1_epi32",
+        ),
+        _ => (
+            "__m128i",
+            "_mm_loadu_si128((const __m128i *)(const void *)({p}))",
+            "_mm_storeu_si128((__m128i *)(void *)({p}), {v})",
+            "_mm_set1_epi32",
+        ),
+    };
+    let (guard, dotf) = match (dot, lanes) {
+        (4, 16) => (
+            "defined(__AVX512VNNI__) && defined(__AVX512BW__)",
+            "_mm512_dpbusd_epi32({a}, {x}, {w})",
+        ),
+        (4, 8) => ("defined(NNC_DPBUSD256)", "NNC_DPBUSD256({a}, {x}, {w})"),
+        (4, _) => ("defined(NNC_DPBUSD128)", "NNC_DPBUSD128({a}, {x}, {w})"),
+        (_, 16) => (
+            "defined(__AVX512BW__)",
+            "_mm512_add_epi32({a}, _mm512_madd_epi16({x}, {w}))",
+        ),
+        (_, 8) => (
+            "defined(__AVX2__)",
+            "_mm256_add_epi32({a}, _mm256_madd_epi16({x}, {w}))",
+        ),
+        _ => (
+            "defined(__SSE2__)",
+            "_mm_add_epi32({a}, _mm_madd_epi16({x}, {w}))",
+        ),
+    };
+    Isa {
+        guard,
+        vt,
+        load,
+        store,
+        set1,
+        dot: dotf,
+    }
+}
+
+fn fill(t: &str, pairs: &[(&str, &str)]) -> String {
+    let mut s = t.to_string();
+    for (k, v) in pairs {
+        s = s.replace(&format!("{{{k}}}"), v);
+    }
+    s
+}
+
+/// The C type of a dot copy's elements.
+fn etype(dot: usize) -> &'static str {
+    if dot == 4 { "uint8_t" } else { "int16_t" }
+}
+
+/// Element `t` of a packed word, sign-extended (portable decoding).
+fn decode(word: &str, t: usize, dot: usize) -> String {
+    if dot == 4 {
+        format!(
+            "((int32_t)((((uint32_t){word} >> {}) & 0xffu) ^ 0x80u) - 0x80)",
+            8 * t
+        )
+    } else {
+        format!(
+            "((int32_t)((((uint32_t){word} >> {}) & 0xffffu) ^ 0x8000u) - 0x8000)",
+            16 * t
+        )
+    }
+}
+
+/// How a tile walks the reduction: `outer` iterations `stride` elements
+/// apart, each reading the vectors at every inner offset (elements of the
+/// copy) in order; then `tail` offsets once more after the loop.
+struct Walk {
+    outer: usize,
+    stride: usize,
+    inner: Vec<usize>,
+    tail: Vec<usize>,
+}
+
+/// One register tile: `cb` channels by `tv` vectors at position `q0` (a
+/// C expression), weights from `wk0` (a C pointer expression to the
+/// block's `[group][channel]` words), bias from `bias` at channel `m0`,
+/// results into `acc[cb][tv * lanes]`.
+#[allow(clippy::too_many_arguments)]
+fn tile(
+    w: &mut W,
+    dot: usize,
+    lanes: usize,
+    cb: usize,
+    tv: usize,
+    copy: &str,
+    q0: &str,
+    walk: &Walk,
+    wk0: &str,
+    bias: &str,
+    m0: &str,
+    out: &Out,
+) {
+    let et = etype(dot);
+    let t = tv * lanes;
+    let is = isa(dot, lanes);
+    let load = |p: String| fill(is.load, &[("p", &p)]);
+    let acc = |r: usize, v: usize| format!("a{r}_{v}");
+    w.line(format!("#if {}", is.guard));
+    w.block();
+    let inits: Vec<String> = (0..cb)
+        .flat_map(|r| (0..tv).map(move |v| (r, v)))
+        .map(|(r, v)| format!("{} = {}({bias}[{m0} + {r}])", acc(r, v), is.set1))
+        .collect();
+    for c in inits.chunks(4) {
+        w.line(format!("{} {};", is.vt, c.join(", ")));
+    }
+    w.line(format!("const int32_t *wk = {wk0};"));
+    w.line(format!("const {et} *xt = {copy} + ({q0}) * {dot};"));
+    let group = |w: &mut W, base: &str, off: usize| {
+        w.block();
+        w.line(format!("const {et} *xa = {base} + {off};"));
+        let xs: Vec<String> = (0..tv)
+            .map(|v| format!("x{v} = {}", load(format!("xa + {}", v * lanes * dot))))
+            .collect();
+        w.line(format!("const {} {};", is.vt, xs.join(", ")));
+        for r in 0..cb {
+            w.line(format!("const {} w{r} = {}(wk[{r}]);", is.vt, is.set1));
+            for v in 0..tv {
+                let a = acc(r, v);
+                let x = format!("x{v}");
+                let wr = format!("w{r}");
+                w.line(format!(
+                    "{a} = {};",
+                    fill(is.dot, &[("a", &a), ("x", &x), ("w", &wr)])
+                ));
+            }
+        }
+        w.line(format!("wk += {cb};"));
+        w.close();
+    };
+    if walk.outer > 0 && !walk.inner.is_empty() {
+        w.for_("o", 0, walk.outer);
+        w.line(format!("const {et} *xo = xt + o * {};", walk.stride));
+        for &off in &walk.inner {
+            group(w, "xo", off);
+        }
+        w.close();
+    }
+    if !walk.tail.is_empty() {
+        w.block();
+        w.line(format!(
+            "const {et} *xo = xt + {};",
+            walk.outer * walk.stride
+        ));
+        for &off in &walk.tail {
+            group(w, "xo", off);
+        }
+        w.close();
+    }
+    if lanes == 16 {
+        for r in 0..cb {
+            let accs: Vec<String> = (0..tv).map(|v| acc(r, v)).collect();
+            out.vector(w, r, &accs);
+        }
+    } else {
+        for r in 0..cb {
+            for v in 0..tv {
+                let p = format!("acc + {}", r * t + v * lanes);
+                w.line(format!(
+                    "{};",
+                    fill(is.store, &[("p", &p), ("v", &acc(r, v))])
+                ));
+            }
+        }
+    }
+    w.close();
+    w.line("#else");
+    // Portable: the same sums in the same lanes.
+    w.block();
+    w.for_("r", 0, cb);
+    w.for_("j", 0, t);
+    w.line(format!("acc[r * {t} + j] = {bias}[{m0} + r];"));
+    w.close();
+    w.close();
+    w.line(format!("const int32_t *wk = {wk0};"));
+    w.line(format!("const {et} *xt = {copy} + ({q0}) * {dot};"));
+    let group = |w: &mut W, base: &str, off: usize| {
+        w.block();
+        w.line(format!("const {et} *xa = {base} + {off};"));
+        w.for_("r", 0, cb);
+        w.line("const int32_t wv = wk[r];");
+        let ws: Vec<String> = (0..dot)
+            .map(|k| format!("w{k} = {}", decode("wv", k, dot)))
+            .collect();
+        w.line(format!("const int32_t {};", ws.join(", ")));
+        w.line(format!("int32_t *ar = acc + r * {t};"));
+        w.for_("j", 0, t);
+        let terms: Vec<String> = (0..dot)
+            .map(|k| format!("(int32_t)xa[{dot} * j + {k}] * w{k}"))
+            .collect();
+        w.line(format!("ar[j] += {};", terms.join(" + ")));
+        w.close();
+        w.close();
+        w.line(format!("wk += {cb};"));
+        w.close();
+    };
+    if walk.outer > 0 && !walk.inner.is_empty() {
+        w.for_("o", 0, walk.outer);
+        w.line(format!("const {et} *xo = xt + o * {};", walk.stride));
+        for &off in &walk.inner {
+            group(w, "xo", off);
+        }
+        w.close();
+    }
+    if !walk.tail.is_empty() {
+        w.block();
+        w.line(format!(
+            "const {et} *xo = xt + {};",
+            walk.outer * walk.stride
+        ));
+        for &off in &walk.tail {
+            group(w, "xo", off);
+        }
+        w.close();
+    }
+    w.close();
+    if lanes == 16 {
+        out.portable(w, cb, t);
+        w.line("#endif");
+    } else {
+        w.line("#endif");
+        out.portable(w, cb, t);
+    }
+}
+
+/// Where a tile's results go: channel row `r` to `dst(r)` (a pointer
+/// expression), `nj` of them (a C expression), requantized with channel
+/// `ch(r)`'s multiplier and shift.
+struct Out<'a> {
+    st: &'a Step,
+    qm: &'a str,
+    qs: &'a str,
+    y: DType,
+    ch: Vec<String>,
+    dst: Vec<String>,
+    nj: String,
+}
+
+impl Out<'_> {
+    /// The portable requantizing store of `acc[r][t]`.
+    fn portable(&self, w: &mut W, cb: usize, t: usize) {
+        for r in 0..cb {
+            requant(
+                w,
+                self.st,
+                (self.qm, self.qs),
+                &format!("acc + {}", r * t),
+                &self.ch[r],
+                &self.dst[r],
+                &self.nj,
+                self.y,
+            );
+        }
+    }
+
+    /// The requantizing store of channel row `r` from 16-lane registers
+    /// (AVX-512F, which every 16-lane form's guard implies): the products
+    /// with the Q31 multiplier in 64 bits (even and odd lanes), the
+    /// rounding constant added, the top bits from bit 31 up (exact, the
+    /// result fitting 32 bits for shifts of at most zero), the remaining
+    /// right shift, zero point, clamp, and a saturating narrow store of
+    /// the valid lanes.
+    fn vector(&self, w: &mut W, r: usize, accs: &[String]) {
+        let (zp, lo, hi) = out_range(self.st, self.y);
+        let (qm, qs, ch) = (self.qm, self.qs, &self.ch[r]);
+        w.block();
+        w.line(format!("const __m512i rm = _mm512_set1_epi32({qm}[{ch}]);"));
+        w.line(format!("const int sq = {qs}[{ch}];"));
+        w.line("const __m512i rr = _mm512_set1_epi64((long long)((int64_t)1 << (sq - 1)));");
+        w.line("const __m128i rs = _mm_cvtsi32_si128(sq - 31);");
+        w.line(format!(
+            "const __m512i zp = _mm512_set1_epi32({zp}), lo = _mm512_set1_epi32({lo}), hi = _mm512_set1_epi32({hi});"
+        ));
+        w.line(format!("const int nj = (int)({});", self.nj));
+        w.line(format!("{} *d = {};", ctype(self.y), self.dst[r]));
+        let narrow = if self.y == DType::U8 {
+            "_mm512_mask_cvtusepi32_storeu_epi8"
+        } else {
+            "_mm512_mask_cvtsepi32_storeu_epi8"
+        };
+        for (v, a) in accs.iter().enumerate() {
+            w.block();
+            w.line(format!(
+                "const __m512i e = _mm512_add_epi64(_mm512_mul_epi32({a}, rm), rr);"
+            ));
+            w.line(format!(
+                "const __m512i o = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64({a}, 32), rm), rr);"
+            ));
+            w.line("__m512i q = _mm512_mask_blend_epi32((__mmask16)0xAAAA, _mm512_srli_epi64(e, 31), _mm512_slli_epi64(o, 1));");
+            w.line("q = _mm512_add_epi32(_mm512_sra_epi32(q, rs), zp);");
+            w.line("q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);");
+            w.line(format!("const int nv = nj - {};", v * 16));
+            w.line(format!(
+                "{narrow}((void *)(d + {}), (__mmask16)(nv >= 16 ? 0xFFFFu : (nv <= 0 ? 0u : (1u << nv) - 1u)), q);",
+                v * 16
+            ));
+            w.close();
+        }
+        w.close();
+    }
+}
+
+/// Per-channel requantization tables: multipliers and total right shifts
+/// (`31 - shift`, at least 31 since shifts are at most zero).
+fn rq_tables(st: &Step, ws: &[Option<&Tensor>], n: usize, h: &mut Helpers) -> (String, String) {
+    let get = |k: usize| -> Vec<i64> {
+        let v = ws[k].map(|t| t.to_i64()).unwrap_or_default();
+        (0..n)
+            .map(|i| if v.len() == 1 { v[0] } else { v[i] })
+            .collect()
+    };
+    let (mi, si) = st.requantize().map(|(m, s, _)| (m, s)).unwrap_or((3, 4));
+    let m: Vec<String> = get(mi).iter().map(|v| v.to_string()).collect();
+    let s: Vec<String> = get(si)
+        .iter()
+        .map(|&v| (31 - v.clamp(-31, 30)).to_string())
+        .collect();
+    (
+        h.global_array("qm", "int32_t", &m),
+        h.global_array("qs", "int32_t", &s),
+    )
+}
+
+/// The requantizing store of `nj` results of channel row `r` of `acc`
+/// (rows `t` apart) to `dst` (a pointer expression), channel `ch`.
+#[allow(clippy::too_many_arguments)]
+fn requant(
+    w: &mut W,
+    st: &Step,
+    (qm, qs): (&str, &str),
+    acc: &str,
+    ch: &str,
+    dst: &str,
+    nj: &str,
+    y: DType,
+) {
+    let (zp, lo, hi) = out_range(st, y);
+    w.block();
+    w.line(format!("const int64_t mq = {qm}[{ch}];"));
+    w.line(format!("const int sq = {qs}[{ch}];"));
+    w.line("const int64_t rd = (int64_t)1 << (sq - 1);");
+    w.line(format!("{} *d = {dst};", ctype(y)));
+    w.line(format!("const int32_t *s = {acc};"));
+    w.open(format!("for (size_t j = 0; j < {nj}; ++j)"));
+    w.line(format!(
+        "const int64_t v = (((int64_t)s[j] * mq + rd) >> sq) + {zp};"
+    ));
+    w.line(format!(
+        "d[j] = ({})(v < {lo} ? {lo} : (v > {hi} ? {hi} : v));",
+        ctype(y)
+    ));
+    w.close();
+    w.close();
+}
+
+/// Zero point and clamp of an integer step's store.
+fn out_range(st: &Step, y: DType) -> (i64, i64, i64) {
+    let zp = st.requantize().map_or(0, |(_, _, z)| z as i64);
+    let (mut lo, mut hi) = y.int_range().unwrap_or((-128, 127));
+    for e in &st.epilogue {
+        if let nnc_ir::program::Epilogue::Clamp { lo: l, hi: h } = e {
+            lo = lo.max(*l as i64);
+            hi = hi.min(*h as i64);
+        }
+    }
+    (zp, lo, hi)
+}
+
+/// Fills `n` elements of `buf` from `at` with `v`.
+fn fill_loop(w: &mut W, buf: &str, at: usize, n: usize, v: i32) {
+    if n == 0 {
+        return;
+    }
+    w.for_("i", 0, n);
+    w.line(format!("{buf}[{at} + i] = {v};"));
+    w.close();
+}
+
+/// The padded, phase-split byte planes of `cg` channels of the image at
+/// `xg` (a pointer into `in0`) into `xp`, unsigned (`x + shift`).
+fn phase_planes(w: &mut W, g: &Grid, cg: usize, xt: DType, pad: i32) {
+    let shift = qdot::unsigned_shift(xt);
+    let plane = g.plane();
+    let np = g.phases();
+    fill_loop(w, "xp", 0, cg * np * plane, pad);
+    let (sh, sw) = (g.h.stride.max(1), g.w.stride.max(1));
+    let in_plane = g.h.input * g.w.input;
+    w.for_("c", 0, cg);
+    for ph in 0..sh {
+        let (r0, r1) = g.src_rows(ph);
+        for pw in 0..sw {
+            let (j0, j1) = g.src_cols(pw);
+            if r0 >= r1 || j0 >= j1 {
+                continue;
+            }
+            let p = ph * sw + pw;
+            let row0 = r0 * sh + ph - g.h.pad;
+            let col0 = j0 * sw + pw - g.w.pad;
+            w.for_("r", 0, r1 - r0);
+            w.line(format!(
+                "const {} *s = xg + c * {in_plane} + (r * {sh} + {row0}) * {} + {col0};",
+                ctype(xt),
+                g.w.input
+            ));
+            w.line(format!(
+                "uint8_t *d = xp + (c * {np} + {p}) * {plane} + (r + {r0}) * {} + {j0};",
+                g.width
+            ));
+            w.for_("j", 0, j1 - j0);
+            w.line(format!("d[j] = (uint8_t)(s[j * {sw}] + {shift});"));
+            w.close();
+            w.close();
+        }
+    }
+    w.close();
+}
+
+/// The source of channel `c`'s phase plane `p` element `i` for the dot
+/// copy: the phase planes, or the input itself.
+struct Src<'a> {
+    g: &'a Grid,
+    direct: bool,
+    shift: i32,
+    xt: DType,
+}
+
+impl Src<'_> {
+    fn ptr(&self, c: usize, p: usize) -> String {
+        if self.direct {
+            format!("(xg + {})", c * self.g.h.input * self.g.w.input)
+        } else {
+            format!("(xp + {})", (c * self.g.phases() + p) * self.g.plane())
+        }
+    }
+
+    /// Elements of a plane that hold data (the rest read as padding).
+    fn len(&self) -> usize {
+        if self.direct {
+            self.g.h.input * self.g.w.input
+        } else {
+            self.g.plane()
+        }
+    }
+
+    fn value(&self, ptr: &str, i: &str) -> String {
+        if self.direct && self.xt == DType::I8 {
+            format!("(uint8_t)({ptr}[{i}] + {})", self.shift)
+        } else {
+            format!("{ptr}[{i}]")
+        }
+    }
+}
+
+/// Renders `qconv_dot`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn conv(
+    w: &mut W,
+    st: &Step,
+    k: &QConvDot,
+    q: &QConvAttrs,
+    win: &Window,
+    ws: &[Option<&Tensor>],
+    h: &mut Helpers,
+) -> Option<()> {
+    h.need("nnc_idot");
+    let x = &st.inputs[0].ty;
+    let y = &st.outputs[0].ty;
+    let (dot, l) = (k.dot, k.lanes);
+    let g = Grid::new(win, l, 0)?;
+    let (cg, mg, groups) = (win.cg(), win.mg(), win.groups);
+    let taps = g.taps.len();
+    let ng = qdot::conv_groups(cg, taps, dot, k.im2col);
+    let wt = ws.get(1).copied().flatten()?;
+    let words = qdot::conv_words(wt, q.q.w_zp, cg, taps, dot, k.im2col);
+    // Blocks of `c` channels per group: [group][block]([group][channel]).
+    let c = k.channels.min(mg).max(1);
+    let mut packed = Vec::new();
+    for gr in 0..groups {
+        let mut b = 0;
+        while b < mg {
+            let e = (b + c).min(mg);
+            packed.extend(qdot::conv_tile_words(&words, gr * mg + b, gr * mg + e));
+            b = e;
+        }
+    }
+    let pw: Vec<String> = packed.iter().map(|v| v.to_string()).collect();
+    let wname = h.global_array("qw", "int32_t", &pw);
+    let bias = qdot::folded_bias(
+        st.bias().and_then(|b| ws.get(b).copied().flatten()),
+        wt,
+        q.q.w_zp,
+        x.dtype,
+        q.q.x_zp,
+        cg * taps,
+    );
+    let bv: Vec<String> = bias.iter().map(|v| v.to_string()).collect();
+    let bname = h.global_array("qb", "int32_t", &bv);
+    let m_total = win.out_channels;
+    let (qm, qs) = rq_tables(st, ws, m_total, h);
+    let pad = qdot::pad_value(x.dtype, q.q.x_zp);
+    let shift = qdot::unsigned_shift(x.dtype);
+    let et = etype(dot);
+    let scratch = qdot::conv_scratch(&g, cg, dot, k.im2col, c, k.vectors, l);
+    let plane = g.plane();
+    let np = g.phases();
+    let t_pos = k.vectors * l;
+    let in_img = win.channels * g.h.input * g.w.input;
+    let oplane = g.h.output * g.w.output;
+    if scratch.planes > 0 {
+        w.line(format!("uint8_t xp[{}];", scratch.planes));
+    }
+    w.line(format!(
+        "{et} xq[{}];",
+        scratch.copy / qdot::elem_bytes(dot)
+    ));
+    w.line(format!("int32_t acc[{}];", c * t_pos));
+    w.line("(void)acc;");
+    if scratch.out > 0 {
+        w.line(format!("{} yg[{}];", ctype(y.dtype), scratch.out));
+    }
+    w.for_("n", 0, win.batch);
+    w.for_("g", 0, groups);
+    w.line(format!(
+        "const {} *xg = in0 + n * {in_img} + g * {};",
+        ctype(x.dtype),
+        cg * g.h.input * g.w.input
+    ));
+    let direct = scratch.planes == 0;
+    if !direct {
+        phase_planes(w, &g, cg, x.dtype, pad);
+    }
+    let src = Src {
+        g: &g,
+        direct,
+        shift,
+        xt: x.dtype,
+    };
+    // The dot copy.
+    let walk = if k.im2col {
+        // [group][position][dot] from the phase planes at each tap.
+        let per = g.computed * dot;
+        for gi in 0..ng {
+            w.block();
+            w.line(format!("{et} *d = xq + {};", gi * per));
+            let mut vals = Vec::new();
+            for t in 0..dot {
+                match qdot::conv_element(gi, t, cg, taps, dot, true) {
+                    Some((ci, tap)) => {
+                        let tp = g.taps[tap];
+                        let p = src.ptr(ci, tp.phase);
+                        w.line(format!("const uint8_t *s{t} = {p} + {};", tp.off));
+                        vals.push(format!("({et})s{t}[i]"));
+                    }
+                    None => vals.push(pad.to_string()),
+                }
+            }
+            w.for_("i", 0, g.computed);
+            for (t, v) in vals.iter().enumerate() {
+                w.line(format!("d[{dot} * i + {t}] = {v};"));
+            }
+            w.close();
+            w.close();
+        }
+        let unroll = 4usize.min(ng.max(1));
+        Walk {
+            outer: ng / unroll,
+            stride: unroll * per,
+            inner: (0..unroll).map(|u| u * per).collect(),
+            tail: (0..ng % unroll).map(|u| u * per).collect(),
+        }
+    } else {
+        // [channel group][phase][element][dot].
+        let nq = cg.div_ceil(dot);
+        let n_src = src.len();
+        for cq in 0..nq {
+            for p in 0..np {
+                w.block();
+                w.line(format!("{et} *d = xq + {};", (cq * np + p) * plane * dot));
+                let mut srcs = Vec::new();
+                for t in 0..dot {
+                    let ci = cq * dot + t;
+                    if ci < cg {
+                        let sp = src.ptr(ci, p);
+                        w.line(format!(
+                            "const {} *s{t} = {sp};",
+                            if direct { ctype(x.dtype) } else { "uint8_t" }
+                        ));
+                        srcs.push(Some(format!("s{t}")));
+                    } else {
+                        srcs.push(None);
+                    }
+                }
+                let n_data = n_src.min(plane);
+                w.for_("i", 0, n_data);
+                for (t, s) in srcs.iter().enumerate() {
+                    let v = match s {
+                        Some(s) => format!("({et}){}", src.value(s, "i")),
+                        None => pad.to_string(),
+                    };
+                    w.line(format!("d[{dot} * i + {t}] = {v};"));
+                }
+                w.close();
+                if n_data < plane {
+                    w.open(format!(
+                        "for (size_t i = {}; i < {}; ++i)",
+                        n_data * dot,
+                        plane * dot
+                    ));
+                    w.line(format!("d[i] = {pad};"));
+                    w.close();
+                }
+                w.close();
+            }
+        }
+        Walk {
+            outer: nq,
+            stride: np * plane * dot,
+            inner: g
+                .taps
+                .iter()
+                .map(|tp| (tp.phase * plane + tp.off) * dot)
+                .collect(),
+            tail: vec![],
+        }
+    };
+    // Channel blocks, position tiles.
+    let vecs = g.computed / l;
+    let (nfull, vrem) = (vecs / k.vectors, vecs % k.vectors);
+    let block = |w: &mut W, cb: usize, b0: &str| {
+        w.line(format!("const size_t m0 = g * {mg} + {b0};"));
+        w.line(format!("const int32_t *wb = {wname} + m0 * {ng};"));
+        let body = |w: &mut W, tv: usize, q0: &str| {
+            let t = tv * l;
+            let out = Out {
+                st,
+                qm: &qm,
+                qs: &qs,
+                y: y.dtype,
+                ch: (0..cb).map(|r| format!("m0 + {r}")).collect(),
+                dst: (0..cb)
+                    .map(|r| {
+                        if g.dense() {
+                            format!("out0 + (n * {m_total} + m0 + {r}) * {oplane} + ({q0})")
+                        } else {
+                            format!("yg + {} + ({q0})", r * g.computed)
+                        }
+                    })
+                    .collect(),
+                nj: if g.dense() {
+                    format!(
+                        "(({q0}) + {t} <= {len} ? {t} : {len} - ({q0}))",
+                        len = g.len
+                    )
+                } else {
+                    t.to_string()
+                },
+            };
+            tile(w, dot, l, cb, tv, "xq", q0, &walk, "wb", &bname, "m0", &out);
+        };
+        if nfull > 0 {
+            w.for_("tq", 0, nfull);
+            w.line(format!("const size_t q0 = tq * {t_pos};"));
+            body(w, k.vectors, "q0");
+            w.close();
+        }
+        if vrem > 0 {
+            w.block();
+            body(w, vrem, &(nfull * t_pos).to_string());
+            w.close();
+        }
+        if !g.dense() {
+            // Drop the grid's extra columns.
+            w.for_("r", 0, cb);
+            w.for_("oh", 0, g.h.output);
+            w.line(format!(
+                "{} *d = out0 + (n * {m_total} + m0 + r) * {oplane} + oh * {};",
+                ctype(y.dtype),
+                g.w.output
+            ));
+            w.line(format!(
+                "const {} *s = yg + r * {} + oh * {};",
+                ctype(y.dtype),
+                g.computed,
+                g.width
+            ));
+            w.for_("j", 0, g.w.output);
+            w.line("d[j] = s[j];");
+            w.close();
+            w.close();
+            w.close();
+        }
+    };
+    let (bfull, crem) = (mg / c, mg % c);
+    if bfull > 0 {
+        w.for_("b", 0, bfull);
+        block(w, c, &format!("b * {c}"));
+        w.close();
+    }
+    if crem > 0 {
+        w.block();
+        block(w, crem, &(bfull * c).to_string());
+        w.close();
+    }
+    w.close(); // g
+    w.close(); // n
+    Some(())
+}
+
+/// Renders `qdw_dot`: per channel, the padded phase planes, then tiles of
+/// positions summing sliding groups of taps.
+pub(super) fn depthwise(
+    w: &mut W,
+    st: &Step,
+    k: &QDwDot,
+    q: &QConvAttrs,
+    win: &Window,
+    ws: &[Option<&Tensor>],
+    h: &mut Helpers,
+) -> Option<()> {
+    h.need("nnc_idot");
+    let x = &st.inputs[0].ty;
+    let y = &st.outputs[0].ty;
+    let (dot, l) = (k.dot, k.lanes);
+    let g = Grid::new(win, l, DW_SLACK)?;
+    let sl: Vec<Slide> = qdot::slides(&g, dot);
+    let wt = ws.get(1).copied().flatten()?;
+    let words = qdot::dw_words(wt, q.q.w_zp, &sl, dot);
+    let pw: Vec<String> = words.iter().flatten().map(|v| v.to_string()).collect();
+    let wname = h.global_array("qw", "int32_t", &pw);
+    let taps = g.taps.len();
+    let bias = qdot::folded_bias(
+        st.bias().and_then(|b| ws.get(b).copied().flatten()),
+        wt,
+        q.q.w_zp,
+        x.dtype,
+        q.q.x_zp,
+        taps,
+    );
+    let bv: Vec<String> = bias.iter().map(|v| v.to_string()).collect();
+    let bname = h.global_array("qb", "int32_t", &bv);
+    let ch = win.channels;
+    let (qm, qs) = rq_tables(st, ws, ch, h);
+    let pad = qdot::pad_value(x.dtype, q.q.x_zp);
+    let plane = g.plane();
+    let np = g.phases();
+    let t_pos = k.vectors * l;
+    let oplane = g.h.output * g.w.output;
+    let in_plane = g.h.input * g.w.input;
+    w.line(format!("uint8_t xp[{}];", np * plane));
+    if dot == 2 {
+        w.line(format!("int16_t xw[{}];", np * plane));
+    }
+    w.line(format!("int32_t acc[{t_pos}];"));
+    w.line("(void)acc;");
+    if !g.dense() {
+        w.line(format!("{} yg[{}];", ctype(y.dtype), g.computed));
+    }
+    w.for_("n", 0, win.batch);
+    w.for_("ch", 0, ch);
+    w.line(format!(
+        "const {} *xg = in0 + (n * {ch} + ch) * {in_plane};",
+        ctype(x.dtype)
+    ));
+    phase_planes(w, &g, 1, x.dtype, pad);
+    let copy = if dot == 2 {
+        w.for_("i", 0, np * plane);
+        w.line("xw[i] = (int16_t)xp[i];");
+        w.close();
+        "xw"
+    } else {
+        "xp"
+    };
+    w.line(format!("const int32_t *wb = {wname} + ch * {};", sl.len()));
+    let vecs = g.computed / l;
+    let (nfull, vrem) = (vecs / k.vectors, vecs % k.vectors);
+    let body = |w: &mut W, tv: usize, q0: &str| {
+        let t = tv * l;
+        let out = Out {
+            st,
+            qm: &qm,
+            qs: &qs,
+            y: y.dtype,
+            ch: vec!["ch".into()],
+            dst: vec![if g.dense() {
+                format!("out0 + (n * {ch} + ch) * {oplane} + ({q0})")
+            } else {
+                format!("yg + ({q0})")
+            }],
+            nj: if g.dense() {
+                format!(
+                    "(({q0}) + {t} <= {len} ? {t} : {len} - ({q0}))",
+                    len = g.len
+                )
+            } else {
+                t.to_string()
+            },
+        };
+        dw_tile(w, dot, l, tv, copy, q0, &sl, plane, "wb", &bname, &out);
+    };
+    if nfull > 0 {
+        w.for_("tq", 0, nfull);
+        w.line(format!("const size_t q0 = tq * {t_pos};"));
+        body(w, k.vectors, "q0");
+        w.close();
+    }
+    if vrem > 0 {
+        w.block();
+        body(w, vrem, &(nfull * t_pos).to_string());
+        w.close();
+    }
+    if !g.dense() {
+        w.for_("oh", 0, g.h.output);
+        w.line(format!(
+            "{} *d = out0 + (n * {ch} + ch) * {oplane} + oh * {};",
+            ctype(y.dtype),
+            g.w.output
+        ));
+        w.line(format!(
+            "const {} *s = yg + oh * {};",
+            ctype(y.dtype),
+            g.width
+        ));
+        w.for_("j", 0, g.w.output);
+        w.line("d[j] = s[j];");
+        w.close();
+        w.close();
+    }
+    w.close();
+    w.close();
+    Some(())
+}
+
+/// Elements a depthwise plane keeps readable past its last tap (as
+/// kernel selection sized it).
+const DW_SLACK: usize = 64;
+
+/// One depthwise tile: `tv` vectors at `q0`; lane `j` of slide `s` reads
+/// `copy[phase plane][q0 + j + off + t]`. With 16 lanes, the sliding
+/// window is a byte (or 16-bit) permute of one load (AVX512-VBMI for
+/// bytes, AVX512BW for pairs); otherwise portable loops.
+#[allow(clippy::too_many_arguments)]
+fn dw_tile(
+    w: &mut W,
+    dot: usize,
+    lanes: usize,
+    tv: usize,
+    copy: &str,
+    q0: &str,
+    sl: &[Slide],
+    plane: usize,
+    wk: &str,
+    bias: &str,
+    out: &Out,
+) {
+    let et = etype(dot);
+    let t = tv * lanes;
+    let vector = lanes == 16;
+    if vector {
+        let is = isa(dot, 16);
+        let (guard, perm) = if dot == 4 {
+            (
+                "defined(__AVX512VBMI__) && defined(__AVX512VNNI__) && defined(__AVX512BW__)",
+                "_mm512_permutexvar_epi8",
+            )
+        } else {
+            ("defined(__AVX512BW__)", "_mm512_permutexvar_epi16")
+        };
+        w.line(format!("#if {guard}"));
+        w.block();
+        // Lane j, element t: j + t.
+        let idx: Vec<String> = if dot == 4 {
+            (0..64).rev().map(|b| (b / 4 + b % 4).to_string()).collect()
+        } else {
+            (0..32).rev().map(|b| (b / 2 + b % 2).to_string()).collect()
+        };
+        let set = if dot == 4 {
+            "_mm512_set_epi8"
+        } else {
+            "_mm512_set_epi16"
+        };
+        w.line(format!("const __m512i si = {set}({});", idx.join(", ")));
+        let accs: Vec<String> = (0..tv)
+            .map(|v| format!("a{v} = {}({bias}[ch])", is.set1))
+            .collect();
+        w.line(format!("__m512i {};", accs.join(", ")));
+        for (si, s) in sl.iter().enumerate() {
+            w.block();
+            w.line(format!(
+                "const {et} *xa = {copy} + {} + ({q0});",
+                s.phase * plane + s.off
+            ));
+            w.line(format!("const __m512i w = {}({wk}[{si}]);", is.set1));
+            for v in 0..tv {
+                let x = format!(
+                    "{perm}(si, {})",
+                    fill(is.load, &[("p", &format!("xa + {}", v * 16))])
+                );
+                let a = format!("a{v}");
+                w.line(format!(
+                    "a{v} = {};",
+                    fill(is.dot, &[("a", &a), ("x", &x), ("w", "w")])
+                ));
+            }
+            w.close();
+        }
+        let accs: Vec<String> = (0..tv).map(|v| format!("a{v}")).collect();
+        out.vector(w, 0, &accs);
+        w.close();
+        w.line("#else");
+    }
+    w.block();
+    w.for_("j", 0, t);
+    w.line(format!("acc[j] = {bias}[ch];"));
+    w.close();
+    for (si, s) in sl.iter().enumerate() {
+        w.block();
+        w.line(format!(
+            "const {et} *xa = {copy} + {} + ({q0});",
+            s.phase * plane + s.off
+        ));
+        w.line(format!("const int32_t wv = {wk}[{si}];"));
+        let used: Vec<usize> = (0..dot).filter(|&k| s.taps[k].is_some()).collect();
+        let ws: Vec<String> = used
+            .iter()
+            .map(|&k| format!("w{k} = {}", decode("wv", k, dot)))
+            .collect();
+        w.line(format!("const int32_t {};", ws.join(", ")));
+        w.for_("j", 0, t);
+        let terms: Vec<String> = used
+            .iter()
+            .map(|&k| format!("(int32_t)xa[j + {k}] * w{k}"))
+            .collect();
+        w.line(format!("acc[j] += {};", terms.join(" + ")));
+        w.close();
+        w.close();
+    }
+    w.close();
+    out.portable(w, 1, t);
+    if vector {
+        w.line("#endif");
+    }
+}
+
+/// Renders `qgemm_dot`: per row of `a`, the row as unsigned words, then
+/// column blocks of `v` vectors.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm(
+    w: &mut W,
+    st: &Step,
+    k: &QGemmDot,
+    q: &QGemmAttrs,
+    at: &TensorType,
+    ws: &[Option<&Tensor>],
+    h: &mut Helpers,
+) -> Option<()> {
+    h.need("nnc_idot");
+    let y = &st.outputs[0].ty;
+    let (dot, l) = (k.dot, k.lanes);
+    let (m, n) = (y.dims[0], y.dims[1]);
+    let kk = at.dims[1];
+    let ng = kk.div_ceil(dot);
+    let bt = ws.get(1).copied().flatten()?;
+    let words = qdot::gemm_words(bt, q.q.w_zp, q.trans_b, dot);
+    // Column blocks of v * l columns (the last padded with zero columns):
+    // [block][group][column].
+    let cols = k.vectors * l;
+    let nb = n.div_ceil(cols);
+    let mut packed = Vec::new();
+    for b in 0..nb {
+        let width = if b + 1 == nb {
+            (n - b * cols).div_ceil(l) * l
+        } else {
+            cols
+        };
+        for gi in 0..ng {
+            for j in b * cols..b * cols + width {
+                packed.push(words.get(j).map_or(0, |r| r[gi]));
+            }
+        }
+    }
+    let pw: Vec<String> = packed.iter().map(|v| v.to_string()).collect();
+    let wname = h.global_array("qw", "int32_t", &pw);
+    let mut bias = qdot::gemm_bias(
+        st.bias().and_then(|b| ws.get(b).copied().flatten()),
+        bt,
+        q.q.w_zp,
+        q.trans_b,
+        at.dtype,
+        q.q.x_zp,
+    );
+    bias.resize(nb * cols, 0);
+    let bv: Vec<String> = bias.iter().map(|v| v.to_string()).collect();
+    let bname = h.global_array("qb", "int32_t", &bv);
+    let (qm, qs) = rq_tables(st, ws, n, h);
+    let shift = qdot::unsigned_shift(at.dtype);
+    let pad = qdot::pad_value(at.dtype, q.q.x_zp);
+    let is = isa(dot, l);
+    let ew = if dot == 4 { "uint8_t" } else { "uint16_t" };
+    w.line(format!("int32_t xa[{ng}];"));
+    w.line(format!("int32_t acc[{cols}];"));
+    w.for_("i", 0, m);
+    // The row as words of `dot` unsigned elements.
+    w.block();
+    w.line(format!("{ew} e[{}];", ng * dot));
+    w.for_("p", 0, kk);
+    w.line(format!("e[p] = ({ew})(in0[i * {kk} + p] + {shift});"));
+    w.close();
+    if ng * dot > kk {
+        w.open(format!("for (size_t p = {kk}; p < {}; ++p)", ng * dot));
+        w.line(format!("e[p] = {pad};"));
+        w.close();
+    }
+    w.for_("p", 0, ng);
+    let parts: Vec<String> = (0..dot)
+        .map(|t| format!("(uint32_t)e[{dot} * p + {t}] << {}", t * 32 / dot))
+        .collect();
+    w.line(format!("xa[p] = (int32_t)({});", parts.join(" | ")));
+    w.close();
+    w.close();
+    let block = |w: &mut W, tv: usize, b0: &str| {
+        let width = tv * l;
+        w.line(format!("const int32_t *wb = {wname} + ({b0}) * {ng};"));
+        w.line(format!("#if {}", is.guard));
+        w.block();
+        let accs: Vec<String> = (0..tv)
+            .map(|v| {
+                format!(
+                    "a{v} = {}",
+                    fill(is.load, &[("p", &format!("{bname} + ({b0}) + {}", v * l))])
+                )
+            })
+            .collect();
+        w.line(format!("{} {};", is.vt, accs.join(", ")));
+        w.for_("p", 0, ng);
+        w.line(format!("const {} x = {}(xa[p]);", is.vt, is.set1));
+        w.line(format!("const int32_t *wp = wb + p * {width};"));
+        for v in 0..tv {
+            let wv = fill(is.load, &[("p", &format!("wp + {}", v * l))]);
+            w.line(format!(
+                "a{v} = {};",
+                fill(is.dot, &[("a", &format!("a{v}")), ("x", "x"), ("w", &wv)])
+            ));
+        }
+        w.close();
+        for v in 0..tv {
+            w.line(format!(
+                "{};",
+                fill(
+                    is.store,
+                    &[("p", &format!("acc + {}", v * l)), ("v", &format!("a{v}"))]
+                )
+            ));
+        }
+        w.close();
+        w.line("#else");
+        w.block();
+        w.for_("j", 0, width);
+        w.line(format!("acc[j] = {bname}[({b0}) + j];"));
+        w.close();
+        w.for_("p", 0, ng);
+        w.line("const int32_t xv = xa[p];");
+        let xs: Vec<String> = (0..dot)
+            .map(|t| {
+                if dot == 4 {
+                    format!("x{t} = (int32_t)(((uint32_t)xv >> {}) & 0xffu)", 8 * t)
+                } else {
+                    format!("x{t} = (int32_t)(((uint32_t)xv >> {}) & 0xffffu)", 16 * t)
+                }
+            })
+            .collect();
+        w.line(format!("const int32_t {};", xs.join(", ")));
+        w.line(format!("const int32_t *wp = wb + p * {width};"));
+        w.for_("j", 0, width);
+        let terms: Vec<String> = (0..dot)
+            .map(|t| format!("{} * x{t}", decode("wp[j]", t, dot)))
+            .collect();
+        w.line(format!("acc[j] += {};", terms.join(" + ")));
+        w.close();
+        w.close();
+        w.close();
+        w.line("#endif");
+        let valid = format!("(({b0}) + {width} <= {n} ? {width} : {n} - ({b0}))");
+        // Requantize column by column (per-column multipliers).
+        let (zp, lo, hi) = out_range(st, y.dtype);
+        w.open(format!("for (size_t j = 0; j < {valid}; ++j)"));
+        w.line(format!("const size_t c = ({b0}) + j;"));
+        w.line(format!("const int sq = {qs}[c];"));
+        w.line(format!(
+            "const int64_t v = (((int64_t)acc[j] * {qm}[c] + ((int64_t)1 << (sq - 1))) >> sq) + {zp};"
+        ));
+        w.line(format!(
+            "out0[i * {n} + c] = ({})(v < {lo} ? {lo} : (v > {hi} ? {hi} : v));",
+            ctype(y.dtype)
+        ));
+        w.close();
+    };
+    let full = n / cols;
+    let rem = n % cols;
+    if full > 0 {
+        w.for_("b", 0, full);
+        block(w, k.vectors, &format!("b * {cols}"));
+        w.close();
+    }
+    if rem > 0 {
+        w.block();
+        block(w, rem.div_ceil(l), &(full * cols).to_string());
+        w.close();
+    }
+    w.close();
+    Some(())
+}

@@ -1,0 +1,1317 @@
+//! Integer dot-product kernels in Cranelift: `qconv_dot`, `qdw_dot` and
+//! `qgemm_dot` (layouts in [`nnc_ir::program::qdot`]), on 128-bit vectors
+//! of four 32-bit lanes.
+//!
+//! The dot products are written as the widening trees the x64 backend
+//! folds into one instruction: quads as `iadd(iadd_pairwise(...), acc)` over
+//! `imul(swiden(w), uwiden(x))` (one `vpdpbusd` with AVX-VNNI or
+//! AVX512-VNNI; the same sums, slower, without), pairs as
+//! `iadd_pairwise(imul(swiden_low), imul(swiden_high))` (`pmaddwd`). The dot
+//! copies (padded, stride-phase split, interleaved) are runs of elements
+//! computed at generation time and copied by one loop; requantization is
+//! vector code rounding once, as [`super::integer::rq`] does.
+
+use cranelift_codegen::ir::{
+    ConstantData, Endianness, InstBuilder, MemFlagsData, Type, Value, types,
+};
+use nnc_ir::op::{QConvAttrs, QGemmAttrs};
+use nnc_ir::program::qdot::{self, Grid, Slide};
+use nnc_ir::program::{Epilogue, QConvDot, QDwDot, QGemmDot, Step, Window};
+use nnc_ir::{DType, Tensor, TensorType};
+
+use super::Args;
+use super::integer::{rq, sat};
+use super::kb::Kb;
+use crate::error::Result;
+
+const I8X16: Type = types::I8X16;
+const I16X8: Type = types::I16X8;
+const I32X4: Type = types::I32X4;
+const I64X2: Type = types::I64X2;
+/// 32-bit lanes per vector.
+const L: usize = 4;
+/// Elements a depthwise plane keeps readable past its last tap (as
+/// kernel selection sized it).
+const DW_SLACK: usize = 64;
+
+fn little() -> MemFlagsData {
+    MemFlagsData::new().with_endianness(Endianness::Little)
+}
+
+fn cast(kb: &mut Kb, ty: Type, v: Value) -> Value {
+    kb.b.ins().bitcast(ty, little(), v)
+}
+
+/// `acc + dot(x, w)`: `x` the unsigned activations, `w` the signed
+/// weights, both 16 bytes: quads of bytes or pairs of 16-bit values per
+/// 32-bit lane.
+fn dot(kb: &mut Kb, d: usize, acc: Value, x: Value, w: Value) -> Value {
+    if d == 4 {
+        let (wl, xl) = (kb.b.ins().swiden_low(w), kb.b.ins().uwiden_low(x));
+        let lo = kb.b.ins().imul(wl, xl);
+        let (wh, xh) = (kb.b.ins().swiden_high(w), kb.b.ins().uwiden_high(x));
+        let hi = kb.b.ins().imul(wh, xh);
+        let (a, b) = (kb.b.ins().swiden_low(lo), kb.b.ins().swiden_high(lo));
+        let s0 = kb.b.ins().iadd_pairwise(a, b);
+        let (a, b) = (kb.b.ins().swiden_low(hi), kb.b.ins().swiden_high(hi));
+        let s1 = kb.b.ins().iadd_pairwise(a, b);
+        let s = kb.b.ins().iadd_pairwise(s0, s1);
+        kb.b.ins().iadd(s, acc)
+    } else {
+        let (xl, wl) = (kb.b.ins().swiden_low(x), kb.b.ins().swiden_low(w));
+        let lo = kb.b.ins().imul(xl, wl);
+        let (xh, wh) = (kb.b.ins().swiden_high(x), kb.b.ins().swiden_high(w));
+        let hi = kb.b.ins().imul(xh, wh);
+        let p = kb.b.ins().iadd_pairwise(lo, hi);
+        kb.b.ins().iadd(acc, p)
+    }
+}
+
+/// The vector type of a dot copy's 16 bytes.
+fn vty(d: usize) -> Type {
+    if d == 4 { I8X16 } else { I16X8 }
+}
+
+/// A 32-bit word broadcast to every lane, as `d`-element vectors.
+fn bcast_word(kb: &mut Kb, d: usize, addr: Value, off: i64) -> Value {
+    let w = kb.load(types::I32, addr, off);
+    let v = kb.b.ins().splat(I32X4, w);
+    cast(kb, vty(d), v)
+}
+
+/// One run of a dot copy: `len` elements to `dst + k * dot` (elements of
+/// the copy) from `src + k * step` (elements of the source image).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Run {
+    dst: i64,
+    src: i64,
+    len: i64,
+    step: i64,
+}
+
+/// The runs of a copy of `slots` slots of `d` elements, slot `s` element
+/// `t` being source element `src(s, t)` (padding where `None`).
+fn runs(slots: usize, d: usize, src: impl Fn(usize, usize) -> Option<i64>) -> Vec<Run> {
+    let mut out = Vec::new();
+    for t in 0..d {
+        let mut cur: Option<(Run, usize)> = None;
+        for s in 0..slots {
+            match src(s, t) {
+                Some(v) => {
+                    if let Some((r, last)) = &mut cur
+                        && *last + 1 == s
+                        && (r.len == 1 || v == r.src + r.len * r.step)
+                    {
+                        if r.len == 1 {
+                            r.step = v - r.src;
+                        }
+                        r.len += 1;
+                        *last = s;
+                        continue;
+                    }
+                    if let Some((r, _)) = cur.take() {
+                        out.push(r);
+                    }
+                    cur = Some((
+                        Run {
+                            dst: (s * d + t) as i64,
+                            src: v,
+                            len: 1,
+                            step: 0,
+                        },
+                        s,
+                    ));
+                }
+                None => {
+                    if let Some((r, _)) = cur.take() {
+                        out.push(r);
+                    }
+                }
+            }
+        }
+        if let Some((r, _)) = cur {
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// Source element of phase plane `p`, element `i`, of the (one-channel)
+/// image of a grid, or `None` for padding.
+fn plane_src(g: &Grid, p: usize, i: usize) -> Option<i64> {
+    let (sh, sw) = (g.h.stride.max(1), g.w.stride.max(1));
+    let (ph, pw) = (p / sw, p % sw);
+    let (r, j) = (i / g.width, i % g.width);
+    if r >= g.rows {
+        return None;
+    }
+    let ir = (r * sh + ph) as i64 - g.h.pad as i64;
+    let ic = (j * sw + pw) as i64 - g.w.pad as i64;
+    ((0..g.h.input as i64).contains(&ir) && (0..g.w.input as i64).contains(&ic))
+        .then(|| ir * g.w.input as i64 + ic)
+}
+
+/// A dot copy: a stack buffer of unsigned activations filled with the
+/// padding value, then the runs copied from an image.
+struct Copy {
+    buf: Value,
+    vecs: usize,
+    /// Bytes per element and elements per slot.
+    eb: usize,
+    per_slot: usize,
+    pad: i32,
+    runs: Value,
+    nruns: usize,
+    xd: DType,
+    shift: i32,
+    /// The runs themselves, when they are copied by straight-line code.
+    unrolled: Option<Vec<Run>>,
+    /// Interleaved quads of whole input planes (`qconv_dot` on the input
+    /// itself): channel quads, channels, elements per plane, plane stride
+    /// of the copy.
+    quads: Option<(usize, usize, usize, usize)>,
+}
+
+impl Copy {
+    fn new(
+        kb: &mut Kb,
+        elems: usize,
+        (eb, per_slot): (usize, usize),
+        pad: i32,
+        runs: &[Run],
+        x: DType,
+    ) -> Result<Copy> {
+        let vecs = (elems * eb).div_ceil(16).max(1);
+        let buf = kb.stack(vecs * 16);
+        let xs = x.size() as i64;
+        let t: Vec<i64> = runs
+            .iter()
+            .flat_map(|r| [r.dst * eb as i64, r.src * xs, r.len, r.step * xs])
+            .collect();
+        let tab = kb.table_i64(if t.is_empty() { &[0] } else { &t })?;
+        Ok(Copy {
+            buf,
+            vecs,
+            eb,
+            per_slot,
+            pad,
+            runs: tab,
+            nruns: runs.len(),
+            xd: x,
+            shift: qdot::unsigned_shift(x),
+            unrolled: unrollable(runs, eb, per_slot).then(|| runs.to_vec()),
+            quads: None,
+        })
+    }
+
+    /// Fills the copy from the image at `img`.
+    fn fill(&self, kb: &mut Kb, img: Value) -> Result<()> {
+        let eb = self.eb;
+        let pv = if eb == 1 {
+            let s = kb.cint(types::I8, self.pad as i64);
+            kb.b.ins().splat(I8X16, s)
+        } else {
+            let s = kb.cint(types::I16, self.pad as i64);
+            kb.b.ins().splat(I16X8, s)
+        };
+        let buf = self.buf;
+        kb.for_range(0, self.vecs as i64, 1, |kb, i| {
+            let a = kb.at(buf, i, 16);
+            kb.store(pv, a, 0);
+            Ok(())
+        })?;
+        if let Some((nq, cg, n, plane)) = self.quads {
+            return self.fill_quads(kb, img, (nq, cg, n, plane), pv);
+        }
+        if let Some(rs) = &self.unrolled {
+            let xor = self.shift != 0;
+            for r in rs {
+                let dst = kb.off(buf, r.dst);
+                let src = kb.off(img, r.src * self.xd.size() as i64);
+                if r.len == 1 || r.step == 1 {
+                    copy_run(kb, dst, src, r.len as usize, xor);
+                } else {
+                    for k in 0..r.len {
+                        let v = kb.load(types::I8, src, k * r.step);
+                        let v = flip(kb, v, types::I8, xor);
+                        kb.store(v, dst, k);
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let (tab, xd, shift, dstep) = (self.runs, self.xd, self.shift, (self.per_slot * eb) as i64);
+        kb.for_range(0, self.nruns as i64, 1, |kb, r| {
+            let e = kb.at(tab, r, 32);
+            let d0 = kb.load(types::I64, e, 0);
+            let s0 = kb.load(types::I64, e, 8);
+            let n = kb.load(types::I64, e, 16);
+            let st = kb.load(types::I64, e, 24);
+            let dst = kb.b.ins().iadd(buf, d0);
+            let src = kb.b.ins().iadd(img, s0);
+            let z = kb.ci(0);
+            kb.for_dyn(z, n, |kb, k| {
+                let so = kb.b.ins().imul(k, st);
+                let sa = kb.b.ins().iadd(src, so);
+                let mem = kb.mem;
+                let v = if xd.is_signed() {
+                    kb.b.ins().sload8(types::I32, mem, sa, 0)
+                } else {
+                    kb.b.ins().uload8(types::I32, mem, sa, 0)
+                };
+                let v = kb.b.ins().iadd_imm_s(v, shift as i64);
+                let da = kb.at(dst, k, dstep);
+                if eb == 1 {
+                    kb.b.ins().istore8(mem, v, da, 0);
+                } else {
+                    kb.b.ins().istore16(mem, v, da, 0);
+                }
+                Ok(())
+            })
+        })
+    }
+}
+
+impl Copy {
+    /// The quads of whole planes: per quad of channels, the four channel
+    /// planes interleaved by bytes (channel innermost).
+    fn fill_quads(
+        &self,
+        kb: &mut Kb,
+        img: Value,
+        (nq, cg, n, plane): (usize, usize, usize, usize),
+        pad: Value,
+    ) -> Result<()> {
+        let xor = self.shift != 0;
+        let buf = self.buf;
+        let padb = self.pad as i64;
+        let quad = |kb: &mut Kb, cq: Value, have: usize| -> Result<()> {
+            let src = kb.at(img, cq, (4 * n) as i64);
+            let dst = kb.at(buf, cq, (plane * 4) as i64);
+            let srcs: Vec<Option<Value>> = (0..4)
+                .map(|t| (t < have).then(|| kb.off(src, (t * n) as i64)))
+                .collect();
+            interleave4(kb, dst, &srcs, n, (pad, padb), xor)
+        };
+        let full = cg / 4;
+        if full > 0 {
+            kb.for_range(0, full as i64, 1, |kb, cq| quad(kb, cq, 4))?;
+        }
+        if full < nq {
+            let cq = kb.ci(full as i64);
+            quad(kb, cq, cg - 4 * full)?;
+        }
+        Ok(())
+    }
+}
+
+/// Interleaves four byte sequences of `n` elements into `dst` (element
+/// `i` of sequence `t` to byte `4 i + t`), each read from its pointer
+/// (made unsigned when `xor`) or the padding value: 16 elements at a time
+/// by byte shuffles, the rest one by one.
+fn interleave4(
+    kb: &mut Kb,
+    dst: Value,
+    srcs: &[Option<Value>],
+    n: usize,
+    (pad, padb): (Value, i64),
+    xor: bool,
+) -> Result<()> {
+    let chunks = n / 16;
+    if chunks > 0 {
+        kb.for_range(0, chunks as i64, 1, |kb, i| {
+            let d = kb.at(dst, i, 64);
+            let ch: Vec<Value> = srcs
+                .iter()
+                .map(|s| match s {
+                    Some(p) => {
+                        let a = kb.at(*p, i, 16);
+                        let v = kb.load(I8X16, a, 0);
+                        flip(kb, v, I8X16, xor)
+                    }
+                    None => pad,
+                })
+                .collect();
+            let lo_hi = |kb: &mut Kb, a: Value, b: Value, hi: bool| {
+                let base = if hi { 8u8 } else { 0 };
+                let m: Vec<u8> = (0..8u8).flat_map(|k| [base + k, 16 + base + k]).collect();
+                let imm = kb.b.func.dfg.immediates.push(ConstantData::from(m));
+                kb.b.ins().shuffle(a, b, imm)
+            };
+            let ab = [
+                lo_hi(kb, ch[0], ch[1], false),
+                lo_hi(kb, ch[0], ch[1], true),
+            ];
+            let cd = [
+                lo_hi(kb, ch[2], ch[3], false),
+                lo_hi(kb, ch[2], ch[3], true),
+            ];
+            for h in 0..2 {
+                for part in 0..2u8 {
+                    let m: Vec<u8> = (0..4u8)
+                        .flat_map(|k| {
+                            let e = 2 * (4 * part + k);
+                            [e, e + 1, 16 + e, 17 + e]
+                        })
+                        .collect();
+                    let imm = kb.b.func.dfg.immediates.push(ConstantData::from(m));
+                    let v = kb.b.ins().shuffle(ab[h], cd[h], imm);
+                    kb.store(v, d, ((2 * h + part as usize) * 16) as i64);
+                }
+            }
+            Ok(())
+        })?;
+    }
+    for i in chunks * 16..n {
+        for (t, s) in srcs.iter().enumerate() {
+            let v = match s {
+                Some(p) => {
+                    let v = kb.load(types::I8, *p, i as i64);
+                    flip(kb, v, types::I8, xor)
+                }
+                None => kb.cint(types::I8, padb),
+            };
+            kb.store(v, dst, (4 * i + t) as i64);
+        }
+    }
+    Ok(())
+}
+
+/// Padded, stride-phase split byte planes of the channels of one group
+/// (unsigned): per channel, the runs of one channel by straight-line
+/// code, in a loop over the channels.
+struct Planes {
+    buf: Value,
+    vecs: usize,
+    runs: Vec<Run>,
+    channels: usize,
+    chan: usize,
+    in_plane: usize,
+    xs: usize,
+    xor: bool,
+    pad: i64,
+}
+
+impl Planes {
+    fn fill(&self, kb: &mut Kb, img: Value) -> Result<()> {
+        let b = kb.cint(types::I8, self.pad);
+        let pv = kb.b.ins().splat(I8X16, b);
+        let buf = self.buf;
+        kb.for_range(0, self.vecs as i64, 1, |kb, i| {
+            let a = kb.at(buf, i, 16);
+            kb.store(pv, a, 0);
+            Ok(())
+        })?;
+        kb.for_range(0, self.channels as i64, 1, |kb, c| {
+            let src = kb.at(img, c, (self.in_plane * self.xs) as i64);
+            let dst = kb.at(buf, c, self.chan as i64);
+            for r in &self.runs {
+                let d = kb.off(dst, r.dst);
+                if r.len == 1 || r.step == 1 {
+                    let sp = kb.off(src, r.src);
+                    copy_run(kb, d, sp, r.len as usize, self.xor);
+                } else {
+                    strided_run(kb, d, src, r, self.in_plane, self.xor);
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Copies a run of source step `r.step` (bytes): for step 2, 16 elements
+/// at a time from two loads and an even-byte shuffle while the loads stay
+/// inside the `n`-byte image; the rest one by one.
+fn strided_run(kb: &mut Kb, dst: Value, img: Value, r: &Run, n: usize, xor: bool) {
+    let mut k = 0i64;
+    if r.step == 2 {
+        let m: Vec<u8> = (0..16u8).map(|i| 2 * i).collect();
+        let imm = kb.b.func.dfg.immediates.push(ConstantData::from(m));
+        while k + 16 <= r.len && r.src + 2 * (k + 16) <= n as i64 {
+            let a = kb.load(I8X16, img, r.src + 2 * k);
+            let b = kb.load(I8X16, img, r.src + 2 * k + 16);
+            let v = kb.b.ins().shuffle(a, b, imm);
+            let v = flip(kb, v, I8X16, xor);
+            kb.store(v, dst, k);
+            k += 16;
+        }
+        // Eight or four more from one load (of 16 source bytes).
+        for (n8, ty) in [(8i64, types::I64), (4, types::I32)] {
+            if k + n8 <= r.len && r.src + 2 * k + 16 <= n as i64 {
+                let a = kb.load(I8X16, img, r.src + 2 * k);
+                let v = kb.b.ins().shuffle(a, a, imm);
+                let v = flip(kb, v, I8X16, xor);
+                let w = cast(kb, if n8 == 8 { I64X2 } else { I32X4 }, v);
+                let w = kb.b.ins().extractlane(w, 0);
+                debug_assert_eq!(kb.ty(w), ty);
+                kb.store(w, dst, k);
+                k += n8;
+            }
+        }
+    }
+    while k < r.len {
+        let v = kb.load(types::I8, img, r.src + k * r.step);
+        let v = flip(kb, v, types::I8, xor);
+        kb.store(v, dst, k);
+        k += 1;
+    }
+}
+
+/// Runs short enough to copy by straight-line code: bytes, one element
+/// per slot, few runs (strided ones element by element, few elements).
+fn unrollable(runs: &[Run], eb: usize, per_slot: usize) -> bool {
+    let strided: i64 = runs
+        .iter()
+        .filter(|r| r.len > 1 && r.step != 1)
+        .map(|r| r.len)
+        .sum();
+    eb == 1 && per_slot == 1 && runs.len() <= 256 && strided <= 2048
+}
+
+/// `v` made unsigned (the top bit flipped) when `xor`.
+fn flip(kb: &mut Kb, v: Value, ty: Type, xor: bool) -> Value {
+    if !xor {
+        return v;
+    }
+    let k = if ty.is_vector() {
+        let b = kb.cint(types::I8, 0x80);
+        kb.b.ins().splat(ty, b)
+    } else {
+        kb.cint(ty, 0x8080_8080_8080_8080u64 as i64)
+    };
+    kb.b.ins().bxor(v, k)
+}
+
+/// Copies `len` contiguous bytes, flipping their top bits when `xor`:
+/// 16 at a time, then 8, 4, 2, 1.
+fn copy_run(kb: &mut Kb, dst: Value, src: Value, len: usize, xor: bool) {
+    let mut o = 0;
+    for (ty, n) in [
+        (I8X16, 16),
+        (types::I64, 8),
+        (types::I32, 4),
+        (types::I16, 2),
+        (types::I8, 1),
+    ] {
+        while len - o >= n {
+            let v = kb.load(ty, src, o as i64);
+            let v = flip(kb, v, ty, xor);
+            kb.store(v, dst, o as i64);
+            o += n;
+        }
+    }
+}
+
+/// Per-channel requantization tables: multipliers (i32), the shift past
+/// bit 31 (i32) and the rounding constant (i64), for `n` channels.
+struct Rq {
+    mult: Value,
+    rsh: Value,
+    rnd: Value,
+    zp: i64,
+    lo: i64,
+    hi: i64,
+    y: DType,
+}
+
+impl Rq {
+    fn new(kb: &mut Kb, st: &Step, a: &Args, n: usize) -> Result<Rq> {
+        let (mi, si, zp) = st.requantize().ok_or_else(|| {
+            super::unsupported(st, "an integer kernel without requantization".into())
+        })?;
+        let get = |kb: &mut Kb, k: usize| -> Result<Vec<i64>> {
+            let t = a
+                .weight(kb, k)
+                .ok_or_else(|| super::unsupported(st, "computed requantization".into()))?;
+            let v = t.to_i64();
+            Ok((0..n)
+                .map(|i| if v.len() == 1 { v[0] } else { v[i] })
+                .collect())
+        };
+        let m = get(kb, mi)?;
+        let s = get(kb, si)?;
+        let total: Vec<i64> = s.iter().map(|&v| 31 - v.clamp(-31, 30)).collect();
+        let mt: Vec<u8> = m.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect();
+        let rt: Vec<u8> = total
+            .iter()
+            .flat_map(|&t| ((t - 31) as i32).to_le_bytes())
+            .collect();
+        let nt: Vec<i64> = total.iter().map(|&t| 1i64 << (t - 1)).collect();
+        let y = st.outputs[0].ty.dtype;
+        let (mut lo, mut hi) = y.int_range().unwrap_or((-128, 127));
+        for e in &st.epilogue {
+            if let Epilogue::Clamp { lo: l, hi: h } = e {
+                lo = lo.max(*l as i64);
+                hi = hi.min(*h as i64);
+            }
+        }
+        Ok(Rq {
+            mult: kb.table(mt, 16)?,
+            rsh: kb.table(rt, 16)?,
+            rnd: kb.table_i64(&nt)?,
+            zp: zp as i64,
+            lo,
+            hi,
+            y,
+        })
+    }
+
+    /// The per-channel values of channel `ch` (a pointer-sized value) and
+    /// the constants of the store, as vectors.
+    fn channel(&self, kb: &mut Kb, ch: Value) -> Chan {
+        let a = kb.at(self.mult, ch, 4);
+        let m = kb.load(types::I32, a, 0);
+        let a = kb.at(self.rsh, ch, 4);
+        let s = kb.load(types::I32, a, 0);
+        let a = kb.at(self.rnd, ch, 8);
+        let r = kb.load(types::I64, a, 0);
+        let m = kb.b.ins().splat(I32X4, m);
+        let r = kb.b.ins().splat(I64X2, r);
+        let splat = |kb: &mut Kb, v: i64| {
+            let c = kb.cint(types::I32, v);
+            kb.b.ins().splat(I32X4, c)
+        };
+        let mask: Vec<u8> = vec![0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27];
+        Chan {
+            m,
+            s,
+            r,
+            zp: splat(kb, self.zp),
+            lo: splat(kb, self.lo),
+            hi: splat(kb, self.hi),
+            mask: kb.b.func.dfg.immediates.push(ConstantData::from(mask)),
+        }
+    }
+
+    /// Four accumulators of one channel requantized and clamped.
+    fn vector(&self, kb: &mut Kb, acc: Value, c: &Chan) -> Value {
+        let half = |kb: &mut Kb, high: bool| {
+            let (a, b) = if high {
+                (kb.b.ins().swiden_high(acc), kb.b.ins().swiden_high(c.m))
+            } else {
+                (kb.b.ins().swiden_low(acc), kb.b.ins().swiden_low(c.m))
+            };
+            let p = kb.b.ins().imul(a, b);
+            let p = kb.b.ins().iadd(p, c.r);
+            let p = kb.b.ins().ushr_imm_s(p, 31);
+            cast(kb, I8X16, p)
+        };
+        let lo = half(kb, false);
+        let hi = half(kb, true);
+        let q = kb.b.ins().shuffle(lo, hi, c.mask);
+        let q = cast(kb, I32X4, q);
+        let q = kb.b.ins().sshr(q, c.s);
+        let q = kb.b.ins().iadd(q, c.zp);
+        let q = kb.b.ins().smax(q, c.lo);
+        kb.b.ins().smin(q, c.hi)
+    }
+
+    /// Narrows requantized vectors of consecutive positions and stores
+    /// them at `dst`, four vectors per 16-byte store; only the first
+    /// `valid` positions of the last vector when it is partial.
+    fn store_row(&self, kb: &mut Kb, qs: &[Value], dst: Value, valid_last: usize) {
+        let narrow8 = |kb: &mut Kb, a: Value, b: Value| {
+            if self.y == DType::U8 {
+                kb.b.ins().unarrow(a, b)
+            } else {
+                kb.b.ins().snarrow(a, b)
+            }
+        };
+        let n = qs.len();
+        for (ci, chunk) in qs.chunks(4).enumerate() {
+            let base = ci * 4;
+            let n16: Vec<Value> = chunk
+                .chunks(2)
+                .map(|p| {
+                    let b = if p.len() == 2 { p[1] } else { p[0] };
+                    kb.b.ins().snarrow(p[0], b)
+                })
+                .collect();
+            let b8 = if n16.len() == 2 { n16[1] } else { n16[0] };
+            let v8 = narrow8(kb, n16[0], b8);
+            let last_partial = base + chunk.len() == n && valid_last < L;
+            let at = kb.off(dst, (base * L) as i64);
+            if !last_partial && chunk.len() == 4 {
+                kb.store(v8, at, 0);
+                continue;
+            }
+            let bytes = if last_partial {
+                (chunk.len() - 1) * L + valid_last
+            } else {
+                chunk.len() * L
+            };
+            let mut o = 0;
+            while o < bytes {
+                if o % 4 == 0 && bytes - o >= 4 {
+                    let w = cast(kb, I32X4, v8);
+                    let w = kb.b.ins().extractlane(w, (o / 4) as u8);
+                    kb.store(w, at, o as i64);
+                    o += 4;
+                } else {
+                    let b = kb.b.ins().extractlane(v8, o as u8);
+                    kb.store(b, at, o as i64);
+                    o += 1;
+                }
+            }
+        }
+    }
+}
+
+/// The per-channel values and store constants of [`Rq::vector`].
+struct Chan {
+    m: Value,
+    s: Value,
+    r: Value,
+    zp: Value,
+    lo: Value,
+    hi: Value,
+    mask: cranelift_codegen::ir::Immediate,
+}
+
+/// How a tile walks the reduction: `outer` iterations `stride` elements
+/// apart, each reading the vectors at every inner offset (elements of the
+/// copy) in order, then `tail` offsets once more.
+struct Walk {
+    outer: usize,
+    stride: usize,
+    inner: Vec<usize>,
+    tail: Vec<usize>,
+}
+
+/// Accumulates one register tile: `cb` channels by `tv` vectors at copy
+/// element `q0 * d`, weights `[group][channel]` from `wk0`, starting from
+/// the bias of channels `ch0..ch0 + cb`. Returns the accumulators
+/// `[channel][vector]`.
+#[allow(clippy::too_many_arguments)]
+fn tile(
+    kb: &mut Kb,
+    d: usize,
+    cb: usize,
+    tv: usize,
+    copy: Value,
+    q0: Value,
+    walk: &Walk,
+    wk0: Value,
+    bias: Value,
+    ch0: Value,
+) -> Result<Vec<Vec<Value>>> {
+    let eb = qdot::elem_bytes(d) as i64;
+    let mut vars = Vec::with_capacity(cb);
+    for r in 0..cb {
+        let ba = kb.at(bias, ch0, 4);
+        let b = kb.load(types::I32, ba, (r * 4) as i64);
+        let b = kb.b.ins().splat(I32X4, b);
+        vars.push((0..tv).map(|_| kb.var(I32X4, b)).collect::<Vec<_>>());
+    }
+    let xt = kb.at(copy, q0, d as i64 * eb);
+    let group = |kb: &mut Kb, xa: Value, wk: Value, wofs: i64| {
+        let xs: Vec<Value> = (0..tv)
+            .map(|v| kb.load(vty(d), xa, (v * 16) as i64))
+            .collect();
+        for (r, row) in vars.iter().enumerate() {
+            let w = bcast_word(kb, d, wk, wofs + (r * 4) as i64);
+            for (v, &x) in xs.iter().enumerate() {
+                let a = kb.get(row[v]);
+                let n = dot(kb, d, a, x, w);
+                kb.set(row[v], n);
+            }
+        }
+    };
+    let per = (walk.inner.len() * cb * 4) as i64;
+    if walk.outer > 0 && !walk.inner.is_empty() {
+        kb.for_range(0, walk.outer as i64, 1, |kb, o| {
+            let xo = kb.at(xt, o, walk.stride as i64 * eb);
+            let wk = kb.at(wk0, o, per);
+            for (i, &off) in walk.inner.iter().enumerate() {
+                let xa = kb.off(xo, off as i64 * eb);
+                group(kb, xa, wk, (i * cb * 4) as i64);
+            }
+            Ok(())
+        })?;
+    }
+    if !walk.tail.is_empty() {
+        let xo = kb.off(xt, (walk.outer * walk.stride) as i64 * eb);
+        let wk = kb.off(wk0, walk.outer as i64 * per);
+        for (i, &off) in walk.tail.iter().enumerate() {
+            let xa = kb.off(xo, off as i64 * eb);
+            group(kb, xa, wk, (i * cb * 4) as i64);
+        }
+    }
+    Ok(vars
+        .iter()
+        .map(|row| row.iter().map(|&v| kb.get(v)).collect())
+        .collect())
+}
+
+/// Tiles of `vectors` vectors over a grid's `vecs` vectors: the number of
+/// full tiles in the loop and the vectors of the static remainder, which
+/// holds the grid's last, partial vector when there is one.
+fn tiling(vecs: usize, vectors: usize, partial: bool) -> (usize, usize) {
+    let (mut full, mut rem) = (vecs / vectors, vecs % vectors);
+    if partial && rem == 0 && full > 0 {
+        full -= 1;
+        rem = vectors;
+    }
+    (full, rem)
+}
+
+/// The byte offset of element `i` of `d`-typed buffers.
+fn words_table(kb: &mut Kb, w: &[i32]) -> Result<Value> {
+    let b: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+    kb.table(if b.is_empty() { vec![0; 4] } else { b }, 64)
+}
+
+fn weight<'m>(
+    kb: &Kb<'_, '_, 'm>,
+    st: &Step,
+    a: &Args,
+    k: usize,
+) -> Result<std::borrow::Cow<'m, Tensor>> {
+    a.weight(kb, k).ok_or_else(|| {
+        super::unsupported(st, format!("kernel {} with computed weights", st.kernel))
+    })
+}
+
+/// Renders `qconv_dot`.
+pub fn conv(
+    kb: &mut Kb,
+    st: &Step,
+    k: &QConvDot,
+    q: &QConvAttrs,
+    win: &Window,
+    a: &Args,
+) -> Result<()> {
+    let x = &st.inputs[0].ty;
+    let y = &st.outputs[0].ty;
+    let d = k.dot;
+    let g = Grid::new(win, L, 0)
+        .ok_or_else(|| super::unsupported(st, "qconv_dot on a 3-D window".into()))?;
+    let (cg, mg, groups) = (win.cg(), win.mg(), win.groups);
+    let taps = g.taps.len();
+    let ng = qdot::conv_groups(cg, taps, d, k.im2col);
+    let wt = weight(kb, st, a, 1)?;
+    let words = qdot::conv_words(&wt, q.q.w_zp, cg, taps, d, k.im2col);
+    let c = k.channels.min(mg).max(1);
+    let mut packed = Vec::new();
+    for gr in 0..groups {
+        let mut b = 0;
+        while b < mg {
+            let e = (b + c).min(mg);
+            packed.extend(qdot::conv_tile_words(&words, gr * mg + b, gr * mg + e));
+            b = e;
+        }
+    }
+    let wtab = words_table(kb, &packed)?;
+    let bt = match st.bias() {
+        Some(b) => Some(weight(kb, st, a, b)?),
+        None => None,
+    };
+    let bias = qdot::folded_bias(bt.as_deref(), &wt, q.q.w_zp, x.dtype, q.q.x_zp, cg * taps);
+    let btab = words_table(kb, &bias)?;
+    let m_total = win.out_channels;
+    let rqt = Rq::new(kb, st, a, m_total)?;
+    let pad = qdot::pad_value(x.dtype, q.q.x_zp);
+    let (plane, np) = (g.plane(), g.phases());
+    let in_plane = (g.h.input * g.w.input) as i64;
+    let (run_list, elems, walk) = if k.im2col {
+        let per = g.computed;
+        let rs = runs(ng * per, d, |s, t| {
+            let (gi, i) = (s / per, s % per);
+            let (ci, tap) = qdot::conv_element(gi, t, cg, taps, d, true)?;
+            let tp = g.taps[tap];
+            plane_src(&g, tp.phase, i + tp.off).map(|v| v + ci as i64 * in_plane)
+        });
+        let unroll = 4usize.min(ng.max(1));
+        let w = Walk {
+            outer: ng / unroll,
+            stride: unroll * per * d,
+            inner: (0..unroll).map(|u| u * per * d).collect(),
+            tail: (0..ng % unroll).map(|u| u * per * d).collect(),
+        };
+        (rs, ng * per * d, w)
+    } else {
+        let nq = cg.div_ceil(d);
+        let rs = runs(nq * np * plane, d, |s, t| {
+            let (cq, rest) = (s / (np * plane), s % (np * plane));
+            let ci = cq * d + t;
+            if ci >= cg {
+                return None;
+            }
+            plane_src(&g, rest / plane, rest % plane).map(|v| v + ci as i64 * in_plane)
+        });
+        let w = Walk {
+            outer: nq,
+            stride: np * plane * d,
+            inner: g
+                .taps
+                .iter()
+                .map(|tp| (tp.phase * plane + tp.off) * d)
+                .collect(),
+            tail: vec![],
+        };
+        (rs, nq * np * plane * d, w)
+    };
+    // Quads copy in two stages: padded phase planes by straight-line
+    // code, then byte interleaving; the input itself needs no planes.
+    let direct = !k.im2col && g.is_input();
+    let one = runs(np * plane, 1, |s, _| plane_src(&g, s / plane, s % plane));
+    let staged = d == 4 && !direct && one.len() <= 512;
+    let quads = d == 4 && (direct || staged);
+    let mut copy = Copy::new(
+        kb,
+        elems,
+        (qdot::elem_bytes(d), d),
+        pad,
+        if quads { &[] } else { &run_list },
+        x.dtype,
+    )?;
+    if d == 4 && direct {
+        copy.quads = Some((cg.div_ceil(4), cg, in_plane as usize, plane));
+    }
+    let planes = staged.then(|| {
+        let chan = np * plane;
+        Planes {
+            buf: kb.stack((cg * chan).div_ceil(16) * 16),
+            vecs: (cg * chan).div_ceil(16),
+            runs: one,
+            channels: cg,
+            chan,
+            in_plane: in_plane as usize,
+            xs: x.dtype.size(),
+            xor: qdot::unsigned_shift(x.dtype) != 0,
+            pad: pad as i64,
+        }
+    });
+    let oplane = g.h.output * g.w.output;
+    let ysz = y.dtype.size() as i64;
+    let yg = (!g.dense()).then(|| kb.stack(c * g.computed));
+    let (xb, yb) = (a.x(kb, 0)?, a.outs[0]);
+    let vecs = g.computed / L;
+    let partial = g.len % L != 0;
+    let (nfull, vrem) = tiling(vecs, k.vectors, partial);
+    let t_pos = k.vectors * L;
+    for n in 0..win.batch {
+        kb.for_range(0, groups as i64, 1, |kb, gv| {
+            let xoff = (n * win.channels) as i64 * in_plane * x.dtype.size() as i64;
+            let xn = kb.off(xb, xoff);
+            let xg = kb.at(xn, gv, cg as i64 * in_plane * x.dtype.size() as i64);
+            match &planes {
+                Some(pl) => {
+                    pl.fill(kb, xg)?;
+                    let pv = {
+                        let b = kb.cint(types::I8, pad as i64);
+                        kb.b.ins().splat(I8X16, b)
+                    };
+                    let pads = (pv, pad as i64);
+                    if k.im2col {
+                        for gi in 0..ng {
+                            let srcs: Vec<Option<Value>> = (0..4)
+                                .map(|t| {
+                                    qdot::conv_element(gi, t, cg, taps, d, true).map(|(ci, tap)| {
+                                        let tp = g.taps[tap];
+                                        kb.off(
+                                            pl.buf,
+                                            ((ci * np + tp.phase) * plane + tp.off) as i64,
+                                        )
+                                    })
+                                })
+                                .collect();
+                            let dst = kb.off(copy.buf, (gi * g.computed * 4) as i64);
+                            interleave4(kb, dst, &srcs, g.computed, pads, false)?;
+                        }
+                    } else {
+                        let quad = |kb: &mut Kb, cq: Value, have: usize| -> Result<()> {
+                            let src = kb.at(pl.buf, cq, (4 * np * plane) as i64);
+                            let dst = kb.at(copy.buf, cq, (np * plane * 4) as i64);
+                            for p in 0..np {
+                                let srcs: Vec<Option<Value>> = (0..4)
+                                    .map(|t| {
+                                        (t < have)
+                                            .then(|| kb.off(src, ((t * np + p) * plane) as i64))
+                                    })
+                                    .collect();
+                                let dp = kb.off(dst, (p * plane * 4) as i64);
+                                interleave4(kb, dp, &srcs, plane, pads, false)?;
+                            }
+                            Ok(())
+                        };
+                        let full = cg / 4;
+                        if full > 0 {
+                            kb.for_range(0, full as i64, 1, |kb, cq| quad(kb, cq, 4))?;
+                        }
+                        if full < cg.div_ceil(4) {
+                            let cq = kb.ci(full as i64);
+                            quad(kb, cq, cg - 4 * full)?;
+                        }
+                    }
+                }
+                None => copy.fill(kb, xg)?,
+            }
+            let block = |kb: &mut Kb, cb: usize, b0: Value| -> Result<()> {
+                let gm = kb.b.ins().imul_imm_s(gv, mg as i64);
+                let m0 = kb.b.ins().iadd(gm, b0);
+                let wb = kb.at(wtab, m0, (ng * 4) as i64);
+                let yrow = |kb: &mut Kb, r: usize| -> Value {
+                    match yg {
+                        Some(s) => kb.off(s, (r * g.computed) as i64),
+                        None => {
+                            let base = kb.off(yb, ((n * m_total) * oplane) as i64 * ysz);
+                            let mr = kb.b.ins().iadd_imm_s(m0, r as i64);
+                            kb.at(base, mr, oplane as i64 * ysz)
+                        }
+                    }
+                };
+                let body = |kb: &mut Kb, tv: usize, q0: Value, last: bool| -> Result<()> {
+                    let accs = tile(kb, d, cb, tv, copy.buf, q0, &walk, wb, btab, m0)?;
+                    for (r, row) in accs.iter().enumerate() {
+                        let ch = kb.b.ins().iadd_imm_s(m0, r as i64);
+                        let pc = rqt.channel(kb, ch);
+                        let dst = yrow(kb, r);
+                        let dst = kb.at(dst, q0, ysz);
+                        let qs: Vec<Value> =
+                            row.iter().map(|&acc| rqt.vector(kb, acc, &pc)).collect();
+                        let valid = if last && yg.is_none() && partial {
+                            g.len % L
+                        } else {
+                            L
+                        };
+                        rqt.store_row(kb, &qs, dst, valid);
+                    }
+                    Ok(())
+                };
+                if nfull > 0 {
+                    kb.for_range(0, nfull as i64, 1, |kb, tq| {
+                        let q0 = kb.b.ins().imul_imm_s(tq, t_pos as i64);
+                        body(kb, k.vectors, q0, false)
+                    })?;
+                }
+                if vrem > 0 {
+                    let q0 = kb.ci((nfull * t_pos) as i64);
+                    body(kb, vrem, q0, true)?;
+                }
+                if let Some(s) = yg {
+                    // Drop the grid's extra columns.
+                    let base = kb.off(yb, ((n * m_total) * oplane) as i64 * ysz);
+                    kb.for_range(0, cb as i64, 1, |kb, r| {
+                        let mr = kb.b.ins().iadd(m0, r);
+                        let drow = kb.at(base, mr, oplane as i64 * ysz);
+                        let srow = kb.at(s, r, g.computed as i64);
+                        kb.for_range(0, g.h.output as i64, 1, |kb, oh| {
+                            let dd = kb.at(drow, oh, g.w.output as i64);
+                            let ss = kb.at(srow, oh, g.width as i64);
+                            copy_bytes(kb, dd, ss, g.w.output);
+                            Ok(())
+                        })
+                    })?;
+                }
+                Ok(())
+            };
+            let (bfull, crem) = (mg / c, mg % c);
+            if bfull > 0 {
+                kb.for_range(0, bfull as i64, 1, |kb, b| {
+                    let b0 = kb.b.ins().imul_imm_s(b, c as i64);
+                    block(kb, c, b0)
+                })?;
+            }
+            if crem > 0 {
+                let b0 = kb.ci((bfull * c) as i64);
+                block(kb, crem, b0)?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// Copies `n` bytes (a constant) from `src` to `dst`: 8 at a time, then
+/// the rest.
+fn copy_bytes(kb: &mut Kb, dst: Value, src: Value, n: usize) {
+    let mut o = 0;
+    while o + 8 <= n {
+        let v = kb.load(types::I64, src, o as i64);
+        kb.store(v, dst, o as i64);
+        o += 8;
+    }
+    while o + 4 <= n {
+        let v = kb.load(types::I32, src, o as i64);
+        kb.store(v, dst, o as i64);
+        o += 4;
+    }
+    while o < n {
+        let v = kb.load(types::I8, src, o as i64);
+        kb.store(v, dst, o as i64);
+        o += 1;
+    }
+}
+
+/// Renders `qdw_dot`: per channel, the padded phase planes, then tiles of
+/// positions summing sliding groups of taps (a byte or 16-bit shuffle of
+/// one load per group and vector).
+pub fn depthwise(
+    kb: &mut Kb,
+    st: &Step,
+    k: &QDwDot,
+    q: &QConvAttrs,
+    win: &Window,
+    a: &Args,
+) -> Result<()> {
+    let x = &st.inputs[0].ty;
+    let y = &st.outputs[0].ty;
+    let d = k.dot;
+    let g = Grid::new(win, L, DW_SLACK)
+        .ok_or_else(|| super::unsupported(st, "qdw_dot on a 3-D window".into()))?;
+    let sl: Vec<Slide> = qdot::slides(&g, d);
+    let wt = weight(kb, st, a, 1)?;
+    let words = qdot::dw_words(&wt, q.q.w_zp, &sl, d);
+    let flat: Vec<i32> = words.iter().flatten().copied().collect();
+    let wtab = words_table(kb, &flat)?;
+    let taps = g.taps.len();
+    let bt = match st.bias() {
+        Some(b) => Some(weight(kb, st, a, b)?),
+        None => None,
+    };
+    let bias = qdot::folded_bias(bt.as_deref(), &wt, q.q.w_zp, x.dtype, q.q.x_zp, taps);
+    let btab = words_table(kb, &bias)?;
+    let ch = win.channels;
+    let rqt = Rq::new(kb, st, a, ch)?;
+    let pad = qdot::pad_value(x.dtype, q.q.x_zp);
+    let (plane, np) = (g.plane(), g.phases());
+    // One element per slot: the planes as bytes (quads) or 16-bit values.
+    let run_list = runs(np * plane, 1, |s, _| plane_src(&g, s / plane, s % plane));
+    let copy = Copy::new(
+        kb,
+        np * plane,
+        (qdot::elem_bytes(d), 1),
+        pad,
+        &run_list,
+        x.dtype,
+    )?;
+    let eb = qdot::elem_bytes(d) as i64;
+    let oplane = g.h.output * g.w.output;
+    let in_plane = (g.h.input * g.w.input) as i64;
+    let ysz = y.dtype.size() as i64;
+    let yg = (!g.dense()).then(|| kb.stack(g.computed));
+    let (xb, yb) = (a.x(kb, 0)?, a.outs[0]);
+    let vecs = g.computed / L;
+    let partial = g.len % L != 0;
+    let (nfull, vrem) = tiling(vecs, k.vectors, partial);
+    let t_pos = k.vectors * L;
+    // Lane j, element t reads element j + t.
+    let mask: Vec<u8> = if d == 4 {
+        (0..16u8).map(|b| b / 4 + b % 4).collect()
+    } else {
+        (0..8u8)
+            .flat_map(|e| {
+                let s = e / 2 + e % 2;
+                [2 * s, 2 * s + 1]
+            })
+            .collect()
+    };
+    let imm = kb.b.func.dfg.immediates.push(ConstantData::from(mask));
+    let nsl = sl.len();
+    for n in 0..win.batch {
+        kb.for_range(0, ch as i64, 1, |kb, c| {
+            let xn = kb.off(xb, (n * ch) as i64 * in_plane * x.dtype.size() as i64);
+            let xg = kb.at(xn, c, in_plane * x.dtype.size() as i64);
+            copy.fill(kb, xg)?;
+            let wb = kb.at(wtab, c, (nsl * 4) as i64);
+            let yrow = match yg {
+                Some(s) => s,
+                None => {
+                    let base = kb.off(yb, (n * ch * oplane) as i64 * ysz);
+                    kb.at(base, c, oplane as i64 * ysz)
+                }
+            };
+            let body = |kb: &mut Kb, tv: usize, q0: Value, last: bool| -> Result<()> {
+                let ba = kb.at(btab, c, 4);
+                let b = kb.load(types::I32, ba, 0);
+                let b = kb.b.ins().splat(I32X4, b);
+                let mut accs = vec![b; tv];
+                let xq = kb.at(copy.buf, q0, eb);
+                for (si, s) in sl.iter().enumerate() {
+                    let xa = kb.off(xq, (s.phase * plane + s.off) as i64 * eb);
+                    let w = bcast_word(kb, d, wb, (si * 4) as i64);
+                    for (v, acc) in accs.iter_mut().enumerate() {
+                        let raw = kb.load(vty(d), xa, (v * L) as i64 * eb);
+                        let r8 = cast(kb, I8X16, raw);
+                        let xs = kb.b.ins().shuffle(r8, r8, imm);
+                        let xs = cast(kb, vty(d), xs);
+                        *acc = dot(kb, d, *acc, xs, w);
+                    }
+                }
+                let pc = rqt.channel(kb, c);
+                let dst = kb.at(yrow, q0, ysz);
+                let qs: Vec<Value> = accs.iter().map(|&acc| rqt.vector(kb, acc, &pc)).collect();
+                let valid = if last && yg.is_none() && partial {
+                    g.len % L
+                } else {
+                    L
+                };
+                rqt.store_row(kb, &qs, dst, valid);
+                Ok(())
+            };
+            if nfull > 0 {
+                kb.for_range(0, nfull as i64, 1, |kb, tq| {
+                    let q0 = kb.b.ins().imul_imm_s(tq, t_pos as i64);
+                    body(kb, k.vectors, q0, false)
+                })?;
+            }
+            if vrem > 0 {
+                let q0 = kb.ci((nfull * t_pos) as i64);
+                body(kb, vrem, q0, true)?;
+            }
+            if let Some(s) = yg {
+                let base = kb.off(yb, (n * ch * oplane) as i64 * ysz);
+                let drow = kb.at(base, c, oplane as i64 * ysz);
+                kb.for_range(0, g.h.output as i64, 1, |kb, oh| {
+                    let dd = kb.at(drow, oh, g.w.output as i64);
+                    let ss = kb.at(s, oh, g.width as i64);
+                    copy_bytes(kb, dd, ss, g.w.output);
+                    Ok(())
+                })?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// Renders `qgemm_dot`: per row of `a` the row as words of unsigned
+/// elements, then column blocks of `v` vectors, each column requantized
+/// with its own multiplier.
+pub fn gemm(
+    kb: &mut Kb,
+    st: &Step,
+    k: &QGemmDot,
+    q: &QGemmAttrs,
+    at: &TensorType,
+    a: &Args,
+) -> Result<()> {
+    let y = &st.outputs[0].ty;
+    let d = k.dot;
+    let (m, n) = (y.dims[0], y.dims[1]);
+    let kk = at.dims[1];
+    let ng = kk.div_ceil(d);
+    let bt = weight(kb, st, a, 1)?;
+    let words = qdot::gemm_words(&bt, q.q.w_zp, q.trans_b, d);
+    let cols = k.vectors * L;
+    let nb = n.div_ceil(cols);
+    let mut packed = Vec::new();
+    let mut widths = Vec::new();
+    for b in 0..nb {
+        let width = if b + 1 == nb {
+            (n - b * cols).div_ceil(L) * L
+        } else {
+            cols
+        };
+        widths.push(width);
+        for gi in 0..ng {
+            for j in b * cols..b * cols + width {
+                packed.push(words.get(j).map_or(0, |r| r[gi]));
+            }
+        }
+    }
+    let wtab = words_table(kb, &packed)?;
+    let biast = match st.bias() {
+        Some(b) => Some(weight(kb, st, a, b)?),
+        None => None,
+    };
+    let mut bias = qdot::gemm_bias(
+        biast.as_deref(),
+        &bt,
+        q.q.w_zp,
+        q.trans_b,
+        at.dtype,
+        q.q.x_zp,
+    );
+    bias.resize(nb * cols, 0);
+    let btab = words_table(kb, &bias)?;
+    let (mi, si, zp) = st
+        .requantize()
+        .ok_or_else(|| super::unsupported(st, "an integer kernel without requantization".into()))?;
+    let (mv, sv) = (a.x(kb, mi)?, a.x(kb, si)?);
+    let per_col = st.inputs[mi].ty.len() > 1;
+    let rq_store = Rq::new(kb, st, a, n)?;
+    let (lo, hi) = (rq_store.lo, rq_store.hi);
+    let shift = qdot::unsigned_shift(at.dtype) as i64;
+    let pad = qdot::pad_value(at.dtype, q.q.x_zp) as i64;
+    let xrow = kb.stack(ng * 4);
+    let accb = kb.stack(cols * 4);
+    let (ab, yb) = (a.x(kb, 0)?, a.outs[0]);
+    let (ad, yd) = (at.dtype, y.dtype);
+    kb.for_range(0, m as i64, 1, |kb, i| {
+        // The row as words of `d` unsigned elements.
+        let arow = kb.at(ab, i, (kk * ad.size()) as i64);
+        for p in 0..ng * d {
+            let v = if p < kk {
+                let mem = kb.mem;
+                let v = if ad.is_signed() {
+                    kb.b.ins().sload8(types::I32, mem, arow, p as i32)
+                } else {
+                    kb.b.ins().uload8(types::I32, mem, arow, p as i32)
+                };
+                kb.b.ins().iadd_imm_s(v, shift)
+            } else {
+                kb.cint(types::I32, pad)
+            };
+            let mem = kb.mem;
+            let off = (p * qdot::elem_bytes(d)) as i32;
+            if d == 4 {
+                kb.b.ins().istore8(mem, v, xrow, off);
+            } else {
+                kb.b.ins().istore16(mem, v, xrow, off);
+            }
+        }
+        let mut col0 = 0;
+        for (b, &width) in widths.iter().enumerate() {
+            let tv = width / L;
+            let wb = kb.off(wtab, (b * cols * ng * 4) as i64);
+            let vars: Vec<_> = (0..tv)
+                .map(|v| {
+                    let bv = kb.load(I32X4, btab, ((col0 + v * L) * 4) as i64);
+                    kb.var(I32X4, bv)
+                })
+                .collect();
+            kb.for_range(0, ng as i64, 1, |kb, p| {
+                let xa = kb.at(xrow, p, 4);
+                let x = bcast_word(kb, d, xa, 0);
+                let wp = kb.at(wb, p, (width * 4) as i64);
+                for (v, &var) in vars.iter().enumerate() {
+                    let w = kb.load(vty(d), wp, (v * L * 4) as i64);
+                    let acc = kb.get(var);
+                    let r = dot(kb, d, acc, x, w);
+                    kb.set(var, r);
+                }
+                Ok(())
+            })?;
+            for (v, &var) in vars.iter().enumerate() {
+                let acc = kb.get(var);
+                kb.store(acc, accb, (v * L * 4) as i64);
+            }
+            let valid = (n - col0).min(width);
+            kb.for_range(0, valid as i64, 1, |kb, j| {
+                let c = kb.b.ins().iadd_imm_s(j, col0 as i64);
+                let aa = kb.at(accb, j, 4);
+                let acc = kb.load(types::I32, aa, 0);
+                let acc = kb.b.ins().sextend(types::I64, acc);
+                let idx = if per_col { c } else { kb.ci(0) };
+                let ma = kb.at(mv, idx, 4);
+                let mm = kb.load(types::I32, ma, 0);
+                let mm = kb.b.ins().sextend(types::I64, mm);
+                let sa = kb.at(sv, idx, 4);
+                let ss = kb.load(types::I32, sa, 0);
+                let ss = kb.b.ins().sextend(types::I64, ss);
+                let r = rq(kb, acc, mm, ss);
+                let r = kb.b.ins().iadd_imm_s(r, zp as i64);
+                let r = sat(kb, r, lo, hi);
+                let r = kb.b.ins().ireduce(types::I8, r);
+                let yr = kb.at(yb, i, (n * yd.size()) as i64);
+                let ya = kb.at(yr, c, 1);
+                kb.store(r, ya, 0);
+                Ok(())
+            })?;
+            col0 += width;
+        }
+        Ok(())
+    })
+}
