@@ -681,6 +681,35 @@ fn memory_report_and_budgets() {
     assert_eq!(o.status.code(), Some(2));
 }
 
+/// The integer tile kernels' stack scratch is reported beside the arena
+/// (the float model's direct kernels have none).
+#[test]
+fn memory_report_lists_kernel_scratch() {
+    let model = models()
+        .join("mlperf_tiny/kws_dscnn_int8_qdq/model.onnx")
+        .display()
+        .to_string();
+    let o = nnc(&["info", &model, "--target", "cortex-m4"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("kernel scratch:"))
+        .unwrap_or_else(|| panic!("no scratch line in:\n{out}"));
+    assert!(
+        line.starts_with(
+            "  kernel scratch: 256 B (256 B) on the stack, besides the arena (largest: step "
+        ) && line.ends_with(", conv_im2col(r=2,c=2,unroll=4))"),
+        "{line}"
+    );
+    let o = nnc(&["info", &model, "--target", "cortex-m4", "--json"]);
+    let out = text(&o).0;
+    assert!(out.contains("\"scratch_bytes\": 256"), "{out}");
+    let (fp32, _, _) = kws();
+    let out = text(&nnc(&["info", &fp32, "--target", "cortex-m4"])).0;
+    assert!(!out.contains("kernel scratch"), "{out}");
+}
+
 #[test]
 fn plan_dump_and_bench() {
     let (model, input, _) = kws();

@@ -107,6 +107,13 @@ fn variants(r: &mut Rng, op: &Op) -> Vec<String> {
                     b(r)
                 ),
                 format!("qdw_dot(lanes=4,v={v},dot={d})"),
+                format!(
+                    "conv_im2col(r={},c={},unroll={})",
+                    1 + r.below(4),
+                    1 + r.below(4),
+                    1 + r.below(6)
+                ),
+                format!("dw_pairs(p={},rows=1)", 1 + r.below(4)),
             ]
         }
         Op::QGemm(_) => {
@@ -115,6 +122,12 @@ fn variants(r: &mut Rng, op: &Op) -> Vec<String> {
                 "matmul_direct".to_string(),
                 format!("qgemm_dot(lanes={},v={v},dot={d})", r.pick(&[4, 8, 16])),
                 format!("qgemm_dot(lanes=4,v={v},dot={d})"),
+                format!(
+                    "matmul_panels(r={},c={},unroll={})",
+                    1 + r.below(4),
+                    1 + r.below(4),
+                    1 + r.below(6)
+                ),
             ]
         }
         Op::Pool(_) => vec![

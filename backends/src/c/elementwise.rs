@@ -378,6 +378,7 @@ pub fn helper_source(name: &str) -> &'static str {
             "static double nnc_quant(double q, double zp, double lo, double hi) {\n    if (q != q) q = 0;\n    q += zp;\n    return q < lo ? lo : (q > hi ? hi : q);\n}\n"
         }
         "nnc_qmath" => super::integer::QMATH_SOURCE,
+        "nnc_dsp" => super::qtiles::DSP_SOURCE,
         "nnc_idot" => super::qdot::IDOT_SOURCE,
         _ => "",
     }

@@ -139,7 +139,7 @@ fn reciprocal(kb: &mut Kb, x: Value) -> (Value, Value) {
 /// The requantizing store of an integer kernel's accumulator `acc` (an i64
 /// holding an int32) for output channel `ch` (a pointer-sized value):
 /// requantization and clamp, each item in order, narrowed to `y`.
-struct Store {
+pub(super) struct Store {
     items: Vec<Item>,
     y: DType,
 }
@@ -155,7 +155,7 @@ enum Item {
 }
 
 impl Store {
-    fn new(kb: &mut Kb, st: &Step, a: &Args) -> Result<Store> {
+    pub(super) fn new(kb: &mut Kb, st: &Step, a: &Args) -> Result<Store> {
         let mut items = Vec::new();
         for e in &st.epilogue {
             match e {
@@ -185,7 +185,7 @@ impl Store {
         })
     }
 
-    fn apply(&self, kb: &mut Kb, acc: Value, ch: Value) -> Value {
+    pub(super) fn apply(&self, kb: &mut Kb, acc: Value, ch: Value) -> Value {
         let mut v = acc;
         let mut clamped = false;
         for it in &self.items {

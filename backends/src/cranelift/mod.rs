@@ -26,6 +26,7 @@ mod matmul;
 mod nn;
 mod pool;
 mod qdot;
+mod qtiles;
 mod reduce;
 mod row_tiles;
 mod scalar;
@@ -590,6 +591,15 @@ fn kernel(kb: &mut Kb, st: &Step, a: &Args) -> Result<()> {
         (Kernel::MatMulDirect, Op::QGemm(q)) => {
             integer::qgemm_direct(kb, st, q, ins[0], ins[1], y, a)
         }
+        (Kernel::ConvIm2col(k), Op::QConv(q)) => {
+            let win = Window::conv(&q.conv, ins[0], ins[1], y);
+            qtiles::conv_im2col(kb, st, k, q, &win, a)
+        }
+        (Kernel::DepthwisePairs(k), Op::QConv(q)) => {
+            let win = Window::conv(&q.conv, ins[0], ins[1], y);
+            qtiles::dw_pairs(kb, st, k, q, &win, a)
+        }
+        (Kernel::MatMulPanels(k), Op::QGemm(q)) => qtiles::matmul_panels(kb, st, k, q, ins[0], a),
         (Kernel::QConvDot(k), Op::QConv(q)) => {
             qdot::conv(kb, st, k, q, &Window::conv(&q.conv, ins[0], ins[1], y), a)
         }

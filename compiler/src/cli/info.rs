@@ -155,11 +155,20 @@ pub(super) fn memory_report(a: &InfoArgs, g: &Graph) -> Result<(serde_json::Valu
                 "name": st.name,
                 "output": st.outputs.first().map(|b| b.ty.to_string()),
                 "live_bytes": live,
+                "scratch_bytes": nnc_ir::program::tiles::scratch_bytes(st),
                 "in_place": st.in_place,
             })
         })
         .collect();
     let peak = p.steps.get(s.peak_step);
+    // The largest kernel scratch on the stack (steps run one at a time).
+    let scratch = p
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, st)| (nnc_ir::program::tiles::scratch_bytes(st), i))
+        .max_by_key(|&(b, i)| (b, std::cmp::Reverse(i)))
+        .filter(|&(b, _)| b > 0);
     let v = json!({
         "target": a.target.c().spec(),
         "arena_bytes": p.arena_bytes,
@@ -174,6 +183,8 @@ pub(super) fn memory_report(a: &InfoArgs, g: &Graph) -> Result<(serde_json::Valu
         "peak_step": s.peak_step,
         "peak_step_op": peak.map(|st| st.op.name()),
         "peak_step_name": peak.map(|st| st.name.clone()),
+        "scratch_bytes": scratch.map_or(0, |(b, _)| b),
+        "scratch_step": scratch.map(|(_, i)| i),
         "steps": steps,
         "fits": failures.is_empty(),
     });
@@ -200,6 +211,14 @@ pub(super) fn print_memory(a: &InfoArgs, v: &serde_json::Value) -> Result<()> {
     }
     outln!("  naive:          {}", fmt_bytes(u("naive_bytes")));
     outln!("  weights:        {}", fmt_bytes(u("weight_bytes")));
+    if let Some(i) = v["scratch_step"].as_u64() {
+        let st = &v["steps"][i as usize];
+        outln!(
+            "  kernel scratch: {} on the stack, besides the arena (largest: step {i}, {})",
+            fmt_bytes(u("scratch_bytes")),
+            st["kernel"].as_str().unwrap_or("")
+        );
+    }
     outln!(
         "  peak at step {}: {} `{}`",
         u("peak_step"),

@@ -26,6 +26,13 @@ pub enum Kernel {
     /// 2-D convolution tiled over output columns: `width` columns of
     /// `channels` output channels per tile, weights broadcast.
     ConvRowTiles(ConvRowTiles),
+    /// Integer convolution (regular, grouped, pointwise) as a matrix
+    /// product over im2col columns: `cols` output positions are gathered
+    /// into 16-bit columns (padding as the input zero point, which is
+    /// folded into the bias), and register tiles of `rows` output channels
+    /// by `cols` positions multiply-accumulate them with int8 weights
+    /// re-laid out in panels at generation time (Cortex-M `SMLAD`).
+    ConvIm2col(IntTiles),
     /// Depthwise convolution, vectors along each output row of a channel.
     DepthwiseRows(DepthwiseRows),
     /// Depthwise convolution on a zero-padded channels-last copy, vectors
@@ -34,6 +41,11 @@ pub enum Kernel {
     /// Depthwise convolution on a zero-padded plane, computed on a grid as
     /// wide as a padded row so every tap is one fixed offset.
     DepthwiseGrid,
+    /// Integer depthwise convolution for microcontrollers: each channel's
+    /// input rows are copied into a band padded with the input zero point
+    /// (folded into the bias at generation time), and taps two columns
+    /// apart multiply-accumulate as 16-bit pairs (Cortex-M `SMLAD`).
+    DepthwisePairs(DepthwisePairs),
     /// Transposed convolution in scatter form.
     ConvTransposeScatter,
     /// Gemm or batched MatMul with plain loops.
@@ -41,6 +53,12 @@ pub enum Kernel {
     /// Gemm or 2-D MatMul with a constant right-hand side packed into
     /// column blocks.
     MatMulPacked(MatMulPacked),
+    /// Integer Gemm with constant weights in panels: register tiles of
+    /// `rows` output columns by `cols` rows of the left-hand side, which
+    /// are widened to 16 bits once (the same tiles as
+    /// [`Kernel::ConvIm2col`]); with `cols = 1` the row is read in place
+    /// and widened in registers (no scratch).
+    MatMulPanels(IntTiles),
     /// Pooling of any rank with per-axis tap tables.
     PoolDirect,
     /// 2-D pooling with vectors along each output row.
@@ -143,6 +161,29 @@ pub struct DepthwiseChannelsLast {
     pub block: usize,
     /// Output positions per tile.
     pub positions: usize,
+}
+
+/// Parameters of the integer matrix kernels [`Kernel::ConvIm2col`] and
+/// [`Kernel::MatMulPanels`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct IntTiles {
+    /// Output channels per register tile (a weight panel's rows).
+    pub rows: usize,
+    /// Output positions (convolution) or left-hand rows (Gemm) per tile:
+    /// the columns gathered at a time.
+    pub cols: usize,
+    /// Groups of four reduction steps per iteration of the inner loop.
+    pub unroll: usize,
+}
+
+/// Parameters of [`Kernel::DepthwisePairs`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DepthwisePairs {
+    /// Output positions per strip (at column stride 1, two neighbours
+    /// share their input words).
+    pub positions: usize,
+    /// Output rows per band (the band holds the input rows they read).
+    pub rows: usize,
 }
 
 /// Parameters of [`Kernel::MatMulPacked`].
@@ -373,12 +414,15 @@ impl Kernel {
             Kernel::ConvDirect => "conv_direct",
             Kernel::ConvBlocked(_) => "conv_blocked",
             Kernel::ConvRowTiles(_) => "conv_row_tiles",
+            Kernel::ConvIm2col(_) => "conv_im2col",
             Kernel::DepthwiseRows(_) => "dw_rows",
             Kernel::DepthwiseChannelsLast(_) => "dw_channels_last",
             Kernel::DepthwiseGrid => "dw_grid",
+            Kernel::DepthwisePairs(_) => "dw_pairs",
             Kernel::ConvTransposeScatter => "conv_transpose_scatter",
             Kernel::MatMulDirect => "matmul_direct",
             Kernel::MatMulPacked(_) => "matmul_packed",
+            Kernel::MatMulPanels(_) => "matmul_panels",
             Kernel::PoolDirect => "pool_direct",
             Kernel::PoolRows(_) => "pool_rows",
             Kernel::GlobalPool(_) => "global_pool",
@@ -404,12 +448,15 @@ impl Kernel {
         "conv_direct",
         "conv_blocked",
         "conv_row_tiles",
+        "conv_im2col",
         "dw_rows",
         "dw_channels_last",
         "dw_grid",
+        "dw_pairs",
         "conv_transpose_scatter",
         "matmul_direct",
         "matmul_packed",
+        "matmul_panels",
         "pool_direct",
         "pool_rows",
         "global_pool",
@@ -431,12 +478,18 @@ impl Kernel {
 
     pub fn family(&self) -> Family {
         match self {
-            Kernel::ConvDirect | Kernel::ConvBlocked(_) | Kernel::ConvRowTiles(_) => Family::Conv,
-            Kernel::DepthwiseRows(_) | Kernel::DepthwiseChannelsLast(_) | Kernel::DepthwiseGrid => {
-                Family::Depthwise
-            }
+            Kernel::ConvDirect
+            | Kernel::ConvBlocked(_)
+            | Kernel::ConvRowTiles(_)
+            | Kernel::ConvIm2col(_) => Family::Conv,
+            Kernel::DepthwiseRows(_)
+            | Kernel::DepthwiseChannelsLast(_)
+            | Kernel::DepthwiseGrid
+            | Kernel::DepthwisePairs(_) => Family::Depthwise,
             Kernel::ConvTransposeScatter => Family::ConvTranspose,
-            Kernel::MatMulDirect | Kernel::MatMulPacked(_) => Family::MatMul,
+            Kernel::MatMulDirect | Kernel::MatMulPacked(_) | Kernel::MatMulPanels(_) => {
+                Family::MatMul
+            }
             Kernel::PoolDirect | Kernel::PoolRows(_) | Kernel::GlobalPool(_) => Family::Pool,
             Kernel::Map(_) => Family::Map,
             Kernel::Copy | Kernel::Deinterleave { .. } | Kernel::RowCopy(_) => Family::Copy,
@@ -465,8 +518,16 @@ impl Kernel {
                 ("w", k.width.to_string()),
                 ("pad_copy", b(k.pad_copy)),
             ],
+            Kernel::ConvIm2col(k) | Kernel::MatMulPanels(k) => vec![
+                ("r", k.rows.to_string()),
+                ("c", k.cols.to_string()),
+                ("unroll", k.unroll.to_string()),
+            ],
             Kernel::DepthwiseRows(k) => {
                 vec![("w", k.width.to_string()), ("pad_copy", b(k.pad_copy))]
+            }
+            Kernel::DepthwisePairs(k) => {
+                vec![("p", k.positions.to_string()), ("rows", k.rows.to_string())]
             }
             Kernel::DepthwiseChannelsLast(k) => vec![
                 ("block", k.block.to_string()),

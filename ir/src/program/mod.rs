@@ -11,6 +11,7 @@ pub mod geometry;
 pub mod kernel;
 pub mod qdot;
 pub mod target;
+pub mod tiles;
 mod verify;
 
 use std::fmt::Write as _;
@@ -22,9 +23,9 @@ use crate::tensor::Tensor;
 
 pub use geometry::{Axis, Window};
 pub use kernel::{
-    ConvBlocked, ConvRowTiles, DepthwiseChannelsLast, DepthwiseRows, Epilogue, Family, GlobalPool,
-    Kernel, MapExpr, MapKernel, MapOp, MatMulPacked, Operand, Part, PoolRows, QConvDot, QDwDot,
-    QGemmDot, RowCopy,
+    ConvBlocked, ConvRowTiles, DepthwiseChannelsLast, DepthwisePairs, DepthwiseRows, Epilogue,
+    Family, GlobalPool, IntTiles, Kernel, MapExpr, MapKernel, MapOp, MatMulPacked, Operand, Part,
+    PoolRows, QConvDot, QDwDot, QGemmDot, RowCopy,
 };
 pub use target::{Arch, Codegen, IntDot, Target};
 

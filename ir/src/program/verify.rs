@@ -212,9 +212,16 @@ fn kernel_fits_op(k: &Kernel, op: &Op) -> bool {
         _ => {}
     }
     match k.family() {
-        Family::Conv | Family::Depthwise => matches!(op, Op::Conv(_) | Op::QConv(_)),
+        // The integer kernels for microcontrollers compute integer ops only.
+        Family::Conv | Family::Depthwise => match k {
+            Kernel::ConvIm2col(_) | Kernel::DepthwisePairs(_) => matches!(op, Op::QConv(_)),
+            _ => matches!(op, Op::Conv(_) | Op::QConv(_)),
+        },
         Family::ConvTranspose => matches!(op, Op::ConvTranspose(_)),
-        Family::MatMul => matches!(op, Op::Gemm(_) | Op::MatMul | Op::QGemm(_)),
+        Family::MatMul => match k {
+            Kernel::MatMulPanels(_) => matches!(op, Op::QGemm(_)),
+            _ => matches!(op, Op::Gemm(_) | Op::MatMul | Op::QGemm(_)),
+        },
         Family::Pool => match k {
             Kernel::GlobalPool(_) => matches!(op, Op::Pool(_) | Op::GlobalPool(_)),
             _ => matches!(op, Op::Pool(_)),

@@ -4,17 +4,42 @@
 //! builds a forced kernel from its name and the parameters the user gave,
 //! the rest defaulted as selection would pick them on this target.
 
+use nnc_ir::program::tiles::{DwBand, DwConsts, MatConsts, im2col_bytes, panels_bytes};
 use nnc_ir::program::{
-    Codegen, ConvBlocked, ConvRowTiles, DepthwiseChannelsLast, DepthwiseRows, GlobalPool, Kernel,
-    MatMulPacked, PoolRows, Window,
+    Codegen, ConvBlocked, ConvRowTiles, DepthwiseChannelsLast, DepthwisePairs, DepthwiseRows,
+    GlobalPool, IntTiles, Kernel, MatMulPacked, PoolRows, Window,
 };
-use nnc_ir::{DType, Op};
+use nnc_ir::{DType, Op, Tensor};
 
 use super::select::{
     NATIVE_HWC_BLOCK, NATIVE_SHAPES, STACK_COPY_LIMIT, StepCx, c_channel_block, c_positions,
     c_row_tiles, c_tile_width, copy_bytes, deinterleave, deinterleave_channels, dw_grid_fits,
-    fixed, native_unroll, packed_ok, select, shape_cost, whole_plane,
+    fixed, im2col_default, native_unroll, packed_ok, pairs_default, panels_default, scratch_limit,
+    select, shape_cost, whole_plane,
 };
+
+/// The constant weights, bias, multipliers and shifts (inputs 1 to 4) of
+/// an integer convolution or Gemm.
+fn int_consts<'a>(
+    cx: &StepCx<'a>,
+) -> Result<(&'a Tensor, &'a Tensor, &'a Tensor, &'a Tensor), String> {
+    let c = |k: usize| cx.consts.get(k).copied().flatten();
+    match (c(1), c(2), c(3), c(4)) {
+        (Some(w), Some(b), Some(m), Some(s)) => Ok((w, b, m, s)),
+        _ => Err("needs constant weights, bias, multipliers and shifts".into()),
+    }
+}
+
+/// The tile parameters of `conv_im2col` and `matmul_panels`.
+fn int_tiles(p: &IntTiles) -> Result<(), String> {
+    if !(1..=4).contains(&p.rows) || !(1..=4).contains(&p.cols) {
+        return Err("r and c must be in 1..=4".into());
+    }
+    if !(1..=16).contains(&p.unroll) {
+        return Err("unroll must be in 1..=16".into());
+    }
+    Ok(())
+}
 
 /// Why `k` cannot compute this step, or `Ok` when it can: the limits every
 /// renderer of the kernel shares.
@@ -120,6 +145,55 @@ pub fn check(k: &Kernel, cx: &StepCx) -> Result<(), String> {
                 dw_grid_fits(&w),
                 "the padded plane is too large for the stack",
             )
+        }
+        Kernel::ConvIm2col(p) => {
+            let Op::QConv(q) = cx.op else {
+                return Err("needs an integer convolution (qconv)".into());
+            };
+            let (_, w) = conv()?;
+            w.hw().ok_or("needs a 1-D or 2-D window")?;
+            int_tiles(p)?;
+            need(
+                im2col_bytes(w.cg() * w.taps(), p.cols) <= scratch_limit(cx.target),
+                "the im2col columns exceed the stack scratch limit",
+            )?;
+            let (wt, b, m, s) = int_consts(cx)?;
+            MatConsts::for_qconv(q, wt, b, m, s, p.rows).map(|_| ())
+        }
+        Kernel::DepthwisePairs(p) => {
+            let Op::QConv(q) = cx.op else {
+                return Err("needs an integer convolution (qconv)".into());
+            };
+            let (_, w) = conv()?;
+            need(w.is_depthwise(), "needs a depthwise convolution")?;
+            let band = DwBand::of(&w).ok_or("needs a 1-D or 2-D window")?;
+            need(
+                band.cols.dil == 1,
+                "needs column dilation 1 (the pairs are taps two columns apart)",
+            )?;
+            need((1..=4).contains(&p.positions), "p must be in 1..=4")?;
+            need(
+                p.rows >= 1 && p.rows <= band.rows.output.max(1),
+                "rows must be between 1 and the output rows",
+            )?;
+            need(
+                band.bytes(p.rows) <= scratch_limit(cx.target),
+                "the band exceeds the stack scratch limit",
+            )?;
+            let (wt, b, m, s) = int_consts(cx)?;
+            DwConsts::for_qconv(q, &band, wt, b, m, s).map(|_| ())
+        }
+        Kernel::MatMulPanels(p) => {
+            let Op::QGemm(q) = cx.op else {
+                return Err("needs an integer Gemm (qgemm)".into());
+            };
+            int_tiles(p)?;
+            need(
+                panels_bytes(cx.ins[0].dims[1], p.cols) <= scratch_limit(cx.target),
+                "the widened rows exceed the stack scratch limit",
+            )?;
+            let (wt, b, m, s) = int_consts(cx)?;
+            MatConsts::for_qgemm(q, wt, b, m, s, p.rows).map(|_| ())
         }
         Kernel::ConvTransposeScatter => need(
             matches!(cx.op, Op::ConvTranspose(_)),
@@ -322,6 +396,20 @@ fn defaults(name: &str, cx: &StepCx) -> Result<Kernel, String> {
             positions: 2,
         }),
         "dw_grid" => Kernel::DepthwiseGrid,
+        "conv_im2col" => Kernel::ConvIm2col(im2col_default(&window()?)),
+        "dw_pairs" => {
+            let w = window()?;
+            Kernel::DepthwisePairs(pairs_default(cx, &w).unwrap_or(DepthwisePairs {
+                positions: 1,
+                rows: 1,
+            }))
+        }
+        "matmul_panels" => {
+            if !matches!(cx.op, Op::QGemm(_)) {
+                return Err("matmul_panels needs an integer Gemm (qgemm)".into());
+            }
+            Kernel::MatMulPanels(panels_default(cx))
+        }
         "conv_transpose_scatter" => Kernel::ConvTransposeScatter,
         "matmul_direct" => Kernel::MatMulDirect,
         "matmul_packed" => Kernel::MatMulPacked(MatMulPacked {
@@ -381,6 +469,11 @@ fn set_param(k: &mut Kernel, key: &str, val: &str) -> Result<(), String> {
         (Kernel::ConvRowTiles(p), "c") => p.channels = num()?,
         (Kernel::ConvRowTiles(p), "w") => p.width = num()?,
         (Kernel::ConvRowTiles(p), "pad_copy") => p.pad_copy = flag()?,
+        (Kernel::ConvIm2col(p) | Kernel::MatMulPanels(p), "r") => p.rows = num()?,
+        (Kernel::ConvIm2col(p) | Kernel::MatMulPanels(p), "c") => p.cols = num()?,
+        (Kernel::ConvIm2col(p) | Kernel::MatMulPanels(p), "unroll") => p.unroll = num()?,
+        (Kernel::DepthwisePairs(p), "p") => p.positions = num()?,
+        (Kernel::DepthwisePairs(p), "rows") => p.rows = num()?,
         (Kernel::DepthwiseRows(p), "w") => p.width = num()?,
         (Kernel::DepthwiseRows(p), "pad_copy") => p.pad_copy = flag()?,
         (Kernel::DepthwiseChannelsLast(p), "block") => p.block = num()?,

@@ -101,10 +101,16 @@ pub(super) fn uses(p: &Program) -> HashMap<usize, Vec<usize>> {
 fn inplace_all(p: &Program) -> (Program, Vec<ChainReport>) {
     let mut cur = p.clone();
     let mut done = Vec::new();
+    // Storage uses, recomputed only when the program changes.
+    let mut u = uses(&cur);
     let mut i = cur.steps.len();
     while i > 0 {
         i -= 1;
         let st = &cur.steps[i];
+        // Already over its input: nothing to gain.
+        if st.in_place {
+            continue;
+        }
         let (name, op) = (st.name.clone(), st.op.name().to_string());
         if channel_local(&cur, i) {
             let x = &st.inputs[0].ty;
@@ -127,10 +133,11 @@ fn inplace_all(p: &Program) -> (Program, Vec<ChainReport>) {
                     arena_after: 0,
                 });
                 cur = q;
+                u = uses(&cur);
             }
             continue;
         }
-        if streamable_with(&cur, i, i, &uses(&cur)) {
+        if streamable_with(&cur, i, i, &u) {
             let mut q = cur.clone();
             if let Ok(s) = stream_mut(&mut q, i, i)
                 && s.in_place
@@ -142,6 +149,7 @@ fn inplace_all(p: &Program) -> (Program, Vec<ChainReport>) {
                     arena_after: 0,
                 });
                 cur = q;
+                u = uses(&cur);
             }
         }
     }
