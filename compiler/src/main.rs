@@ -29,9 +29,27 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
             _ => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", message(&e));
                 ExitCode::from(1)
             }
         },
     }
+}
+
+/// An error with its causes, each said once: a message that already quotes
+/// its cause (`cannot read `x`: No such file or directory (os error 2)`)
+/// is not followed by the cause again.
+fn message(e: &anyhow::Error) -> String {
+    let mut s = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if c.is_empty() || s.contains(&c) {
+            continue;
+        }
+        if !s.is_empty() {
+            s.push_str(": ");
+        }
+        s.push_str(&c);
+    }
+    s
 }

@@ -95,19 +95,6 @@ fn auto_runs(one_ms: f64) -> usize {
     ((2000.0 / one_ms.max(1e-3)) as usize).clamp(10, 10_000)
 }
 
-/// The model's inputs: the `-i` files, random tensors for the others.
-pub(super) fn bench_inputs(a: &BenchArgs, g: &Graph) -> Result<Vec<Tensor>> {
-    let names: Vec<String> = (0..g.inputs().len())
-        .map(|i| g.input_name(i).to_string())
-        .collect();
-    let mut inputs = nnc_passes::check::random_inputs(g, 1);
-    for (idx, f) in assign(&a.inputs, &names, "input")? {
-        inputs[idx] = io::read_tensor(Path::new(f))?.1;
-    }
-    nnc_ir::interp::check_inputs(g, &inputs)?;
-    Ok(inputs)
-}
-
 pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
     let target = a.target.c();
     if target.is_mcu() {
@@ -120,12 +107,12 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
             target.spec()
         );
     }
-    let g = load(&a.model, &HashMap::new(), false)?;
+    let model = read_model(&a.model.model)?;
+    let (g, inputs) = load_with_inputs(&model, &a.model, &a.inputs, &Target::default())?;
     let names: Vec<String> = (0..g.inputs().len())
         .map(|i| g.input_name(i).to_string())
         .collect();
     let out_names: Vec<String> = g.outputs().iter().map(|o| o.name.clone()).collect();
-    let inputs = bench_inputs(&a, &g)?;
     if a.profile && a.backend == Backend::Interp {
         bail!("--profile needs a compiled backend (--backend c or native)");
     }

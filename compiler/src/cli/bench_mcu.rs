@@ -8,7 +8,7 @@ use nnc::mcu::bench::{self as mb, ModelBench, stats};
 use nnc::mcu::clock::Check;
 use nnc_ir::program::Program;
 
-use super::bench::{Checks, bench_inputs, references};
+use super::bench::{Checks, references};
 use super::*;
 
 const NOT_CYCLES: &str = "guest instructions executed under QEMU -icount, not cycles: \
@@ -21,8 +21,8 @@ pub(super) fn cmd_bench_mcu(a: BenchArgs, target: Target) -> Result<ExitCode> {
             target.spec()
         );
     }
-    let g = load_for(&a.model, &HashMap::new(), false, &target)?;
-    let inputs = bench_inputs(&a, &g)?;
+    let model = read_model(&a.model.model)?;
+    let (g, inputs) = load_with_inputs(&model, &a.model, &a.inputs, &target)?;
     let out_names: Vec<String> = g.outputs().iter().map(|o| o.name.clone()).collect();
     let mut name = emit::model_ident(&a.model.model, &None);
     if name == "model"

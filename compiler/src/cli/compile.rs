@@ -13,7 +13,7 @@ pub(super) fn cmd_compile(a: CompileArgs) -> Result<ExitCode> {
         );
     }
     let model = read_model(&a.model.model)?;
-    let inputs = command_inputs(&model, &[]);
+    let inputs = command_inputs(&model, &spec_files(&model, &a.inputs));
     refuse_inputs(&a.out, &inputs)?;
     let h = a.out.with_extension("h");
     if a.emit == EmitKind::Obj {
@@ -31,7 +31,7 @@ pub(super) fn cmd_compile(a: CompileArgs) -> Result<ExitCode> {
             );
         }
     }
-    let g = load_model(&model, &a.model, &HashMap::new(), false, &target)?;
+    let (g, _) = load_with_inputs(&model, &a.model, &a.inputs, &target)?;
     let stem = a
         .out
         .file_stem()
@@ -41,10 +41,7 @@ pub(super) fn cmd_compile(a: CompileArgs) -> Result<ExitCode> {
     let p = emit::lower(&g, &name, &target, &a.kernel)?;
     let opts = NativeOptions { profile: a.profile };
     let obj = nnc::native::object(&p, &name, &opts).context("generating native code")?;
-    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create `{}`", dir.display()))?;
-    }
+    create_parent(&a.out)?;
     match a.emit {
         EmitKind::Obj => {
             // The header goes into place first, the object last.
@@ -70,9 +67,15 @@ pub(super) fn cmd_compile(a: CompileArgs) -> Result<ExitCode> {
                 p.weight_bytes(),
                 obj.compile_ms
             );
+            // A bare file name is not found on PATH: show it as `./NAME`.
+            let exe = if a.out.is_relative() && a.out.components().count() == 1 {
+                Path::new(".").join(&a.out)
+            } else {
+                a.out.clone()
+            };
             outln!(
                 "run it: {} --input [NAME=]FILE.npy|.pb ... --output [NAME=]FILE.npy ...  (or --bench N)",
-                a.out.display()
+                exe.display()
             );
         }
     }

@@ -18,7 +18,10 @@ pub(super) fn cmd_dump(a: DumpArgs) -> Result<ExitCode> {
         let name = emit::model_ident(&a.model.model, &None);
         let p = emit::lower(&g, &name, &target, &a.kernel)?;
         match &a.out {
-            Some(f) => nnc::outfile::write(f, p.dump().as_bytes())?,
+            Some(f) => {
+                create_parent(f)?;
+                nnc::outfile::write(f, p.dump().as_bytes())?
+            }
             None => out!("{}", p.dump()),
         }
         return Ok(ExitCode::SUCCESS);
@@ -52,6 +55,7 @@ pub(super) fn cmd_dump(a: DumpArgs) -> Result<ExitCode> {
             };
             let (text, blob) = nnc_ir::print_with(&g, &PrintOptions { consts });
             if let (Some(blob), Some(out)) = (blob, &a.out) {
+                create_parent(out)?;
                 // The weights first, the text that names them last.
                 nnc::outfile::write_all(&[(&bin_path(out), &blob), (out, text.as_bytes())])?;
                 return Ok(ExitCode::SUCCESS);
@@ -60,7 +64,10 @@ pub(super) fn cmd_dump(a: DumpArgs) -> Result<ExitCode> {
         }
     };
     match &a.out {
-        Some(p) => nnc::outfile::write(p, text.as_bytes())?,
+        Some(p) => {
+            create_parent(p)?;
+            nnc::outfile::write(p, text.as_bytes())?
+        }
         None => out!("{text}"),
     }
     Ok(ExitCode::SUCCESS)

@@ -44,7 +44,7 @@ pub(super) fn lower_unchecked(
 pub(super) fn cmd_emit(a: EmitArgs) -> Result<ExitCode> {
     let target = a.target.c();
     let model = read_model(&a.model.model)?;
-    let g = load_model(&model, &a.model, &HashMap::new(), false, &target)?;
+    let (g, _) = load_with_inputs(&model, &a.model, &a.inputs, &target)?;
     let mut name = model_ident(&a.model.model, &a.name);
     // A model file named `model.onnx` is common; its folder says more.
     if a.name.is_none()
@@ -55,7 +55,7 @@ pub(super) fn cmd_emit(a: EmitArgs) -> Result<ExitCode> {
     }
     let h = a.out.join(format!("{name}.h"));
     let c = a.out.join(format!("{name}.c"));
-    let inputs = command_inputs(&model, &[]);
+    let inputs = command_inputs(&model, &spec_files(&model, &a.inputs));
     refuse_inputs(&h, &inputs)?;
     refuse_inputs(&c, &inputs)?;
     let p = lower(&g, &name, &target, &a.kernel)?;

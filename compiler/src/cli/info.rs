@@ -124,6 +124,7 @@ pub(super) fn memory_report(a: &InfoArgs, g: &Graph) -> Result<(serde_json::Valu
     let p = emit::lower_unchecked(g, "model", &a.target.c(), &a.kernel)?;
     let s = &p.stats;
     if let Some(f) = &a.memory_svg {
+        create_parent(f)?;
         nnc::outfile::write(f, nnc::memsvg::render(&p, a.kernel.sram_budget).as_bytes())?;
     }
     let mut failures = Vec::new();

@@ -125,10 +125,15 @@ struct KernelArgs {
     /// (on microcontroller targets), `min` (everywhere, as far as it helps), `off`
     #[arg(long, value_name = "auto|min|off", default_value = "auto", value_parser = parse_memory)]
     memory: MemoryArg,
-    /// SRAM budget: partition just enough that the arena fits this many bytes (e.g.
-    /// 64KiB, 320K, 65536), and fail naming the bottleneck when it cannot (with
-    /// `--memory off`: only check it)
-    #[arg(long = "sram-budget", value_name = "BYTES", value_parser = parse_bytes)]
+    /// SRAM budget: partition just enough that the arena fits this many bytes (65536,
+    /// 64KiB = 64K = 65536, 64kB = 64000, 1MiB, 1MB), and fail naming the bottleneck when
+    /// it cannot (with `--memory off`: only check it)
+    #[arg(
+        long = "sram-budget",
+        value_name = "BYTES",
+        value_parser = parse_bytes,
+        allow_negative_numbers = true
+    )]
     sram_budget: Option<usize>,
 }
 
@@ -194,13 +199,18 @@ struct ModelArgs {
     #[arg(long = "input-shape", value_name = "NAME=DIMS")]
     input_shapes: Vec<String>,
     /// Run these passes instead of the level's pipeline (see `nnc --help` for names)
-    #[arg(long, value_delimiter = ',', value_name = "PASS,...")]
+    #[arg(long, value_delimiter = ',', value_name = "PASS,...", value_parser = parse_pass)]
     passes: Option<Vec<String>>,
     /// Print the IR after PASS (`all` for every pass; repeatable or comma-separated)
-    #[arg(long = "print-after", value_delimiter = ',', value_name = "PASS|all")]
+    #[arg(
+        long = "print-after",
+        value_delimiter = ',',
+        value_name = "PASS|all",
+        value_parser = parse_pass_or_all
+    )]
     print_after: Vec<String>,
     /// Stop the pipeline after PASS
-    #[arg(long = "stop-after", value_name = "PASS")]
+    #[arg(long = "stop-after", value_name = "PASS", value_parser = parse_pass)]
     stop_after: Option<String>,
     /// Print how long each pass took and the node count after it
     #[arg(long = "time-passes")]
@@ -249,7 +259,8 @@ struct RunArgs {
     /// Input tensor file (.npy or ONNX TensorProto .pb): `NAME=FILE`, or `FILE` when the model has one input (repeatable)
     #[arg(short, long = "input", value_name = "[NAME=]FILE")]
     inputs: Vec<String>,
-    /// Write an output as .npy: `NAME=FILE`, or `FILE` when the model has one output (repeatable)
+    /// Write an output as .npy: `NAME=FILE`, or `FILE` when the model has one output
+    /// (repeatable; missing folders are created)
     #[arg(short, long = "output", value_name = "[NAME=]FILE")]
     outputs: Vec<String>,
     /// Compare an output with a reference tensor file and fail on mismatch (repeatable)
@@ -358,7 +369,7 @@ struct DumpArgs {
     /// How constant data is written (default: external with -o, elide without)
     #[arg(long, value_enum)]
     weights: Option<WeightsMode>,
-    /// Write to FILE instead of standard output
+    /// Write to FILE instead of standard output (missing folders are created)
     #[arg(short = 'o', long = "out", value_name = "FILE")]
     out: Option<PathBuf>,
     /// Print the lowered program instead of the IR: every step's buffers, kernel and
@@ -395,14 +406,20 @@ struct InfoArgs {
     /// (microcontrollers use the memory-aware cost model)
     #[arg(long, default_value = "host", value_parser = parse_c_target)]
     target: TargetArg,
-    /// Fail when the weights exceed this many bytes (e.g. 1MiB)
-    #[arg(long = "flash-budget", value_name = "BYTES", value_parser = parse_bytes)]
+    /// Fail when the weights exceed this many bytes (1MiB = 1M = 1048576, 1MB = 1000000)
+    #[arg(
+        long = "flash-budget",
+        value_name = "BYTES",
+        value_parser = parse_bytes,
+        allow_negative_numbers = true
+    )]
     flash_budget: Option<usize>,
     /// List the live arena bytes of every step
     #[arg(long)]
     steps: bool,
     /// Draw the memory plan as SVG into FILE (x: step, y: arena offset, one rectangle per
-    /// buffer; loops, the peak, the buffers live there and the SRAM budget marked)
+    /// buffer; loops, the peak, the buffers live there and the SRAM budget marked; missing
+    /// folders are created)
     #[arg(long = "memory-svg", value_name = "FILE")]
     memory_svg: Option<PathBuf>,
 }
@@ -413,6 +430,10 @@ struct EmitArgs {
     model: ModelArgs,
     #[command(flatten)]
     kernel: KernelArgs,
+    /// Take the shape of an input with symbolic dims from a tensor file (.npy or .pb), as
+    /// `run` does: `NAME=FILE`, or `FILE` when the model has one input (repeatable)
+    #[arg(short, long = "input", value_name = "[NAME=]FILE")]
+    inputs: Vec<String>,
     /// Folder to write NAME.h and NAME.c into (created if needed)
     #[arg(short = 'o', long = "out", value_name = "DIR")]
     out: PathBuf,
@@ -439,7 +460,12 @@ struct CompileArgs {
     model: ModelArgs,
     #[command(flatten)]
     kernel: KernelArgs,
-    /// Output file: the executable, or the object (its header is written next to it as .h)
+    /// Take the shape of an input with symbolic dims from a tensor file (.npy or .pb), as
+    /// `run` does: `NAME=FILE`, or `FILE` when the model has one input (repeatable)
+    #[arg(short, long = "input", value_name = "[NAME=]FILE")]
+    inputs: Vec<String>,
+    /// Output file: the executable, or the object (its header is written next to it as .h;
+    /// missing folders are created)
     #[arg(short = 'o', long = "out", value_name = "FILE")]
     out: PathBuf,
     /// What to write
@@ -487,9 +513,10 @@ struct BenchArgs {
     target: TargetArg,
     /// Timed runs (default: about two seconds' worth, 10 to 10000; on a Cortex-M 3, after one
     /// warm-up run)
-    #[arg(long)]
+    #[arg(long, value_parser = parse_runs, allow_negative_numbers = true)]
     runs: Option<usize>,
-    /// Input tensor files (default: deterministic pseudo-random inputs)
+    /// Input tensor files, whose shapes also fix symbolic dims (default: deterministic
+    /// pseudo-random inputs)
     #[arg(short, long = "input", value_name = "[NAME=]FILE")]
     inputs: Vec<String>,
     /// Check an output against a reference tensor file (on the device for a Cortex-M) and
@@ -511,26 +538,71 @@ struct BenchArgs {
     timeout: u64,
 }
 
-/// Parses sizes like `65536`, `64K`, `64KiB`, `1M`, `1MiB`, `1.5MB` (powers of 1024).
+/// Parses a size in bytes: a plain number (`65536`) or a number with a
+/// unit, in either convention: binary `K`, `KiB`, `M`, `MiB`, `G`, `GiB`
+/// (powers of 1024) or decimal `kB`/`KB`, `MB`, `GB` (powers of 1000);
+/// units are case-insensitive (`64kib`, `1.5MiB`).
 fn parse_bytes(s: &str) -> Result<usize, String> {
     let t = s.trim();
     let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
+    let usage = "a size in bytes: 65536, 64KiB (= 64K, 1024 bytes each), 64kB (1000 bytes \
+                 each), 1MiB, 1MB";
     let v: f64 = num
         .trim()
         .parse()
-        .map_err(|_| format!("`{s}` is not a size"))?;
+        .map_err(|_| format!("`{s}` is not {usage}"))?;
     let mul = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
-        "k" | "kb" | "kib" => 1024.0,
-        "m" | "mb" | "mib" => 1024.0 * 1024.0,
-        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        u => return Err(format!("unknown size unit `{u}` (use B, KiB or MiB)")),
+        "k" | "kib" => 1024.0,
+        "kb" => 1e3,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "mb" => 1e6,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "gb" => 1e9,
+        u => return Err(format!("unknown size unit `{u}` in `{s}`: use {usage}")),
     };
-    if v.is_nan() || v < 0.0 || !v.is_finite() {
-        return Err(format!("`{s}` is not a size"));
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("`{s}` is not {usage}: sizes are not negative"));
     }
-    Ok((v * mul).round() as usize)
+    let bytes = v * mul;
+    if bytes >= usize::MAX as f64 {
+        return Err(format!("`{s}` is too large"));
+    }
+    if bytes.fract() != 0.0 {
+        return Err(format!("`{s}` is not a whole number of bytes"));
+    }
+    Ok(bytes as usize)
+}
+
+/// Parses a run count: at least one.
+fn parse_runs(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("0 runs measure nothing: give at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a number of runs (1 or more)")),
+    }
+}
+
+/// Checks a pass name of `--passes`, `--print-after` and `--stop-after`
+/// when the flag is parsed, so a misspelt pass is a usage error.
+fn parse_pass(s: &str) -> Result<String, String> {
+    if nnc_passes::manager::make_pass(s).is_some() {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "unknown pass `{s}` (passes: {})",
+            nnc_passes::PASS_NAMES.join(", ")
+        ))
+    }
+}
+
+/// A pass name for `--print-after`, or `all`.
+fn parse_pass_or_all(s: &str) -> Result<String, String> {
+    if s == "all" {
+        return Ok(s.to_string());
+    }
+    parse_pass(s).map_err(|e| format!("{e}, or all"))
 }
 
 /// Runs a parsed command line.
@@ -574,44 +646,28 @@ fn load_opts(m: &ModelArgs) -> Result<LoadOptions> {
     } else {
         PrintAfter::Passes(m.print_after.clone())
     };
+    let pipeline = PipelineOptions {
+        passes: m.passes.clone(),
+        print_after,
+        stop_after: m.stop_after.clone(),
+        verify: m.verify,
+        ..Default::default()
+    };
+    // The names are checked when parsed; what is left is whether
+    // --print-after and --stop-after name passes of this pipeline.
+    nnc_passes::manager::resolve(m.opt, &pipeline)
+        .map_err(|e| anyhow!("--print-after / --stop-after: {e}"))?;
     Ok(LoadOptions {
         input_shapes,
         opt_level: m.opt,
-        pipeline: PipelineOptions {
-            passes: m.passes.clone(),
-            print_after,
-            stop_after: m.stop_after.clone(),
-            verify: m.verify,
-            ..Default::default()
-        },
+        pipeline,
         ..Default::default()
     })
 }
 
-/// Loads and optimizes a model. Dumps requested with --print-after go to
-/// standard output for `dump` and to standard error otherwise.
-fn load(
-    m: &ModelArgs,
-    hints: &HashMap<String, Vec<usize>>,
-    dumps_to_stdout: bool,
-) -> Result<Graph> {
-    load_for(m, hints, dumps_to_stdout, &Target::default())
-}
-
-/// Like [`load`], optimizing for `target` (a microcontroller selects the
-/// memory-aware cost model).
-fn load_for(
-    m: &ModelArgs,
-    hints: &HashMap<String, Vec<usize>>,
-    dumps_to_stdout: bool,
-    target: &Target,
-) -> Result<Graph> {
-    let model = driver::Model::read(&m.model)
-        .with_context(|| format!("loading `{}`", m.model.display()))?;
-    load_model(&model, m, hints, dumps_to_stdout, target)
-}
-
-/// Like [`load_for`], for a model already read.
+/// Imports and optimizes a model read for `target`. Dumps requested with
+/// --print-after go to standard output for `dump` and to standard error
+/// otherwise; a microcontroller target selects the memory-aware cost model.
 fn load_model(
     model: &driver::Model,
     m: &ModelArgs,
@@ -726,6 +782,74 @@ fn assign<'a>(specs: &'a [String], names: &[String], what: &str) -> Result<Vec<(
 /// to read input shapes from the input files.
 fn read_model(path: &Path) -> Result<driver::Model> {
     driver::Model::read(path).with_context(|| format!("loading `{}`", path.display()))
+}
+
+/// Reads the `[NAME=]FILE` input files of a command before the model is
+/// imported: their shapes fix the model's symbolic dims. Returns those
+/// shapes by input name, and the tensors in the order of `specs`.
+fn read_input_files(
+    model: &driver::Model,
+    specs: &[String],
+) -> Result<(HashMap<String, Vec<usize>>, Vec<Tensor>)> {
+    let names = model.input_names();
+    let mut hints = HashMap::new();
+    let mut tensors = Vec::with_capacity(specs.len());
+    for (i, s) in specs.iter().enumerate() {
+        let (name, f) = split_named(s, &names);
+        let (_, t) = io::read_tensor(Path::new(f))?;
+        let name = name
+            .map(str::to_string)
+            .or_else(|| (names.len() == 1 && i == 0).then(|| names[0].clone()));
+        if let Some(n) = name {
+            hints.insert(n, t.dims().to_vec());
+        }
+        tensors.push(t);
+    }
+    Ok((hints, tensors))
+}
+
+/// Reads the `-i` files of a model read and imports it, the files' shapes
+/// fixing symbolic dims (for `bench`, `compile`, `emit-c`). Returns the
+/// graph and its inputs in signature order: the files, checked against the
+/// graph's input types, and deterministic pseudo-random tensors for the
+/// inputs no file gives.
+fn load_with_inputs(
+    model: &driver::Model,
+    m: &ModelArgs,
+    specs: &[String],
+    target: &Target,
+) -> Result<(Graph, Vec<Tensor>)> {
+    let (hints, files) = read_input_files(model, specs)?;
+    let g = load_model(model, m, &hints, false, target)?;
+    let names: Vec<String> = (0..g.inputs().len())
+        .map(|i| g.input_name(i).to_string())
+        .collect();
+    let mut inputs = nnc_passes::check::random_inputs(&g, 1);
+    for ((idx, _), t) in assign(specs, &names, "input")?.into_iter().zip(files) {
+        inputs[idx] = t;
+    }
+    nnc_ir::interp::check_inputs(&g, &inputs)?;
+    Ok((g, inputs))
+}
+
+/// Creates the missing folders above an output file: every `-o FILE` (and
+/// `--memory-svg FILE`) may name a folder that does not exist yet, as
+/// `emit-c -o DIR` may. Called only once the output is ready to write.
+fn create_parent(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create `{}`", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// The files named by `[NAME=]FILE` specs (`-i`, `--expect`).
+fn spec_files(model: &driver::Model, specs: &[String]) -> Vec<PathBuf> {
+    let names = model.input_names();
+    specs
+        .iter()
+        .map(|s| PathBuf::from(split_named(s, &names).1))
+        .collect()
 }
 
 /// The files a command reads: the model's own files and `extra` (tensor

@@ -5,23 +5,8 @@ use super::*;
 pub(super) fn cmd_run(a: RunArgs) -> Result<ExitCode> {
     // Read input files first: their shapes fix symbolic dims.
     let model = read_model(&a.model.model)?;
-    let pre_names = model.input_names();
-    let mut files: Vec<(Option<String>, PathBuf, Tensor)> = Vec::new();
-    for s in &a.inputs {
-        let (name, f) = split_named(s, &pre_names);
-        let (_, t) = io::read_tensor(Path::new(f))?;
-        files.push((name.map(str::to_string), PathBuf::from(f), t));
-    }
-    let read_files: Vec<PathBuf> = files.iter().map(|f| f.1.clone()).collect();
-    let mut hints = HashMap::new();
-    for (i, (name, _, t)) in files.iter().enumerate() {
-        let name = name
-            .clone()
-            .or_else(|| (pre_names.len() == 1 && i == 0).then(|| pre_names[0].clone()));
-        if let Some(n) = name {
-            hints.insert(n, t.dims().to_vec());
-        }
-    }
+    let (hints, files) = read_input_files(&model, &a.inputs)?;
+    let read_files = spec_files(&model, &a.inputs);
     let t_load = Instant::now();
     let g = load_model(&model, &a.model, &hints, false, &Target::default())?;
     let load_ms = t_load.elapsed().as_secs_f64() * 1e3;
@@ -31,7 +16,7 @@ pub(super) fn cmd_run(a: RunArgs) -> Result<ExitCode> {
     let out_names: Vec<String> = g.outputs().iter().map(|o| o.name.clone()).collect();
     let assigned = assign(&a.inputs, &in_names, "input")?;
     let mut inputs: Vec<Option<Tensor>> = vec![None; in_names.len()];
-    for ((idx, _), (_, _, t)) in assigned.into_iter().zip(files) {
+    for ((idx, _), t) in assigned.into_iter().zip(files) {
         inputs[idx] = Some(t);
     }
     let missing: Vec<String> = inputs
@@ -62,6 +47,7 @@ pub(super) fn cmd_run(a: RunArgs) -> Result<ExitCode> {
     let outs = driver::execute_with(&g, a.backend.driver(), &inputs, &a.kernel.lowering())?;
     let elapsed = t0.elapsed();
     for (idx, f) in &outputs_spec {
+        create_parent(Path::new(f))?;
         io::write_npy(Path::new(f), &outs[*idx])?;
     }
     if outputs_spec.is_empty() {
@@ -98,9 +84,18 @@ pub(super) fn cmd_run(a: RunArgs) -> Result<ExitCode> {
     })
 }
 
-/// One-line summary of a tensor plus its first values.
+/// One-line summary of a tensor plus its first values (integers and
+/// booleans as integers, floats with six decimals).
 fn summarize(name: &str, t: &Tensor) -> String {
     let v = t.to_f64();
+    let float = t.dtype().is_float();
+    let num = |x: f64| {
+        if float {
+            format!("{x:.6}")
+        } else {
+            format!("{x}")
+        }
+    };
     let mut s = format!("{name}: {}", t.ty());
     if !v.is_empty() {
         let min = v.iter().copied().fold(f64::INFINITY, f64::min);
@@ -112,9 +107,11 @@ fn summarize(name: &str, t: &Tensor) -> String {
             .fold(0, |b, (i, &x)| if x > v[b] { i } else { b });
         let _ = write!(
             s,
-            "  min {min:.6} max {max:.6} mean {mean:.6} argmax {argmax}"
+            "  min {} max {} mean {mean:.6} argmax {argmax}",
+            num(min),
+            num(max)
         );
-        let shown: Vec<String> = v.iter().take(8).map(|x| format!("{x:.6}")).collect();
+        let shown: Vec<String> = v.iter().take(8).map(|&x| num(x)).collect();
         let more = if v.len() > 8 { ", ..." } else { "" };
         let _ = write!(s, "\n  [{}{more}]", shown.join(", "));
     }

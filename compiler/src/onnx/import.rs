@@ -417,7 +417,7 @@ impl Importer<'_> {
                 }
                 let mut dims = Vec::with_capacity(s.dim.len());
                 for (i, d) in s.dim.iter().enumerate() {
-                    let known = d.dim_value.filter(|&v| v >= 0).map(|v| v as usize);
+                    let known = concrete_dim(d).map(|v| v as usize);
                     let d_out = match (known, given.or(hint).map(|g| g[i])) {
                         (Some(k), Some(o)) if k != o && given.is_some() => {
                             return Err(ierr(format!(
@@ -432,6 +432,7 @@ impl Importer<'_> {
                                 .as_deref()
                                 .filter(|p| !p.is_empty())
                                 .map(|p| format!("symbolic dim `{p}`"))
+                                .or_else(|| d.dim_value.map(|v| format!("dynamic ({v})")))
                                 .unwrap_or_else(|| "an unknown dim".into());
                             return Err(ierr(format!(
                                 "dim {i} is {what}; fix it with --input-shape {}=D1,D2,...",
@@ -454,6 +455,13 @@ impl Importer<'_> {
 enum Init<'a> {
     Dense(&'a super::proto::TensorProto),
     Sparse(&'a super::proto::SparseTensorProto),
+}
+
+/// The value of a dim the model fixes. Exporters write a dynamic dim as a
+/// `dim_param`, as nothing, or (Paddle's, among others) as a `dim_value`
+/// of -1 or 0: a non-positive value is a symbolic dim, not a size.
+fn concrete_dim(d: &super::proto::Dimension) -> Option<i64> {
+    d.dim_value.filter(|&v| v > 0)
 }
 
 /// Checks an output's declared type against the inferred one: element
@@ -479,7 +487,7 @@ fn check_declared(
         }
     }
     if let Some(s) = &tt.shape {
-        let concrete: Vec<Option<i64>> = s.dim.iter().map(|d| d.dim_value).collect();
+        let concrete: Vec<Option<i64>> = s.dim.iter().map(concrete_dim).collect();
         let ok = concrete.len() == actual.rank()
             && concrete
                 .iter()
