@@ -23,23 +23,29 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn build_and_run(rel: &str) -> String {
-    build_and_run_with(rel, MemoryGoal::Auto)
-}
-
-fn build_and_run_with(rel: &str, memory: MemoryGoal) -> String {
+/// The model folder of `rel` and its graph loaded at -O2 for the Cortex-M4.
+fn load_m4(rel: &str) -> (PathBuf, nnc_ir::Graph) {
     let d = models_dir().join(rel);
     require(&d);
-    let target = Target::cortex_m(Arch::CortexM4);
     let opts = LoadOptions {
         opt_level: OptLevel::O2,
         pipeline: PipelineOptions {
-            target: target.clone(),
+            target: Target::cortex_m(Arch::CortexM4),
             ..Default::default()
         },
         ..Default::default()
     };
     let g = driver::load(&d.join("model.onnx"), &opts).unwrap();
+    (d, g)
+}
+
+fn build_and_run(rel: &str) -> String {
+    build_and_run_with(rel, MemoryGoal::Auto)
+}
+
+fn build_and_run_with(rel: &str, memory: MemoryGoal) -> String {
+    let (d, g) = load_m4(rel);
+    let target = Target::cortex_m(Arch::CortexM4);
     let name = c::ident(rel.rsplit('/').next().unwrap());
     let p = driver::Lowering {
         kernels: vec![],
@@ -116,20 +122,7 @@ fn budgets_build_and_run_on_emulated_cortex_m4() {
         ("mlperf_tiny/kws_dscnn_int8_qdq", 4, 7),
         ("mlperf_tiny/vww_mbv1_025_96_int8_qdq", 3, 10),
     ] {
-        let d = models_dir().join(m);
-        require(&d);
-        let g = driver::load(
-            &d.join("model.onnx"),
-            &LoadOptions {
-                opt_level: OptLevel::O2,
-                pipeline: PipelineOptions {
-                    target: target.clone(),
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let (_, g) = load_m4(m);
         let greedy = driver::Lowering {
             kernels: vec![],
             memory: MemoryGoal::Off,
@@ -150,18 +143,8 @@ fn budgets_build_and_run_on_emulated_cortex_m4() {
 #[test]
 fn a_wrong_reference_fails_on_the_board() {
     let rel = "mlperf_tiny/ad_fc_autoencoder_fp32";
-    let d = models_dir().join(rel);
-    require(&d);
+    let (d, g) = load_m4(rel);
     let target = Target::cortex_m(Arch::CortexM4);
-    let opts = LoadOptions {
-        opt_level: OptLevel::O2,
-        pipeline: PipelineOptions {
-            target: target.clone(),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let g = driver::load(&d.join("model.onnx"), &opts).unwrap();
     let p = driver::lower(&g, "ae", &target, &[]).unwrap();
     let src = c::emit(&p, "ae").unwrap();
     let (_, x) = nnc::io::read_tensor(&d.join("test_data_set_0/input_0.pb")).unwrap();

@@ -13,7 +13,6 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use nnc::cbuild::{CFlags, build_executable, harness_glue, run_executable};
 use nnc_ir::Tensor;
 use nnc_ir::program::{Family, Program};
 use nnc_passes::lower::KernelChoice;
@@ -70,29 +69,9 @@ fn spec(text: &str, file: &str) -> Spec {
     s
 }
 
-fn execute(p: &Program, backend: &str, inputs: &[Tensor]) -> Vec<Tensor> {
-    match backend {
-        "c" => {
-            let src = nnc_backends::c::emit(p, "plan").unwrap();
-            let glue = harness_glue(p, &src.name);
-            let mut opt = vec!["-O2".to_string()];
-            opt.extend(
-                nnc_backends::c::isa_flags(&p.target)
-                    .iter()
-                    .map(|f| f.to_string()),
-            );
-            let flags = CFlags {
-                opt,
-                ..Default::default()
-            };
-            let exe = build_executable(&src, &glue, &flags).unwrap();
-            run_executable(&exe, p, inputs).unwrap()
-        }
-        _ => {
-            let jit = nnc_backends::cranelift::jit(p).unwrap();
-            nnc::native::run_jit(&jit, p, inputs).unwrap()
-        }
-    }
+/// Runs a plan on the backend it was lowered for.
+fn execute(p: &Program, inputs: &[Tensor]) -> Vec<Tensor> {
+    nnc_tests::targets::run_program(p, inputs).unwrap_or_else(|e| panic!("{}: {e}", p.name))
 }
 
 fn run_file(path: &Path, families: &mut BTreeSet<Family>) -> String {
@@ -142,14 +121,14 @@ fn run_file(path: &Path, families: &mut BTreeSet<Family>) -> String {
     for seed in [3, 11] {
         let inputs = nnc_passes::check::random_inputs(&g, seed);
         let want = nnc_ir::interp::run(&g, &inputs).unwrap();
-        let got = execute(&p, &s.backend, &inputs);
+        let got = execute(&p, &inputs);
         for (k, (a, b)) in got.iter().zip(&want).enumerate() {
             if let Err(e) = nnc_passes::check::close(a, b, 1e-4, 1e-5) {
                 panic!("{file}: output {k} on {}: {e}\n{out}", s.backend);
             }
         }
         if let Some(q) = &whole {
-            let plain = execute(q, &s.backend, &inputs);
+            let plain = execute(q, &inputs);
             for (k, (a, b)) in got.iter().zip(&plain).enumerate() {
                 if a.dtype().is_int() {
                     assert_eq!(
