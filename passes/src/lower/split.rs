@@ -86,8 +86,9 @@ fn splittable(p: &Program, i: usize) -> Result<&Step> {
     Ok(st)
 }
 
-/// Selects the kernel of a new slice step and checks it.
-fn reselect(p: &Program, st: &mut Step, what: &str) -> Result<()> {
+/// Selects the kernel of a new slice step and checks it (`what` names the
+/// step in the error).
+pub(super) fn reselect(p: &Program, st: &mut Step, what: &str) -> Result<()> {
     let views: Vec<_> = st.inputs.iter().map(|b| p.weight_view(b)).collect();
     let act = st.acts().next().copied();
     let cx = StepCx {

@@ -29,7 +29,6 @@ use std::collections::HashMap;
 use nnc_ir::program::{Buffer, Kernel, Loc, Loop, Operand, Program, RowCopy, Step};
 use nnc_ir::{Op, TensorType};
 
-use super::select::{self, StepCx};
 use crate::pass::{PassError, Result};
 
 fn fail(msg: String) -> PassError {
@@ -346,20 +345,8 @@ fn copy_step(src: &Buffer, dst: &Buffer, r: RowCopy, name: &str) -> Step {
 
 /// The kernel selection would pick for a step on its new buffers.
 pub(super) fn reselect(p: &Program, st: &mut Step) -> Result<()> {
-    let views: Vec<_> = st.inputs.iter().map(|b| p.weight_view(b)).collect();
-    let act = st.acts().next().copied();
-    let cx = StepCx {
-        op: &st.op,
-        act: act.as_ref(),
-        ins: st.inputs.iter().map(|b| &b.ty).collect(),
-        consts: views.iter().map(|v| v.as_deref()).collect(),
-        outs: st.outputs.iter().map(|b| &b.ty).collect(),
-        target: &p.target,
-    };
-    let k = select::select(&cx);
-    select::check(&k, &cx).map_err(|e| fail(format!("{}: kernel {k}: {e}", st.name)))?;
-    st.kernel = k;
-    Ok(())
+    let what = st.name.clone();
+    super::split::reselect(p, st, &what)
 }
 
 /// The op with no padding along the rows (its window holds padding rows).
