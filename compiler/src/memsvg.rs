@@ -13,6 +13,7 @@
 use std::fmt::Write;
 
 use nnc_ir::program::{PlacedBuffer, Program};
+use nnc_passes::lower::plan::human_bytes as human;
 
 /// Pixels per step at most, and the plot's size.
 const MAX_STEP_PX: f64 = 24.0;
@@ -35,17 +36,6 @@ fn esc(s: &str) -> String {
         }
     }
     o
-}
-
-fn human(b: usize) -> String {
-    let f = b as f64;
-    if f >= 1024.0 * 1024.0 {
-        format!("{:.2} MiB", f / 1024.0 / 1024.0)
-    } else if f >= 1024.0 {
-        format!("{:.1} KiB", f / 1024.0)
-    } else {
-        format!("{b} B")
-    }
 }
 
 /// A colour per storage, stable across runs.

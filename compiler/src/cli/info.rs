@@ -2,16 +2,7 @@
 
 use super::*;
 
-fn human_bytes(b: usize) -> String {
-    let b = b as f64;
-    if b >= 1024.0 * 1024.0 {
-        format!("{:.2} MiB", b / 1024.0 / 1024.0)
-    } else if b >= 1024.0 {
-        format!("{:.1} KiB", b / 1024.0)
-    } else {
-        format!("{b} B")
-    }
-}
+use nnc_passes::lower::plan::human_bytes;
 
 pub(super) fn cmd_info(a: InfoArgs) -> Result<ExitCode> {
     let model = read_model(&a.model.model)?;

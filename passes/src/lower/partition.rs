@@ -13,10 +13,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use nnc_ir::program::{Buffer, Loc, Program};
+use nnc_ir::program::{Loc, Program};
 
 use super::inplace::{channel_local, inplace_mut};
-use super::plan::{Placement, peak, place};
+use super::plan::{measure, peak};
 use super::stream::{Streamed, stream_mut, streamable_with};
 use crate::pass::Result;
 
@@ -61,22 +61,6 @@ impl PartitionReport {
     pub fn copied_bytes(&self) -> usize {
         self.chains.iter().map(|c| c.streamed.copied_bytes).sum()
     }
-}
-
-/// Places a program's storage without changing it.
-pub fn measure(p: &Program) -> Placement {
-    let access: Vec<(&[Buffer], &[Buffer], bool)> = p
-        .steps
-        .iter()
-        .map(|s| {
-            (
-                s.inputs.as_slice(),
-                s.outputs.as_slice(),
-                super::plan::overwrites(s),
-            )
-        })
-        .collect();
-    place(&access, &p.loops)
 }
 
 /// The steps that touch each arena storage.

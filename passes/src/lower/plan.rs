@@ -535,15 +535,20 @@ pub fn placed_buffer(b: &Buffer, p: &Placement) -> Buffer {
     }
 }
 
-/// Places a program's storage: every [`Loc::Temp`] becomes an arena
-/// offset, and the arena size, live bytes and peak are filled in.
-pub fn place_program(p: &mut Program) -> Placement {
+/// Places an unplaced program's storage without changing the program.
+pub fn measure(p: &Program) -> Placement {
     let access: Vec<(&[Buffer], &[Buffer], bool)> = p
         .steps
         .iter()
         .map(|s| (s.inputs.as_slice(), s.outputs.as_slice(), overwrites(s)))
         .collect();
-    let pl = place(&access, &p.loops);
+    place(&access, &p.loops)
+}
+
+/// Places a program's storage: every [`Loc::Temp`] becomes an arena
+/// offset, and the arena size, live bytes and peak are filled in.
+pub fn place_program(p: &mut Program) -> Placement {
+    let pl = measure(p);
     for st in &mut p.steps {
         for b in st.inputs.iter_mut().chain(st.outputs.iter_mut()) {
             *b = placed_buffer(b, &pl);
@@ -764,12 +769,22 @@ pub fn memory(g: &Graph) -> Result<MemoryPlan> {
     })
 }
 
-fn human(b: usize) -> String {
+/// Bytes for people: `272 B`, `8.4 KiB`, `5.74 MiB`.
+pub fn human_bytes(b: usize) -> String {
     let f = b as f64;
     if f >= 1024.0 * 1024.0 {
-        format!("{b} B ({:.2} MiB)", f / 1024.0 / 1024.0)
+        format!("{:.2} MiB", f / 1024.0 / 1024.0)
     } else if f >= 1024.0 {
-        format!("{b} B ({:.1} KiB)", f / 1024.0)
+        format!("{:.1} KiB", f / 1024.0)
+    } else {
+        format!("{b} B")
+    }
+}
+
+/// Exact bytes, with the rounded figure beside them from 1 KiB on.
+fn human(b: usize) -> String {
+    if b >= 1024 {
+        format!("{b} B ({})", human_bytes(b))
     } else {
         format!("{b} B")
     }
