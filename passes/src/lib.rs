@@ -2,7 +2,7 @@
 //!
 //! The pass manager and the pipelines of each optimization level
 //! (`manager`), plain graph clean-ups (`basic`), and the e-graph engine
-//! with its rewrite rules (`egraph`), and lowering to the program level
+//! with its rewrite rules (`egraph`), pruning (`prune`), and lowering to the program level
 //! (`lower`: memory planning and kernel selection). `check` compares graphs
 //! with the interpreter. Depends only on `nnc-ir`.
 
@@ -12,6 +12,7 @@ pub mod egraph;
 pub mod lower;
 pub mod manager;
 pub mod pass;
+pub mod prune;
 
 pub use manager::{PASS_NAMES, PipelineOptions, PipelineReport, PrintAfter, run_pipeline};
 pub use pass::{EgraphLimits, Pass, PassCx, PassError};

@@ -11,14 +11,19 @@ use crate::basic::{Cse, DeadCode, FoldConstants, RemoveIdentity};
 use crate::egraph::EgraphPass;
 use crate::egraph::rules::Group;
 use crate::pass::{EgraphLimits, Pass, PassCx, PassError, Result};
+use crate::prune::{Magnitude, Method, PruneDead, PruneReport, PruneSpec, Structured};
 use nnc_ir::program::Target;
 
 /// Every pass name, in the order `--help` lists them.
-pub const PASS_NAMES: [&str; 7] = [
+pub const PASS_NAMES: [&str; 11] = [
     "fold-constants",
     "remove-identity",
     "cse",
     "dce",
+    "prune-dead",
+    "l1-filter",
+    "slimming",
+    "magnitude",
     "egraph",
     "egraph-cleanup",
     "egraph-fuse",
@@ -31,6 +36,10 @@ pub fn make_pass(name: &str) -> Option<Box<dyn Pass>> {
         "remove-identity" => Box::new(RemoveIdentity),
         "cse" => Box::new(Cse),
         "dce" => Box::new(DeadCode),
+        "prune-dead" => Box::new(PruneDead),
+        "l1-filter" => Box::new(Structured(Method::L1Filter)),
+        "slimming" => Box::new(Structured(Method::Slimming)),
+        "magnitude" => Box::new(Magnitude),
         "egraph" => Box::new(EgraphPass::all()),
         "egraph-cleanup" => Box::new(EgraphPass::with_groups(
             "egraph-cleanup",
@@ -49,8 +58,29 @@ pub fn pipeline(level: OptLevel) -> Vec<&'static str> {
     match level {
         OptLevel::O0 => vec![],
         OptLevel::O1 => vec!["fold-constants", "remove-identity", "cse", "dce"],
-        OptLevel::O2 | OptLevel::Os => vec!["fold-constants", "remove-identity", "egraph", "dce"],
+        OptLevel::O2 | OptLevel::Os => vec![
+            "fold-constants",
+            "remove-identity",
+            "prune-dead",
+            "egraph",
+            "dce",
+        ],
     }
+}
+
+/// The pipeline of a level with a `--prune` method: the pruning pass runs
+/// on the graph as imported (after constant folding, before the e-graph
+/// folds BatchNorm and rewrites QDQ patterns into integer ops).
+pub fn pipeline_with(level: OptLevel, prune: Option<&PruneSpec>) -> Vec<&'static str> {
+    let mut p = pipeline(level);
+    if let Some(s) = prune {
+        let at = p
+            .iter()
+            .position(|n| !matches!(*n, "fold-constants" | "remove-identity"))
+            .unwrap_or(p.len());
+        p.insert(at, s.method.name());
+    }
+    p
 }
 
 /// Which passes to print the graph after.
@@ -76,6 +106,9 @@ pub struct PipelineOptions {
     /// extraction count memory.
     pub target: Target,
     pub limits: EgraphLimits,
+    /// `--prune`: a pruning pass added to the level's pipeline (or the
+    /// ratio of the one named in `passes`).
+    pub prune: Option<PruneSpec>,
 }
 
 /// What happened in one pass.
@@ -95,6 +128,8 @@ pub struct PassRecord {
 pub struct PipelineReport {
     pub records: Vec<PassRecord>,
     pub egraph_reports: Vec<String>,
+    /// What the pruning passes removed.
+    pub prune_reports: Vec<PruneReport>,
 }
 
 impl PipelineReport {
@@ -130,8 +165,19 @@ pub fn resolve(level: OptLevel, opts: &PipelineOptions) -> Result<Vec<String>> {
     };
     let list: Vec<String> = match &opts.passes {
         Some(p) => p.clone(),
-        None => pipeline(level).iter().map(|s| s.to_string()).collect(),
+        None => pipeline_with(level, opts.prune.as_ref())
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
     };
+    if let Some(s) = &opts.prune
+        && !list.iter().any(|p| p == s.method.name())
+    {
+        return Err(PassError::Failed {
+            pass: s.method.name().to_string(),
+            msg: "--prune names a method that --passes does not run".into(),
+        });
+    }
     for p in &list {
         if make_pass(p).is_none() {
             return Err(unknown(p));
@@ -182,6 +228,8 @@ pub fn run_pipeline(
         memory_cost: level == OptLevel::Os || opts.target.is_mcu(),
         egraph_limits: opts.limits,
         egraph_reports: vec![],
+        prune: opts.prune.clone(),
+        prune_reports: vec![],
     };
     let verify = opts.verify || cfg!(debug_assertions);
     let mut report = PipelineReport::default();
@@ -216,5 +264,6 @@ pub fn run_pipeline(
         }
     }
     report.egraph_reports = cx.egraph_reports;
+    report.prune_reports = cx.prune_reports;
     Ok(report)
 }

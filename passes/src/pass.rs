@@ -59,6 +59,10 @@ pub struct PassCx {
     pub egraph_limits: EgraphLimits,
     /// Reports of e-graph runs (saturation statistics and stop reason), in order.
     pub egraph_reports: Vec<String>,
+    /// What `--prune` asked for (method, ratio, scope, calibration).
+    pub prune: Option<crate::prune::PruneSpec>,
+    /// Reports of the pruning passes, in order.
+    pub prune_reports: Vec<crate::prune::PruneReport>,
 }
 
 /// A graph transformation.

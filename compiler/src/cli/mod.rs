@@ -54,13 +54,19 @@ MODEL is an ONNX file (.onnx) or an nnc text IR file (.nnir, as written by \
 const AFTER_HELP: &str = "Optimization levels and their pipelines:\n\
   -O0  (none: the graph as imported)\n\
   -O1  fold-constants, remove-identity, cse, dce\n\
-  -O2  fold-constants, remove-identity, egraph, dce (default)\n\
+  -O2  fold-constants, remove-identity, prune-dead, egraph, dce (default)\n\
   -Os  as -O2, with the microcontroller cost model (latency plus memory)\n\n\
 Passes (for --passes, --print-after, --stop-after):\n\
   fold-constants   evaluate nodes whose inputs are all constants\n\
   remove-identity  forward the inputs of identity nodes\n\
   cse              share identical nodes and identical constants\n\
   dce              remove nodes no output depends on\n\
+  prune-dead       remove channels that cannot change an output (all-zero filters and\n\
+                   bias, zero BatchNorm scale and shift, channels no layer reads)\n\
+  l1-filter        structured pruning: remove the filters with the smallest L1 norm\n\
+  slimming         structured pruning: remove the channels with the smallest BatchNorm scale\n\
+  magnitude        unstructured pruning: zero the smallest weights (they stay dense)\n\
+                   (ratio and scope from --prune METHOD:RATIO[:global], default 0.25 per layer)\n\
   egraph           e-graph rewrites, all rule groups: clean-up, layout (transposes,\n\
                    reshapes), BatchNorm folding, bias/activation/scale fusion, pad folding,\n\
                    QDQ patterns to integer ops (qconv, qgemm, qadd, lut, ...)\n\
