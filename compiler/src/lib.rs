@@ -1,7 +1,7 @@
 //! nnc: the compiler driver. ONNX import (`onnx`), tensor file I/O (`io`),
 //! the session that loads a model, runs passes and backends (`driver`),
 //! host builds (`cbuild`, `native`), Cortex-M firmware measured under
-//! QEMU (`mcu`) and the memory picture (`memsvg`). The `nnc` binary is a thin CLI over this library.
+//! QEMU (`mcu`), the memory picture (`memsvg`) and the cost of pruning (`prune`). The `nnc` binary is a thin CLI over this library.
 
 pub mod cache;
 pub mod cbuild;
@@ -13,3 +13,4 @@ pub mod memsvg;
 pub mod native;
 pub mod onnx;
 pub mod outfile;
+pub mod prune;

@@ -227,6 +227,27 @@ struct ModelArgs {
     /// Print egg's saturation report (iterations, nodes, stop reason) for every e-graph run
     #[arg(long = "egraph-report")]
     egraph_report: bool,
+    /// Prune the model before optimizing it: `l1-filter:RATIO` (filters with the smallest L1
+    /// norm), `slimming:RATIO` (smallest BatchNorm scale) or `magnitude:RATIO` (smallest
+    /// weights, kept dense); RATIO of every layer's channels, or of all layers ranked together
+    /// with `:global`. Never a whole layer; residual branches stay aligned. The cost
+    /// (channels per layer, parameters, MACs, flash, peak SRAM, output deviation) goes to
+    /// standard error
+    #[arg(long, value_name = "METHOD:RATIO[:global]", value_parser = parse_prune)]
+    prune: Option<nnc_passes::prune::PruneSpec>,
+    /// With --prune l1-filter or slimming: refit the layers that lost input channels by
+    /// least squares on calibration inputs (float weights)
+    #[arg(long, requires = "prune")]
+    reconstruct: bool,
+    /// Calibration inputs for --prune's deviation and --reconstruct: a folder of .npy/.pb
+    /// files, one per input set (one folder per set for several inputs); default: the
+    /// model's test_data_set_* folders, else seeded random inputs (16; 64 to reconstruct)
+    #[arg(long, value_name = "DIR")]
+    calib: Option<PathBuf>,
+}
+
+fn parse_prune(s: &str) -> Result<nnc_passes::prune::PruneSpec, String> {
+    nnc_passes::prune::PruneSpec::parse(s)
 }
 
 fn parse_opt(s: &str) -> Result<OptLevel, String> {
@@ -657,6 +678,10 @@ fn load_opts(m: &ModelArgs) -> Result<LoadOptions> {
         print_after,
         stop_after: m.stop_after.clone(),
         verify: m.verify,
+        prune: m.prune.clone().map(|mut p| {
+            p.reconstruct = m.reconstruct;
+            p
+        }),
         ..Default::default()
     };
     // The names are checked when parsed; what is left is whether
@@ -701,6 +726,15 @@ fn load_model(
     let g = model
         .import(&opts)
         .with_context(|| format!("loading `{}`", m.model.display()))?;
+    let imported = g.clone();
+    if let Some(p) = &mut opts.pipeline.prune
+        && p.reconstruct
+    {
+        let random = nnc_passes::prune::reconstruct::DEFAULT_CALIB;
+        let (sets, src) = nnc::prune::calib_inputs(&g, &m.model, m.calib.as_deref(), random)?;
+        eprintln!("reconstruction calibration: {src}");
+        p.calib = sets;
+    }
     if opts.pipeline.print_after == PrintAfter::All {
         emit(format!(
             "; ---- after import ({} nodes)\n{}",
@@ -730,6 +764,25 @@ fn load_model(
         for r in &report.egraph_reports {
             eprint!("{r}");
         }
+    }
+    for r in &report.prune_reports {
+        if m.prune.is_some() || r.channels_removed > 0 {
+            eprint!("{r}");
+        }
+    }
+    if m.prune.is_some() {
+        let mut plain = opts.clone();
+        plain.pipeline.prune = None;
+        plain.pipeline.print_after = PrintAfter::Never;
+        let (orig, _) = driver::optimize(imported.clone(), &plain, |_, _| {})?;
+        let (sets, src) = nnc::prune::calib_inputs(
+            &imported,
+            &m.model,
+            m.calib.as_deref(),
+            nnc::prune::RANDOM_SETS,
+        )?;
+        let cost = nnc::prune::cost(&orig, &g, target, &driver::Lowering::default(), &sets, src)?;
+        eprint!("{cost}");
     }
     Ok(g)
 }
