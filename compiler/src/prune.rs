@@ -304,3 +304,22 @@ pub fn cost(
         calib,
     })
 }
+
+/// Prunes an imported graph as `opts.pipeline.prune` says and removes the
+/// dead channels, without optimizing it: the result is still the graph as
+/// imported (float or QDQ), which is what `nnc prune` writes as ONNX.
+pub fn prune_imported(
+    imported: Graph,
+    opts: &crate::driver::LoadOptions,
+) -> Result<(Graph, nnc_passes::PipelineReport)> {
+    let mut passes = vec!["fold-constants", "remove-identity"];
+    if let Some(p) = &opts.pipeline.prune {
+        passes.push(p.method.name());
+    }
+    passes.push("prune-dead");
+    let mut o = opts.clone();
+    o.pipeline.passes = Some(passes.iter().map(|s| s.to_string()).collect());
+    o.pipeline.print_after = nnc_passes::PrintAfter::Never;
+    o.pipeline.stop_after = None;
+    Ok(crate::driver::optimize(imported, &o, |_, _| {})?)
+}

@@ -54,7 +54,7 @@ fn tmp(name: &str) -> PathBuf {
 #[test]
 fn help_documents_every_subcommand() {
     let (out, _) = text(&nnc(&["--help"]));
-    for cmd in ["run", "dump", "info", "emit-c", "compile", "bench"] {
+    for cmd in ["run", "dump", "info", "emit-c", "compile", "bench", "prune"] {
         assert!(out.contains(cmd), "{out}");
     }
     let (out, _) = text(&nnc(&["run", "--help"]));
@@ -910,4 +910,52 @@ fn compile_emits_objects_for_linking() {
     ]);
     assert!(o.status.success(), "{}", text(&o).1);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn prune_writes_onnx_and_reports_the_cost() {
+    let (model, input, _) = kws();
+    let d = tmp("prune");
+    let out = d.join("kws_pruned.onnx");
+    let o = nnc(&[
+        "prune",
+        &model,
+        "--prune",
+        "l1-filter:0.25",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stdout.contains("wrote"), "{stdout}");
+    for want in [
+        "l1-filter: ",
+        "channels 64 -> 48 (-16)",
+        "prune-dead: nothing removed",
+        "parameters",
+        "MACs",
+        "peak SRAM B",
+        "SNR",
+        "top-1 agreement",
+    ] {
+        assert!(stderr.contains(want), "`{want}` missing:\n{stderr}");
+    }
+    // The written model runs, and so does pruning on the fly.
+    let o = nnc(&["run", out.to_str().unwrap(), "-i", &input]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let o = nnc(&["info", &model, "--prune", "magnitude:0.5"]);
+    let (_, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("weights stay dense"), "{stderr}");
+    // Bad specs are usage errors.
+    for bad in [
+        "l1-filter",
+        "l1-filter:1.5",
+        "pruney:0.2",
+        "slimming:0.2:sideways",
+    ] {
+        let o = nnc(&["info", &model, "--prune", bad]);
+        assert!(!o.status.success(), "{bad} accepted");
+    }
+    std::fs::remove_dir_all(&d).ok();
 }

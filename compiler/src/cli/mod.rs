@@ -25,6 +25,7 @@ mod compile;
 mod dump;
 mod emit;
 mod info;
+mod prune;
 mod run;
 
 use std::collections::HashMap;
@@ -99,6 +100,20 @@ enum Cmd {
     Compile(CompileArgs),
     /// Measure latency on this machine, or guest instructions per inference on an emulated Cortex-M
     Bench(BenchArgs),
+    /// Prune a model (--prune METHOD:RATIO; prune-dead always) and write it as ONNX
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+struct PruneArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The ONNX file to write (opset 13; missing folders are created)
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    out: PathBuf,
+    /// Target of the peak SRAM and flash figures in the report (as for `info`)
+    #[arg(long, default_value = "host", value_parser = parse_c_target)]
+    target: TargetArg,
 }
 
 /// A C target (`--target` of `emit-c` and `info`): checked when parsed,
@@ -641,6 +656,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::EmitC(a) => emit::cmd_emit(a),
         Cmd::Compile(a) => compile::cmd_compile(a),
         Cmd::Bench(a) => bench::cmd_bench(a),
+        Cmd::Prune(a) => prune::cmd_prune(a),
     }
 }
 
