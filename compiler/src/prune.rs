@@ -14,14 +14,19 @@ use nnc_ir::{Graph, Tensor};
 
 use crate::driver::Lowering;
 
-/// Random calibration sets when no files are found.
+/// Input sets the deviation is measured on without `--calib`: the model's
+/// test data, topped up with seeded random sets to this many.
 pub const RANDOM_SETS: u64 = 16;
+
+/// Seeds of the deviation's random sets start here, so that they are not
+/// the sets reconstruction was fitted on (seeds 1 to 64).
+pub const DEVIATION_SEED: u64 = 1001;
 
 /// Where calibration inputs came from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CalibSource {
     Dir(PathBuf),
-    TestData(PathBuf),
+    TestData(PathBuf, usize, u64),
     Random(u64),
 }
 
@@ -29,7 +34,14 @@ impl fmt::Display for CalibSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CalibSource::Dir(d) => write!(f, "files in {}", d.display()),
-            CalibSource::TestData(d) => write!(f, "the model's test data in {}", d.display()),
+            CalibSource::TestData(d, n, 0) => {
+                write!(f, "{n} test data set(s) in {}", d.display())
+            }
+            CalibSource::TestData(d, n, r) => write!(
+                f,
+                "{n} test data set(s) in {} and {r} seeded random input sets",
+                d.display()
+            ),
             CalibSource::Random(n) => write!(f, "{n} seeded random input sets"),
         }
     }
@@ -67,14 +79,17 @@ fn set_from_dir(g: &Graph, dir: &Path) -> Result<Option<Vec<Tensor>>> {
 
 /// Calibration inputs for `g` (loaded from `model`): the `.npy`/`.pb`
 /// files of `calib` (one file per set for a one-input model; otherwise one
-/// folder per set, its `input*` files in name order), else the model's
-/// `test_data_set_*` folders, else `random` seeded random sets. Every set
-/// is checked against the graph's inputs.
+/// folder per set, its `input*` files in name order); else, with
+/// `test_data`, the model's `test_data_set_*` folders; topped up to `n`
+/// sets with seeded random inputs (seeds from `seed`). Every set is
+/// checked against the graph's inputs.
 pub fn calib_inputs(
     g: &Graph,
     model: &Path,
     calib: Option<&Path>,
-    random: u64,
+    n: u64,
+    seed: u64,
+    test_data: bool,
 ) -> Result<(Vec<Vec<Tensor>>, CalibSource)> {
     let check = |sets: Vec<Vec<Tensor>>, src: CalibSource| -> Result<_> {
         for (i, s) in sets.iter().enumerate() {
@@ -114,7 +129,7 @@ pub fn calib_inputs(
     }
     let parent = model.parent().unwrap_or(Path::new("."));
     let mut sets = vec![];
-    if let Ok(rd) = std::fs::read_dir(parent) {
+    if test_data && let Ok(rd) = std::fs::read_dir(parent) {
         let mut dirs: Vec<PathBuf> = rd
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
@@ -132,12 +147,15 @@ pub fn calib_inputs(
             }
         }
     }
-    if !sets.is_empty() {
-        return check(sets, CalibSource::TestData(parent.to_path_buf()));
+    let found = sets.len();
+    let random = n.saturating_sub(found as u64);
+    sets.extend((seed..seed + random).map(|s| nnc_passes::check::random_inputs(g, s)));
+    if found > 0 {
+        return check(
+            sets,
+            CalibSource::TestData(parent.to_path_buf(), found, random),
+        );
     }
-    let sets = (1..=random)
-        .map(|s| nnc_passes::check::random_inputs(g, s))
-        .collect();
     check(sets, CalibSource::Random(random))
 }
 

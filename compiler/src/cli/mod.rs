@@ -747,7 +747,8 @@ fn load_model(
         && p.reconstruct
     {
         let random = nnc_passes::prune::reconstruct::DEFAULT_CALIB;
-        let (sets, src) = nnc::prune::calib_inputs(&g, &m.model, m.calib.as_deref(), random)?;
+        let (sets, src) =
+            nnc::prune::calib_inputs(&g, &m.model, m.calib.as_deref(), random, 1, false)?;
         eprintln!("reconstruction calibration: {src}");
         p.calib = sets;
     }
@@ -796,6 +797,8 @@ fn load_model(
             &m.model,
             m.calib.as_deref(),
             nnc::prune::RANDOM_SETS,
+            nnc::prune::DEVIATION_SEED,
+            true,
         )?;
         let cost = nnc::prune::cost(&orig, &g, target, &driver::Lowering::default(), &sets, src)?;
         eprint!("{cost}");

@@ -18,7 +18,7 @@ pub(super) fn cmd_prune(a: PruneArgs) -> Result<ExitCode> {
     {
         let random = nnc_passes::prune::reconstruct::DEFAULT_CALIB;
         let (sets, src) =
-            nnc::prune::calib_inputs(&imported, &m.model, m.calib.as_deref(), random)?;
+            nnc::prune::calib_inputs(&imported, &m.model, m.calib.as_deref(), random, 1, false)?;
         eprintln!("reconstruction calibration: {src}");
         p.calib = sets;
     }
@@ -40,6 +40,8 @@ pub(super) fn cmd_prune(a: PruneArgs) -> Result<ExitCode> {
         &m.model,
         m.calib.as_deref(),
         nnc::prune::RANDOM_SETS,
+        nnc::prune::DEVIATION_SEED,
+        true,
     )?;
     let target = a.target.c();
     let cost = nnc::prune::cost(

@@ -191,16 +191,19 @@ fn remove(
     ch: &Channels,
     classes: &BTreeSet<usize>,
     pass: &str,
-) -> Result<PruneReport> {
+) -> Result<(PruneReport, edit::Removal)> {
     let layers = layer_rows(g, ch, classes);
     let r = edit::removal(ch, classes);
     edit::apply(g, ch, &r)?;
-    Ok(PruneReport {
-        pass: pass.to_string(),
-        layers,
-        channels_removed: classes.len(),
-        ..Default::default()
-    })
+    Ok((
+        PruneReport {
+            pass: pass.to_string(),
+            layers,
+            channels_removed: classes.len(),
+            ..Default::default()
+        },
+        r,
+    ))
 }
 
 /// Lossless removal of channels that cannot change an output: channels
@@ -239,7 +242,7 @@ impl Pass for PruneDead {
                 ..Default::default()
             }
         } else {
-            remove(g, &ch, &dead, self.name())?
+            remove(g, &ch, &dead, self.name())?.0
         };
         if dead.is_empty() {
             rep.notes.push(
@@ -270,13 +273,17 @@ impl Pass for Structured {
         let original = spec.reconstruct.then(|| g.clone());
         let ch = Channels::analyze(g)?;
         let (chosen, notes) = rank::choose(g, &ch, &spec);
-        let mut rep = remove(g, &ch, &chosen, self.name())?;
+        let (mut rep, removal) = remove(g, &ch, &chosen, self.name())?;
         rep.notes.extend(notes);
         if let Some(orig) = original {
-            let fitted = reconstruct::refit(&orig, g, &spec.calib)?;
+            let fitted = reconstruct::refit(&orig, g, &spec.calib, &removal)?;
+            let (n, what) = match spec.calib.len() {
+                0 => (reconstruct::DEFAULT_CALIB as usize, " seeded random"),
+                n => (n, ""),
+            };
             rep.notes.push(format!(
-                "reconstruction: refitted {fitted} layer(s) by least squares on {} calibration input(s)",
-                spec.calib.len()
+                "reconstruction: refitted {fitted} layer(s) by least squares on {n}{what} \
+                 calibration input(s)"
             ));
         }
         cx.prune_reports.push(rep);

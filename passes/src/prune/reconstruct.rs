@@ -4,9 +4,9 @@
 //! possible to their outputs in the original one (the layer-wise problem
 //! of optimal brain compression, solved exactly with normal equations
 //! rather than by its greedy weight-by-weight updates, since the pruning
-//! itself is already decided). Every refitted layer uses inputs computed
-//! by the pruned graph before any refit (one pass, two interpreter runs
-//! per calibration input).
+//! itself is already decided). Layers are refitted in order, each on the
+//! inputs the pruned graph computes with the layers before it already
+//! refitted, so that later layers correct what earlier ones left.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,14 +27,18 @@ struct Layer {
     d: usize,
     m: usize,
     bias: bool,
+    /// Output channel `o` of the pruned layer is channel `keep[o]` of the
+    /// original.
+    keep: Vec<usize>,
     gram: Vec<f64>,
     rhs: Vec<f64>,
 }
 
 /// Float layers of `pruned` that read fewer input channels than in `orig`.
-fn layers(orig: &Graph, pruned: &Graph) -> Vec<Layer> {
+fn layers(orig: &Graph, pruned: &Graph, removal: &super::edit::Removal) -> Vec<Layer> {
     let mut v = vec![];
-    for id in pruned.node_ids() {
+    let order = pruned.topo_order().unwrap_or_default();
+    for id in order {
         if !orig.contains(id) {
             continue;
         }
@@ -70,12 +74,19 @@ fn layers(orig: &Graph, pruned: &Graph) -> Vec<Layer> {
             _ => (w.dims[0], w.dims[1]),
         };
         let d = d0 + bias as usize;
+        let m0 = orig.node(id).outputs[0].dims[1];
+        let gone = removal.get(&Value::new(id, 0)).cloned().unwrap_or_default();
+        let keep: Vec<usize> = (0..m0).filter(|c| !gone.contains(c)).collect();
+        if keep.len() != m {
+            continue;
+        }
         v.push(Layer {
             id,
             x: ins[0],
             d,
             m,
             bias,
+            keep,
             gram: vec![0.0; d * d],
             rhs: vec![0.0; d * m],
         });
@@ -194,9 +205,15 @@ fn solve(gram: &[f64], rhs: &[f64], d: usize, m: usize) -> Option<Vec<f64>> {
 
 /// Refits the layers of `pruned` that lost input channels so that their
 /// outputs match those of `orig` on `calib` (seeded random inputs when
-/// empty). Returns how many layers were refitted.
-pub fn refit(orig: &Graph, pruned: &mut Graph, calib: &[Vec<Tensor>]) -> Result<usize> {
-    let mut ls = layers(orig, pruned);
+/// empty). `removal` says which output channels of each layer went.
+/// Returns how many layers were refitted.
+pub fn refit(
+    orig: &Graph,
+    pruned: &mut Graph,
+    calib: &[Vec<Tensor>],
+    removal: &super::edit::Removal,
+) -> Result<usize> {
+    let ls = layers(orig, pruned, removal);
     if ls.is_empty() {
         return Ok(0);
     }
@@ -207,107 +224,115 @@ pub fn refit(orig: &Graph, pruned: &mut Graph, calib: &[Vec<Tensor>]) -> Result<
     } else {
         calib.to_vec()
     };
+    // The original outputs of every layer, per set.
     let want_y: HashMap<NodeId, usize> = ls.iter().enumerate().map(|(i, l)| (l.id, i)).collect();
-    let want_x: HashMap<Value, Vec<usize>> =
-        ls.iter().enumerate().fold(HashMap::new(), |mut m, (i, l)| {
-            m.entry(l.x).or_default().push(i);
-            m
-        });
+    let mut ys: Vec<Vec<Option<Arc<Tensor>>>> = vec![];
     for inputs in &sets {
-        let mut ys: Vec<Option<Arc<Tensor>>> = vec![None; ls.len()];
+        let mut y: Vec<Option<Arc<Tensor>>> = vec![None; ls.len()];
         nnc_ir::interp::run_traced(orig, inputs, |id, outs| {
             if let Some(&i) = want_y.get(&id) {
-                ys[i] = Some(outs[0].clone());
+                y[i] = Some(outs[0].clone());
             }
         })?;
-        let mut xs: Vec<Option<Arc<Tensor>>> = vec![None; ls.len()];
-        nnc_ir::interp::run_traced(pruned, inputs, |id, outs| {
-            for (p, t) in outs.iter().enumerate() {
-                if let Some(is) = want_x.get(&Value::new(id, p as u32)) {
-                    for &i in is {
-                        xs[i] = Some(t.clone());
-                    }
-                }
-            }
-        })?;
-        for (i, l) in ls.iter_mut().enumerate() {
-            let (Some(x), Some(y)) = (&xs[i], &ys[i]) else {
-                continue;
-            };
-            let yv = y.to_f64();
-            let ydims = y.dims().to_vec();
-            let (d, m) = (l.d, l.m);
-            let mut gram = std::mem::take(&mut l.gram);
-            let mut rhs = std::mem::take(&mut l.rhs);
-            rows(pruned, l, x, |row, p| {
-                for a in 0..d {
-                    let ra = row[a];
-                    if ra == 0.0 {
-                        continue;
-                    }
-                    for b in 0..=a {
-                        gram[a * d + b] += ra * row[b];
-                    }
-                    for o in 0..m {
-                        rhs[a * m + o] += ra * target(&yv, &ydims, p, o);
-                    }
-                }
-            });
-            l.gram = gram;
-            l.rhs = rhs;
-        }
+        ys.push(y);
     }
     let mut fitted = 0;
-    for l in &mut ls {
-        let d = l.d;
-        for a in 0..d {
-            for b in a + 1..d {
-                l.gram[a * d + b] = l.gram[b * d + a];
-            }
-        }
-        let Some(sol) = solve(&l.gram, &l.rhs, d, l.m) else {
-            log::info!(
-                "reconstruct: `{}` is singular; kept",
-                pruned.node(l.id).name
-            );
-            continue;
-        };
-        let ins = pruned.node_inputs(l.id);
-        let wt = pruned.value_type(ins[1]).clone();
-        let nf = d - l.bias as usize;
-        let mut w = vec![0.0; wt.len()];
-        match &pruned.node(l.id).op {
-            Op::Conv(_) => {
-                for o in 0..l.m {
-                    for f in 0..nf {
-                        w[o * nf + f] = sol[f * l.m + o];
-                    }
+    for (i, mut l) in ls.into_iter().enumerate() {
+        for (inputs, y) in sets.iter().zip(&ys) {
+            let mut x: Option<Arc<Tensor>> = None;
+            nnc_ir::interp::run_traced(pruned, inputs, |id, outs| {
+                if id == l.x.node {
+                    x = Some(outs[l.x.port as usize].clone());
                 }
-            }
-            Op::Gemm(a) if a.trans_b => {
-                for o in 0..l.m {
-                    for f in 0..nf {
-                        w[o * nf + f] = sol[f * l.m + o];
-                    }
-                }
-            }
-            _ => w[..nf * l.m].copy_from_slice(&sol[..nf * l.m]),
+            })?;
+            let (Some(x), Some(y)) = (x, &y[i]) else {
+                continue;
+            };
+            accumulate(pruned, &mut l, &x, y);
         }
-        let name = pruned.node(ins[1].node).name.clone();
-        let mut new_ins = ins.clone();
-        let wt = Tensor::from_f64(DType::F32, wt.dims.clone(), w).map_err(PassError::Ir)?;
-        new_ins[1] = pruned.add_const(wt, name);
-        if l.bias {
-            let bname = pruned.node(ins[2].node).name.clone();
-            let bt = pruned.value_type(ins[2]).clone();
-            let b: Vec<f64> = (0..l.m).map(|o| sol[nf * l.m + o]).collect();
-            let bt = Tensor::from_f64(DType::F32, bt.dims.clone(), b).map_err(PassError::Ir)?;
-            new_ins[2] = pruned.add_const(bt, bname);
+        if install(pruned, &mut l)? {
+            fitted += 1;
         }
-        pruned.set_node_inputs(l.id, &new_ins);
-        fitted += 1;
     }
     pruned.remove_dead();
     pruned.compact_consts();
     Ok(fitted)
+}
+
+/// Adds one calibration input's rows to the normal equations.
+fn accumulate(g: &Graph, l: &mut Layer, x: &Tensor, y: &Tensor) {
+    let yv = y.to_f64();
+    let ydims = y.dims().to_vec();
+    let (d, m) = (l.d, l.m);
+    let mut gram = std::mem::take(&mut l.gram);
+    let mut rhs = std::mem::take(&mut l.rhs);
+    let keep = l.keep.clone();
+    rows(g, l, x, |row, p| {
+        for a in 0..d {
+            let ra = row[a];
+            if ra == 0.0 {
+                continue;
+            }
+            for b in 0..=a {
+                gram[a * d + b] += ra * row[b];
+            }
+            for (o, &k) in keep.iter().enumerate() {
+                rhs[a * m + o] += ra * target(&yv, &ydims, p, k);
+            }
+        }
+    });
+    l.gram = gram;
+    l.rhs = rhs;
+}
+
+/// Solves for the layer's weights and puts them in the graph; false when
+/// the system is singular (the layer is kept).
+fn install(pruned: &mut Graph, l: &mut Layer) -> Result<bool> {
+    let d = l.d;
+    for a in 0..d {
+        for b in a + 1..d {
+            l.gram[a * d + b] = l.gram[b * d + a];
+        }
+    }
+    let Some(sol) = solve(&l.gram, &l.rhs, d, l.m) else {
+        log::info!(
+            "reconstruct: `{}` is singular; kept",
+            pruned.node(l.id).name
+        );
+        return Ok(false);
+    };
+    let ins = pruned.node_inputs(l.id);
+    let wt = pruned.value_type(ins[1]).clone();
+    let nf = d - l.bias as usize;
+    let mut w = vec![0.0; wt.len()];
+    match &pruned.node(l.id).op {
+        Op::Conv(_) => {
+            for o in 0..l.m {
+                for f in 0..nf {
+                    w[o * nf + f] = sol[f * l.m + o];
+                }
+            }
+        }
+        Op::Gemm(a) if a.trans_b => {
+            for o in 0..l.m {
+                for f in 0..nf {
+                    w[o * nf + f] = sol[f * l.m + o];
+                }
+            }
+        }
+        _ => w[..nf * l.m].copy_from_slice(&sol[..nf * l.m]),
+    }
+    let name = pruned.node(ins[1].node).name.clone();
+    let mut new_ins = ins.clone();
+    let wt = Tensor::from_f64(DType::F32, wt.dims.clone(), w).map_err(PassError::Ir)?;
+    new_ins[1] = pruned.add_const(wt, name);
+    if l.bias {
+        let bname = pruned.node(ins[2].node).name.clone();
+        let bt = pruned.value_type(ins[2]).clone();
+        let b: Vec<f64> = (0..l.m).map(|o| sol[nf * l.m + o]).collect();
+        let bt = Tensor::from_f64(DType::F32, bt.dims.clone(), b).map_err(PassError::Ir)?;
+        new_ins[2] = pruned.add_const(bt, bname);
+    }
+    pruned.set_node_inputs(l.id, &new_ins);
+    Ok(true)
 }
