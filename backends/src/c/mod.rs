@@ -24,7 +24,9 @@ mod writer;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use nnc_ir::program::{Arch, Buffer, Codegen, IntDot, Kernel, Loc, Program, Step, Target, Window};
+use nnc_ir::program::{
+    Arch, Buffer, Codegen, IntDot, Kernel, Loc, Program, Step, Target, TargetSpec, Window,
+};
 use nnc_ir::{DType, Op, Tensor, TensorType};
 
 use crate::error::{BackendError, Result};
@@ -77,15 +79,30 @@ pub fn host_target() -> Target {
     }
 }
 
-/// Parses a C target and describes it: `host` (this machine, as
-/// `-march=native` sees it), `x86_64` (SSE2 only), `x86_64:avx2`
-/// (256-bit vectors and FMA, as `-mavx2 -mfma`), `x86_64:avx512`
-/// (Skylake-X's AVX-512: F, BW, VL, DQ), `x86_64:avx512vnni` (as
-/// `avx512` with VNNI's 8-bit dot products), `x86_64:avxvnni` (AVX2 with
-/// AVX-VNNI), `aarch64` (NEON), or a microcontroller (`cortex-m0`,
-/// `cortex-m4`, `cortex-m7`). The vector width decides the kernels' tile
-/// shapes, so C for another machine should name it.
+/// Parses a C target (the grammar of [`TargetSpec`]) and describes it;
+/// see [`target_for`].
 pub fn target(spec: &str) -> Result<Target> {
+    let t: TargetSpec = spec
+        .parse()
+        .map_err(|e: nnc_ir::program::TargetSpecError| BackendError::Other(e.to_string()))?;
+    target_for(&t)
+}
+
+/// The x86-64 CPUs the C backend knows (each names the vector unit its
+/// kernels and compiler flags assume).
+pub const C_X86_CPUS: &str =
+    "avx2, avx512, avx512vnni, avxvnni, x86-64-v2, x86-64-v3 (= avx2), x86-64-v4 (= avx512)";
+
+/// Describes a target for C: `host` (this machine, as `-march=native`
+/// sees it), `x86_64` (SSE2 only), `x86_64:x86-64-v2` (SSE4.2),
+/// `x86_64:avx2` or `x86_64:x86-64-v3` (256-bit vectors and FMA, as
+/// `-mavx2 -mfma`), `x86_64:avx512` or `x86_64:x86-64-v4` (Skylake-X's
+/// AVX-512: F, BW, VL, DQ), `x86_64:avx512vnni` (as `avx512` with VNNI's
+/// 8-bit dot products), `x86_64:avxvnni` (AVX2 with AVX-VNNI), `aarch64`
+/// (NEON), or a microcontroller (`cortex-m0`, `cortex-m4`, `cortex-m7`).
+/// The vector width decides the kernels' tile shapes, so C for another
+/// machine should name it.
+pub fn target_for(spec: &TargetSpec) -> Result<Target> {
     let cpu = |arch, bits, regs, fma: bool, name: &str| {
         let mut t = Target::cpu(arch, Codegen::C, bits, regs);
         t.fma = fma;
@@ -97,24 +114,25 @@ pub fn target(spec: &str) -> Result<Target> {
         t
     };
     Ok(match spec {
-        "host" | "native" => host_target(),
-        "x86_64" | "x86-64" => cpu(Arch::X86_64, 128, 16, false, ""),
-        "x86_64:avx2" | "x86-64:avx2" => cpu(Arch::X86_64, 256, 16, true, "avx2"),
-        "x86_64:avx512" | "x86-64:avx512" => cpu(Arch::X86_64, 512, 32, true, "avx512"),
-        "x86_64:avx512vnni" | "x86-64:avx512vnni" => {
-            vnni(cpu(Arch::X86_64, 512, 32, true, "avx512vnni"))
-        }
-        "x86_64:avxvnni" | "x86-64:avxvnni" => vnni(cpu(Arch::X86_64, 256, 16, true, "avxvnni")),
-        "aarch64" | "arm64" => cpu(Arch::Aarch64, 128, 32, true, ""),
-        "cortex-m0" | "cortex-m0plus" | "cortex-m0+" => Target::cortex_m(Arch::CortexM0),
-        "cortex-m4" => Target::cortex_m(Arch::CortexM4),
-        "cortex-m7" => Target::cortex_m(Arch::CortexM7),
-        _ => {
-            return Err(BackendError::Other(format!(
-                "unknown C target `{spec}` (use host, x86_64, x86_64:avx2, x86_64:avx512, \
-                 x86_64:avx512vnni, x86_64:avxvnni, aarch64, cortex-m0, cortex-m4 or cortex-m7)"
-            )));
-        }
+        TargetSpec::Host => host_target(),
+        TargetSpec::X86_64 { cpu: None } => cpu(Arch::X86_64, 128, 16, false, ""),
+        TargetSpec::X86_64 { cpu: Some(c) } => match c.as_str() {
+            "x86-64-v2" => cpu(Arch::X86_64, 128, 16, false, "x86-64-v2"),
+            "avx2" | "x86-64-v3" => cpu(Arch::X86_64, 256, 16, true, "avx2"),
+            "avx512" | "x86-64-v4" => cpu(Arch::X86_64, 512, 32, true, "avx512"),
+            "avx512vnni" => vnni(cpu(Arch::X86_64, 512, 32, true, "avx512vnni")),
+            "avxvnni" => vnni(cpu(Arch::X86_64, 256, 16, true, "avxvnni")),
+            _ => {
+                return Err(BackendError::Other(format!(
+                    "the C backend does not know the x86_64 CPU `{c}` (it knows {C_X86_CPUS}; \
+                     Cranelift's CPU presets such as skylake are for the native backend)"
+                )));
+            }
+        },
+        TargetSpec::Aarch64 => cpu(Arch::Aarch64, 128, 32, true, ""),
+        TargetSpec::CortexM0 => Target::cortex_m(Arch::CortexM0),
+        TargetSpec::CortexM4 => Target::cortex_m(Arch::CortexM4),
+        TargetSpec::CortexM7 => Target::cortex_m(Arch::CortexM7),
     })
 }
 
@@ -132,6 +150,7 @@ const AVX512: &[&str] = &[
 /// (empty for `host`: the caller picks `-march=native` or not).
 pub fn isa_flags(t: &Target) -> Vec<&'static str> {
     match (t.arch, t.cpu.as_deref()) {
+        (Arch::X86_64, Some("x86-64-v2")) => vec!["-msse4.2", "-mpopcnt"],
         (Arch::X86_64, Some("avx2")) => vec!["-mavx2", "-mfma"],
         (Arch::X86_64, Some("avx512")) => AVX512.to_vec(),
         (Arch::X86_64, Some("avx512vnni")) => [AVX512, &["-mavx512vnni"]].concat(),

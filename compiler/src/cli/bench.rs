@@ -9,7 +9,7 @@ fn report(a: &BenchArgs, median: f64, p90: f64, runs: usize, checks: &Checks) ->
     if a.json {
         let mut v = json!({
             "model": a.model.model.display().to_string(),
-            "backend": format!("{:?}", a.backend).to_lowercase(),
+            "backend": a.backend().name(),
             "opt_level": a.model.opt.to_string(),
             "median_ms": median,
             "p90_ms": p90,
@@ -96,7 +96,7 @@ fn auto_runs(one_ms: f64) -> usize {
 }
 
 pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
-    let target = a.target.c();
+    let target = a.target.for_backend(a.backend())?;
     if target.is_mcu() {
         return bench_mcu::cmd_bench_mcu(a, target);
     }
@@ -104,7 +104,7 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         bail!(
             "`nnc bench` measures on this machine (--target host) or on an emulated Cortex-M \
              (--target cortex-m0, cortex-m4 or cortex-m7); `{}` is neither",
-            target.spec()
+            a.target.0
         );
     }
     let model = read_model(&a.model.model)?;
@@ -113,10 +113,10 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         .map(|i| g.input_name(i).to_string())
         .collect();
     let out_names: Vec<String> = g.outputs().iter().map(|o| o.name.clone()).collect();
-    if a.profile && a.backend == Backend::Interp {
+    if a.profile && a.backend() == Backend::Interp {
         bail!("--profile needs a compiled backend (--backend c or native)");
     }
-    match a.backend {
+    match a.backend() {
         Backend::Interp => {
             let t0 = Instant::now();
             let outs = driver::run_interp(&g, &inputs)?;
@@ -143,13 +143,13 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         }
         Backend::C | Backend::Native => {
             let name = nnc_backends::c::ident(if g.name.is_empty() { "model" } else { &g.name });
-            let target = if a.backend == Backend::C {
+            let target = if a.backend() == Backend::C {
                 nnc_backends::c::host_target()
             } else {
                 nnc_backends::cranelift::host_target()?
             };
             let p = emit::lower(&g, &name, &target, &a.kernel)?;
-            let exe = if a.backend == Backend::C {
+            let exe = if a.backend() == Backend::C {
                 let src = nnc_backends::c::emit(&p, &name)?;
                 let glue = nnc::cbuild::harness_glue(&p, &src.name);
                 let flags = nnc::cbuild::CFlags {
@@ -251,7 +251,7 @@ fn print_profile(
             })
             .collect();
         let mut o = json!({
-            "backend": format!("{:?}", a.backend).to_lowercase(),
+            "backend": a.backend().name(),
             "steps": rows,
             "total_ms": total,
             "runs": runs,
@@ -282,7 +282,7 @@ fn print_profile(
     outln!("total {total:.4} ms/run over {runs} runs");
     outln!(
         "f32x4 FMA peak of this machine: {peak:.1} GFLOP/s (measured; %peak compares each step with it{})",
-        if a.backend == Backend::C {
+        if a.backend() == Backend::C {
             "; C built with -march=native may use wider vectors"
         } else {
             ""

@@ -15,12 +15,6 @@ const NOT_CYCLES: &str = "guest instructions executed under QEMU -icount, not cy
 QEMU has no pipeline, cache or wait-state model";
 
 pub(super) fn cmd_bench_mcu(a: BenchArgs, target: Target) -> Result<ExitCode> {
-    if a.backend != Backend::C {
-        bail!(
-            "--target {} needs --backend c: microcontrollers get C (Cranelift has no 32-bit Arm backend)",
-            target.spec()
-        );
-    }
     let model = read_model(&a.model.model)?;
     let (g, inputs) = load_with_inputs(&model, &a.model, &a.inputs, &target)?;
     let out_names: Vec<String> = g.outputs().iter().map(|o| o.name.clone()).collect();

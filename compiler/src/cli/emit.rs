@@ -42,7 +42,7 @@ pub(super) fn lower_unchecked(
 }
 
 pub(super) fn cmd_emit(a: EmitArgs) -> Result<ExitCode> {
-    let target = a.target.c();
+    let target = a.target.c()?;
     let model = read_model(&a.model.model)?;
     let (g, _) = load_with_inputs(&model, &a.model, &a.inputs, &target)?;
     let mut name = model_ident(&a.model.model, &a.name);

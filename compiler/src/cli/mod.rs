@@ -37,7 +37,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use nnc::driver::{self, LoadOptions};
 use nnc::io;
-use nnc_ir::program::Target;
+use nnc_ir::program::{Target, TargetSpec, TargetSpecError};
 use nnc_ir::{ConstMode, Graph, PrintOptions, Tensor};
 use nnc_passes::lower::KernelChoice;
 use nnc_passes::{OptLevel, PipelineOptions, PrintAfter};
@@ -51,7 +51,18 @@ microcontrollers; the reference interpreter runs any of it for comparison. \
 MODEL is an ONNX file (.onnx) or an nnc text IR file (.nnir, as written by \
 `nnc dump`).";
 
-const AFTER_HELP: &str = "Optimization levels and their pipelines:\n\
+const AFTER_HELP: &str = "Conventions (the same in every command):\n\
+  -o PATH          a file for the commands that write one (run: per output, dump, compile,\n\
+                   compile --emit obj with its .h beside it); a folder for emit-c, which\n\
+                   writes NAME.h and NAME.c into it. Missing folders are created.\n\
+  --target T       host (default: this machine), x86_64 (baseline), x86_64:CPU (avx2, avx512,\n\
+                   avx512vnni, avxvnni, x86-64-v2..v4 for both backends; any Cranelift CPU\n\
+                   preset such as skylake for native), aarch64, cortex-m0, cortex-m4, cortex-m7.\n\
+                   A command refuses a target its backend has no code generator for.\n\
+  --backend B      native (default: Cranelift, in process), c (the generated C built with\n\
+                   `cc`), interp (the reference interpreter, run only); a Cortex-M target\n\
+                   defaults to c, the one backend that has one.\n\n\
+Optimization levels and their pipelines:\n\
   -O0  (none: the graph as imported)\n\
   -O1  fold-constants, remove-identity, cse, dce\n\
   -O2  fold-constants, remove-identity, egraph, dce (default)\n\
@@ -95,22 +106,44 @@ enum Cmd {
     Bench(BenchArgs),
 }
 
-/// A C target (`--target` of `emit-c` and `info`): checked when parsed,
-/// described by the C backend.
+/// A `--target`: one grammar for every command ([`TargetSpec`]: `host`,
+/// `x86_64[:CPU]`, `aarch64`, `cortex-m0|m4|m7`), checked when parsed.
+/// Each command turns it into the description its backend needs, and the
+/// backend refuses what it cannot generate code for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct TargetArg(String);
+struct TargetArg(TargetSpec);
 
 impl TargetArg {
     /// The target description for C.
-    fn c(&self) -> Target {
-        nnc_backends::c::target(&self.0).expect("checked when parsed")
+    fn c(&self) -> Result<Target> {
+        nnc_backends::c::target_for(&self.0).with_context(|| format!("--target {}", self.0))
+    }
+
+    /// The target description for Cranelift.
+    fn native(&self) -> Result<Target> {
+        nnc_backends::cranelift::target_for(&self.0).with_context(|| format!("--target {}", self.0))
+    }
+
+    /// The description for the code generator of `backend` (the
+    /// interpreter runs on this machine only).
+    fn for_backend(&self, backend: Backend) -> Result<Target> {
+        match backend {
+            Backend::C => self.c(),
+            Backend::Native => self.native(),
+            Backend::Interp if self.0 == TargetSpec::Host => Ok(Target::default()),
+            Backend::Interp => bail!(
+                "--target {}: the interpreter runs on this machine only (--target host); \
+                 use --backend c or native",
+                self.0
+            ),
+        }
     }
 }
 
-fn parse_c_target(s: &str) -> Result<TargetArg, String> {
-    nnc_backends::c::target(s)
-        .map(|_| TargetArg(s.to_string()))
-        .map_err(|e| e.to_string())
+fn parse_target(s: &str) -> Result<TargetArg, String> {
+    s.parse()
+        .map(TargetArg)
+        .map_err(|e: TargetSpecError| e.to_string())
 }
 
 /// Kernels forced onto steps, for tuning experiments.
@@ -171,18 +204,6 @@ impl KernelArgs {
     }
 }
 
-/// Checks the spelling of a native target (the CPU preset is checked when
-/// the ISA is built).
-fn parse_native_spec(s: &str) -> Result<String, String> {
-    match s {
-        "host" | "native" | "x86_64" | "x86-64" | "aarch64" | "arm64" => Ok(s.to_string()),
-        _ if s.starts_with("x86_64:") || s.starts_with("x86-64:") => Ok(s.to_string()),
-        _ => Err(format!(
-            "unknown target `{s}` (use host, x86_64, x86_64:CPU or aarch64)"
-        )),
-    }
-}
-
 fn parse_kernel(s: &str) -> Result<KernelChoice, String> {
     KernelChoice::parse(s)
 }
@@ -238,6 +259,15 @@ enum Backend {
 }
 
 impl Backend {
+    /// The name `--backend` takes.
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Interp => "interp",
+            Backend::C => "c",
+            Backend::Native => "native",
+        }
+    }
+
     fn driver(self) -> driver::Backend {
         match self {
             Backend::Interp => driver::Backend::Interp,
@@ -253,8 +283,9 @@ struct RunArgs {
     model: ModelArgs,
     #[command(flatten)]
     kernel: KernelArgs,
-    /// Backend that executes the model
-    #[arg(long, value_enum, default_value = "interp")]
+    /// Backend that executes the model (native: Cranelift, compiled in process; c: the
+    /// generated C built with `cc`; interp: the reference interpreter)
+    #[arg(long, value_enum, default_value = "native")]
     backend: Backend,
     /// Input tensor file (.npy or ONNX TensorProto .pb): `NAME=FILE`, or `FILE` when the model has one input (repeatable)
     #[arg(short, long = "input", value_name = "[NAME=]FILE")]
@@ -376,13 +407,14 @@ struct DumpArgs {
     /// parameters, epilogue, live bytes, and the memory plan
     #[arg(long)]
     plan: bool,
-    /// Code generator the plan's kernels are selected for (with --plan)
-    #[arg(long, value_enum, default_value = "c")]
-    backend: PlanBackend,
-    /// Target of the plan (with --plan): `host`, a Cortex-M core for c (`cortex-m4`), or
-    /// `x86_64[:CPU]` / `aarch64` for native
-    #[arg(long, default_value = "host")]
-    target: String,
+    /// Code generator the plan's kernels are selected for (with --plan; default native,
+    /// and c for a Cortex-M target)
+    #[arg(long, value_enum)]
+    backend: Option<PlanBackend>,
+    /// Target of the plan (with --plan): host, x86_64[:CPU], aarch64, cortex-m0|m4|m7 (see
+    /// `nnc --help`; Cortex-M needs --backend c)
+    #[arg(long, default_value = "host", value_parser = parse_target)]
+    target: TargetArg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -402,9 +434,9 @@ struct InfoArgs {
     /// Print JSON instead of text
     #[arg(long)]
     json: bool,
-    /// Target of the memory plan: host, x86_64[:avx2|:avx512|:avx512vnni|:avxvnni], aarch64, or cortex-m0/m4/m7
-    /// (microcontrollers use the memory-aware cost model)
-    #[arg(long, default_value = "host", value_parser = parse_c_target)]
+    /// Target of the memory plan (the C backend's): host, x86_64[:CPU], aarch64,
+    /// cortex-m0|m4|m7 (see `nnc --help`; microcontrollers use the memory-aware cost model)
+    #[arg(long, default_value = "host", value_parser = parse_target)]
     target: TargetArg,
     /// Fail when the weights exceed this many bytes (1MiB = 1M = 1048576, 1MB = 1000000)
     #[arg(
@@ -440,9 +472,10 @@ struct EmitArgs {
     /// Identifier for the files, the entry point NAME_run and the macros (default: the model file name)
     #[arg(long)]
     name: Option<String>,
-    /// Target: host (this CPU), x86_64 (SSE2), x86_64:avx2, x86_64:avx512,
-    /// x86_64:avx512vnni, x86_64:avxvnni, aarch64, or a microcontroller: cortex-m0, cortex-m4, cortex-m7 (kernels and tiles are chosen for it)
-    #[arg(long, default_value = "host", value_parser = parse_c_target)]
+    /// Target: host (this CPU), x86_64 (SSE2), x86_64:CPU (avx2, avx512, avx512vnni,
+    /// avxvnni, x86-64-v2..v4), aarch64, or a microcontroller: cortex-m0, cortex-m4,
+    /// cortex-m7 (kernels and tiles are chosen for it)
+    #[arg(long, default_value = "host", value_parser = parse_target)]
     target: TargetArg,
 }
 
@@ -471,10 +504,15 @@ struct CompileArgs {
     /// What to write
     #[arg(long, value_enum, default_value = "exe")]
     emit: EmitKind,
-    /// Instruction set: `host` (this machine with all its ISA extensions), `x86_64`,
-    /// `x86_64:CPU` (a CPU preset such as x86-64-v3 or skylake), or `aarch64` (objects only)
-    #[arg(long, default_value = "host", value_parser = parse_native_spec)]
-    target: String,
+    /// Code generator: native (Cranelift) is the one that writes executables and objects;
+    /// for C sources use `nnc emit-c`
+    #[arg(long, value_enum, default_value = "native")]
+    backend: Backend,
+    /// Instruction set: `host` (this machine with all its ISA extensions), `x86_64`
+    /// (x86-64-v2), `x86_64:CPU` (a Cranelift CPU preset such as x86-64-v3 or skylake, or
+    /// avx2 / avx512 / avx512vnni / avxvnni), or `aarch64` (objects only)
+    #[arg(long, default_value = "host", value_parser = parse_target)]
+    target: TargetArg,
     /// Identifier for the entry point NAME_run and the header macros (default: the output file name)
     #[arg(long)]
     name: Option<String>,
@@ -503,13 +541,14 @@ struct BenchArgs {
     model: ModelArgs,
     #[command(flatten)]
     kernel: KernelArgs,
-    /// Backend to measure (`c` compiles with -O3 -march=native on the host, arm-none-eabi-gcc
-    /// -O2 for a Cortex-M; `native` is Cranelift for this host)
-    #[arg(long, value_enum, default_value = "c")]
-    backend: Backend,
+    /// Backend to measure (default: native, and c for a Cortex-M target, the one backend
+    /// that has one): `native` is Cranelift for this host, `c` compiles with -O3
+    /// -march=native on the host and arm-none-eabi-gcc -O2 for a Cortex-M
+    #[arg(long, value_enum)]
+    backend: Option<Backend>,
     /// Where to measure: `host` (latency on this machine), or `cortex-m4`, `cortex-m7`,
     /// `cortex-m0` (with --backend c: guest instructions per inference under QEMU, not cycles)
-    #[arg(long, default_value = "host", value_parser = parse_c_target)]
+    #[arg(long, default_value = "host", value_parser = parse_target)]
     target: TargetArg,
     /// Timed runs (default: about two seconds' worth, 10 to 10000; on a Cortex-M 3, after one
     /// warm-up run)
@@ -536,6 +575,18 @@ struct BenchArgs {
     /// Cortex-M: give up on a QEMU run after this many seconds
     #[arg(long, default_value_t = 600, value_name = "SECS")]
     timeout: u64,
+}
+
+impl BenchArgs {
+    /// The backend measured: `--backend`, else native, or C for a
+    /// microcontroller (the one backend that has one).
+    fn backend(&self) -> Backend {
+        self.backend.unwrap_or(if self.target.0.is_mcu() {
+            Backend::C
+        } else {
+            Backend::Native
+        })
+    }
 }
 
 /// Parses a size in bytes: a plain number (`65536`) or a number with a
