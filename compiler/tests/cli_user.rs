@@ -501,3 +501,43 @@ fn outputs_create_their_folders() {
     assert!(!dir.join("never").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Long work shows a progress line on a terminal (here a pseudo-terminal
+/// made by util-linux's `script`) and nothing when standard error is a
+/// pipe.
+#[test]
+fn progress_only_on_a_terminal() {
+    let [model, input, _] = kws();
+    let nnc = env!("CARGO_BIN_EXE_nnc");
+    let args = [
+        "bench",
+        &model,
+        "--backend",
+        "interp",
+        "--runs",
+        "20",
+        "-i",
+        &input,
+    ];
+    // Piped: the output alone.
+    let o = Command::new(nnc)
+        .args(args)
+        .env("NNC_PROGRESS_DELAY_MS", "0")
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.starts_with("median "), "{out}");
+    assert!(err.is_empty(), "nothing on a piped standard error: {err:?}");
+    // On a terminal: the line, erased before the result.
+    let cmd = format!("{nnc} {}", args.join(" "));
+    let o = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("NNC_PROGRESS_DELAY_MS", "0")
+        .output()
+        .expect("util-linux `script` (bsdutils) runs the pseudo-terminal test");
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("nnc: measuring 20 runs"), "{out:?}");
+    assert!(out.contains("\r\x1b[2Kmedian "), "{out:?}");
+}

@@ -124,6 +124,7 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
             let runs = a
                 .runs
                 .unwrap_or_else(|| auto_runs(t0.elapsed().as_secs_f64() * 1e3));
+            let measuring = Progress::start(format!("measuring {runs} runs"));
             let mut t: Vec<f64> = (0..runs)
                 .map(|_| {
                     let t0 = Instant::now();
@@ -131,6 +132,7 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
                     t0.elapsed().as_secs_f64() * 1e3
                 })
                 .collect();
+            drop(measuring);
             t.sort_by(|x, y| x.total_cmp(y));
             report(
                 &a,
@@ -149,6 +151,11 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
                 nnc_backends::cranelift::host_target()?
             };
             let p = emit::lower(&g, &name, &target, &a.kernel)?;
+            let building = Progress::start(if a.backend() == Backend::C {
+                "generating and building the C"
+            } else {
+                "compiling native code"
+            });
             let exe = if a.backend() == Backend::C {
                 let src = nnc_backends::c::emit(&p, &name)?;
                 let glue = nnc::cbuild::harness_glue(&p, &src.name);
@@ -162,6 +169,7 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
                 let obj = nnc::native::object(&p, &name, &opts)?;
                 nnc::native::build_executable(&p, &obj)?
             };
+            drop(building);
             let checks = if a.expect.is_empty() {
                 Checks::default()
             } else {
@@ -178,6 +186,7 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
                 args.push(format!("{}={}", names[i], f.display()));
             }
             let run = |n: usize| -> Result<(f64, f64)> {
+                let _p = Progress::start(format!("measuring {n} runs"));
                 let out = Command::new(&exe)
                     .args(&args)
                     .args(["--bench", &n.to_string(), "--json"])
@@ -196,6 +205,7 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
             };
             if a.profile {
                 let runs = a.runs.unwrap_or(200).max(1);
+                let profiling = Progress::start(format!("profiling {runs} runs"));
                 let out = Command::new(&exe)
                     .args(&args)
                     .args(["--bench", &runs.to_string(), "--profile", "--json"])
@@ -207,6 +217,7 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
                     );
                 }
                 let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+                drop(profiling);
                 let peak = if a.backend() == Backend::C {
                     let c = nnc::cbuild::fma_peak(&nnc::cbuild::CFlags::bench())?;
                     Peak {

@@ -36,6 +36,10 @@ pub(super) fn cmd_bench_mcu(a: BenchArgs, target: Target) -> Result<ExitCode> {
         lsb: a.tol.lsb,
         equal_nan: a.tol.equal_nan,
     };
+    let progress = Progress::start(format!(
+        "building the firmware and running it under QEMU ({})",
+        target.spec()
+    ));
     let b = mb::bench_program(&p, &src, &inputs, &opts).with_context(|| {
         format!(
             "benchmarking `{}` on {}",
@@ -43,6 +47,7 @@ pub(super) fn cmd_bench_mcu(a: BenchArgs, target: Target) -> Result<ExitCode> {
             target.spec()
         )
     })?;
+    drop(progress);
     let checks = device_checks(&a, &opts, &out_names, &b.plain.report.checks);
     if a.json {
         outln!("{}", to_json(&a, &p, &b, &checks));

@@ -59,7 +59,10 @@ pub(super) fn cmd_compile(a: CompileArgs) -> Result<ExitCode> {
     let name = nnc_backends::c::ident(a.name.as_deref().unwrap_or(&stem));
     let p = emit::lower(&g, &name, &target, &a.kernel)?;
     let opts = NativeOptions { profile: a.profile };
-    let obj = nnc::native::object(&p, &name, &opts).context("generating native code")?;
+    let obj = {
+        let _p = Progress::start("generating native code");
+        nnc::native::object(&p, &name, &opts).context("generating native code")?
+    };
     create_parent(&a.out)?;
     match a.emit {
         EmitKind::Obj => {
@@ -76,7 +79,10 @@ pub(super) fn cmd_compile(a: CompileArgs) -> Result<ExitCode> {
             );
         }
         EmitKind::Exe => {
-            nnc::native::link_executable(&p, &obj, &a.out).context("linking")?;
+            {
+                let _p = Progress::start("linking");
+                nnc::native::link_executable(&p, &obj, &a.out).context("linking")?;
+            }
             outln!(
                 "wrote {} ({}): code {} bytes, arena {} bytes, weights {} bytes, compiled in {:.0} ms",
                 a.out.display(),

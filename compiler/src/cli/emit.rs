@@ -59,7 +59,10 @@ pub(super) fn cmd_emit(a: EmitArgs) -> Result<ExitCode> {
     refuse_inputs(&h, &inputs)?;
     refuse_inputs(&c, &inputs)?;
     let p = lower(&g, &name, &target, &a.kernel)?;
-    let src = nnc_backends::c::emit(&p, &name).context("generating C")?;
+    let src = {
+        let _p = Progress::start("generating the C");
+        nnc_backends::c::emit(&p, &name).context("generating C")?
+    };
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create `{}`", a.out.display()))?;
     // Both written in full first; the header is renamed into place before

@@ -25,7 +25,10 @@ mod compile;
 mod dump;
 mod emit;
 mod info;
+mod progress;
 mod run;
+
+use progress::Progress;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -81,7 +84,9 @@ Passes (for --passes, --print-after, --stop-after):\n\
 RUST_LOG=nnc_passes=info logs e-graph statistics; --egraph-report prints egg's report.\n\n\
 Environment: CC (the C compiler), NNC_CACHE_DIR (build cache; default \
 $XDG_CACHE_HOME/nnc or ~/.cache/nnc, private to you), NNC_CACHE_MAX_MB (its \
-size bound, default 1024).";
+size bound, default 1024), NNC_PROGRESS_DELAY_MS (long work shows a progress line on \
+standard error after this many milliseconds, default 500, when it is a terminal; never when \
+it is piped).";
 
 #[derive(Debug, Parser)]
 #[command(name = "nnc", version, about = ABOUT, long_about = None, after_help = AFTER_HELP)]
