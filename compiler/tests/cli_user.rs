@@ -541,3 +541,58 @@ fn progress_only_on_a_terminal() {
     assert!(out.contains("nnc: measuring 20 runs"), "{out:?}");
     assert!(out.contains("\r\x1b[2Kmedian "), "{out:?}");
 }
+
+/// `emit-c --weights`: literal initializers or blobs (one string literal
+/// per array in a union with the typed array); both compile warning-free
+/// as strict C99, and `auto` keeps the small quick-start model literal.
+#[test]
+fn emit_c_weight_forms() {
+    let [model, _, _] = kws();
+    let dir = std::env::temp_dir().join(format!("nnc-weights-{}", std::process::id()));
+    for (form, want) in [
+        ("auto", "(literal)"),
+        ("literal", "(literal)"),
+        ("blob", "(blob)"),
+    ] {
+        let out = dir.join(form);
+        let o = nnc_in(
+            None,
+            &[
+                "emit-c",
+                &model,
+                "--weights",
+                form,
+                "--name",
+                "kws",
+                "-o",
+                &out.display().to_string(),
+            ],
+        );
+        let (stdout, err) = text(&o);
+        assert!(o.status.success(), "{form}: {err}");
+        assert!(stdout.contains(want), "{form}: {stdout}");
+        let src = std::fs::read_to_string(out.join("kws.c")).unwrap();
+        assert_eq!(
+            src.contains("kws") && src.contains("_u = {"),
+            form == "blob"
+        );
+        let cc = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+            .current_dir(&out)
+            .args([
+                "-std=c99",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-pedantic",
+                "-O1",
+                "-c",
+                "kws.c",
+            ])
+            .output()
+            .unwrap();
+        assert!(cc.status.success(), "{form}: {}", text(&cc).1);
+    }
+    let o = nnc_in(None, &["emit-c", &model, "--weights", "hex", "-o", "x"]);
+    assert_eq!(o.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}

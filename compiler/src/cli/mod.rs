@@ -482,6 +482,33 @@ struct EmitArgs {
     /// cortex-m7 (kernels and tiles are chosen for it)
     #[arg(long, default_value = "host", value_parser = parse_target)]
     target: TargetArg,
+    /// How the weights are written: `literal` (an initializer list of numbers), `blob` (each
+    /// array's bytes as one string literal in a union with the typed array: standard C,
+    /// still `static const`, compiles about ten times faster), `auto` (blob above 1 MiB of
+    /// weights)
+    #[arg(long, value_enum, default_value = "auto")]
+    weights: CWeights,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CWeights {
+    /// Initializer lists of numbers
+    Literal,
+    /// One string literal of the bytes per array
+    Blob,
+    /// Blob above 1 MiB of weights, literal below
+    Auto,
+}
+
+impl CWeights {
+    fn form(self) -> nnc_backends::c::WeightForm {
+        use nnc_backends::c::WeightForm;
+        match self {
+            CWeights::Literal => WeightForm::Literal,
+            CWeights::Blob => WeightForm::Blob,
+            CWeights::Auto => WeightForm::Auto,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
