@@ -10,7 +10,7 @@ use std::process::Command;
 use nnc_backends::c::CSource;
 use nnc_ir::Tensor;
 use nnc_ir::program::Program;
-use nnc_runtime::harness::{HARNESS_C, HARNESS_H, IoDesc, StepDesc, glue};
+use nnc_runtime::harness::{FMA_PEAK_C, HARNESS_C, HARNESS_H, IoDesc, StepDesc, glue};
 
 pub use crate::cache::cache_dir;
 use crate::cache::{self, key, lookup, publish, scratch_dir};
@@ -236,6 +236,66 @@ pub fn build_executable(src: &CSource, glue_c: &str, flags: &CFlags) -> Result<P
             "linking",
         )
     })
+}
+
+/// The multiply-add peak of C compiled with `flags`: what the profiled
+/// steps' own code can reach.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CPeak {
+    pub gflops: f64,
+    /// f32 lanes per multiply-add (the vector width the flags enable).
+    pub lanes: usize,
+    /// The multiply-adds are fused (FMA hardware).
+    pub fused: bool,
+}
+
+/// Measures [`CPeak`] for `flags`: twelve chains of `NNC_FMA` as wide as
+/// the vector unit the flags enable, compiled as the model is (same
+/// compiler, same optimization flags) and timed (the program is cached).
+pub fn fma_peak(flags: &CFlags) -> Result<CPeak> {
+    let k = key(&[
+        FMA_PEAK_C.as_bytes(),
+        flags.opt.join(" ").as_bytes(),
+        cc().as_bytes(),
+    ]);
+    let plain = CFlags {
+        opt: flags.opt.clone(),
+        ..Default::default()
+    };
+    let exe = cached_build(&format!("fma-peak-{k}"), &plain, |tmp, _| {
+        write(&tmp.join("fma_peak.c"), FMA_PEAK_C)?;
+        run_tool(
+            Command::new(cc())
+                .current_dir(tmp)
+                .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"])
+                .args(&flags.opt)
+                .args(["fma_peak.c", "-lm", "-o", "model"]),
+            "compiling the multiply-add peak loop",
+        )
+    })?;
+    let out = Command::new(&exe)
+        .output()
+        .map_err(|e| DriverError::Usage(format!("cannot run `{}`: {e}", exe.display())))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<&str> = text.split_whitespace().collect();
+    match (out.status.success(), f.as_slice()) {
+        (true, [g, l, fu]) => match (g.parse(), l.parse(), fu.parse::<u8>()) {
+            (Ok(gflops), Ok(lanes), Ok(fused)) => Ok(CPeak {
+                gflops,
+                lanes,
+                fused: fused == 1,
+            }),
+            _ => Err(DriverError::Usage(format!(
+                "the multiply-add peak loop printed `{}`",
+                text.trim()
+            ))),
+        },
+        _ => Err(DriverError::Usage(format!(
+            "the multiply-add peak loop failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))),
+    }
 }
 
 /// The cached executable `<cache>/<dir>/model`: built by `build` (given a

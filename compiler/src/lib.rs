@@ -3,6 +3,7 @@
 //! host builds (`cbuild`, `native`), Cortex-M firmware measured under
 //! QEMU (`mcu`), the memory picture (`memsvg`) and the cost of pruning (`prune`). The `nnc` binary is a thin CLI over this library.
 
+pub mod build;
 pub mod cache;
 pub mod cbuild;
 pub mod confine;

@@ -744,6 +744,57 @@ fn plan_dump_and_bench() {
                 && out.contains("\"runs\":5"),
             "{out}"
         );
+        // Without --backend, bench measures the default backend, as run does.
+        if backend == "native" {
+            let o = nnc(&["bench", &model, "--runs", "5", "--json", "-i", &input]);
+            assert!(
+                text(&o).0.contains("\"backend\":\"native\""),
+                "{}",
+                text(&o).0
+            );
+        }
+    }
+    // Profiles compare each step with the peak of its own code: the C
+    // build's vectors are as wide as the C target's (AVX-512 here: 16
+    // lanes), the native code's are f32x4.
+    for (backend, lanes) in [
+        ("c", nnc_backends::c::host_target().f32_lanes()),
+        ("native", 4),
+    ] {
+        let o = nnc(&[
+            "bench",
+            &model,
+            "--backend",
+            backend,
+            "--profile",
+            "--runs",
+            "3",
+            "--json",
+            "-i",
+            &input,
+        ]);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{backend}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["fma_peak_lanes"], lanes, "{backend}: {out}");
+        assert!(v["fma_peak_gflops"].as_f64().unwrap() > 0.0, "{out}");
+        let o = nnc(&[
+            "bench",
+            &model,
+            "--backend",
+            backend,
+            "--profile",
+            "--runs",
+            "3",
+            "-i",
+            &input,
+        ]);
+        let want = if backend == "c" {
+            format!("f32x{lanes} ")
+        } else {
+            "f32x4 FMA peak of the native code".to_string()
+        };
+        assert!(text(&o).0.contains(&want), "{}", text(&o).0);
     }
 }
 

@@ -71,8 +71,11 @@ fn quick_start_models_ship_in_the_repository() {
     );
     let license = std::fs::read_to_string(root.join("models/LICENSE-APACHE-2.0")).unwrap();
     assert!(license.contains("Apache License") && license.contains("Version 2.0, January 2004"));
+    // Both run on the default backend (native); the int8 model must also
+    // match exactly on the reference interpreter.
     for (name, backend, want) in [
         ("kws_dscnn_fp32", "native", "dense: ok"),
+        ("kws_dscnn_int8_qdq", "native", "Identity: ok"),
         ("kws_dscnn_int8_qdq", "interp", "Identity: ok"),
     ] {
         let files = shipped(name);
@@ -88,17 +91,12 @@ fn quick_start_models_ship_in_the_repository() {
         }
         // The README's command, word for word.
         let [model, input, output] = &files;
-        let backend_flag = if backend == "interp" {
-            String::new()
-        } else {
-            format!(" --backend {backend}")
-        };
         let cmd = format!(
-            "cargo run --release -- run {model}{backend_flag} \\\n    -i {input} \\\n    --expect {output}"
+            "cargo run --release -- run {model} \\\n    -i {input} \\\n    --expect {output}"
         );
         assert!(readme.contains(&cmd), "README's quick start runs:\n{cmd}");
         let mut args = vec!["run", model.as_str(), "-i", input, "--expect", output];
-        if backend != "interp" {
+        if backend != "native" {
             args.extend(["--backend", backend]);
         }
         let o = nnc_in(Some(&root), &args);
@@ -501,5 +499,100 @@ fn outputs_create_their_folders() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(!dir.join("never").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Long work shows a progress line on a terminal (here a pseudo-terminal
+/// made by util-linux's `script`) and nothing when standard error is a
+/// pipe.
+#[test]
+fn progress_only_on_a_terminal() {
+    let [model, input, _] = kws();
+    let nnc = env!("CARGO_BIN_EXE_nnc");
+    let args = [
+        "bench",
+        &model,
+        "--backend",
+        "interp",
+        "--runs",
+        "20",
+        "-i",
+        &input,
+    ];
+    // Piped: the output alone.
+    let o = Command::new(nnc)
+        .args(args)
+        .env("NNC_PROGRESS_DELAY_MS", "0")
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.starts_with("median "), "{out}");
+    assert!(err.is_empty(), "nothing on a piped standard error: {err:?}");
+    // On a terminal: the line, erased before the result.
+    let cmd = format!("{nnc} {}", args.join(" "));
+    let o = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("NNC_PROGRESS_DELAY_MS", "0")
+        .output()
+        .expect("util-linux `script` (bsdutils) runs the pseudo-terminal test");
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("nnc: measuring 20 runs"), "{out:?}");
+    assert!(out.contains("\r\x1b[2Kmedian "), "{out:?}");
+}
+
+/// `emit-c --weights`: literal initializers or blobs (one string literal
+/// per array in a union with the typed array); both compile warning-free
+/// as strict C99, and `auto` keeps the small quick-start model literal.
+#[test]
+fn emit_c_weight_forms() {
+    let [model, _, _] = kws();
+    let dir = std::env::temp_dir().join(format!("nnc-weights-{}", std::process::id()));
+    for (form, want) in [
+        ("auto", "(literal)"),
+        ("literal", "(literal)"),
+        ("blob", "(blob)"),
+    ] {
+        let out = dir.join(form);
+        let o = nnc_in(
+            None,
+            &[
+                "emit-c",
+                &model,
+                "--weights",
+                form,
+                "--name",
+                "kws",
+                "-o",
+                &out.display().to_string(),
+            ],
+        );
+        let (stdout, err) = text(&o);
+        assert!(o.status.success(), "{form}: {err}");
+        assert!(stdout.contains(want), "{form}: {stdout}");
+        let src = std::fs::read_to_string(out.join("kws.c")).unwrap();
+        assert_eq!(
+            src.contains("kws") && src.contains("_u = {"),
+            form == "blob"
+        );
+        let cc = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+            .current_dir(&out)
+            .args([
+                "-std=c99",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-pedantic",
+                "-O1",
+                "-c",
+                "kws.c",
+            ])
+            .output()
+            .unwrap();
+        assert!(cc.status.success(), "{form}: {}", text(&cc).1);
+    }
+    let o = nnc_in(None, &["emit-c", &model, "--weights", "hex", "-o", "x"]);
+    assert_eq!(o.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -183,11 +183,74 @@ fn errors_are_clean() {
     );
     let _ = std::fs::remove_dir_all(&empty);
 
-    // Cortex-M needs C.
-    let o = nnc(&["bench", &m, "--target", "cortex-m4", "--backend", "native"]);
+    // Cortex-M needs C, and the same target is refused the same way by
+    // every command whose backend has no code generator for it.
+    for args in [
+        &["bench", &m, "--target", "cortex-m4", "--backend", "native"][..],
+        &[
+            "compile",
+            &m,
+            "--target",
+            "cortex-m4",
+            "-o",
+            "never-written",
+        ][..],
+        &[
+            "dump",
+            &m,
+            "--plan",
+            "--target",
+            "cortex-m4",
+            "--backend",
+            "native",
+        ][..],
+    ] {
+        let o = nnc(args);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("native backend has no") && err.contains("emit-c --target cortex-m4"),
+            "{args:?}: {err}"
+        );
+        assert!(!Path::new("never-written").exists());
+    }
+    // Without --backend, a Cortex-M bench is a C bench (checked above:
+    // it asked for arm-none-eabi-gcc); the interpreter runs here only.
+    let o = nnc(&["bench", &m, "--target", "cortex-m4", "--backend", "interp"]);
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(1));
-    assert!(err.contains("needs --backend c"), "{err}");
+    assert!(
+        err.contains("interpreter runs on this machine only"),
+        "{err}"
+    );
+    // One grammar: a C-only CPU name works for native, a Cranelift preset is
+    // refused by C with the reason.
+    let o = nnc(&[
+        "dump",
+        &m,
+        "--plan",
+        "--backend",
+        "native",
+        "--target",
+        "x86_64:avx2",
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert!(text(&o).0.contains("x86_64:x86-64-v3"));
+    let o = nnc(&["info", &m, "--target", "x86_64:skylake"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err.contains("C backend does not know the x86_64 CPU `skylake`"),
+        "{err}"
+    );
+    assert!(err.contains("for the native backend"), "{err}");
+    let o = nnc(&["emit-c", &m, "--target", "sparc", "-o", "never-written"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err.contains("use host, x86_64, x86_64:CPU, aarch64, cortex-m0"),
+        "{err}"
+    );
 
     // A model bigger than the board: 4.4 MB of input in 4 MiB of flash.
     let dir = std::env::temp_dir().join(format!("nnc-mcu-big-{}", std::process::id()));

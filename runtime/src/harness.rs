@@ -9,6 +9,10 @@ use std::fmt::Write as _;
 /// The harness source (C11 + POSIX; host only, never part of model code).
 pub const HARNESS_C: &str = include_str!("../c/harness.c");
 
+/// The multiply-add peak of C code compiled with given flags (a program
+/// of its own, for `nnc bench --backend c --profile`).
+pub const FMA_PEAK_C: &str = include_str!("../c/fma_peak.c");
+
 /// The interface between the harness and the glue.
 pub const HARNESS_H: &str = include_str!("../c/nnc_harness.h");
 

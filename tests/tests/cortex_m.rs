@@ -44,6 +44,12 @@ fn build_and_run(rel: &str) -> String {
 }
 
 fn build_and_run_with(rel: &str, memory: MemoryGoal) -> String {
+    build_and_run_form(rel, memory, c::WeightForm::Auto).0
+}
+
+/// Builds and runs `rel` with its weights in `form`; returns the report
+/// line, the instructions per inference and the image's text + data.
+fn build_and_run_form(rel: &str, memory: MemoryGoal, form: c::WeightForm) -> (String, u64, u64) {
     let (d, g) = load_m4(rel);
     let target = Target::cortex_m(Arch::CortexM4);
     let name = c::ident(rel.rsplit('/').next().unwrap());
@@ -60,7 +66,13 @@ fn build_and_run_with(rel: &str, memory: MemoryGoal) -> String {
             p.arena_bytes
         );
     }
-    let src = c::emit(&p, &name).unwrap();
+    let src = c::emit_with(&p, &name, &c::COptions { weights: form }).unwrap();
+    assert_eq!(
+        src.source.contains("_u = {"),
+        form.blob_for(p.weight_bytes()),
+        "{rel}: weights as {}",
+        form.name()
+    );
     let (_, x) = nnc::io::read_tensor(&d.join("test_data_set_0/input_0.pb")).unwrap();
     let (_, y) = nnc::io::read_tensor(&d.join("test_data_set_0/output_0.pb")).unwrap();
     // Integer kernels are exact; float outputs compare within tolerance.
@@ -86,7 +98,7 @@ fn build_and_run_with(rel: &str, memory: MemoryGoal) -> String {
     let n = b.instructions()[0];
     assert!(n > 0, "{rel}: {n} instructions");
     let img = &b.plain.firmware.image;
-    format!(
+    let line = format!(
         "{rel}: {n} instructions per inference, max abs err {:.3e} | text data bss = {} {} {} | arena {} B, weights {} B",
         checks[0].max_abs,
         img.text,
@@ -94,7 +106,24 @@ fn build_and_run_with(rel: &str, memory: MemoryGoal) -> String {
         img.bss,
         p.arena_bytes,
         p.weight_bytes()
-    )
+    );
+    (line, n, img.text + img.data)
+}
+
+/// Weights as blobs (one string literal per array) in the firmware: the
+/// same flash image size and the same instructions as literals, and the
+/// same outputs on the device, for float and int8 weights.
+#[test]
+fn blob_weights_run_on_emulated_cortex_m4() {
+    for m in [
+        "mlperf_tiny/kws_dscnn_fp32",
+        "mlperf_tiny/kws_dscnn_int8_qdq",
+    ] {
+        let (_, lit_n, lit_size) = build_and_run_form(m, MemoryGoal::Auto, c::WeightForm::Literal);
+        let (_, blob_n, blob_size) = build_and_run_form(m, MemoryGoal::Auto, c::WeightForm::Blob);
+        assert_eq!(lit_n, blob_n, "{m}: instructions per inference");
+        assert_eq!(lit_size, blob_size, "{m}: flash image (text + data)");
+    }
 }
 
 #[test]

@@ -11,7 +11,7 @@ use nnc_ir::{DType, Tensor, TensorType, dtype::strides};
 
 use super::Helpers;
 use super::epilogue::Epi;
-use super::writer::{W, ctype, flit, lit};
+use super::writer::{W, ctype, lit};
 use crate::tables::{scatter_range, tap_range};
 
 /// A 1-D or 2-D convolution window as the tile kernels iterate it: rows
@@ -293,7 +293,7 @@ pub(super) fn blocked(
                         } else {
                             0.0
                         };
-                        packed.push(flit(v, DType::F32));
+                        packed.push(v);
                     }
                 }
             }
@@ -304,16 +304,16 @@ pub(super) fn blocked(
                 } else {
                     0.0
                 };
-                bp.push(flit(v, DType::F32));
+                bp.push(v);
             }
         }
     }
-    let wp = h.global_array("packed_w", "float", &packed);
+    let wp = h.global_f32("packed_w", &packed);
     // An accumulating slice starts from the output, not the bias.
     let bpn = if epi.accumulate {
         String::new()
     } else {
-        h.global_array("packed_b", "float", &bp)
+        h.global_f32("packed_b", &bp)
     };
     h.need("nnc_fma");
     let (lo, hi) = g.w.interior();

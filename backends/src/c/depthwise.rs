@@ -4,12 +4,12 @@
 //! Parameters come from the step's kernel.
 
 use nnc_ir::program::{DepthwiseChannelsLast, DepthwiseRows, Window};
-use nnc_ir::{DType, Tensor, TensorType};
+use nnc_ir::{Tensor, TensorType};
 
 use super::Helpers;
 use super::conv::{Geo, tile_start};
 use super::epilogue::Epi;
-use super::writer::{W, ctype, flit, lit};
+use super::writer::{W, ctype, lit};
 
 /// Depthwise convolution on a narrow plane: the channel is copied into a
 /// zero-padded local plane and the output computed on a grid as wide as a
@@ -110,19 +110,16 @@ pub(super) fn channels_last(
         for tap in 0..kk {
             for j in 0..bsz {
                 let ch = cb * bsz + j;
-                packed.push(flit(
-                    if ch < c { wv[ch * kk + tap] } else { 0.0 },
-                    DType::F32,
-                ));
+                packed.push(if ch < c { wv[ch * kk + tap] } else { 0.0 });
             }
         }
         for j in 0..bsz {
             let ch = cb * bsz + j;
-            bp.push(flit(bv.get(ch).copied().unwrap_or(0.0), DType::F32));
+            bp.push(bv.get(ch).copied().unwrap_or(0.0));
         }
     }
-    let wp = h.global_array("dw_w", "float", &packed);
-    let bpn = h.global_array("dw_b", "float", &bp);
+    let wp = h.global_f32("dw_w", &packed);
+    let bpn = h.global_f32("dw_b", &bp);
     h.need("nnc_fma");
     let (oh_n, ow_n) = (g.h.output, g.w.output);
     // Rows narrower than a tile only have the tail's accumulators (an

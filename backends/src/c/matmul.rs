@@ -4,7 +4,7 @@
 
 use nnc_ir::op::GemmAttrs;
 use nnc_ir::program::MatMulPacked;
-use nnc_ir::{DType, Tensor, TensorType};
+use nnc_ir::{Tensor, TensorType};
 
 use super::Helpers;
 use super::epilogue::Epi;
@@ -231,23 +231,20 @@ pub(super) fn packed(w: &mut W, kp: &MatMulPacked, p: &Packed, epi: &Epi, h: &mu
         for kk in 0..p.k {
             for j in 0..cb {
                 let col = blk * cb + j;
-                wp.push(flit(
-                    if col < p.n {
-                        (p.b)(kk, col) as f32 as f64
-                    } else {
-                        0.0
-                    },
-                    DType::F32,
-                ));
+                wp.push(if col < p.n {
+                    (p.b)(kk, col) as f32 as f64
+                } else {
+                    0.0
+                });
             }
         }
         for j in 0..cb {
             let col = blk * cb + j;
-            bp.push(flit(p.bias.get(col).copied().unwrap_or(0.0), DType::F32));
+            bp.push(p.bias.get(col).copied().unwrap_or(0.0));
         }
     }
-    let wname = h.global_array("packed_b", "float", &wp);
-    let bname = h.global_array("packed_c", "float", &bp);
+    let wname = h.global_f32("packed_b", &wp);
+    let bname = h.global_f32("packed_c", &bp);
     h.need("nnc_fma");
     w.for_("i", 0, p.m);
     w.line(format!("const float *ar = in0 + i * {};", p.sa_row));

@@ -24,7 +24,9 @@ mod writer;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use nnc_ir::program::{Arch, Buffer, Codegen, IntDot, Kernel, Loc, Program, Step, Target, Window};
+use nnc_ir::program::{
+    Arch, Buffer, Codegen, IntDot, Kernel, Loc, Program, Step, Target, TargetSpec, Window,
+};
 use nnc_ir::{DType, Op, Tensor, TensorType};
 
 use crate::error::{BackendError, Result};
@@ -77,15 +79,30 @@ pub fn host_target() -> Target {
     }
 }
 
-/// Parses a C target and describes it: `host` (this machine, as
-/// `-march=native` sees it), `x86_64` (SSE2 only), `x86_64:avx2`
-/// (256-bit vectors and FMA, as `-mavx2 -mfma`), `x86_64:avx512`
-/// (Skylake-X's AVX-512: F, BW, VL, DQ), `x86_64:avx512vnni` (as
-/// `avx512` with VNNI's 8-bit dot products), `x86_64:avxvnni` (AVX2 with
-/// AVX-VNNI), `aarch64` (NEON), or a microcontroller (`cortex-m0`,
-/// `cortex-m4`, `cortex-m7`). The vector width decides the kernels' tile
-/// shapes, so C for another machine should name it.
+/// Parses a C target (the grammar of [`TargetSpec`]) and describes it;
+/// see [`target_for`].
 pub fn target(spec: &str) -> Result<Target> {
+    let t: TargetSpec = spec
+        .parse()
+        .map_err(|e: nnc_ir::program::TargetSpecError| BackendError::Other(e.to_string()))?;
+    target_for(&t)
+}
+
+/// The x86-64 CPUs the C backend knows (each names the vector unit its
+/// kernels and compiler flags assume).
+pub const C_X86_CPUS: &str =
+    "avx2, avx512, avx512vnni, avxvnni, x86-64-v2, x86-64-v3 (= avx2), x86-64-v4 (= avx512)";
+
+/// Describes a target for C: `host` (this machine, as `-march=native`
+/// sees it), `x86_64` (SSE2 only), `x86_64:x86-64-v2` (SSE4.2),
+/// `x86_64:avx2` or `x86_64:x86-64-v3` (256-bit vectors and FMA, as
+/// `-mavx2 -mfma`), `x86_64:avx512` or `x86_64:x86-64-v4` (Skylake-X's
+/// AVX-512: F, BW, VL, DQ), `x86_64:avx512vnni` (as `avx512` with VNNI's
+/// 8-bit dot products), `x86_64:avxvnni` (AVX2 with AVX-VNNI), `aarch64`
+/// (NEON), or a microcontroller (`cortex-m0`, `cortex-m4`, `cortex-m7`).
+/// The vector width decides the kernels' tile shapes, so C for another
+/// machine should name it.
+pub fn target_for(spec: &TargetSpec) -> Result<Target> {
     let cpu = |arch, bits, regs, fma: bool, name: &str| {
         let mut t = Target::cpu(arch, Codegen::C, bits, regs);
         t.fma = fma;
@@ -97,24 +114,25 @@ pub fn target(spec: &str) -> Result<Target> {
         t
     };
     Ok(match spec {
-        "host" | "native" => host_target(),
-        "x86_64" | "x86-64" => cpu(Arch::X86_64, 128, 16, false, ""),
-        "x86_64:avx2" | "x86-64:avx2" => cpu(Arch::X86_64, 256, 16, true, "avx2"),
-        "x86_64:avx512" | "x86-64:avx512" => cpu(Arch::X86_64, 512, 32, true, "avx512"),
-        "x86_64:avx512vnni" | "x86-64:avx512vnni" => {
-            vnni(cpu(Arch::X86_64, 512, 32, true, "avx512vnni"))
-        }
-        "x86_64:avxvnni" | "x86-64:avxvnni" => vnni(cpu(Arch::X86_64, 256, 16, true, "avxvnni")),
-        "aarch64" | "arm64" => cpu(Arch::Aarch64, 128, 32, true, ""),
-        "cortex-m0" | "cortex-m0plus" | "cortex-m0+" => Target::cortex_m(Arch::CortexM0),
-        "cortex-m4" => Target::cortex_m(Arch::CortexM4),
-        "cortex-m7" => Target::cortex_m(Arch::CortexM7),
-        _ => {
-            return Err(BackendError::Other(format!(
-                "unknown C target `{spec}` (use host, x86_64, x86_64:avx2, x86_64:avx512, \
-                 x86_64:avx512vnni, x86_64:avxvnni, aarch64, cortex-m0, cortex-m4 or cortex-m7)"
-            )));
-        }
+        TargetSpec::Host => host_target(),
+        TargetSpec::X86_64 { cpu: None } => cpu(Arch::X86_64, 128, 16, false, ""),
+        TargetSpec::X86_64 { cpu: Some(c) } => match c.as_str() {
+            "x86-64-v2" => cpu(Arch::X86_64, 128, 16, false, "x86-64-v2"),
+            "avx2" | "x86-64-v3" => cpu(Arch::X86_64, 256, 16, true, "avx2"),
+            "avx512" | "x86-64-v4" => cpu(Arch::X86_64, 512, 32, true, "avx512"),
+            "avx512vnni" => vnni(cpu(Arch::X86_64, 512, 32, true, "avx512vnni")),
+            "avxvnni" => vnni(cpu(Arch::X86_64, 256, 16, true, "avxvnni")),
+            _ => {
+                return Err(BackendError::Other(format!(
+                    "the C backend does not know the x86_64 CPU `{c}` (it knows {C_X86_CPUS}; \
+                     Cranelift's CPU presets such as skylake are for the native backend)"
+                )));
+            }
+        },
+        TargetSpec::Aarch64 => cpu(Arch::Aarch64, 128, 32, true, ""),
+        TargetSpec::CortexM0 => Target::cortex_m(Arch::CortexM0),
+        TargetSpec::CortexM4 => Target::cortex_m(Arch::CortexM4),
+        TargetSpec::CortexM7 => Target::cortex_m(Arch::CortexM7),
     })
 }
 
@@ -132,6 +150,7 @@ const AVX512: &[&str] = &[
 /// (empty for `host`: the caller picks `-march=native` or not).
 pub fn isa_flags(t: &Target) -> Vec<&'static str> {
     match (t.arch, t.cpu.as_deref()) {
+        (Arch::X86_64, Some("x86-64-v2")) => vec!["-msse4.2", "-mpopcnt"],
         (Arch::X86_64, Some("avx2")) => vec!["-mavx2", "-mfma"],
         (Arch::X86_64, Some("avx512")) => AVX512.to_vec(),
         (Arch::X86_64, Some("avx512vnni")) => [AVX512, &["-mavx512vnni"]].concat(),
@@ -149,6 +168,53 @@ pub struct CSource {
     pub source: String,
 }
 
+/// How the weights are written into the C source.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WeightForm {
+    /// `static const float w[] = {0.5f, ...}`: readable, and slow to
+    /// compile for large models (a C compiler spends about 4 s per million
+    /// float literals).
+    Literal,
+    /// The bytes of each array as one string literal in a union with the
+    /// typed array (`static const union { unsigned char b[N]; float v[M]; }
+    /// w_u = {"\\000..."}; #define w (w_u.v)`): still standard C99,
+    /// still `static const` (flash on an MCU), aligned for its type, and
+    /// ten times faster to compile.
+    Blob,
+    /// Blob when the weights exceed [`BLOB_ABOVE`] bytes, literals below.
+    #[default]
+    Auto,
+}
+
+/// Weight bytes above which [`WeightForm::Auto`] writes blobs.
+pub const BLOB_ABOVE: usize = 1 << 20;
+
+impl WeightForm {
+    /// Blobs or literals for a program with `weight_bytes` of weights.
+    pub fn blob_for(self, weight_bytes: usize) -> bool {
+        match self {
+            WeightForm::Literal => false,
+            WeightForm::Blob => true,
+            WeightForm::Auto => weight_bytes > BLOB_ABOVE,
+        }
+    }
+
+    /// The spelling of `--weights`.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightForm::Literal => "literal",
+            WeightForm::Blob => "blob",
+            WeightForm::Auto => "auto",
+        }
+    }
+}
+
+/// How to write the C.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct COptions {
+    pub weights: WeightForm,
+}
+
 /// Helper functions a source needs; emitted once, only when used.
 #[derive(Debug, Default)]
 pub struct Helpers {
@@ -156,11 +222,55 @@ pub struct Helpers {
     /// File-scope arrays kernels derive from weights (packed layouts).
     globals: String,
     counter: usize,
+    /// Write float arrays as blobs ([`WeightForm::Blob`]).
+    blob: bool,
 }
 
 impl Helpers {
     pub fn need(&mut self, h: &'static str) {
         self.used.insert(h);
+    }
+
+    /// Adds a file-scope `static const float` array of these values (f32
+    /// precision) and returns its name: literals or a blob, as the weights.
+    pub fn global_f32(&mut self, what: &str, values: &[f64]) -> String {
+        if !self.blob {
+            let lits: Vec<String> = values.iter().map(|&v| flit(v, DType::F32)).collect();
+            return self.global_array(what, "float", &lits);
+        }
+        let bytes: Vec<u8> = values
+            .iter()
+            .flat_map(|&v| (v as f32).to_le_bytes())
+            .collect();
+        self.global_blob(what, "float", values.len(), &bytes)
+    }
+
+    /// Adds a file-scope `static const int32_t` array (literals or a blob).
+    pub fn global_i32(&mut self, what: &str, values: &[i32]) -> String {
+        if !self.blob {
+            let lits: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+            return self.global_array(what, "int32_t", &lits);
+        }
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.global_blob(what, "int32_t", values.len(), &bytes)
+    }
+
+    /// Adds a file-scope `static const uint32_t` array of words (hex
+    /// literals or a blob).
+    pub fn global_u32(&mut self, what: &str, values: &[u32]) -> String {
+        if !self.blob {
+            let lits: Vec<String> = values.iter().map(|w| format!("0x{w:08x}u")).collect();
+            return self.global_array(what, "uint32_t", &lits);
+        }
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.global_blob(what, "uint32_t", values.len(), &bytes)
+    }
+
+    fn global_blob(&mut self, what: &str, ctype: &str, count: usize, bytes: &[u8]) -> String {
+        let name = format!("nnc_{what}{}", self.counter);
+        self.counter += 1;
+        blob_array(&mut self.globals, &name, ctype, count, bytes);
+        name
     }
 
     /// Adds a file-scope `static const` array and returns its name.
@@ -212,8 +322,13 @@ const STEP_MACRO: &str = "#if defined(__GNUC__)\n#define NNC_STEP __attribute__(
 const PROFILE_HOOKS: &str = "#ifdef NNC_PROFILE\nvoid nnc_profile_begin(void);\nvoid nnc_profile_step(int step);\n#define NNC_PROFILE_BEGIN() nnc_profile_begin()\n#define NNC_PROFILE_STEP(i) nnc_profile_step(i)\n#else\n#define NNC_PROFILE_BEGIN() ((void)0)\n#define NNC_PROFILE_STEP(i) ((void)0)\n#endif\n\n";
 
 /// Emits the header and source for a program (its kernels selected for a
-/// C target).
+/// C target), the weights in the form [`WeightForm::Auto`] picks.
 pub fn emit(p: &Program, name: &str) -> Result<CSource> {
+    emit_with(p, name, &COptions::default())
+}
+
+/// As [`emit`], with options.
+pub fn emit_with(p: &Program, name: &str, opts: &COptions) -> Result<CSource> {
     if p.target.codegen != Codegen::C {
         return Err(BackendError::Other(format!(
             "the program was lowered for {}, not for C",
@@ -231,7 +346,11 @@ pub fn emit(p: &Program, name: &str) -> Result<CSource> {
         ));
     }
     let name = ident(name);
-    let mut h = Helpers::default();
+    let blob = opts.weights.blob_for(p.weight_bytes());
+    let mut h = Helpers {
+        blob,
+        ..Helpers::default()
+    };
     let mut body = String::new();
     let mut calls = Vec::new();
     let mut used = BTreeSet::new();
@@ -275,8 +394,11 @@ pub fn emit(p: &Program, name: &str) -> Result<CSource> {
         src.push_str(elementwise::helper_source(hname));
         src.push('\n');
     }
+    if blob {
+        src.push_str(BLOB_PRELUDE);
+    }
     // Only weights some step reads; packed copies replace the originals.
-    weights(&mut src, p, &used);
+    weights(&mut src, p, &used, blob);
     src.push_str(&h.globals);
     src.push_str(&body);
     // Entry point. With -DNNC_PROFILE it reports the end of every step to
@@ -317,7 +439,41 @@ pub fn emit(p: &Program, name: &str) -> Result<CSource> {
     })
 }
 
-fn weights(src: &mut String, p: &Program, used: &BTreeSet<usize>) {
+/// What a source with blobs needs: their string literals are longer than
+/// the 4095 characters C99 promises to every compiler (GCC and Clang take
+/// any length; `-pedantic` would warn), and their bytes are little-endian.
+const BLOB_PRELUDE: &str = "#if defined(__GNUC__)\n#pragma GCC diagnostic ignored \"-Woverlength-strings\"\n#endif\n#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__\n#error \"the weights are stored little-endian\"\n#endif\n\n";
+
+/// Writes `static const CTYPE NAME[count]` as a blob: a union of the
+/// bytes (one string literal, octal escapes for what is not printable)
+/// with the typed array, and a macro naming the typed array.
+fn blob_array(src: &mut String, name: &str, ctype: &str, count: usize, bytes: &[u8]) {
+    let _ = write!(
+        src,
+        "static const union {{ unsigned char b[{}]; {ctype} v[{}]; }} {name}_u = {{",
+        bytes.len().max(1),
+        count.max(1)
+    );
+    if bytes.is_empty() {
+        src.push_str("{0}");
+    }
+    for chunk in bytes.chunks(64) {
+        src.push_str("\n    \"");
+        for &b in chunk {
+            // Octal escapes are always three digits, so a digit after one
+            // is never read as part of it; `?` could start a trigraph.
+            if (0x20..0x7f).contains(&b) && !matches!(b, b'"' | b'\\' | b'?') {
+                src.push(b as char);
+            } else {
+                let _ = write!(src, "\\{b:03o}");
+            }
+        }
+        src.push('"');
+    }
+    let _ = write!(src, "\n}};\n#define {name} ({name}_u.v)\n\n");
+}
+
+fn weights(src: &mut String, p: &Program, used: &BTreeSet<usize>, blob: bool) {
     for (k, wt) in p.weights.iter().enumerate() {
         if !used.contains(&k) {
             continue;
@@ -325,6 +481,11 @@ fn weights(src: &mut String, p: &Program, used: &BTreeSet<usize>) {
         let t: &Tensor = &wt.tensor;
         let _ = writeln!(src, "/* {} {} */", comment_safe(&wt.name), t.ty());
         let n = t.len();
+        if blob && t.dtype() != DType::Bool {
+            let bytes = t.data().to_le_bytes();
+            blob_array(src, &format!("nnc_w{k}"), ctype(t.dtype()), n, &bytes);
+            continue;
+        }
         let _ = write!(
             src,
             "static const {} nnc_w{k}[{}] = {{",

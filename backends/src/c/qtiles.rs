@@ -183,8 +183,7 @@ fn records(h: &mut Helpers, ch: &[ChannelRq], rq: &RqForm) -> String {
 
 /// Constant words as a `static const uint32_t` array.
 fn words(h: &mut Helpers, what: &str, ws: &[u32]) -> String {
-    let v: Vec<String> = ws.iter().map(|w| format!("0x{w:08x}u")).collect();
-    h.global_array(what, "uint32_t", &v)
+    h.global_u32(what, ws)
 }
 
 /// Loads the requantization constants of record `rec` (a C pointer

@@ -39,7 +39,9 @@ use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
-use nnc_ir::program::{Arch, Codegen, IntDot, Kernel, Loc, Program, Step, Target, Window};
+use nnc_ir::program::{
+    Arch, Codegen, IntDot, Kernel, Loc, Program, Step, Target, TargetSpec, Window,
+};
 use nnc_ir::{Op, TensorType};
 
 use crate::error::{BackendError, Result};
@@ -92,28 +94,47 @@ fn has_vnni(isa: &dyn isa::TargetIsa) -> bool {
     (on("has_avx") && on("has_avx_vnni")) || (on("has_avx512vl") && on("has_avx512vnni"))
 }
 
-/// Parses a Cranelift target: `host`, `x86_64`, `x86_64:CPU` (a CPU preset
-/// such as `x86-64-v3` or `skylake`) or `aarch64`, and describes it.
+/// Parses a Cranelift target (the grammar of [`TargetSpec`]) and
+/// describes it; see [`target_for`].
 pub fn target(spec: &str) -> Result<Target> {
+    let t: TargetSpec = spec
+        .parse()
+        .map_err(|e: nnc_ir::program::TargetSpecError| BackendError::Other(e.to_string()))?;
+    target_for(&t)
+}
+
+/// Describes a target for Cranelift: `host` (this machine's own
+/// features), `x86_64` (the x86-64-v2 baseline: Cranelift's vectors need
+/// SSE4.1), `x86_64:CPU` with a Cranelift CPU preset (`x86-64-v3`,
+/// `skylake`, `znver3`, ...) or one of the C backend's feature names
+/// (`avx2` = x86-64-v3, `avx512` = x86-64-v4, `avx512vnni` = cascadelake,
+/// `avxvnni` = alderlake), or `aarch64`. Microcontrollers are refused:
+/// Cranelift has no 32-bit Arm backend.
+pub fn target_for(spec: &TargetSpec) -> Result<Target> {
     let (arch, cpu) = match spec {
-        "host" | "native" => return host_target(),
-        "x86_64" | "x86-64" => (Arch::X86_64, None),
-        "aarch64" | "arm64" => (Arch::Aarch64, None),
-        _ => match spec
-            .strip_prefix("x86_64:")
-            .or_else(|| spec.strip_prefix("x86-64:"))
-        {
-            Some(cpu) => (Arch::X86_64, Some(cpu.to_string())),
-            None => {
-                return Err(BackendError::Other(format!(
-                    "unknown native target `{spec}` (use host, x86_64, x86_64:CPU or aarch64)"
-                )));
-            }
-        },
+        TargetSpec::Host => return host_target(),
+        TargetSpec::X86_64 { cpu } => {
+            let preset = cpu.as_deref().map(|c| match c {
+                "avx2" => "x86-64-v3",
+                "avx512" => "x86-64-v4",
+                "avx512vnni" => "cascadelake",
+                "avxvnni" => "alderlake",
+                c => c,
+            });
+            (
+                Arch::X86_64,
+                Some(preset.unwrap_or("x86-64-v2").to_string()),
+            )
+        }
+        TargetSpec::Aarch64 if host_arch() == Arch::Aarch64 => return host_target(),
+        TargetSpec::Aarch64 => (Arch::Aarch64, None),
+        m => {
+            return Err(BackendError::Other(format!(
+                "the native backend has no code generator for {m} (Cranelift has no 32-bit Arm \
+                 backend): microcontrollers get C, from `nnc emit-c --target {m}` or `--backend c`"
+            )));
+        }
     };
-    if cpu.is_none() && arch == host_arch() {
-        return host_target();
-    }
     let mut t = Target::cpu(arch, Codegen::Cranelift, 128, 16);
     t.cpu = cpu;
     let isa = isa_for(&t, false, false)?;

@@ -9,7 +9,7 @@ fn report(a: &BenchArgs, median: f64, p90: f64, runs: usize, checks: &Checks) ->
     if a.json {
         let mut v = json!({
             "model": a.model.model.display().to_string(),
-            "backend": format!("{:?}", a.backend).to_lowercase(),
+            "backend": a.backend().name(),
             "opt_level": a.model.opt.to_string(),
             "median_ms": median,
             "p90_ms": p90,
@@ -96,7 +96,7 @@ fn auto_runs(one_ms: f64) -> usize {
 }
 
 pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
-    let target = a.target.c();
+    let target = a.target.for_backend(a.backend())?;
     if target.is_mcu() {
         return bench_mcu::cmd_bench_mcu(a, target);
     }
@@ -104,7 +104,7 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         bail!(
             "`nnc bench` measures on this machine (--target host) or on an emulated Cortex-M \
              (--target cortex-m0, cortex-m4 or cortex-m7); `{}` is neither",
-            target.spec()
+            a.target.0
         );
     }
     let model = read_model(&a.model.model)?;
@@ -113,10 +113,10 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         .map(|i| g.input_name(i).to_string())
         .collect();
     let out_names: Vec<String> = g.outputs().iter().map(|o| o.name.clone()).collect();
-    if a.profile && a.backend == Backend::Interp {
+    if a.profile && a.backend() == Backend::Interp {
         bail!("--profile needs a compiled backend (--backend c or native)");
     }
-    match a.backend {
+    match a.backend() {
         Backend::Interp => {
             let t0 = Instant::now();
             let outs = driver::run_interp(&g, &inputs)?;
@@ -124,6 +124,7 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
             let runs = a
                 .runs
                 .unwrap_or_else(|| auto_runs(t0.elapsed().as_secs_f64() * 1e3));
+            let measuring = Progress::start(format!("measuring {runs} runs"));
             let mut t: Vec<f64> = (0..runs)
                 .map(|_| {
                     let t0 = Instant::now();
@@ -131,6 +132,7 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
                     t0.elapsed().as_secs_f64() * 1e3
                 })
                 .collect();
+            drop(measuring);
             t.sort_by(|x, y| x.total_cmp(y));
             report(
                 &a,
@@ -143,13 +145,18 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         }
         Backend::C | Backend::Native => {
             let name = nnc_backends::c::ident(if g.name.is_empty() { "model" } else { &g.name });
-            let target = if a.backend == Backend::C {
+            let target = if a.backend() == Backend::C {
                 nnc_backends::c::host_target()
             } else {
                 nnc_backends::cranelift::host_target()?
             };
             let p = emit::lower(&g, &name, &target, &a.kernel)?;
-            let exe = if a.backend == Backend::C {
+            let building = Progress::start(if a.backend() == Backend::C {
+                "generating and building the C"
+            } else {
+                "compiling native code"
+            });
+            let exe = if a.backend() == Backend::C {
                 let src = nnc_backends::c::emit(&p, &name)?;
                 let glue = nnc::cbuild::harness_glue(&p, &src.name);
                 let flags = nnc::cbuild::CFlags {
@@ -162,6 +169,7 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
                 let obj = nnc::native::object(&p, &name, &opts)?;
                 nnc::native::build_executable(&p, &obj)?
             };
+            drop(building);
             let checks = if a.expect.is_empty() {
                 Checks::default()
             } else {
@@ -178,6 +186,7 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
                 args.push(format!("{}={}", names[i], f.display()));
             }
             let run = |n: usize| -> Result<(f64, f64)> {
+                let _p = Progress::start(format!("measuring {n} runs"));
                 let out = Command::new(&exe)
                     .args(&args)
                     .args(["--bench", &n.to_string(), "--json"])
@@ -196,6 +205,7 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
             };
             if a.profile {
                 let runs = a.runs.unwrap_or(200).max(1);
+                let profiling = Progress::start(format!("profiling {runs} runs"));
                 let out = Command::new(&exe)
                     .args(&args)
                     .args(["--bench", &runs.to_string(), "--profile", "--json"])
@@ -207,8 +217,28 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
                     );
                 }
                 let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-                let peak = nnc_backends::cranelift::fma_peak_gflops()?;
-                print_profile(&a, &p, &v, peak, runs, &checks)?;
+                drop(profiling);
+                let peak = if a.backend() == Backend::C {
+                    let c = nnc::cbuild::fma_peak(&nnc::cbuild::CFlags::bench())?;
+                    Peak {
+                        gflops: c.gflops,
+                        what: format!(
+                            "f32x{} {} peak of the C code ({} {})",
+                            c.lanes,
+                            if c.fused { "FMA" } else { "multiply-add" },
+                            nnc::cbuild::cc(),
+                            nnc::cbuild::CFlags::bench().opt.join(" ")
+                        ),
+                        lanes: c.lanes,
+                    }
+                } else {
+                    Peak {
+                        gflops: nnc_backends::cranelift::fma_peak_gflops()?,
+                        what: "f32x4 FMA peak of the native code (Cranelift)".into(),
+                        lanes: 4,
+                    }
+                };
+                print_profile(&a, &p, &v, &peak, runs, &checks)?;
                 let _ = std::fs::remove_dir_all(&dir);
                 return Ok(checks.exit_code());
             }
@@ -224,13 +254,23 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
     }
 }
 
+/// The measured multiply-add peak of the code being profiled: Cranelift's
+/// f32x4 loop for native code, a C loop built with the model's compiler
+/// and flags (as wide as the vectors they enable) for C.
+struct Peak {
+    gflops: f64,
+    /// What was measured, for the table's last line.
+    what: String,
+    lanes: usize,
+}
+
 /// The per-step table: time, share, achieved GFLOP/s and its fraction of
-/// this machine's measured f32x4 FMA peak.
+/// the measured multiply-add peak of the code being profiled.
 fn print_profile(
     a: &BenchArgs,
     p: &nnc_ir::program::Program,
     v: &serde_json::Value,
-    peak: f64,
+    peak: &Peak,
     runs: usize,
     checks: &Checks,
 ) -> Result<()> {
@@ -246,16 +286,17 @@ fn print_profile(
                 json!({
                     "op": d.op, "output": d.output, "name": d.name,
                     "ms": s["ms"], "gflops": gf, "macs": d.macs,
-                    "peak_share": gf / peak,
+                    "peak_share": gf / peak.gflops,
                 })
             })
             .collect();
         let mut o = json!({
-            "backend": format!("{:?}", a.backend).to_lowercase(),
+            "backend": a.backend().name(),
             "steps": rows,
             "total_ms": total,
             "runs": runs,
-            "f32x4_fma_peak_gflops": peak,
+            "fma_peak_gflops": peak.gflops,
+            "fma_peak_lanes": peak.lanes,
         });
         checks.add_to(&mut o);
         outln!("{o}");
@@ -268,7 +309,7 @@ fn print_profile(
         let gf = s["gflops"].as_f64().unwrap_or(0.0);
         let share = if total > 0.0 { 100.0 * ms / total } else { 0.0 };
         let pk = if d.macs > 0 {
-            format!("{:5.0}%", 100.0 * gf / peak)
+            format!("{:5.0}%", 100.0 * gf / peak.gflops)
         } else {
             "     -".to_string()
         };
@@ -281,12 +322,9 @@ fn print_profile(
     }
     outln!("total {total:.4} ms/run over {runs} runs");
     outln!(
-        "f32x4 FMA peak of this machine: {peak:.1} GFLOP/s (measured; %peak compares each step with it{})",
-        if a.backend == Backend::C {
-            "; C built with -march=native may use wider vectors"
-        } else {
-            ""
-        }
+        "{}: {:.1} GFLOP/s (measured; %peak compares each step with it)",
+        peak.what,
+        peak.gflops
     );
     Ok(())
 }

@@ -15,12 +15,6 @@ const NOT_CYCLES: &str = "guest instructions executed under QEMU -icount, not cy
 QEMU has no pipeline, cache or wait-state model";
 
 pub(super) fn cmd_bench_mcu(a: BenchArgs, target: Target) -> Result<ExitCode> {
-    if a.backend != Backend::C {
-        bail!(
-            "--target {} needs --backend c: microcontrollers get C (Cranelift has no 32-bit Arm backend)",
-            target.spec()
-        );
-    }
     let model = read_model(&a.model.model)?;
     let (g, inputs) = load_with_inputs(&model, &a.model, &a.inputs, &target)?;
     let out_names: Vec<String> = g.outputs().iter().map(|o| o.name.clone()).collect();
@@ -42,6 +36,10 @@ pub(super) fn cmd_bench_mcu(a: BenchArgs, target: Target) -> Result<ExitCode> {
         lsb: a.tol.lsb,
         equal_nan: a.tol.equal_nan,
     };
+    let progress = Progress::start(format!(
+        "building the firmware and running it under QEMU ({})",
+        target.spec()
+    ));
     let b = mb::bench_program(&p, &src, &inputs, &opts).with_context(|| {
         format!(
             "benchmarking `{}` on {}",
@@ -49,6 +47,7 @@ pub(super) fn cmd_bench_mcu(a: BenchArgs, target: Target) -> Result<ExitCode> {
             target.spec()
         )
     })?;
+    drop(progress);
     let checks = device_checks(&a, &opts, &out_names, &b.plain.report.checks);
     if a.json {
         outln!("{}", to_json(&a, &p, &b, &checks));

@@ -5,11 +5,30 @@ use nnc_backends::cranelift::NativeOptions;
 use super::*;
 
 pub(super) fn cmd_compile(a: CompileArgs) -> Result<ExitCode> {
-    let target = nnc_backends::cranelift::target(&a.target)?;
+    if a.backend != Backend::Native {
+        bail!(
+            "--backend {}: `nnc compile` writes executables and objects from native code \
+             (--backend native); for C sources use `nnc emit-c`{}",
+            a.backend.name(),
+            if a.backend == Backend::C {
+                ", and `nnc run --backend c` or `nnc bench --backend c` run them"
+            } else {
+                ""
+            }
+        );
+    }
+    if a.target.0.is_mcu() {
+        bail!(
+            "--target {t}: the native backend has no Cortex-M code generator (Cranelift has no \
+             32-bit Arm backend); write C for it with `nnc emit-c --target {t}`",
+            t = a.target.0
+        );
+    }
+    let target = a.target.native()?;
     if a.emit == EmitKind::Exe && !nnc_backends::cranelift::runs_here(&target) {
         bail!(
             "--target {} cannot run on this machine: use --emit obj and link it on the target",
-            a.target
+            a.target.0
         );
     }
     let model = read_model(&a.model.model)?;
@@ -40,7 +59,10 @@ pub(super) fn cmd_compile(a: CompileArgs) -> Result<ExitCode> {
     let name = nnc_backends::c::ident(a.name.as_deref().unwrap_or(&stem));
     let p = emit::lower(&g, &name, &target, &a.kernel)?;
     let opts = NativeOptions { profile: a.profile };
-    let obj = nnc::native::object(&p, &name, &opts).context("generating native code")?;
+    let obj = {
+        let _p = Progress::start("generating native code");
+        nnc::native::object(&p, &name, &opts).context("generating native code")?
+    };
     create_parent(&a.out)?;
     match a.emit {
         EmitKind::Obj => {
@@ -57,7 +79,10 @@ pub(super) fn cmd_compile(a: CompileArgs) -> Result<ExitCode> {
             );
         }
         EmitKind::Exe => {
-            nnc::native::link_executable(&p, &obj, &a.out).context("linking")?;
+            {
+                let _p = Progress::start("linking");
+                nnc::native::link_executable(&p, &obj, &a.out).context("linking")?;
+            }
             outln!(
                 "wrote {} ({}): code {} bytes, arena {} bytes, weights {} bytes, compiled in {:.0} ms",
                 a.out.display(),

@@ -3,9 +3,14 @@
 use super::*;
 
 pub(super) fn cmd_dump(a: DumpArgs) -> Result<ExitCode> {
-    let target = match a.backend {
-        PlanBackend::C => nnc_backends::c::target(&a.target)?,
-        PlanBackend::Native => nnc_backends::cranelift::target(&a.target)?,
+    let backend = a.backend.unwrap_or(if a.target.0.is_mcu() {
+        PlanBackend::C
+    } else {
+        PlanBackend::Native
+    });
+    let target = match backend {
+        PlanBackend::C => a.target.c()?,
+        PlanBackend::Native => a.target.native()?,
     };
     let model = read_model(&a.model.model)?;
     let inputs = command_inputs(&model, &[]);

@@ -42,7 +42,7 @@ pub(super) fn lower_unchecked(
 }
 
 pub(super) fn cmd_emit(a: EmitArgs) -> Result<ExitCode> {
-    let target = a.target.c();
+    let target = a.target.c()?;
     let model = read_model(&a.model.model)?;
     let (g, _) = load_with_inputs(&model, &a.model, &a.inputs, &target)?;
     let mut name = model_ident(&a.model.model, &a.name);
@@ -59,14 +59,25 @@ pub(super) fn cmd_emit(a: EmitArgs) -> Result<ExitCode> {
     refuse_inputs(&h, &inputs)?;
     refuse_inputs(&c, &inputs)?;
     let p = lower(&g, &name, &target, &a.kernel)?;
-    let src = nnc_backends::c::emit(&p, &name).context("generating C")?;
+    let src = {
+        let _p = Progress::start("generating the C");
+        let opts = nnc_backends::c::COptions {
+            weights: a.weights.form(),
+        };
+        nnc_backends::c::emit_with(&p, &name, &opts).context("generating C")?
+    };
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create `{}`", a.out.display()))?;
     // Both written in full first; the header is renamed into place before
     // the source, so a new NAME.c never goes with an old NAME.h.
     nnc::outfile::write_all(&[(&h, src.header.as_bytes()), (&c, src.source.as_bytes())])?;
+    let form = if a.weights.form().blob_for(p.weight_bytes()) {
+        "blob"
+    } else {
+        "literal"
+    };
     outln!(
-        "wrote {} and {} ({}): arena {} bytes, weights {} bytes, {} steps",
+        "wrote {} and {} ({}): arena {} bytes, weights {} bytes ({form}), {} steps",
         h.display(),
         c.display(),
         target.spec(),

@@ -9,7 +9,7 @@ pub(super) fn cmd_info(a: InfoArgs) -> Result<ExitCode> {
     if let Some(f) = &a.memory_svg {
         refuse_inputs(f, &command_inputs(&model, &[]))?;
     }
-    let g = load_model(&model, &a.model, &HashMap::new(), false, &a.target.c())?;
+    let g = load_model(&model, &a.model, &HashMap::new(), false, &a.target.c()?)?;
     let (memory, failures) = memory_report(&a, &g)?;
     let s = nnc_ir::stats::stats(&g);
     let inputs: Vec<_> = (0..g.inputs().len())
@@ -112,7 +112,7 @@ fn fmt_bytes(b: usize) -> String {
 
 /// The memory section of `nnc info`: plan numbers, budgets, per-step live bytes.
 pub(super) fn memory_report(a: &InfoArgs, g: &Graph) -> Result<(serde_json::Value, Vec<String>)> {
-    let p = emit::lower_unchecked(g, "model", &a.target.c(), &a.kernel)?;
+    let p = emit::lower_unchecked(g, "model", &a.target.c()?, &a.kernel)?;
     let s = &p.stats;
     if let Some(f) = &a.memory_svg {
         create_parent(f)?;
@@ -161,7 +161,7 @@ pub(super) fn memory_report(a: &InfoArgs, g: &Graph) -> Result<(serde_json::Valu
         .max_by_key(|&(b, i)| (b, std::cmp::Reverse(i)))
         .filter(|&(b, _)| b > 0);
     let v = json!({
-        "target": a.target.c().spec(),
+        "target": a.target.0.to_string(),
         "arena_bytes": p.arena_bytes,
         "greedy_by_size_bytes": s.greedy_bytes,
         "naive_bytes": s.naive_bytes,

@@ -25,8 +25,11 @@ mod compile;
 mod dump;
 mod emit;
 mod info;
+mod progress;
 mod prune;
 mod run;
+
+use progress::Progress;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -38,7 +41,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use nnc::driver::{self, LoadOptions};
 use nnc::io;
-use nnc_ir::program::Target;
+use nnc_ir::program::{Target, TargetSpec, TargetSpecError};
 use nnc_ir::{ConstMode, Graph, PrintOptions, Tensor};
 use nnc_passes::lower::KernelChoice;
 use nnc_passes::{OptLevel, PipelineOptions, PrintAfter};
@@ -52,7 +55,18 @@ microcontrollers; the reference interpreter runs any of it for comparison. \
 MODEL is an ONNX file (.onnx) or an nnc text IR file (.nnir, as written by \
 `nnc dump`).";
 
-const AFTER_HELP: &str = "Optimization levels and their pipelines:\n\
+const AFTER_HELP: &str = "Conventions (the same in every command):\n\
+  -o PATH          a file for the commands that write one (run: per output, dump, compile,\n\
+                   compile --emit obj with its .h beside it); a folder for emit-c, which\n\
+                   writes NAME.h and NAME.c into it. Missing folders are created.\n\
+  --target T       host (default: this machine), x86_64 (baseline), x86_64:CPU (avx2, avx512,\n\
+                   avx512vnni, avxvnni, x86-64-v2..v4 for both backends; any Cranelift CPU\n\
+                   preset such as skylake for native), aarch64, cortex-m0, cortex-m4, cortex-m7.\n\
+                   A command refuses a target its backend has no code generator for.\n\
+  --backend B      native (default: Cranelift, in process), c (the generated C built with\n\
+                   `cc`), interp (the reference interpreter, run only); a Cortex-M target\n\
+                   defaults to c, the one backend that has one.\n\n\
+Optimization levels and their pipelines:\n\
   -O0  (none: the graph as imported)\n\
   -O1  fold-constants, remove-identity, cse, dce\n\
   -O2  fold-constants, remove-identity, prune-dead, egraph, dce (default)\n\
@@ -77,7 +91,9 @@ Passes (for --passes, --print-after, --stop-after):\n\
 RUST_LOG=nnc_passes=info logs e-graph statistics; --egraph-report prints egg's report.\n\n\
 Environment: CC (the C compiler), NNC_CACHE_DIR (build cache; default \
 $XDG_CACHE_HOME/nnc or ~/.cache/nnc, private to you), NNC_CACHE_MAX_MB (its \
-size bound, default 1024).";
+size bound, default 1024), NNC_PROGRESS_DELAY_MS (long work shows a progress line on \
+standard error after this many milliseconds, default 500, when it is a terminal; never when \
+it is piped).";
 
 #[derive(Debug, Parser)]
 #[command(name = "nnc", version, about = ABOUT, long_about = None, after_help = AFTER_HELP)]
@@ -112,26 +128,48 @@ struct PruneArgs {
     #[arg(short = 'o', long = "out", value_name = "FILE")]
     out: PathBuf,
     /// Target of the peak SRAM and flash figures in the report (as for `info`)
-    #[arg(long, default_value = "host", value_parser = parse_c_target)]
+    #[arg(long, default_value = "host", value_parser = parse_target)]
     target: TargetArg,
 }
 
-/// A C target (`--target` of `emit-c` and `info`): checked when parsed,
-/// described by the C backend.
+/// A `--target`: one grammar for every command ([`TargetSpec`]: `host`,
+/// `x86_64[:CPU]`, `aarch64`, `cortex-m0|m4|m7`), checked when parsed.
+/// Each command turns it into the description its backend needs, and the
+/// backend refuses what it cannot generate code for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct TargetArg(String);
+struct TargetArg(TargetSpec);
 
 impl TargetArg {
     /// The target description for C.
-    fn c(&self) -> Target {
-        nnc_backends::c::target(&self.0).expect("checked when parsed")
+    fn c(&self) -> Result<Target> {
+        nnc_backends::c::target_for(&self.0).with_context(|| format!("--target {}", self.0))
+    }
+
+    /// The target description for Cranelift.
+    fn native(&self) -> Result<Target> {
+        nnc_backends::cranelift::target_for(&self.0).with_context(|| format!("--target {}", self.0))
+    }
+
+    /// The description for the code generator of `backend` (the
+    /// interpreter runs on this machine only).
+    fn for_backend(&self, backend: Backend) -> Result<Target> {
+        match backend {
+            Backend::C => self.c(),
+            Backend::Native => self.native(),
+            Backend::Interp if self.0 == TargetSpec::Host => Ok(Target::default()),
+            Backend::Interp => bail!(
+                "--target {}: the interpreter runs on this machine only (--target host); \
+                 use --backend c or native",
+                self.0
+            ),
+        }
     }
 }
 
-fn parse_c_target(s: &str) -> Result<TargetArg, String> {
-    nnc_backends::c::target(s)
-        .map(|_| TargetArg(s.to_string()))
-        .map_err(|e| e.to_string())
+fn parse_target(s: &str) -> Result<TargetArg, String> {
+    s.parse()
+        .map(TargetArg)
+        .map_err(|e: TargetSpecError| e.to_string())
 }
 
 /// Kernels forced onto steps, for tuning experiments.
@@ -189,18 +227,6 @@ impl KernelArgs {
                 (None, MemoryArg::Min) => MemoryGoal::Minimize,
             },
         }
-    }
-}
-
-/// Checks the spelling of a native target (the CPU preset is checked when
-/// the ISA is built).
-fn parse_native_spec(s: &str) -> Result<String, String> {
-    match s {
-        "host" | "native" | "x86_64" | "x86-64" | "aarch64" | "arm64" => Ok(s.to_string()),
-        _ if s.starts_with("x86_64:") || s.starts_with("x86-64:") => Ok(s.to_string()),
-        _ => Err(format!(
-            "unknown target `{s}` (use host, x86_64, x86_64:CPU or aarch64)"
-        )),
     }
 }
 
@@ -280,6 +306,15 @@ enum Backend {
 }
 
 impl Backend {
+    /// The name `--backend` takes.
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Interp => "interp",
+            Backend::C => "c",
+            Backend::Native => "native",
+        }
+    }
+
     fn driver(self) -> driver::Backend {
         match self {
             Backend::Interp => driver::Backend::Interp,
@@ -295,8 +330,9 @@ struct RunArgs {
     model: ModelArgs,
     #[command(flatten)]
     kernel: KernelArgs,
-    /// Backend that executes the model
-    #[arg(long, value_enum, default_value = "interp")]
+    /// Backend that executes the model (native: Cranelift, compiled in process; c: the
+    /// generated C built with `cc`; interp: the reference interpreter)
+    #[arg(long, value_enum, default_value = "native")]
     backend: Backend,
     /// Input tensor file (.npy or ONNX TensorProto .pb): `NAME=FILE`, or `FILE` when the model has one input (repeatable)
     #[arg(short, long = "input", value_name = "[NAME=]FILE")]
@@ -418,13 +454,14 @@ struct DumpArgs {
     /// parameters, epilogue, live bytes, and the memory plan
     #[arg(long)]
     plan: bool,
-    /// Code generator the plan's kernels are selected for (with --plan)
-    #[arg(long, value_enum, default_value = "c")]
-    backend: PlanBackend,
-    /// Target of the plan (with --plan): `host`, a Cortex-M core for c (`cortex-m4`), or
-    /// `x86_64[:CPU]` / `aarch64` for native
-    #[arg(long, default_value = "host")]
-    target: String,
+    /// Code generator the plan's kernels are selected for (with --plan; default native,
+    /// and c for a Cortex-M target)
+    #[arg(long, value_enum)]
+    backend: Option<PlanBackend>,
+    /// Target of the plan (with --plan): host, x86_64[:CPU], aarch64, cortex-m0|m4|m7 (see
+    /// `nnc --help`; Cortex-M needs --backend c)
+    #[arg(long, default_value = "host", value_parser = parse_target)]
+    target: TargetArg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -444,9 +481,9 @@ struct InfoArgs {
     /// Print JSON instead of text
     #[arg(long)]
     json: bool,
-    /// Target of the memory plan: host, x86_64[:avx2|:avx512|:avx512vnni|:avxvnni], aarch64, or cortex-m0/m4/m7
-    /// (microcontrollers use the memory-aware cost model)
-    #[arg(long, default_value = "host", value_parser = parse_c_target)]
+    /// Target of the memory plan (the C backend's): host, x86_64[:CPU], aarch64,
+    /// cortex-m0|m4|m7 (see `nnc --help`; microcontrollers use the memory-aware cost model)
+    #[arg(long, default_value = "host", value_parser = parse_target)]
     target: TargetArg,
     /// Fail when the weights exceed this many bytes (1MiB = 1M = 1048576, 1MB = 1000000)
     #[arg(
@@ -482,10 +519,38 @@ struct EmitArgs {
     /// Identifier for the files, the entry point NAME_run and the macros (default: the model file name)
     #[arg(long)]
     name: Option<String>,
-    /// Target: host (this CPU), x86_64 (SSE2), x86_64:avx2, x86_64:avx512,
-    /// x86_64:avx512vnni, x86_64:avxvnni, aarch64, or a microcontroller: cortex-m0, cortex-m4, cortex-m7 (kernels and tiles are chosen for it)
-    #[arg(long, default_value = "host", value_parser = parse_c_target)]
+    /// Target: host (this CPU), x86_64 (SSE2), x86_64:CPU (avx2, avx512, avx512vnni,
+    /// avxvnni, x86-64-v2..v4), aarch64, or a microcontroller: cortex-m0, cortex-m4,
+    /// cortex-m7 (kernels and tiles are chosen for it)
+    #[arg(long, default_value = "host", value_parser = parse_target)]
     target: TargetArg,
+    /// How the weights are written: `literal` (an initializer list of numbers), `blob` (each
+    /// array's bytes as one string literal in a union with the typed array: standard C,
+    /// still `static const`, compiles about ten times faster), `auto` (blob above 1 MiB of
+    /// weights)
+    #[arg(long, value_enum, default_value = "auto")]
+    weights: CWeights,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CWeights {
+    /// Initializer lists of numbers
+    Literal,
+    /// One string literal of the bytes per array
+    Blob,
+    /// Blob above 1 MiB of weights, literal below
+    Auto,
+}
+
+impl CWeights {
+    fn form(self) -> nnc_backends::c::WeightForm {
+        use nnc_backends::c::WeightForm;
+        match self {
+            CWeights::Literal => WeightForm::Literal,
+            CWeights::Blob => WeightForm::Blob,
+            CWeights::Auto => WeightForm::Auto,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -513,10 +578,15 @@ struct CompileArgs {
     /// What to write
     #[arg(long, value_enum, default_value = "exe")]
     emit: EmitKind,
-    /// Instruction set: `host` (this machine with all its ISA extensions), `x86_64`,
-    /// `x86_64:CPU` (a CPU preset such as x86-64-v3 or skylake), or `aarch64` (objects only)
-    #[arg(long, default_value = "host", value_parser = parse_native_spec)]
-    target: String,
+    /// Code generator: native (Cranelift) is the one that writes executables and objects;
+    /// for C sources use `nnc emit-c`
+    #[arg(long, value_enum, default_value = "native")]
+    backend: Backend,
+    /// Instruction set: `host` (this machine with all its ISA extensions), `x86_64`
+    /// (x86-64-v2), `x86_64:CPU` (a Cranelift CPU preset such as x86-64-v3 or skylake, or
+    /// avx2 / avx512 / avx512vnni / avxvnni), or `aarch64` (objects only)
+    #[arg(long, default_value = "host", value_parser = parse_target)]
+    target: TargetArg,
     /// Identifier for the entry point NAME_run and the header macros (default: the output file name)
     #[arg(long)]
     name: Option<String>,
@@ -545,13 +615,14 @@ struct BenchArgs {
     model: ModelArgs,
     #[command(flatten)]
     kernel: KernelArgs,
-    /// Backend to measure (`c` compiles with -O3 -march=native on the host, arm-none-eabi-gcc
-    /// -O2 for a Cortex-M; `native` is Cranelift for this host)
-    #[arg(long, value_enum, default_value = "c")]
-    backend: Backend,
+    /// Backend to measure (default: native, and c for a Cortex-M target, the one backend
+    /// that has one): `native` is Cranelift for this host, `c` compiles with -O3
+    /// -march=native on the host and arm-none-eabi-gcc -O2 for a Cortex-M
+    #[arg(long, value_enum)]
+    backend: Option<Backend>,
     /// Where to measure: `host` (latency on this machine), or `cortex-m4`, `cortex-m7`,
     /// `cortex-m0` (with --backend c: guest instructions per inference under QEMU, not cycles)
-    #[arg(long, default_value = "host", value_parser = parse_c_target)]
+    #[arg(long, default_value = "host", value_parser = parse_target)]
     target: TargetArg,
     /// Timed runs (default: about two seconds' worth, 10 to 10000; on a Cortex-M 3, after one
     /// warm-up run)
@@ -578,6 +649,18 @@ struct BenchArgs {
     /// Cortex-M: give up on a QEMU run after this many seconds
     #[arg(long, default_value_t = 600, value_name = "SECS")]
     timeout: u64,
+}
+
+impl BenchArgs {
+    /// The backend measured: `--backend`, else native, or C for a
+    /// microcontroller (the one backend that has one).
+    fn backend(&self) -> Backend {
+        self.backend.unwrap_or(if self.target.0.is_mcu() {
+            Backend::C
+        } else {
+            Backend::Native
+        })
+    }
 }
 
 /// Parses a size in bytes: a plain number (`65536`) or a number with a

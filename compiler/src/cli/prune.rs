@@ -43,7 +43,7 @@ pub(super) fn cmd_prune(a: PruneArgs) -> Result<ExitCode> {
         nnc::prune::DEVIATION_SEED,
         true,
     )?;
-    let target = a.target.c();
+    let target = a.target.c()?;
     let cost = nnc::prune::cost(
         &orig,
         &after,

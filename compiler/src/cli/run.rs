@@ -44,7 +44,14 @@ pub(super) fn cmd_run(a: RunArgs) -> Result<ExitCode> {
         }
     }
     let t0 = Instant::now();
-    let outs = driver::execute_with(&g, a.backend.driver(), &inputs, &a.kernel.lowering())?;
+    let outs = {
+        let _p = Progress::start(match a.backend {
+            Backend::C => "building and running the C",
+            Backend::Native => "compiling and running native code",
+            Backend::Interp => "running the interpreter",
+        });
+        driver::execute_with(&g, a.backend.driver(), &inputs, &a.kernel.lowering())?
+    };
     let elapsed = t0.elapsed();
     for (idx, f) in &outputs_spec {
         create_parent(Path::new(f))?;

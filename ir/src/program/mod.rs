@@ -10,6 +10,7 @@
 pub mod geometry;
 pub mod kernel;
 pub mod qdot;
+pub mod spec;
 pub mod target;
 pub mod tiles;
 mod verify;
@@ -27,6 +28,7 @@ pub use kernel::{
     Family, GlobalPool, IntTiles, Kernel, MapExpr, MapKernel, MapOp, MatMulPacked, Operand, Part,
     PoolRows, QConvDot, QDwDot, QGemmDot, RowCopy,
 };
+pub use spec::{TARGET_GRAMMAR, TargetSpec, TargetSpecError};
 pub use target::{Arch, Codegen, IntDot, Target};
 
 /// Alignment of the arena and of every buffer the planner places in it.

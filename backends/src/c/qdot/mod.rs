@@ -549,8 +549,7 @@ pub(super) fn conv(
             b = e;
         }
     }
-    let pw: Vec<String> = packed.iter().map(|v| v.to_string()).collect();
-    let wname = h.global_array("qw", "int32_t", &pw);
+    let wname = h.global_i32("qw", &packed);
     let bias = qdot::folded_bias(
         st.bias().and_then(|b| ws.get(b).copied().flatten()),
         wt,

@@ -21,8 +21,8 @@ pub(in crate::c) fn depthwise(
     let sl: Vec<Slide> = qdot::slides(&g, dot);
     let wt = ws.get(1).copied().flatten()?;
     let words = qdot::dw_words(wt, q.q.w_zp, &sl, dot);
-    let pw: Vec<String> = words.iter().flatten().map(|v| v.to_string()).collect();
-    let wname = h.global_array("qw", "int32_t", &pw);
+    let pw: Vec<i32> = words.iter().flatten().copied().collect();
+    let wname = h.global_i32("qw", &pw);
     let taps = g.taps.len();
     let bias = qdot::folded_bias(
         st.bias().and_then(|b| ws.get(b).copied().flatten()),
@@ -274,8 +274,7 @@ pub(in crate::c) fn gemm(
             }
         }
     }
-    let pw: Vec<String> = packed.iter().map(|v| v.to_string()).collect();
-    let wname = h.global_array("qw", "int32_t", &pw);
+    let wname = h.global_i32("qw", &packed);
     let mut bias = qdot::gemm_bias(
         st.bias().and_then(|b| ws.get(b).copied().flatten()),
         bt,
