@@ -9,6 +9,7 @@
 
 pub mod geometry;
 pub mod kernel;
+pub mod phases;
 pub mod qdot;
 pub mod target;
 pub mod tiles;
@@ -27,6 +28,7 @@ pub use kernel::{
     Family, GlobalPool, IntTiles, Kernel, MapExpr, MapKernel, MapOp, MatMulPacked, Operand, Part,
     PoolRows, QConvDot, QDwDot, QGemmDot, RowCopy,
 };
+pub use phases::Phases;
 pub use target::{Arch, Codegen, IntDot, Target};
 
 /// Alignment of the arena and of every buffer the planner places in it.

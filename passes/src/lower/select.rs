@@ -307,12 +307,29 @@ fn c_host(cx: &StepCx) -> Kernel {
         Op::Conv(_) => c_conv(cx).unwrap_or(Kernel::ConvDirect),
         Op::QConv(_) => super::qselect::conv(cx).unwrap_or(Kernel::ConvDirect),
         Op::QGemm(_) => super::qselect::gemm(cx).unwrap_or(Kernel::MatMulDirect),
+        // Packed column blocks: half the time of the plain loops on
+        // MobileNetV2's classifier (1280 x 1000).
+        Op::Gemm(_) | Op::MatMul if packed_ok(cx) => Kernel::MatMulPacked(MatMulPacked {
+            cols: 32,
+            unroll: 4,
+        }),
         Op::Gemm(_) | Op::MatMul => Kernel::MatMulDirect,
+        Op::Pool(_) if check(&Kernel::DepthwisePhases, cx).is_ok() => Kernel::DepthwisePhases,
         Op::Pool(_) => Kernel::PoolDirect,
         Op::GlobalPool(_) => Kernel::GlobalPool(GlobalPool { partials: 1 }),
         Op::Transpose(_) => Kernel::Copy,
         _ => fixed_only(cx),
     }
+}
+
+/// Input columns from which `dw_phases` beats the narrow-plane kernels
+/// (measured on MobileNetV2's depthwise layers: 2-4x at 112 and 56
+/// columns; below that its per-channel copy dominates).
+pub(super) const PHASES_MIN_WIDTH: usize = 56;
+
+/// The phase planes of `dw_phases` fit the stack.
+pub(super) fn phases_fit(w: &Window) -> bool {
+    nnc_ir::program::Phases::of(w).is_some_and(|p| p.floats() * 4 <= STACK_COPY_LIMIT)
 }
 
 /// Ops [`fixed`] decides reach the per-target rules only when their fixed
@@ -402,6 +419,9 @@ fn c_conv(cx: &StepCx) -> Option<Kernel> {
         }
         let (lo, hi) = c.interior();
         let vw = c_tile_width(t, hi - lo);
+        if f32 && c.input >= PHASES_MIN_WIDTH && phases_fit(&w) {
+            return Some(Kernel::DepthwisePhases);
+        }
         if f32 && dw_grid_fits(&w) {
             return Some(Kernel::DepthwiseGrid);
         }
@@ -419,9 +439,14 @@ fn c_conv(cx: &StepCx) -> Option<Kernel> {
     let cv_ok = a.group == 1 && f32 && w.out_channels >= 8 && cx.konst(1);
     let prefer_cv = cv_ok && (width < 32 || (vw > 0 && width % vw != 0 && width < 2 * vw));
     let tiles = || c_row_tiles(cx, &w, &h, &c);
+    // Strided row tiles without their de-interleaved copy (too large for
+    // the stack) load every column with a stride: the channel-blocked
+    // kernel is 5x faster on 224x224 stems (3 input channels, stride 2).
+    let gathers = |k: &Kernel| matches!(k, Kernel::ConvRowTiles(r) if c.stride > 1 && !r.pad_copy);
     if width >= 16
         && !prefer_cv
         && let Some(k) = tiles()
+        && !(cv_ok && cx.const_params() && gathers(&k))
     {
         return Some(k);
     }
@@ -581,6 +606,12 @@ fn native_conv(cx: &StepCx) -> Option<Kernel> {
                 block: NATIVE_HWC_BLOCK,
                 positions: 2,
             }));
+        }
+        // Measured on MobileNetV2: 1.1-1.4x over dw_rows on stride-1
+        // planes of 56 columns and more; strided phase copies cost more
+        // than they save in Cranelift's scalar copy.
+        if c.stride == 1 && h.stride == 1 && c.input >= PHASES_MIN_WIDTH && phases_fit(&w) {
+            return Some(Kernel::DepthwisePhases);
         }
         if c.stride > 2 || h.border() > NATIVE_WINDOW_BORDER || c.border() > NATIVE_WINDOW_BORDER {
             return None;
