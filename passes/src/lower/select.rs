@@ -439,10 +439,12 @@ fn c_conv(cx: &StepCx) -> Option<Kernel> {
     let cv_ok = a.group == 1 && f32 && w.out_channels >= 8 && cx.konst(1);
     let prefer_cv = cv_ok && (width < 32 || (vw > 0 && width % vw != 0 && width < 2 * vw));
     let tiles = || c_row_tiles(cx, &w, &h, &c);
-    // Strided row tiles without their de-interleaved copy (too large for
-    // the stack) load every column with a stride: the channel-blocked
-    // kernel is 5x faster on 224x224 stems (3 input channels, stride 2).
-    let gathers = |k: &Kernel| matches!(k, Kernel::ConvRowTiles(r) if c.stride > 1 && !r.pad_copy);
+    // Row tiles of a windowed convolution without their padded copy (too
+    // large for the stack) load strided columns or run their borders
+    // column by column: the channel-blocked kernel is 5x faster on
+    // 224x224 stems (3 input channels, stride 2) and 2-10x on 3x3
+    // convolutions of 64-256 channels at 32x32 to 128x128.
+    let gathers = |k: &Kernel| matches!(k, Kernel::ConvRowTiles(r) if !r.pad_copy && (c.stride > 1 || w.padded()));
     if width >= 16
         && !prefer_cv
         && let Some(k) = tiles()
