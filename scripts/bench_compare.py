@@ -4,7 +4,12 @@ shared models: each model is measured by every contender in turn, rounds
 alternate, and the table reports the median of the per-round medians with
 ratios to ONNX Runtime.
 
-    scripts/bench_compare.py [--backends c,native] [--rounds 3] [--baseline NNC] [MODEL_DIR...]
+    scripts/bench_compare.py [--backends c,native] [--rounds 3] [--baseline NNC]
+                             [--set shared|wider|all] [MODEL_DIR...]
+
+`--set wider` measures the wider benchmark set instead (public
+architectures with seeded weights, built by scripts/make_bench_models.py
+into target/bench-models on first use), `--set all` both.
 
 With `--baseline NNC` (another build of nnc, e.g. from an older commit) its
 backends run in the same rounds, and the table adds new / baseline ratios.
@@ -41,12 +46,21 @@ def main():
     ap.add_argument("--backends", default="c")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--baseline", help="another nnc binary measured in the same rounds")
+    ap.add_argument("--set", default="shared", choices=["shared", "wider", "all"])
     ap.add_argument("models", nargs="*")
     a = ap.parse_args()
     nnc = os.path.join(ROOT, "target", "release", "nnc")
     if not os.path.exists(nnc):
         sys.exit("build nnc first: cargo build --release")
-    models = a.models or [os.path.join(SHARED, "models", m) for m in DEFAULT]
+    models = list(a.models)
+    if not a.models and a.set in ("shared", "all"):
+        models += [os.path.join(SHARED, "models", m) for m in DEFAULT]
+    if not a.models and a.set in ("wider", "all"):
+        out = os.path.join(ROOT, "target", "bench-models")
+        script = os.path.join(ROOT, "scripts", "make_bench_models.py")
+        manifest = subprocess.run([sys.executable, script, out], check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        with open(manifest) as f:
+            models += json.load(f)
     backends = [b for b in a.backends.split(",") if b]
     base = [f"base {b}" for b in backends] if a.baseline else []
     head = [f"nnc {b} ms" for b in backends] + [f"{b} ms" for b in base] + ["ORT 1-thread ms"]
@@ -67,6 +81,8 @@ def main():
             res["ort"].append(run_json([sys.executable, os.path.join(ROOT, "scripts", "bench_ort.py"), model, "--input", inp, "--json"])["median_ms"])
         med = {k: sorted(v)[len(v) // 2] for k, v in res.items()}
         name = os.path.relpath(d, os.path.join(SHARED, "models"))
+        if name.startswith(".."):
+            name = os.path.basename(os.path.normpath(d))
         cells = [f"{med[b]:.4f}" for b in backends + base] + [f"{med['ort']:.4f}"]
         cells += [f"{med[b] / med['ort']:.2f}" for b in backends]
         if base:

@@ -393,6 +393,87 @@ fn dw_grid_matches_the_interpreter_on_both_backends() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// A random depthwise convolution for `dw_phases`: 1-D or 2-D, strides 1
+/// to 3 (row and column strides may differ), any dilation and padding.
+fn phases_case(r: &mut Rng) -> Case {
+    loop {
+        let n = r.pick(&[1, 2, 2, 2]);
+        let c = r.pick(&[1, 3, 4]);
+        let mut a = ConvAttrs::new(n);
+        a.group = c;
+        let (mut input, mut k) = (vec![0; n], vec![1; n]);
+        for d in 0..n {
+            input[d] = 1 + r.below(if d + 1 == n { 40 } else { 9 });
+            k[d] = r.pick(&[1, 2, 3, 3, 5, 7]);
+            a.strides[d] = r.pick(&[1, 1, 2, 2, 3]);
+            a.dilations[d] = if r.below(4) == 0 { 2 } else { 1 };
+            a.pads[d] = r.below(4);
+            a.pads[n + d] = r.below(4);
+        }
+        if r.below(2) == 0 {
+            a.act = Some(UnaryOp::Relu);
+        }
+        let case = Case {
+            batch: r.pick(&[1, 1, 2]),
+            c,
+            m: c,
+            a,
+            input,
+            k,
+            bias: r.below(3) != 0,
+            dtype: DType::F32,
+            computed: r.below(6) == 0,
+            spec: "dw_phases".into(),
+            want: Kernel::DepthwisePhases,
+        };
+        if case.output().is_some_and(|o| o.iter().all(|&v| v >= 1)) {
+            return case;
+        }
+    }
+}
+
+#[test]
+fn dw_phases_matches_the_interpreter_on_both_backends() {
+    let mut r = Rng(0xd9_a5e);
+    let cases: Vec<Case> = (0..40).map(|_| phases_case(&mut r)).collect();
+    let seen: BTreeSet<String> = cases
+        .iter()
+        .flat_map(|c| {
+            let n = c.input.len();
+            [
+                Some(format!("{n}-D")),
+                (n == 2 && c.a.strides[0] != c.a.strides[1]).then(|| "unequal strides".into()),
+                c.a.strides.contains(&3).then(|| "stride 3".into()),
+                c.k.contains(&5).then(|| "5 taps".into()),
+                c.k.contains(&7).then(|| "7 taps".into()),
+                c.a.dilations.contains(&2).then(|| "dilation".into()),
+                c.computed.then(|| "computed".into()),
+                (!c.bias).then(|| "no bias".into()),
+                c.a.act.map(|_| "relu".into()),
+                (c.batch == 2).then(|| "batch 2".into()),
+            ]
+        })
+        .flatten()
+        .collect();
+    for want in [
+        "1-D",
+        "2-D",
+        "unequal strides",
+        "stride 3",
+        "5 taps",
+        "7 taps",
+        "dilation",
+        "computed",
+        "no bias",
+        "relu",
+        "batch 2",
+    ] {
+        assert!(seen.contains(want), "no case has {want}: {seen:?}");
+    }
+    let failures = run_cases(&cases, 29);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// Input channels `[lo, hi)` of an `[n, c, ...]` tensor (n = 1).
 fn channels(t: &Tensor, lo: usize, hi: usize) -> Tensor {
     let per: usize = t.dims()[2..].iter().product();

@@ -10,6 +10,7 @@
 
 mod conv;
 mod depthwise;
+mod dw_phases;
 mod elementwise;
 mod epilogue;
 mod integer;
@@ -810,6 +811,15 @@ fn kernel(w: &mut W, st: &Step, ws: &StepWeights<'_>, h: &mut Helpers) -> Result
                 return Err(unsupported(st, "dw_grid on unequal strides"));
             }
             depthwise::grid(w, &win, &g, &epi, h);
+        }
+        (Kernel::DepthwisePhases, Op::Conv(_) | Op::Pool(_)) => {
+            let (win, op) = match &st.op {
+                Op::Pool(a) => (Window::pool(a, ins[0], y), dw_phases::Sweep::Max),
+                _ => (conv_window(st)?, dw_phases::Sweep::Conv),
+            };
+            let p = nnc_ir::program::Phases::of(&win)
+                .ok_or_else(|| unsupported(st, "dw_phases on a window that is not 1-D or 2-D"))?;
+            dw_phases::render(w, &win, &p, op, &epi, h);
         }
         (Kernel::MatMulDirect, Op::Gemm(a)) => {
             matmul::gemm(w, a, ins[0], ins.get(2).copied(), y, &epi)

@@ -291,7 +291,7 @@ pub(super) fn copy_padded(
 }
 
 /// Combines one tap into the accumulator.
-fn combine(kb: &mut Kb, op: Win, xv: Value, wv: Option<Value>, acc: Value) -> Value {
+pub(super) fn combine(kb: &mut Kb, op: Win, xv: Value, wv: Option<Value>, acc: Value) -> Value {
     match op {
         Win::Dw => kb.mul_add(xv, wv.expect("depthwise weights"), acc),
         Win::Max => {

@@ -15,6 +15,7 @@ mod conv;
 mod conv_fast;
 mod depthwise;
 mod dw_grid;
+mod dw_phases;
 mod epilogue;
 mod ew;
 mod gemm_fast;
@@ -646,6 +647,13 @@ fn kernel(kb: &mut Kb, st: &Step, a: &Args) -> Result<()> {
         }
         (Kernel::ConvRowTiles(k), Op::Conv(_)) => {
             row_tiles::row_tiles(kb, k, &conv_window(st)?, &ins, y, &epi, a)
+        }
+        (Kernel::DepthwisePhases, Op::Conv(_)) => {
+            dw_phases::render(kb, &conv_window(st)?, depthwise::Win::Dw, &epi, a)
+        }
+        (Kernel::DepthwisePhases, Op::Pool(p)) if p.kind == nnc_ir::op::PoolKind::Max => {
+            let win = Window::pool(p, ins[0], y);
+            dw_phases::render(kb, &win, depthwise::Win::Max, &epi, a)
         }
         (Kernel::DepthwiseGrid, Op::Conv(_)) => {
             dw_grid::grid(kb, &conv_window(st)?, &ins, y, &epi, a)

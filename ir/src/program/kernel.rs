@@ -41,6 +41,12 @@ pub enum Kernel {
     /// Depthwise convolution on a zero-padded plane, computed on a grid as
     /// wide as a padded row so every tap is one fixed offset.
     DepthwiseGrid,
+    /// Depthwise convolution (or max pooling) on stride-phase planes: each
+    /// channel is copied once into `stride_h x stride_w` zero-padded
+    /// planes (columns and rows de-interleaved by stride phase), where every
+    /// tap of a strided window is a contiguous run, and each output row is
+    /// one vector sweep with all taps summed per output.
+    DepthwisePhases,
     /// Integer depthwise convolution for microcontrollers: each channel's
     /// input rows are copied into a band padded with the input zero point
     /// (folded into the bias at generation time), and taps two columns
@@ -418,6 +424,7 @@ impl Kernel {
             Kernel::DepthwiseRows(_) => "dw_rows",
             Kernel::DepthwiseChannelsLast(_) => "dw_channels_last",
             Kernel::DepthwiseGrid => "dw_grid",
+            Kernel::DepthwisePhases => "dw_phases",
             Kernel::DepthwisePairs(_) => "dw_pairs",
             Kernel::ConvTransposeScatter => "conv_transpose_scatter",
             Kernel::MatMulDirect => "matmul_direct",
@@ -452,6 +459,7 @@ impl Kernel {
         "dw_rows",
         "dw_channels_last",
         "dw_grid",
+        "dw_phases",
         "dw_pairs",
         "conv_transpose_scatter",
         "matmul_direct",
@@ -485,6 +493,7 @@ impl Kernel {
             Kernel::DepthwiseRows(_)
             | Kernel::DepthwiseChannelsLast(_)
             | Kernel::DepthwiseGrid
+            | Kernel::DepthwisePhases
             | Kernel::DepthwisePairs(_) => Family::Depthwise,
             Kernel::ConvTransposeScatter => Family::ConvTranspose,
             Kernel::MatMulDirect | Kernel::MatMulPacked(_) | Kernel::MatMulPanels(_) => {

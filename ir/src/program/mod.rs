@@ -9,6 +9,7 @@
 
 pub mod geometry;
 pub mod kernel;
+pub mod phases;
 pub mod qdot;
 pub mod spec;
 pub mod target;
@@ -28,6 +29,7 @@ pub use kernel::{
     Family, GlobalPool, IntTiles, Kernel, MapExpr, MapKernel, MapOp, MatMulPacked, Operand, Part,
     PoolRows, QConvDot, QDwDot, QGemmDot, RowCopy,
 };
+pub use phases::Phases;
 pub use spec::{TARGET_GRAMMAR, TargetSpec, TargetSpecError};
 pub use target::{Arch, Codegen, IntDot, Target};
 

@@ -209,6 +209,7 @@ fn kernel_fits_op(k: &Kernel, op: &Op) -> bool {
     match k {
         Kernel::QConvDot(_) | Kernel::QDwDot(_) => return matches!(op, Op::QConv(_)),
         Kernel::QGemmDot(_) => return matches!(op, Op::QGemm(_)),
+        Kernel::DepthwisePhases => return matches!(op, Op::Conv(_) | Op::Pool(_)),
         _ => {}
     }
     match k.family() {

@@ -7,7 +7,7 @@
 use nnc_ir::program::tiles::{DwBand, DwConsts, MatConsts, im2col_bytes, panels_bytes};
 use nnc_ir::program::{
     Codegen, ConvBlocked, ConvRowTiles, DepthwiseChannelsLast, DepthwisePairs, DepthwiseRows,
-    GlobalPool, IntTiles, Kernel, MatMulPacked, PoolRows, Window,
+    GlobalPool, IntTiles, Kernel, MatMulPacked, Phases, PoolRows, Window,
 };
 use nnc_ir::{DType, Op, Tensor};
 
@@ -144,6 +144,28 @@ pub fn check(k: &Kernel, cx: &StepCx) -> Result<(), String> {
             need(
                 dw_grid_fits(&w),
                 "the padded plane is too large for the stack",
+            )
+        }
+        Kernel::DepthwisePhases => {
+            f32_only("dw_phases")?;
+            let w = match cx.op {
+                Op::Pool(a) => {
+                    need(
+                        a.kind == nnc_ir::op::PoolKind::Max,
+                        "pools by maximum only (an average divides by a count per position)",
+                    )?;
+                    Window::pool(a, cx.ins[0], y)
+                }
+                _ => {
+                    let (_, w) = conv()?;
+                    need(w.is_depthwise(), "needs a depthwise convolution")?;
+                    w
+                }
+            };
+            let p = Phases::of(&w).ok_or("needs a 1-D or 2-D window")?;
+            need(
+                p.floats() * 4 <= STACK_COPY_LIMIT,
+                "the phase planes are too large for the stack",
             )
         }
         Kernel::ConvIm2col(p) => {
@@ -396,6 +418,7 @@ fn defaults(name: &str, cx: &StepCx) -> Result<Kernel, String> {
             positions: 2,
         }),
         "dw_grid" => Kernel::DepthwiseGrid,
+        "dw_phases" => Kernel::DepthwisePhases,
         "conv_im2col" => Kernel::ConvIm2col(im2col_default(&window()?)),
         "dw_pairs" => {
             let w = window()?;
