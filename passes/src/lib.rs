@@ -14,7 +14,7 @@ pub mod manager;
 pub mod pass;
 
 pub use manager::{PASS_NAMES, PipelineOptions, PipelineReport, PrintAfter, run_pipeline};
-pub use pass::{EgraphLimits, Pass, PassCx, PassError};
+pub use pass::{EgraphLimits, Pass, PassCx, PassError, WinogradMode};
 
 use std::fmt;
 use std::str::FromStr;

@@ -76,6 +76,8 @@ pub struct PipelineOptions {
     /// extraction count memory.
     pub target: Target,
     pub limits: EgraphLimits,
+    /// Which convolutions become Winograd convolutions (`--winograd`).
+    pub winograd: crate::pass::WinogradMode,
 }
 
 /// What happened in one pass.
@@ -182,6 +184,7 @@ pub fn run_pipeline(
         memory_cost: level == OptLevel::Os || opts.target.is_mcu(),
         egraph_limits: opts.limits,
         egraph_reports: vec![],
+        winograd: opts.winograd,
     };
     let verify = opts.verify || cfg!(debug_assertions);
     let mut report = PipelineReport::default();

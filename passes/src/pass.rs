@@ -59,7 +59,11 @@ pub struct PassCx {
     pub egraph_limits: EgraphLimits,
     /// Reports of e-graph runs (saturation statistics and stop reason), in order.
     pub egraph_reports: Vec<String>,
+    /// Which convolutions become Winograd convolutions.
+    pub winograd: WinogradMode,
 }
+
+pub use crate::egraph::rules::winograd::WinogradMode;
 
 /// A graph transformation.
 pub trait Pass {

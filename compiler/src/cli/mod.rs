@@ -221,6 +221,14 @@ struct ModelArgs {
     /// Print egg's saturation report (iterations, nodes, stop reason) for every e-graph run
     #[arg(long = "egraph-report")]
     egraph_report: bool,
+    /// Winograd convolution for 3x3 (and 1x3, 3x1) stride-1 float convolutions: `auto` where
+    /// the cost model prefers it, `f23` / `f43` forced on every eligible one, or `off`
+    #[arg(long, value_name = "off|auto|f23|f43", default_value = "auto", value_parser = parse_winograd)]
+    winograd: nnc_passes::WinogradMode,
+}
+
+fn parse_winograd(s: &str) -> Result<nnc_passes::WinogradMode, String> {
+    s.parse()
 }
 
 fn parse_opt(s: &str) -> Result<OptLevel, String> {
@@ -651,6 +659,7 @@ fn load_opts(m: &ModelArgs) -> Result<LoadOptions> {
         print_after,
         stop_after: m.stop_after.clone(),
         verify: m.verify,
+        winograd: m.winograd,
         ..Default::default()
     };
     // The names are checked when parsed; what is left is whether

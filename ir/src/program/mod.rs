@@ -13,6 +13,7 @@ pub mod qdot;
 pub mod target;
 pub mod tiles;
 mod verify;
+pub mod winograd;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ pub use geometry::{Axis, Window};
 pub use kernel::{
     ConvBlocked, ConvRowTiles, DepthwiseChannelsLast, DepthwisePairs, DepthwiseRows, Epilogue,
     Family, GlobalPool, IntTiles, Kernel, MapExpr, MapKernel, MapOp, MatMulPacked, Operand, Part,
-    PoolRows, QConvDot, QDwDot, QGemmDot, RowCopy,
+    PoolRows, QConvDot, QDwDot, QGemmDot, RowCopy, Winograd,
 };
 pub use target::{Arch, Codegen, IntDot, Target};
 
