@@ -130,6 +130,7 @@ impl fmt::Display for Selector {
 /// Op names a bare selector is read as.
 const OP_NAMES: &[&str] = &[
     "conv",
+    "winograd",
     "qconv",
     "qgemm",
     "qadd",

@@ -62,11 +62,18 @@ pub fn select(cx: &StepCx) -> Option<Kernel> {
         check(&k, cx).is_ok()
     };
     let (tiles, channels) = SHAPES.iter().copied().find(|s| fits(s)).unwrap_or((1, 4));
-    Some(Kernel::Winograd(Winograd {
+    let mut k = Winograd {
         tile: a.tile,
         tiles,
         channels,
-    }))
+    };
+    // As the schedule uses them: no more tiles than a row has, no more
+    // channels than the output's (in whole vectors).
+    if let Some(s) = schedule(&k, cx) {
+        k.tiles = s.tiles;
+        k.channels = s.block;
+    }
+    Some(Kernel::Winograd(k))
 }
 
 /// Why `winograd` with `k` cannot compute this step.
