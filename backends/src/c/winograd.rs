@@ -123,9 +123,13 @@ pub(super) fn winograd(
     w.for_("n", 0, s.batch);
     w.line(format!("const float *x = in0 + n * {};", c * ih * iw));
     w.line(format!("float *y = out0 + n * {};", m * plane));
-    w.for_("i", 0, t.th);
-    // The band: this tile row's input rows, channels last.
-    w.for_("r", 0, ah);
+    w.open(format!("for (size_t i = 0; i < {}; i += {})", t.th, s.rows));
+    w.line(format!(
+        "const size_t nr = {} - i < {} ? {} - i : {};",
+        t.th, s.rows, t.th, s.rows
+    ));
+    // The band: the input rows of these tile rows, channels last.
+    w.for_("r", 0, s.band_rows());
     w.line(format!("const long iy = (long)(i * {mh} + r) - {};", s.pt));
     w.line(format!("float *row = band + (r * {bw} + {}) * {cp};", s.pl));
     w.open(format!("if (iy < 0 || iy >= {ih})"));
@@ -144,19 +148,22 @@ pub(super) fn winograd(
     w.close();
     w.close();
     w.close();
-    w.line(format!("const size_t oy = i * {mh};"));
-    w.open(format!("for (size_t j0 = 0; j0 < {}; j0 += {tiles})", t.tw));
+    let cols = s.cols;
+    w.open(format!("for (size_t j0 = 0; j0 < {}; j0 += {cols})", t.tw));
     w.line(format!(
-        "const size_t nt = {} - j0 < {tiles} ? {} - j0 : {tiles};",
+        "const size_t nc = {} - j0 < {cols} ? {} - j0 : {cols};",
         t.tw, t.tw
     ));
+    w.line("const size_t nt = nr * nc;");
     // Input transform.
-    w.for_("jt", 0, "nt");
+    w.for_("rr", 0, "nr");
+    w.for_("jt", 0, "nc");
     w.line(format!(
-        "const float *b0 = band + (j0 + jt) * {} ;",
+        "const float *b0 = band + rr * {} + (j0 + jt) * {};",
+        mh * bw * cp,
         mw * cp
     ));
-    w.line(format!("float *v0 = wv + jt * {cp};"));
+    w.line(format!("float *v0 = wv + (rr * nc + jt) * {cp};"));
     w.for_("c", 0, cp);
     for r in 0..ah {
         for q in 0..aw {
@@ -177,6 +184,7 @@ pub(super) fn winograd(
             ));
         }
     }
+    w.close();
     w.close();
     w.close();
     // Blocks of output channels.
@@ -229,9 +237,11 @@ pub(super) fn winograd(
     w.close();
     w.close();
     // Output transform, bias, epilogue.
-    w.for_("jt", 0, "nt");
+    w.for_("rr", 0, "nr");
+    w.for_("jt", 0, "nc");
+    w.line(format!("const size_t oy = (i + rr) * {mh};"));
     w.line(format!("const size_t ox = (j0 + jt) * {mw};"));
-    w.line(format!("const float *m0 = wm + jt * {blk};"));
+    w.line(format!("const float *m0 = wm + (rr * nc + jt) * {blk};"));
     let rnames: Vec<String> = (0..mh * mw).map(|pq| format!("r{pq}[{blk}]")).collect();
     w.line(format!("float {};", rnames.join(", ")));
     w.for_("j", 0, blk);
@@ -283,6 +293,7 @@ pub(super) fn winograd(
             w.close();
         }
     }
+    w.close();
     w.close();
     w.close();
     w.close();

@@ -157,66 +157,78 @@ pub fn winograd(
     kb.for_range(0, s.batch as i64, 1, |kb, n| {
         let xn = kb.at(xb, n, (c * ih * iw * 4) as i64);
         let yn = kb.at(yb, n, m as i64 * plane_out * 4);
-        kb.for_range(0, t.th as i64, 1, |kb, i| {
-            fill_band(kb, &s, band, xn, i)?;
-            // Output row of the tile row.
-            let oy = kb.b.ins().imul_imm_s(i, t.h.m as i64);
+        // One band of `nr` tile rows from tile row `i0`.
+        let band_of = |kb: &mut Kb, i0: Value, nr: usize| -> Result<()> {
+            fill_band(kb, &s, band, xn, i0)?;
+            let oy = kb.b.ins().imul_imm_s(i0, t.h.m as i64);
             let groups = s.groups();
-            let full = groups.iter().filter(|g| g.1 == s.tiles).count();
-            let group = |kb: &mut Kb, j0: Value, nt: usize| -> Result<()> {
-                input_transform(kb, &s, band, vbuf, j0, nt)?;
+            let full = groups.iter().filter(|g| g.1 == s.cols).count();
+            let group = |kb: &mut Kb, j0: Value, nc: usize| -> Result<()> {
+                input_transform(kb, &s, band, vbuf, j0, nr, nc)?;
                 let ox = kb.b.ins().imul_imm_s(j0, t.w.m as i64);
                 let nfull = m / s.block;
+                let out = |o0, width, lanes_ok| Out {
+                    yn,
+                    oy,
+                    ox,
+                    o0,
+                    nr,
+                    nc,
+                    width,
+                    lanes_ok,
+                };
                 kb.for_range(0, nfull as i64, 1, |kb, b| {
                     let o0 = kb.b.ins().imul_imm_s(b, s.block as i64);
-                    let out = Out {
-                        yn,
-                        oy,
-                        ox,
-                        o0,
-                        nt,
-                        width: s.block,
-                        lanes_ok: s.block,
-                    };
-                    block(kb, &s, up, bp, vbuf, mbuf, &out, epi)
+                    block(kb, &s, up, bp, vbuf, mbuf, &out(o0, s.block, s.block), epi)
                 })?;
                 let done = nfull * s.block;
                 if done < mp {
                     let o0 = kb.ci(done as i64);
-                    let out = Out {
-                        yn,
-                        oy,
-                        ox,
-                        o0,
-                        nt,
-                        width: mp - done,
-                        lanes_ok: m - done,
-                    };
-                    block(kb, &s, up, bp, vbuf, mbuf, &out, epi)?;
+                    block(
+                        kb,
+                        &s,
+                        up,
+                        bp,
+                        vbuf,
+                        mbuf,
+                        &out(o0, mp - done, m - done),
+                        epi,
+                    )?;
                 }
                 Ok(())
             };
             kb.for_range(0, full as i64, 1, |kb, g| {
-                let j0 = kb.b.ins().imul_imm_s(g, s.tiles as i64);
-                group(kb, j0, s.tiles)
+                let j0 = kb.b.ins().imul_imm_s(g, s.cols as i64);
+                group(kb, j0, s.cols)
             })?;
-            for &(j0, nt) in &groups[full..] {
+            for &(j0, nc) in &groups[full..] {
                 let j0 = kb.ci(j0 as i64);
-                group(kb, j0, nt)?;
+                group(kb, j0, nc)?;
             }
             Ok(())
-        })
+        };
+        let (nb, last) = s.bands();
+        let whole = if last == s.rows { nb } else { nb - 1 };
+        kb.for_range(0, whole as i64, 1, |kb, b| {
+            let i0 = kb.b.ins().imul_imm_s(b, s.rows as i64);
+            band_of(kb, i0, s.rows)
+        })?;
+        if whole < nb {
+            let i0 = kb.ci((whole * s.rows) as i64);
+            band_of(kb, i0, last)?;
+        }
+        Ok(())
     })
 }
 
-/// Copies the input rows of tile row `i` into the band (channels last);
+/// Copies the input rows of the band from tile row `i` (channels last);
 /// rows outside the input become zeros. Padding columns and channels were
 /// zeroed once and are never written.
 fn fill_band(kb: &mut Kb, s: &Schedule, band: Value, xn: Value, i: Value) -> Result<()> {
     let (ih, iw, c, cp) = (s.ih as i64, s.iw as i64, s.c, s.cp() as i64);
     let bw = s.band_cols() as i64;
     let pl = s.pl as i64;
-    for r in 0..s.t.h.alpha {
+    for r in 0..s.band_rows() {
         let iy = kb.b.ins().imul_imm_s(i, s.t.h.m as i64);
         let iy = kb.b.ins().iadd_imm_s(iy, r as i64 - s.pt as i64);
         let lo =
@@ -262,43 +274,49 @@ fn fill_band(kb: &mut Kb, s: &Schedule, band: Value, xn: Value, i: Value) -> Res
     Ok(())
 }
 
-/// `V[elem][tile][channel]` of the `nt` tiles from tile column `j0`.
+/// `V[elem][tile][channel]` of the `nr x nc` tiles from tile column `j0`
+/// of the band (tile `rr * nc + j`).
 fn input_transform(
     kb: &mut Kb,
     s: &Schedule,
     band: Value,
     vbuf: Value,
     j0: Value,
-    nt: usize,
+    nr: usize,
+    nc: usize,
 ) -> Result<()> {
     let t = &s.t;
     let (ah, aw, cp) = (t.h.alpha, t.w.alpha, s.cp() as i64);
     let bw = s.band_cols() as i64;
     let col0 = kb.b.ins().imul_imm_s(j0, t.w.m as i64);
     let base = kb.at(band, col0, cp * 4);
-    kb.for_range(0, nt as i64, 1, |kb, jt| {
-        let bt = kb.at(base, jt, t.w.m as i64 * cp * 4);
-        let vt = kb.at(vbuf, jt, cp * 4);
-        kb.for_range(0, cp / 4, 1, |kb, cv| {
-            let b0 = kb.at(bt, cv, 16);
-            let v0 = kb.at(vt, cv, 16);
-            let mut cs = Coefs(HashMap::new());
-            let d: Vec<Vec<Value>> = (0..ah)
-                .map(|r| {
-                    (0..aw)
-                        .map(|q| kb.load(F32X4, b0, (r as i64 * bw + q as i64) * cp * 4))
-                        .collect()
-                })
-                .collect();
-            let tmp = left(kb, &mut cs, &t.h.bt, ah, &d);
-            let v = right(kb, &mut cs, &tmp, &t.w.bt, aw);
-            for (ii, row) in v.iter().enumerate() {
-                for (jj, val) in row.iter().enumerate() {
-                    let el = (ii * aw + jj) as i64;
-                    kb.store(*val, v0, el * s.tiles as i64 * cp * 4);
+    kb.for_range(0, nr as i64, 1, |kb, rr| {
+        let brow = kb.at(base, rr, t.h.m as i64 * bw * cp * 4);
+        let vrow = kb.at(vbuf, rr, nc as i64 * cp * 4);
+        kb.for_range(0, nc as i64, 1, |kb, jt| {
+            let bt = kb.at(brow, jt, t.w.m as i64 * cp * 4);
+            let vt = kb.at(vrow, jt, cp * 4);
+            kb.for_range(0, cp / 4, 1, |kb, cv| {
+                let b0 = kb.at(bt, cv, 16);
+                let v0 = kb.at(vt, cv, 16);
+                let mut cs = Coefs(HashMap::new());
+                let d: Vec<Vec<Value>> = (0..ah)
+                    .map(|r| {
+                        (0..aw)
+                            .map(|q| kb.load(F32X4, b0, (r as i64 * bw + q as i64) * cp * 4))
+                            .collect()
+                    })
+                    .collect();
+                let tmp = left(kb, &mut cs, &t.h.bt, ah, &d);
+                let v = right(kb, &mut cs, &tmp, &t.w.bt, aw);
+                for (ii, row) in v.iter().enumerate() {
+                    for (jj, val) in row.iter().enumerate() {
+                        let el = (ii * aw + jj) as i64;
+                        kb.store(*val, v0, el * s.tiles as i64 * cp * 4);
+                    }
                 }
-            }
-            Ok(())
+                Ok(())
+            })
         })
     })
 }
@@ -311,7 +329,9 @@ struct Out {
     ox: Value,
     /// First output channel of the block.
     o0: Value,
-    nt: usize,
+    /// Tile rows and tiles per row of the group.
+    nr: usize,
+    nc: usize,
     /// Channels computed (a multiple of 4) and how many are real.
     width: usize,
     lanes_ok: usize,
@@ -340,8 +360,9 @@ fn block(
         let vk = kb.at(vbuf, kk, tiles * cp * 4);
         let uk = kb.at(ub, kk, c * mp * 4);
         let mk = kb.at(mbuf, kk, tiles * blk * 4);
-        for t0 in (0..o.nt).step_by(TP) {
-            let tp = TP.min(o.nt - t0);
+        let nt = o.nr * o.nc;
+        for t0 in (0..nt).step_by(TP) {
+            let tp = TP.min(nt - t0);
             for v0 in (0..nv).step_by(TV) {
                 let tv = TV.min(nv - v0);
                 let accs: Vec<_> = (0..tp * tv)
@@ -412,9 +433,11 @@ fn output_transform(
     let ytile0 = kb.at(yrow, o.ox, 4);
     let yblk = kb.at(ytile0, o.o0, plane);
     let bb = kb.at(bp, o.o0, 4);
-    let tile = |kb: &mut Kb, jt: Value, mv: Value, lanes: usize| -> Result<()> {
+    let tile = |kb: &mut Kb, rr: Value, jt: Value, mv: Value, lanes: usize| -> Result<()> {
         let mut cs = Coefs(HashMap::new());
-        let m0 = kb.at(mbuf, jt, blk * 4);
+        let ti = kb.b.ins().imul_imm_s(rr, o.nc as i64);
+        let ti = kb.b.ins().iadd(ti, jt);
+        let m0 = kb.at(mbuf, ti, blk * 4);
         let m0 = kb.at(m0, mv, 16);
         let d: Vec<Vec<Value>> = (0..ah)
             .map(|r| {
@@ -430,8 +453,11 @@ fn output_transform(
         let res = right(kb, &mut cs, &tmp, &t.w.at, mw);
         let bias = kb.at(bb, mv, 16);
         let bias = kb.load(F32X4, bias, 0);
-        let yt = kb.at(yblk, jt, mw as i64 * 4);
+        let yt = kb.at(yblk, rr, mh as i64 * ow * 4);
+        let yt = kb.at(yt, jt, mw as i64 * 4);
         let yt = kb.at(yt, mv, 4 * plane);
+        let oyt = kb.b.ins().imul_imm_s(rr, mh as i64);
+        let oyt = kb.b.ins().iadd(oyt, o.oy);
         // Output column and row of the tile, for the overhang checks.
         let oxt = kb.b.ins().imul_imm_s(jt, mw as i64);
         let oxt = kb.b.ins().iadd(oxt, o.ox);
@@ -468,7 +494,7 @@ fn output_transform(
                 Ok(())
             };
             if rows_overhang {
-                let r = kb.b.ins().iadd_imm_s(o.oy, p as i64);
+                let r = kb.b.ins().iadd_imm_s(oyt, p as i64);
                 let ok = kb.b.ins().icmp_imm_s(IntCC::SignedLessThan, r, oh);
                 when(kb, ok, emit_row)?;
             } else {
@@ -477,12 +503,14 @@ fn output_transform(
         }
         Ok(())
     };
-    kb.for_range(0, o.nt as i64, 1, |kb, jt| {
-        kb.for_range(0, full_v as i64, 1, |kb, mv| tile(kb, jt, mv, 4))?;
-        if full_v < nv {
-            let mv = kb.ci(full_v as i64);
-            tile(kb, jt, mv, o.lanes_ok - 4 * full_v)?;
-        }
-        Ok(())
+    kb.for_range(0, o.nr as i64, 1, |kb, rr| {
+        kb.for_range(0, o.nc as i64, 1, |kb, jt| {
+            kb.for_range(0, full_v as i64, 1, |kb, mv| tile(kb, rr, jt, mv, 4))?;
+            if full_v < nv {
+                let mv = kb.ci(full_v as i64);
+                tile(kb, rr, jt, mv, o.lanes_ok - 4 * full_v)?;
+            }
+            Ok(())
+        })
     })
 }

@@ -2,10 +2,10 @@
 //! and both renderers share, so the loops and buffers are the same on
 //! every backend.
 //!
-//! Per image and row of tiles, the `alpha_h` input rows the row reads are
-//! copied channels-last into a zero-padded band (the padding is fused
+//! Per image and band of `rows` rows of tiles, the input rows the band
+//! reads are copied channels-last into a zero-padded band (the padding is fused
 //! into this copy: border tiles read zeros from the band, never a
-//! bounds check). Per group of `tiles` tiles of that row, the input
+//! bounds check). Per group of `tiles` tiles of the band, the input
 //! transform `B^T d B` of every channel fills `V [elem][tile][channel]`;
 //! then per block of `channels` output channels, one product per tile
 //! element `M[elem] = V[elem] x U[elem]` (`[tiles x C] x [C x block]`)
@@ -32,8 +32,12 @@ pub struct Schedule {
     /// Leading pads (rows, columns).
     pub pt: usize,
     pub pl: usize,
-    /// Tiles per group and output channels per block.
+    /// Tiles per group (`rows x cols`: a group spans whole rows of tiles
+    /// when a row has fewer tiles than a group may hold) and output
+    /// channels per block.
     pub tiles: usize,
+    pub rows: usize,
+    pub cols: usize,
     pub block: usize,
     /// Channels are stored rounded up to a multiple of this (the vector
     /// width of the renderer; padded channels hold zeros).
@@ -54,7 +58,14 @@ impl Schedule {
         if u.rank() != 3 || k.tiles == 0 || k.channels == 0 || lanes == 0 {
             return None;
         }
+        let (rows, cols) = if k.tiles <= t.tw {
+            (1, k.tiles)
+        } else {
+            ((k.tiles / t.tw).clamp(1, t.th), t.tw)
+        };
         Some(Schedule {
+            rows,
+            cols,
             batch: x.dims[0],
             c: x.dims[1],
             m: u.dims[2],
@@ -62,7 +73,7 @@ impl Schedule {
             iw: x.dims[3],
             pt: a.pads[0],
             pl: a.pads[1],
-            tiles: k.tiles.min(t.tw),
+            tiles: rows * cols,
             block: k.channels.min(u.dims[2]).div_ceil(lanes) * lanes,
             lanes,
             t,
@@ -84,9 +95,20 @@ impl Schedule {
         (self.t.tw - 1) * self.t.w.m + self.t.w.alpha
     }
 
-    /// Floats of the band, `[alpha_h][band_cols][cp]`.
+    /// Input rows of the band: every row a group's tile rows read.
+    pub fn band_rows(&self) -> usize {
+        (self.rows - 1) * self.t.h.m + self.t.h.alpha
+    }
+
+    /// Floats of the band, `[band_rows][band_cols][cp]`.
     pub fn band_len(&self) -> usize {
-        self.t.h.alpha * self.band_cols() * self.cp()
+        self.band_rows() * self.band_cols() * self.cp()
+    }
+
+    /// Bands (runs of `rows` tile rows) and the tile rows of the last.
+    pub fn bands(&self) -> (usize, usize) {
+        let n = self.t.th.div_ceil(self.rows);
+        (n, self.t.th - (n - 1) * self.rows)
     }
 
     /// Floats of `V`, `[elems][tiles][cp]`.
@@ -104,11 +126,11 @@ impl Schedule {
         (self.band_len() + self.v_len() + self.m_len()) * 4
     }
 
-    /// The groups of one row of tiles: (first tile column, tiles).
+    /// The groups of a band: (first tile column, tiles per row).
     pub fn groups(&self) -> Vec<(usize, usize)> {
         (0..self.t.tw)
-            .step_by(self.tiles)
-            .map(|j| (j, self.tiles.min(self.t.tw - j)))
+            .step_by(self.cols)
+            .map(|j| (j, self.cols.min(self.t.tw - j)))
             .collect()
     }
 
@@ -119,13 +141,6 @@ impl Schedule {
             .step_by(self.block)
             .map(|o| (o, self.block.min(self.mp() - o)))
             .collect()
-    }
-
-    /// Input row of band row `r` for tile row `i` (None: padding).
-    pub fn band_row(&self, i: usize, r: usize) -> Option<usize> {
-        (i * self.t.h.m + r)
-            .checked_sub(self.pt)
-            .filter(|&y| y < self.ih)
     }
 
     /// The band columns `[lo, hi)` that hold input columns `lo - pl ..`
