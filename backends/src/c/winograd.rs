@@ -269,10 +269,10 @@ pub(super) fn winograd(
     for p in 0..mh {
         for q in 0..mw {
             let mut conds = Vec::new();
-            if oh % mh != 0 {
+            if !oh.is_multiple_of(mh) {
                 conds.push(format!("oy + {p} < {oh}"));
             }
-            if ow % mw != 0 {
+            if !ow.is_multiple_of(mw) {
                 conds.push(format!("ox + {q} < {ow}"));
             }
             if conds.is_empty() {

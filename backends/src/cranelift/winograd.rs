@@ -425,8 +425,8 @@ fn output_transform(
     let (tiles, blk) = (s.tiles as i64, s.block as i64);
     let (oh, ow) = (t.oh as i64, t.ow as i64);
     let plane = oh * ow * 4;
-    let rows_overhang = t.oh % mh != 0;
-    let cols_overhang = t.ow % mw != 0;
+    let rows_overhang = !t.oh.is_multiple_of(mh);
+    let cols_overhang = !t.ow.is_multiple_of(mw);
     let full_v = o.lanes_ok / 4;
     let nv = o.width / 4;
     let yrow = kb.at(o.yn, o.oy, ow * 4);

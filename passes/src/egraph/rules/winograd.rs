@@ -160,7 +160,6 @@ pub const FLASH_BYTE_COST: f64 = 256.0;
 mod tests {
     use super::super::Group;
     use super::super::testing::{operands, rewrite, saturate, value};
-    use super::*;
 
     /// Constant data of `n` varied values.
     fn data(n: usize) -> String {
