@@ -191,10 +191,11 @@ impl WinogradAttrs {
         })
     }
 
-    /// The F(`tile`, 3) form of a convolution, when it has one: float, 2-D,
+    /// The F(`tile`, 3) form of a convolution, when it has one: f32, 2-D,
     /// group 1, stride 1, dilation 1, kernel 3x3, 1x3 or 3x1.
     pub fn of_conv(a: &ConvAttrs, x: &TensorType, w: &TensorType, tile: usize) -> Option<Self> {
-        let ok = x.dtype.is_float()
+        // The kernels compute f32 (as every fast float kernel here).
+        let ok = x.dtype == crate::dtype::DType::F32
             && x.rank() == 4
             && w.rank() == 4
             && a.group == 1
@@ -416,7 +417,7 @@ mod tests {
                 ((s >> 33) as f64 / (1u64 << 31) as f64) - 0.5
             })
             .collect();
-        Tensor::from_f64(DType::F64, dims.to_vec(), v).unwrap()
+        Tensor::from_f64(DType::F32, dims.to_vec(), v).unwrap()
     }
 
     /// The algorithm equals the direct convolution for every tile, kernel
@@ -444,7 +445,7 @@ mod tests {
                     let got = a.eval(&[&x, &u, &b]).unwrap();
                     assert_eq!(got.dims(), direct.dims());
                     for (p, q) in got.to_f64().iter().zip(direct.to_f64()) {
-                        assert!((p - q).abs() < 1e-12, "{tile} {k:?} {pads:?}: {p} vs {q}");
+                        assert!((p - q).abs() < 1e-5, "{tile} {k:?} {pads:?}: {p} vs {q}");
                     }
                 }
             }
