@@ -49,6 +49,10 @@ pub fn op_macs(op: &Op, ins: &[&TensorType], outs: &[TensorType]) -> u64 {
             let per: usize = w.dims[1..].iter().product();
             out() * per as u64
         }
+        Op::Winograd(a) => a.tiling(ty(0)).map_or(0, |t| {
+            let (gemm, transforms) = t.work(ty(0).dims[1], ty(1).dims[2]);
+            ty(0).dims[0] as u64 * (gemm + transforms)
+        }),
         Op::ConvTranspose(_) => {
             // Every input element meets every tap of its group's filters.
             let w = ty(1);

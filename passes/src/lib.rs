@@ -15,7 +15,7 @@ pub mod pass;
 pub mod prune;
 
 pub use manager::{PASS_NAMES, PipelineOptions, PipelineReport, PrintAfter, run_pipeline};
-pub use pass::{EgraphLimits, Pass, PassCx, PassError};
+pub use pass::{EgraphLimits, Pass, PassCx, PassError, WinogradMode};
 
 use std::fmt;
 use std::str::FromStr;

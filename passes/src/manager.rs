@@ -109,6 +109,8 @@ pub struct PipelineOptions {
     /// `--prune`: a pruning pass added to the level's pipeline (or the
     /// ratio of the one named in `passes`).
     pub prune: Option<PruneSpec>,
+    /// Which convolutions become Winograd convolutions (`--winograd`).
+    pub winograd: crate::pass::WinogradMode,
 }
 
 /// What happened in one pass.
@@ -230,6 +232,7 @@ pub fn run_pipeline(
         egraph_reports: vec![],
         prune: opts.prune.clone(),
         prune_reports: vec![],
+        winograd: opts.winograd,
     };
     let verify = opts.verify || cfg!(debug_assertions);
     let mut report = PipelineReport::default();

@@ -63,7 +63,11 @@ pub struct PassCx {
     pub prune: Option<crate::prune::PruneSpec>,
     /// Reports of the pruning passes, in order.
     pub prune_reports: Vec<crate::prune::PruneReport>,
+    /// Which convolutions become Winograd convolutions.
+    pub winograd: WinogradMode,
 }
+
+pub use crate::egraph::rules::winograd::WinogradMode;
 
 /// A graph transformation.
 pub trait Pass {

@@ -221,7 +221,18 @@ fn check_seed(seed: u64, cov: &mut Coverage, verbose: bool) -> Vec<String> {
     let mut failures = Vec::new();
     for opt in [OptLevel::O0, OptLevel::O2] {
         let mut g = g0.clone();
-        nnc_passes::run_pipeline(&mut g, opt, &Default::default(), |_, _| {})
+        // Winograd forced on two seeds in three, so its kernel meets the
+        // random shapes (the cost model rarely picks it for their few
+        // channels).
+        let po = nnc_passes::PipelineOptions {
+            winograd: match seed % 3 {
+                0 => nnc_passes::WinogradMode::Auto,
+                1 => nnc_passes::WinogradMode::F23,
+                _ => nnc_passes::WinogradMode::F43,
+            },
+            ..Default::default()
+        };
+        nnc_passes::run_pipeline(&mut g, opt, &po, |_, _| {})
             .unwrap_or_else(|e| panic!("seed {seed} {opt}: {e}\n{}", nnc_ir::print(&g0)));
         for id in g.node_ids() {
             *cov.ops.entry(g.node(id).op.name()).or_default() += 1;
@@ -313,6 +324,12 @@ fn random_graphs_agree_across_backends() {
     let mut missing = Vec::new();
     for backend in ["c", "native"] {
         for k in Kernel::NAMES {
+            // The winograd op exists only where the e-graph makes one: the
+            // random graphs' few 3x3 stride-1 f32 convolutions rarely give
+            // it a step; tests/winograd.rs sweeps its shapes instead.
+            if *k == "winograd" {
+                continue;
+            }
             if !cov.kernels.contains(&(backend, k)) {
                 missing.push(format!("{backend} {k}"));
             }

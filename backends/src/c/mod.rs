@@ -20,6 +20,7 @@ mod nn;
 mod pool;
 mod qdot;
 mod qtiles;
+mod winograd;
 mod writer;
 
 use std::collections::BTreeSet;
@@ -577,7 +578,7 @@ fn step_function(
         args.push("@IT@".into());
     }
     let mut w = W::new();
-    kernel(&mut w, st, ws, h)?;
+    kernel(&mut w, st, ws, h, mcu)?;
     let body = w.s;
     // Weights the body does not read (packed elsewhere) are not passed.
     let mut refs = Vec::new();
@@ -692,7 +693,7 @@ fn weight<'a>(st: &Step, ws: &StepWeights<'a>, k: usize) -> Result<&'a Tensor> {
         .ok_or_else(|| unsupported(st, &format!("kernel {} with computed weights", st.kernel)))
 }
 
-fn kernel(w: &mut W, st: &Step, ws: &StepWeights<'_>, h: &mut Helpers) -> Result<()> {
+fn kernel(w: &mut W, st: &Step, ws: &StepWeights<'_>, h: &mut Helpers, mcu: bool) -> Result<()> {
     let y = &st.outputs[0].ty;
     let ins: Vec<&TensorType> = st.inputs.iter().map(|b| &b.ty).collect();
     let epi = Epi::of(st);
@@ -788,6 +789,16 @@ fn kernel(w: &mut W, st: &Step, ws: &StepWeights<'_>, h: &mut Helpers) -> Result
             let win = conv_window(st)?;
             let g = geo(st, &win)?;
             conv::blocked(w, k, &g, weight(st, ws, 1)?, bias(st)?, &epi, h);
+        }
+        (Kernel::Winograd(k), Op::Winograd(a)) => {
+            let lanes = if mcu {
+                1
+            } else {
+                nnc_ir::program::winograd::C_HOST_LANES
+            };
+            let u = weight(st, ws, 1)?;
+            winograd::winograd(w, a, k, ins[0], u, bias(st)?, &epi, lanes, h)
+                .ok_or_else(|| unsupported(st, "winograd on these shapes"))?;
         }
         (Kernel::ConvRowTiles(k), Op::Conv(_)) => {
             let win = conv_window(st)?;

@@ -31,6 +31,7 @@ mod qtiles;
 mod reduce;
 mod row_tiles;
 mod scalar;
+mod winograd;
 
 use std::time::Instant;
 
@@ -647,6 +648,10 @@ fn kernel(kb: &mut Kb, st: &Step, a: &Args) -> Result<()> {
         }
         (Kernel::ConvRowTiles(k), Op::Conv(_)) => {
             row_tiles::row_tiles(kb, k, &conv_window(st)?, &ins, y, &epi, a)
+        }
+        (Kernel::Winograd(k), Op::Winograd(w)) => {
+            let (u, bt) = (weight(kb, st, a, 1)?, bias(kb, st, a, &epi)?);
+            winograd::winograd(kb, w, k, ins[0], &u, bt.as_deref(), &epi, a)
         }
         (Kernel::DepthwisePhases, Op::Conv(_)) => {
             dw_phases::render(kb, &conv_window(st)?, depthwise::Win::Dw, &epi, a)

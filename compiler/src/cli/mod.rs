@@ -285,10 +285,18 @@ struct ModelArgs {
     /// model's test_data_set_* folders, else seeded random inputs (16; 64 to reconstruct)
     #[arg(long, value_name = "DIR")]
     calib: Option<PathBuf>,
+    /// Winograd convolution for 3x3 (and 1x3, 3x1) stride-1 float convolutions: `auto` where
+    /// the cost model prefers it, `f23` / `f43` forced on every eligible one, or `off`
+    #[arg(long, value_name = "off|auto|f23|f43", default_value = "auto", value_parser = parse_winograd)]
+    winograd: nnc_passes::WinogradMode,
 }
 
 fn parse_prune(s: &str) -> Result<nnc_passes::prune::PruneSpec, String> {
     nnc_passes::prune::PruneSpec::parse(s)
+}
+
+fn parse_winograd(s: &str) -> Result<nnc_passes::WinogradMode, String> {
+    s.parse()
 }
 
 fn parse_opt(s: &str) -> Result<OptLevel, String> {
@@ -781,6 +789,7 @@ fn load_opts(m: &ModelArgs) -> Result<LoadOptions> {
             p.reconstruct = m.reconstruct;
             p
         }),
+        winograd: m.winograd,
         ..Default::default()
     };
     // The names are checked when parsed; what is left is whether

@@ -17,6 +17,7 @@ pub mod qmath;
 pub mod quant;
 pub mod reduce;
 pub mod resize;
+pub mod winograd;
 
 pub use conv::{ConvAttrs, ConvTransposeAttrs};
 pub use elementwise::{BinaryOp, CastAttrs, UnaryOp};
@@ -33,6 +34,7 @@ pub use qlinear::{
 pub use quant::{DequantizeAttrs, QuantizeAttrs};
 pub use reduce::{ArgReduceAttrs, ReduceAttrs, ReduceKind};
 pub use resize::{CoordMode, NearestMode, ResizeAttrs, ResizeMode};
+pub use winograd::WinogradAttrs;
 
 use crate::dtype::TensorType;
 use crate::graph::ConstId;
@@ -56,6 +58,8 @@ pub enum Op {
     Where,
     Cast(CastAttrs),
     Conv(ConvAttrs),
+    /// Winograd F(m,3) convolution: x, transformed weight, optional bias.
+    Winograd(WinogradAttrs),
     ConvTranspose(ConvTransposeAttrs),
     Gemm(GemmAttrs),
     MatMul,
@@ -125,6 +129,7 @@ impl Op {
             Op::Where => "where",
             Op::Cast(_) => "cast",
             Op::Conv(_) => "conv",
+            Op::Winograd(_) => "winograd",
             Op::ConvTranspose(_) => "conv_transpose",
             Op::Gemm(_) => "gemm",
             Op::MatMul => "matmul",
@@ -193,6 +198,7 @@ impl Op {
             Op::Unary(u) => u.write_attrs(w),
             Op::Cast(a) => a.write(w),
             Op::Conv(a) => a.write(w),
+            Op::Winograd(a) => a.write(w),
             Op::ConvTranspose(a) => a.write(w),
             Op::Gemm(a) => a.write(w),
             Op::BatchNorm(a) => a.write(w),
@@ -240,6 +246,7 @@ impl Op {
             "matmul" => Op::MatMul,
             "cast" => Op::Cast(CastAttrs::read(r)?),
             "conv" => Op::Conv(ConvAttrs::read(r)?),
+            "winograd" => Op::Winograd(WinogradAttrs::read(r)?),
             "conv_transpose" => Op::ConvTranspose(ConvTransposeAttrs::read(r)?),
             "gemm" => Op::Gemm(GemmAttrs::read(r)?),
             "batch_norm" => Op::BatchNorm(BatchNormAttrs::read(r)?),
@@ -296,6 +303,7 @@ impl Op {
             Op::Where => elementwise::infer_where(ins),
             Op::Cast(a) => a.infer(ins),
             Op::Conv(a) => a.infer(ins),
+            Op::Winograd(a) => a.infer(ins),
             Op::ConvTranspose(a) => a.infer(ins),
             Op::Gemm(a) => a.infer(ins),
             Op::MatMul => matmul::infer_matmul(ins),
@@ -352,6 +360,7 @@ impl Op {
             },
             Op::Cast(a) => Ok(vec![x()?.cast(a.to)]),
             Op::Conv(a) => one(a.eval(ins)),
+            Op::Winograd(a) => one(a.eval(ins)),
             Op::ConvTranspose(a) => one(a.eval(ins)),
             Op::Gemm(a) => one(a.eval(ins)),
             Op::MatMul => match ins {

@@ -110,6 +110,12 @@ pub enum Kernel {
     /// Integer matrix product by vector dot products: tiles of `vectors x
     /// lanes` output columns, weights packed by column block.
     QGemmDot(QGemmDot),
+    /// Winograd F(m,3) convolution (the `winograd` op): per row of tiles
+    /// and group of `tiles` tiles, the input transform of every channel,
+    /// then per block of `channels` output channels one product per tile
+    /// element over the input channels and the output transform with the
+    /// epilogue (see [`super::winograd`]).
+    Winograd(Winograd),
 }
 
 /// Families of kernels; every family has plan file tests.
@@ -239,6 +245,17 @@ pub struct QGemmDot {
     pub vectors: usize,
     /// Products summed per lane and instruction: 4 or 2 (as [`QConvDot`]).
     pub dot: usize,
+}
+
+/// Parameters of [`Kernel::Winograd`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Winograd {
+    /// Output tile side `m` of F(m,3) (the op's).
+    pub tile: usize,
+    /// Tiles per group: the rows of each batched product.
+    pub tiles: usize,
+    /// Output channels per block: the columns of each batched product.
+    pub channels: usize,
 }
 
 /// Parameters of [`Kernel::RowCopy`]. Source and destination are batch-1
@@ -447,6 +464,7 @@ impl Kernel {
             Kernel::QConvDot(_) => "qconv_dot",
             Kernel::QDwDot(_) => "qdw_dot",
             Kernel::QGemmDot(_) => "qgemm_dot",
+            Kernel::Winograd(_) => "winograd",
         }
     }
 
@@ -482,6 +500,7 @@ impl Kernel {
         "qconv_dot",
         "qdw_dot",
         "qgemm_dot",
+        "winograd",
     ];
 
     pub fn family(&self) -> Family {
@@ -509,6 +528,7 @@ impl Kernel {
             Kernel::QConvDot(_) => Family::Conv,
             Kernel::QDwDot(_) => Family::Depthwise,
             Kernel::QGemmDot(_) => Family::MatMul,
+            Kernel::Winograd(_) => Family::Conv,
         }
     }
 
@@ -567,6 +587,11 @@ impl Kernel {
                 ("lanes", k.lanes.to_string()),
                 ("v", k.vectors.to_string()),
                 ("dot", k.dot.to_string()),
+            ],
+            Kernel::Winograd(k) => vec![
+                ("m", k.tile.to_string()),
+                ("tiles", k.tiles.to_string()),
+                ("c", k.channels.to_string()),
             ],
             Kernel::RowCopy(r) => {
                 let mut v = vec![("rows", r.rows.to_string()), ("src", r.src_row.to_string())];

@@ -15,6 +15,7 @@ pub mod spec;
 pub mod target;
 pub mod tiles;
 mod verify;
+pub mod winograd;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -27,7 +28,7 @@ pub use geometry::{Axis, Window};
 pub use kernel::{
     ConvBlocked, ConvRowTiles, DepthwiseChannelsLast, DepthwisePairs, DepthwiseRows, Epilogue,
     Family, GlobalPool, IntTiles, Kernel, MapExpr, MapKernel, MapOp, MatMulPacked, Operand, Part,
-    PoolRows, QConvDot, QDwDot, QGemmDot, RowCopy,
+    PoolRows, QConvDot, QDwDot, QGemmDot, RowCopy, Winograd,
 };
 pub use phases::Phases;
 pub use spec::{TARGET_GRAMMAR, TargetSpec, TargetSpecError};

@@ -209,6 +209,8 @@ fn kernel_fits_op(k: &Kernel, op: &Op) -> bool {
     match k {
         Kernel::QConvDot(_) | Kernel::QDwDot(_) => return matches!(op, Op::QConv(_)),
         Kernel::QGemmDot(_) => return matches!(op, Op::QGemm(_)),
+        Kernel::Winograd(_) => return matches!(op, Op::Winograd(_)),
+        _ if matches!(op, Op::Winograd(_)) => return false,
         Kernel::DepthwisePhases => return matches!(op, Op::Conv(_) | Op::Pool(_)),
         _ => {}
     }

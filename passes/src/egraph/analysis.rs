@@ -71,6 +71,9 @@ pub struct TensorAnalysis {
     /// Constants by type and content hash, so the same value always gets
     /// the same leaf (otherwise re-applied rules would grow the e-graph).
     const_index: HashMap<(TensorType, u64), Vec<u32>>,
+    /// Which convolutions the Winograd rules may rewrite (and extraction
+    /// must pick).
+    pub winograd: super::rules::winograd::WinogradMode,
 }
 
 impl TensorAnalysis {

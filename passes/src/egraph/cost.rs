@@ -80,6 +80,11 @@ impl<'a> CostModel<'a> {
         if self.memory {
             c += MEMORY_COST * out_bytes as f64;
         }
+        if let Op::Winograd(a) = &op {
+            let memory = self.memory.then_some(MEMORY_COST);
+            let mode = self.eg.analysis.winograd;
+            c = super::rules::winograd::node_cost(a, &ins, c, mode, BYTE_COST, memory);
+        }
         c
     }
 }

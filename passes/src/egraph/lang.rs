@@ -121,7 +121,7 @@ pub const OUT: &str = "out";
 /// Ops whose optional trailing input is kept as an explicit `none`.
 pub fn padded_arity(op: &Op) -> Option<usize> {
     match op {
-        Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_) => Some(3),
+        Op::Conv(_) | Op::Winograd(_) | Op::ConvTranspose(_) | Op::Gemm(_) => Some(3),
         Op::Quantize(_) | Op::Dequantize(_) => Some(3),
         _ => None,
     }

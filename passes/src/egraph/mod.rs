@@ -65,7 +65,8 @@ pub fn run_egraph_with_stats(
     cx: &mut PassCx,
 ) -> Result<(Graph, EgraphStats)> {
     let t0 = Instant::now();
-    let built = convert::to_egraph(g)?;
+    let mut built = convert::to_egraph(g)?;
+    built.egraph.analysis.winograd = cx.winograd;
     let rules = rules::rules(&pass.groups);
     let lim = cx.egraph_limits;
     let left = lim.total.saturating_sub(t0.elapsed());

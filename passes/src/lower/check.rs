@@ -326,6 +326,7 @@ pub fn check(k: &Kernel, cx: &StepCx) -> Result<(), String> {
         Kernel::QConvDot(p) => super::qselect::check_conv(p, cx),
         Kernel::QDwDot(p) => super::qselect::check_dw(p, cx),
         Kernel::QGemmDot(p) => super::qselect::check_gemm(p, cx),
+        Kernel::Winograd(p) => super::wselect::check(p, cx),
     }
 }
 
@@ -472,6 +473,9 @@ fn set_param(k: &mut Kernel, key: &str, val: &str) -> Result<(), String> {
         }
     };
     if let Some(r) = super::qselect::set_param(k, key, val) {
+        return r;
+    }
+    if let Some(r) = super::wselect::set_param(k, key, val) {
         return r;
     }
     let known: Vec<&str> = k.params().iter().map(|(n, _)| *n).collect();

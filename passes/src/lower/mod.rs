@@ -21,6 +21,7 @@ mod qselect;
 pub mod select;
 pub mod split;
 pub mod stream;
+mod wselect;
 
 use std::fmt;
 
@@ -129,6 +130,7 @@ impl fmt::Display for Selector {
 /// Op names a bare selector is read as.
 const OP_NAMES: &[&str] = &[
     "conv",
+    "winograd",
     "qconv",
     "qgemm",
     "qadd",
@@ -197,7 +199,7 @@ pub fn lower(g: &Graph, opts: &LowerOptions) -> Result<Program> {
         };
         let (op, act) = strip_act(op);
         let mut epilogue = Vec::new();
-        if matches!(op, Op::Conv(_)) && ps.inputs.len() > 2 {
+        if matches!(op, Op::Conv(_) | Op::Winograd(_)) && ps.inputs.len() > 2 {
             epilogue.push(Epilogue::Bias { input: 2 });
         }
         if let Some(u) = act {
@@ -342,6 +344,10 @@ fn strip_act(op: Op) -> (Op, Option<UnaryOp>) {
         Op::Gemm(mut a) => {
             let act = a.act.take();
             (Op::Gemm(a), act)
+        }
+        Op::Winograd(mut a) => {
+            let act = a.act.take();
+            (Op::Winograd(a), act)
         }
         op => (op, None),
     }

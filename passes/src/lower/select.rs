@@ -124,6 +124,7 @@ pub(super) fn fixed(cx: &StepCx) -> Option<Kernel> {
         Op::Softmax(_) | Op::QSoftmax(_) => Kernel::Softmax,
         Op::Lrn(_) => Kernel::Lrn,
         Op::ConvTranspose(_) => Kernel::ConvTransposeScatter,
+        Op::Winograd(_) => super::wselect::select(cx)?,
         Op::Reduce(_) => Kernel::Reduce {
             // Double is emulated on microcontrollers.
             acc: if cx.target.fast_f64 {

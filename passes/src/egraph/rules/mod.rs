@@ -10,6 +10,7 @@ pub mod layout;
 pub mod pad;
 pub mod qoperator;
 pub mod quant;
+pub mod winograd;
 
 use std::sync::Arc;
 
@@ -40,16 +41,19 @@ pub enum Group {
     /// QDQ patterns and the QOperator form (ONNX integer products and
     /// float rescaling) to integer ops.
     Quant,
+    /// Winograd alternatives for 3x3 convolutions (as `--winograd` allows).
+    Winograd,
 }
 
 impl Group {
-    pub const ALL: [Group; 6] = [
+    pub const ALL: [Group; 7] = [
         Group::Cleanup,
         Group::Layout,
         Group::BatchNorm,
         Group::Fusion,
         Group::Pad,
         Group::Quant,
+        Group::Winograd,
     ];
 }
 
@@ -63,6 +67,7 @@ pub fn rules(groups: &[Group]) -> Vec<Rw> {
             Group::BatchNorm => batchnorm::rules(),
             Group::Fusion => fusion::rules(),
             Group::Pad => pad::rules(),
+            Group::Winograd => winograd::rules(),
             Group::Quant => {
                 let mut v = quant::rules();
                 v.extend(qoperator::rules());

@@ -1,0 +1,276 @@
+//! Winograd alternatives for convolutions: every float, 2-D, group-1,
+//! stride-1, dilation-1 convolution with a 3x3 (or 1x3 / 3x1) kernel and
+//! constant weights gets `winograd` forms F(2,3) and F(4,3) in its class,
+//! whose transformed weight `G g G^T` is folded here, at compile time.
+//! Extraction then weighs them against the direct convolution
+//! ([`cost_adjust`]): on a host the products saved (2.25x for F(2,3),
+//! 4x for F(4,3) on 3x3) against the transforms and the scratch they
+//! stream through; on a microcontroller also the transformed weights'
+//! extra flash (16/9 and 4 times the 3x3 weights) and the scratch's
+//! stack, which in practice keeps the direct kernel there.
+
+use std::fmt;
+use std::str::FromStr;
+
+use egg::{Id, rewrite as rw};
+use nnc_ir::op::WinogradAttrs;
+use nnc_ir::op::winograd::transform_weight;
+use nnc_ir::{Op, TensorType};
+
+use super::super::lang::{AttrKey, TLang};
+use super::{B, Build, Rw};
+
+/// Which convolutions become Winograd convolutions (`--winograd`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WinogradMode {
+    /// Never.
+    Off,
+    /// Where the cost model prefers it (F(2,3) or F(4,3), per layer).
+    #[default]
+    Auto,
+    /// Every eligible convolution, with F(2,3).
+    F23,
+    /// Every eligible convolution, with F(4,3).
+    F43,
+}
+
+impl WinogradMode {
+    /// The forced tile, if any.
+    pub fn forced(self) -> Option<usize> {
+        match self {
+            WinogradMode::F23 => Some(2),
+            WinogradMode::F43 => Some(4),
+            _ => None,
+        }
+    }
+
+    /// May the rules offer tile `m`?
+    fn offers(self, m: usize) -> bool {
+        match self {
+            WinogradMode::Off => false,
+            WinogradMode::Auto => true,
+            f => f.forced() == Some(m),
+        }
+    }
+}
+
+impl FromStr for WinogradMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "off" => WinogradMode::Off,
+            "auto" => WinogradMode::Auto,
+            "f23" => WinogradMode::F23,
+            "f43" => WinogradMode::F43,
+            _ => return Err(format!("`{s}` is not one of off, auto, f23, f43")),
+        })
+    }
+}
+
+impl fmt::Display for WinogradMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WinogradMode::Off => "off",
+            WinogradMode::Auto => "auto",
+            WinogradMode::F23 => "f23",
+            WinogradMode::F43 => "f43",
+        })
+    }
+}
+
+pub fn rules() -> Vec<Rw> {
+    vec![
+        rw!("conv-winograd-f23"; "(conv ?ca ?x ?w ?b)" => { Build(|b: &mut B<'_>, c| winograd(b, c, 2)) }),
+        rw!("conv-winograd-f43"; "(conv ?ca ?x ?w ?b)" => { Build(|b: &mut B<'_>, c| winograd(b, c, 4)) }),
+    ]
+}
+
+fn winograd(b: &mut B<'_>, class: Id, tile: usize) -> Option<Id> {
+    if !b.eg.analysis.winograd.offers(tile) {
+        return None;
+    }
+    let Op::Conv(ca) = b.op_at("conv", "?ca")? else {
+        return None;
+    };
+    let (x, w, bias) = (b.id("?x"), b.id("?w"), b.id("?b"));
+    let (xt, wv) = (b.ty(x)?, b.value(w)?);
+    if !b.is_none(bias) && b.value(bias).is_none() {
+        return None;
+    }
+    let a = WinogradAttrs::of_conv(&ca, &xt, &wv.ty(), tile)?;
+    let op = Op::Winograd(a);
+    // Re-applied each iteration: the class already has this form.
+    let key = AttrKey::of(&op);
+    let has = b.eg[class].nodes.iter().any(|n| {
+        matches!(n, TLang::Op(s, ch) if s.as_str() == "winograd"
+            && super::super::analysis::attr_of(b.eg, ch[0]) == Some(key))
+    });
+    if has {
+        return None;
+    }
+    let u = transform_weight(&wv, tile).ok()?;
+    let u = b.konst(u);
+    b.add(&op, &[x, u, bias])
+}
+
+/// Extraction cost of a `winograd` node whose arithmetic and traffic
+/// (as for every op: `op_macs` counts the batched products and the
+/// transforms) cost `base`: plus the scratch it writes and reads back
+/// (band, `V`, `M`) at `byte`, and, when memory counts
+/// (microcontrollers, `-Os`), the transformed weight's bytes beyond the
+/// direct weight's at [`FLASH_BYTE_COST`] and the scratch at
+/// `memory_byte`. A forced mode makes it cost one unit, so it always wins.
+pub fn node_cost(
+    a: &WinogradAttrs,
+    ins: &[&TensorType],
+    base: f64,
+    mode: WinogradMode,
+    byte: f64,
+    memory_byte: Option<f64>,
+) -> f64 {
+    if mode.forced().is_some() {
+        return 1.0;
+    }
+    let (Some(x), Some(u)) = (ins.first(), ins.get(1)) else {
+        return f64::INFINITY;
+    };
+    let Ok(t) = a.tiling(x) else {
+        return f64::INFINITY;
+    };
+    let (n, c, m) = (x.dims[0], x.dims[1], u.dims[2]);
+    let band = t.th * t.h.alpha * (t.tw * t.w.m + 2) * c;
+    let vm = t.tiles() * t.elems() * (c + m);
+    let scratch = (n * (band + vm) * 4) as f64;
+    let mut cost = base + 2.0 * byte * scratch;
+    if let Some(mb) = memory_byte {
+        let direct = (m * c * a.kernel.iter().product::<usize>() * 4) as f64;
+        cost += FLASH_BYTE_COST * (u.bytes() as f64 - direct).max(0.0) + mb * scratch;
+    }
+    cost
+}
+
+/// Extraction cost of one byte of flash on a microcontroller, in MAC
+/// equivalents: flash is the binding constraint there (a float model's
+/// weights are most of it), so a layer's transformed weights must save
+/// far more arithmetic than they add bytes.
+pub const FLASH_BYTE_COST: f64 = 256.0;
+
+#[cfg(test)]
+mod tests {
+    use super::super::Group;
+    use super::super::testing::{operands, rewrite, saturate, value};
+
+    /// Constant data of `n` varied values.
+    fn data(n: usize) -> String {
+        let v: Vec<String> = (0..n)
+            .map(|i| format!("{:.3}", ((i * 37 % 23) as f64 - 11.0) / 40.0))
+            .collect();
+        format!("[{}]", v.join(", "))
+    }
+
+    fn resnet_layer() -> String {
+        format!(
+            r#"graph @t(v0 "x": f32[1,16,16,16]) -> ("y": f32[1,16,16,16]) {{
+    c0 = const f32[16,16,3,3] {}
+    c1 = const f32[16] {}
+    v1 = conv v0, c0, c1 {{stride=[1,1] pad=[1,1,1,1] dilation=[1,1]}} : f32[1,16,16,16]
+    v2 = relu v1 : f32[1,16,16,16]
+    return v2
+}}"#,
+            data(16 * 16 * 9),
+            data(16)
+        )
+    }
+
+    /// The fused convolution becomes a Winograd convolution with its
+    /// activation and bias, weights transformed at compile time.
+    #[test]
+    fn a_resnet_layer_becomes_winograd() {
+        let out = rewrite(&resnet_layer(), &[Group::Fusion, Group::Winograd]);
+        assert!(out.contains("= winograd v0, c"), "{out}");
+        assert!(out.contains("kernel=[3,3] pad=[1,1,1,1] act=relu"), "{out}");
+        assert!(!out.contains("= conv"), "{out}");
+    }
+
+    /// Both tiles are offered; the transformed weight of F(2,3) for a
+    /// constant 3x3 kernel of ones has G 1 G^T entries (1, 1.5, ...).
+    #[test]
+    fn both_tiles_are_alternatives() {
+        let src = r#"graph @t(v0 "x": f32[1,2,6,6]) -> ("y": f32[1,1,4,4]) {
+    c0 = const f32[1,2,3,3] [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+    v1 = conv v0, c0 {stride=[1,1] pad=[0,0,0,0] dilation=[1,1]} : f32[1,1,4,4]
+    return v1
+}"#;
+        let (eg, roots) = saturate(src, &[Group::Winograd]);
+        let forms = operands(&eg, roots[0], "winograd");
+        assert_eq!(forms.len(), 2, "F(2,3) and F(4,3)");
+        let mut sizes: Vec<usize> = forms
+            .iter()
+            .map(|f| value(&eg, f[1]).unwrap().len())
+            .collect();
+        sizes.sort();
+        assert_eq!(sizes, [16 * 2, 36 * 2]);
+        let u = forms
+            .iter()
+            .map(|f| value(&eg, f[1]).unwrap())
+            .find(|v| v.len() == 32)
+            .unwrap();
+        // U[k][c][0] for k = (1,1): (G 1 G^T)[1][1] = 1.5 * 1.5.
+        assert_eq!(u[5 * 2], 2.25);
+    }
+
+    /// Strided, dilated, grouped and 5x5 convolutions keep their direct form.
+    #[test]
+    fn ineligible_convolutions_stay() {
+        for (w, attrs, y) in [
+            (
+                "[4,4,3,3]",
+                "stride=[2,2] pad=[1,1,1,1] dilation=[1,1]",
+                "[1,4,4,4]",
+            ),
+            (
+                "[4,4,3,3]",
+                "stride=[1,1] pad=[2,2,2,2] dilation=[2,2]",
+                "[1,4,8,8]",
+            ),
+            (
+                "[4,1,3,3]",
+                "stride=[1,1] pad=[1,1,1,1] dilation=[1,1] group=4",
+                "[1,4,8,8]",
+            ),
+            (
+                "[4,4,5,5]",
+                "stride=[1,1] pad=[2,2,2,2] dilation=[1,1]",
+                "[1,4,8,8]",
+            ),
+        ] {
+            let n: usize = w[1..w.len() - 1]
+                .split(',')
+                .map(|d| d.parse::<usize>().unwrap())
+                .product();
+            let src = format!(
+                "graph @t(v0 \"x\": f32[1,4,8,8]) -> (\"y\": f32{y}) {{\n    c0 = const f32{w} {}\n    v1 = conv v0, c0 {{{attrs}}} : f32{y}\n    return v1\n}}",
+                data(n)
+            );
+            let (eg, roots) = saturate(&src, &[Group::Winograd]);
+            assert!(operands(&eg, roots[0], "winograd").is_empty(), "{attrs}");
+        }
+    }
+
+    /// One-dimensional kernels (1x3) get the 1-D transform.
+    #[test]
+    fn a_1x3_kernel_becomes_winograd() {
+        let src = format!(
+            r#"graph @t(v0 "x": f32[1,32,4,40]) -> ("y": f32[1,32,4,40]) {{
+    c0 = const f32[32,32,1,3] {}
+    v1 = conv v0, c0 {{stride=[1,1] pad=[0,1,0,1] dilation=[1,1]}} : f32[1,32,4,40]
+    return v1
+}}"#,
+            data(32 * 32 * 3)
+        );
+        let out = rewrite(&src, &[Group::Winograd]);
+        assert!(out.contains("= winograd"), "{out}");
+        assert!(out.contains("kernel=[1,3]"), "{out}");
+    }
+}
