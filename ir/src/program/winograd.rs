@@ -190,3 +190,21 @@ pub fn lanes(t: &super::Target) -> usize {
 
 /// [`lanes`] of C on a host.
 pub const C_HOST_LANES: usize = 16;
+
+/// Stack scratch (band, `V`, `M`) the smallest host schedule may use: the
+/// native kernel's stack slot, the smaller of the two host limits.
+pub const HOST_SCRATCH_LIMIT: usize = 96 * 1024;
+
+/// Whether the smallest schedule (one tile, one vector of output channels)
+/// of a `winograd` op with input `x` and transformed weight `u` fits
+/// [`HOST_SCRATCH_LIMIT`] with channels rounded to the widest vectors: the
+/// band holds every input channel of `alpha` rows, so wide planes of many
+/// channels do not fit, and such convolutions stay direct.
+pub fn fits_host_scratch(a: &WinogradAttrs, x: &TensorType, u: &TensorType) -> bool {
+    let k = Winograd {
+        tile: a.tile,
+        tiles: 1,
+        channels: 1,
+    };
+    Schedule::of(a, &k, x, u, C_HOST_LANES).is_some_and(|s| s.scratch_bytes() <= HOST_SCRATCH_LIMIT)
+}

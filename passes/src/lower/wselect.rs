@@ -11,7 +11,7 @@ use nnc_ir::program::winograd::{Schedule, lanes};
 use super::select::{STACK_COPY_LIMIT, StepCx};
 
 /// Largest scratch (band, `V`, `M`) of the native kernel, a stack slot.
-const NATIVE_LIMIT: usize = 96 * 1024;
+const NATIVE_LIMIT: usize = nnc_ir::program::winograd::HOST_SCRATCH_LIMIT;
 
 /// Candidate (tiles, channels), best first.
 const SHAPES: [(usize, usize); 9] = [

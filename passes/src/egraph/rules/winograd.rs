@@ -110,6 +110,10 @@ fn winograd(b: &mut B<'_>, class: Id, tile: usize) -> Option<Id> {
         return None;
     }
     let u = transform_weight(&wv, tile).ok()?;
+    let Op::Winograd(a) = &op else { return None };
+    if !nnc_ir::program::winograd::fits_host_scratch(a, &xt, &u.ty()) {
+        return None;
+    }
     let u = b.konst(u);
     b.add(&op, &[x, u, bias])
 }
@@ -256,6 +260,23 @@ mod tests {
             let (eg, roots) = saturate(&src, &[Group::Winograd]);
             assert!(operands(&eg, roots[0], "winograd").is_empty(), "{attrs}");
         }
+    }
+
+    /// A plane too wide for the band of the smallest schedule (every
+    /// input channel of `alpha` rows) stays direct at F(4,3) and still gets
+    /// F(2,3), whose band has two rows fewer.
+    #[test]
+    fn wide_planes_of_many_channels_stay_direct() {
+        let src = format!(
+            "graph @t(v0 \"x\": f32[1,64,56,56]) -> (\"y\": f32[1,8,56,56]) {{\n    c0 = const f32[8,64,3,3] {}\n    v1 = conv v0, c0 {{stride=[1,1] pad=[1,1,1,1] dilation=[1,1]}} : f32[1,8,56,56]\n    return v1\n}}",
+            data(8 * 64 * 9)
+        );
+        let (eg, roots) = saturate(&src, &[Group::Winograd]);
+        let tiles: Vec<String> = operands(&eg, roots[0], "winograd")
+            .iter()
+            .map(|o| format!("{o:?}"))
+            .collect();
+        assert_eq!(tiles.len(), 1, "{tiles:?}");
     }
 
     /// One-dimensional kernels (1x3) get the 1-D transform.
