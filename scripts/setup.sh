@@ -40,7 +40,7 @@ if ! have cargo; then
 fi
 
 # C compiler (generated C, the runtime harness) and the Arm toolchain.
-apt_install build-essential gcc-arm-none-eabi libnewlib-arm-none-eabi
+apt_install build-essential cmake gcc-arm-none-eabi libnewlib-arm-none-eabi
 
 # qemu-system-arm, unpacked beside the project, plus the libraries it needs.
 if [ ! -x "$QEMU" ]; then
