@@ -883,19 +883,41 @@ fn load_model(
         let mut plain = opts.clone();
         plain.pipeline.prune = None;
         plain.pipeline.print_after = PrintAfter::Never;
-        let (orig, _) = driver::optimize(imported.clone(), &plain, |_, _| {})?;
-        let (sets, src) = nnc::prune::calib_inputs(
-            &imported,
-            &m.model,
-            m.calib.as_deref(),
-            nnc::prune::RANDOM_SETS,
-            nnc::prune::DEVIATION_SEED,
-            true,
-        )?;
-        let cost = nnc::prune::cost(&orig, &g, target, &driver::Lowering::default(), &sets, src)?;
-        eprint!("{cost}");
+        prune_cost(&imported, m, &plain, &g, target)?;
     }
     Ok(g)
+}
+
+/// Prints `--prune`'s cost report: `pruned` (compiled) against the imported
+/// model compiled with `plain` (the same options without pruning), on the
+/// deviation inputs (`--calib`, else the test data topped up with seeded
+/// random sets).
+fn prune_cost(
+    imported: &Graph,
+    m: &ModelArgs,
+    plain: &LoadOptions,
+    pruned: &Graph,
+    target: &Target,
+) -> Result<nnc::prune::Cost> {
+    let (orig, _) = driver::optimize(imported.clone(), plain, |_, _| {})?;
+    let (sets, src) = nnc::prune::calib_inputs(
+        imported,
+        &m.model,
+        m.calib.as_deref(),
+        nnc::prune::RANDOM_SETS,
+        nnc::prune::DEVIATION_SEED,
+        true,
+    )?;
+    let cost = nnc::prune::cost(
+        &orig,
+        pruned,
+        target,
+        &driver::Lowering::default(),
+        &sets,
+        src,
+    )?;
+    eprint!("{cost}");
+    Ok(cost)
 }
 
 /// Splits `NAME=FILE` when NAME is one of `names`: the longest such prefix

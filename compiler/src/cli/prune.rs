@@ -33,26 +33,8 @@ pub(super) fn cmd_prune(a: PruneArgs) -> Result<ExitCode> {
     level.pipeline.passes = None;
     level.pipeline.print_after = PrintAfter::Never;
     level.pipeline.stop_after = None;
-    let (orig, _) = driver::optimize(imported.clone(), &level, |_, _| {})?;
     let (after, _) = driver::optimize(pruned.clone(), &level, |_, _| {})?;
-    let (sets, src) = nnc::prune::calib_inputs(
-        &imported,
-        &m.model,
-        m.calib.as_deref(),
-        nnc::prune::RANDOM_SETS,
-        nnc::prune::DEVIATION_SEED,
-        true,
-    )?;
-    let target = a.target.c()?;
-    let cost = nnc::prune::cost(
-        &orig,
-        &after,
-        &target,
-        &driver::Lowering::default(),
-        &sets,
-        src,
-    )?;
-    eprint!("{cost}");
+    let cost = prune_cost(&imported, m, &level, &after, &a.target.c()?)?;
     let bytes = nnc::onnx::export::export(&pruned)?;
     create_parent(&a.out)?;
     nnc::outfile::write(&a.out, &bytes)?;
