@@ -32,6 +32,7 @@ The set covers op families the shared models do not stress:
   depthwise, swish (x * sigmoid(x)) and squeeze-excitation.
 """
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -305,7 +306,7 @@ def write(out, name, build, stamp):
     os.makedirs(data, exist_ok=True)
     m = build()
     path = os.path.join(d, "model.onnx")
-    onnx.save(m, path)
+    save_atomically(path, m.SerializeToString())
     shape = [dim.dim_value for dim in m.graph.input[0].type.tensor_type.shape.dim]
     x = np.random.default_rng(1234).uniform(-1, 1, shape).astype(np.float32)
     import onnxruntime as ort
@@ -317,13 +318,23 @@ def write(out, name, build, stamp):
     y = sess.run(None, {"input": x})[0]
     if not np.all(np.isfinite(y)):
         sys.exit(f"{name}: ONNX Runtime's output is not finite")
-    with open(os.path.join(data, "input_0.pb"), "wb") as f:
-        f.write(numpy_helper.from_array(x, "input").SerializeToString())
-    with open(os.path.join(data, "output_0.pb"), "wb") as f:
-        f.write(numpy_helper.from_array(y, m.graph.output[0].name).SerializeToString())
-    with open(stamp_file, "w") as f:
-        f.write(stamp)
+    save_atomically(os.path.join(data, "input_0.pb"), numpy_helper.from_array(x, "input").SerializeToString())
+    save_atomically(
+        os.path.join(data, "output_0.pb"),
+        numpy_helper.from_array(y, m.graph.output[0].name).SerializeToString(),
+    )
+    # The stamp goes last: a folder with a current stamp is complete.
+    save_atomically(stamp_file, stamp.encode())
     return d
+
+
+def save_atomically(path, data):
+    """Writes `data` next to `path` and renames it into place, so a reader
+    never sees a partly written file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
 
 
 def main():
@@ -338,10 +349,13 @@ def main():
     with open(os.path.abspath(__file__), "rb") as f:
         stamp = hashlib.sha256(f.read()).hexdigest() + f" onnx {onnx.__version__}"
     os.makedirs(a.out, exist_ok=True)
-    dirs = [os.path.abspath(write(a.out, n, MODELS[n], stamp)) for n in names]
-    manifest = os.path.join(os.path.abspath(a.out), "manifest.json")
-    with open(manifest, "w") as f:
-        json.dump(dirs, f, indent=1)
+    # Concurrent runs (test threads, parallel test binaries) take turns: the
+    # first one writes the models, the rest find them stamped and current.
+    with open(os.path.join(a.out, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        dirs = [os.path.abspath(write(a.out, n, MODELS[n], stamp)) for n in names]
+        manifest = os.path.join(os.path.abspath(a.out), "manifest.json")
+        save_atomically(manifest, json.dumps(dirs, indent=1).encode())
     print(manifest)
 
 

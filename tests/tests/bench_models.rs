@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use nnc::driver::{self, Backend, LoadOptions};
 use nnc_ir::Tensor;
@@ -21,8 +22,14 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
-/// Runs the script (models are cached) and returns the model folders.
+/// Runs the script once per test binary (models are cached on disk, and
+/// the script serializes concurrent runs) and returns the model folders.
 fn models() -> Vec<PathBuf> {
+    static DIRS: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    DIRS.get_or_init(generate).clone()
+}
+
+fn generate() -> Vec<PathBuf> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = Command::new("python3")
         .arg(repo.join("scripts/make_bench_models.py"))
