@@ -217,7 +217,8 @@ pub fn choose(
     let mut why = vec![];
     if !cands.is_empty() {
         why.push(format!(
-            "the {} prunable channel(s) there belong to layers down to their last channel",
+            "the {} prunable channel(s) live there are each the last of their layer (or of \
+             a tensor)",
             cands.len()
         ));
     }
