@@ -288,7 +288,7 @@ struct ModelArgs {
     /// with `:global`. Never a whole layer; residual branches stay aligned. The cost
     /// (channels per layer, parameters, MACs, flash, peak SRAM, output deviation) goes to
     /// standard error
-    /// (with --prune-to-fit: `METHOD` alone picks the ranking)
+    /// (on info, emit-c and compile with --prune-to-fit, `METHOD` alone picks the ranking)
     #[arg(long, value_name = "METHOD:RATIO[:global]", value_parser = parse_prune)]
     prune: Option<PruneArg>,
     /// With --prune l1-filter or slimming: refit the layers that lost input channels by
