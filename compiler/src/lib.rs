@@ -8,6 +8,7 @@ pub mod cache;
 pub mod cbuild;
 pub mod confine;
 pub mod driver;
+pub mod fit;
 pub mod io;
 pub mod mcu;
 pub mod memsvg;

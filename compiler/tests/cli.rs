@@ -1010,3 +1010,112 @@ fn prune_writes_onnx_and_reports_the_cost() {
     }
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn prune_to_fit_meets_a_budget_and_reports_it() {
+    let model = models()
+        .join("mlperf_tiny/kws_dscnn_int8_qdq/model.onnx")
+        .display()
+        .to_string();
+    let m4 = ["--target", "cortex-m4"];
+    let json = |o: &Output| -> serde_json::Value {
+        assert!(o.status.success(), "{}", text(o).1);
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    // The channel-split-only arena, measured.
+    let mut args = vec!["info", &model, "--memory", "min", "--json"];
+    args.extend(m4);
+    let split = json(&nnc(&args))["memory"]["arena_bytes"].as_u64().unwrap();
+    let budget = (split / 2).to_string();
+    let mut args = vec!["info", &model, "--sram-budget", &budget, "--json"];
+    args.extend(m4);
+    // Channel split alone cannot fit it.
+    assert!(!nnc(&args).status.success());
+    args.extend(["--prune-to-fit", "--prune", "slimming"]);
+    let o = nnc(&args);
+    let v = json(&o);
+    let stderr = text(&o).1;
+    let b = split / 2;
+    assert!(v["memory"]["fits"].as_bool().unwrap(), "{v}");
+    assert!(v["memory"]["arena_bytes"].as_u64().unwrap() <= b);
+    let p = &v["prune_to_fit"];
+    assert_eq!(p["method"], "slimming");
+    assert_eq!(p["budget_bytes"].as_u64(), Some(b));
+    assert_eq!(p["arena_before_bytes"].as_u64(), Some(split));
+    assert_eq!(p["arena_after_bytes"], v["memory"]["arena_bytes"]);
+    assert!(p["channels_removed"].as_u64().unwrap() > 0, "{p}");
+    assert!(!p["layers"].as_array().unwrap().is_empty(), "{p}");
+    assert!(p["after"]["params"].as_u64() < p["before"]["params"].as_u64());
+    assert!(p["deviation"]["sets"].as_u64().unwrap() > 0, "{p}");
+    for want in [
+        "prune-to-fit (slimming): SRAM budget",
+        "with channel split only ->",
+        "channel(s) removed",
+        "pruning cost:",
+        "peak SRAM B",
+        "SNR",
+    ] {
+        assert!(stderr.contains(want), "`{want}` missing:\n{stderr}");
+    }
+    // emit-c writes the pruned model within the budget.
+    let d = tmp("fit");
+    let out = d.display().to_string();
+    let o = nnc(&[
+        "emit-c",
+        &model,
+        "--target",
+        "cortex-m4",
+        "--sram-budget",
+        &budget,
+        "--prune-to-fit",
+        "-o",
+        &out,
+    ]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("prune-to-fit (l1-filter)"), "{stderr}");
+    let arena: u64 = stdout
+        .split("arena ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(arena <= b, "{stdout}");
+    std::fs::remove_dir_all(&d).ok();
+    // Usage errors: no budget, partial execution off, a budget no pruning
+    // meets (named at its bottleneck), a bare method without the flag.
+    let o = nnc(&["info", &model, "--prune-to-fit"]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("--sram-budget"), "{}", text(&o).1);
+    let o = nnc(&[
+        "info",
+        &model,
+        "--sram-budget",
+        "1K",
+        "--memory",
+        "off",
+        "--prune-to-fit",
+    ]);
+    assert!(text(&o).1.contains("drop --memory off"), "{}", text(&o).1);
+    let o = nnc(&[
+        "info",
+        &model,
+        "--target",
+        "cortex-m4",
+        "--sram-budget",
+        "64",
+        "--prune-to-fit",
+    ]);
+    let stderr = text(&o).1;
+    assert!(!o.status.success());
+    for want in [
+        "the SRAM budget is 64 B",
+        "bottleneck step",
+        "these tensors are live",
+        "without removing a whole layer",
+    ] {
+        assert!(stderr.contains(want), "`{want}` missing:\n{stderr}");
+    }
+    let o = nnc(&["info", &model, "--prune", "l1-filter"]);
+    assert!(text(&o).1.contains("--prune-to-fit"), "{}", text(&o).1);
+}

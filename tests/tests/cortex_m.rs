@@ -166,6 +166,81 @@ fn budgets_build_and_run_on_emulated_cortex_m4() {
     }
 }
 
+/// `--prune-to-fit` at a quarter of VWW int8's channel-split arena (as
+/// measured, the arena `--memory min` gives): the pruned model's firmware
+/// fits the budget and computes exactly (int8) what nnc's interpreter
+/// computes for the pruned graph.
+#[test]
+fn vww_int8_pruned_to_a_quarter_runs_on_emulated_cortex_m4() {
+    let rel = "mlperf_tiny/vww_mbv1_025_96_int8_qdq";
+    let target = Target::cortex_m(Arch::CortexM4);
+    let d = models_dir().join(rel);
+    require(&d);
+    let opts = LoadOptions {
+        opt_level: OptLevel::O2,
+        pipeline: PipelineOptions {
+            target: target.clone(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let imported = driver::import(&d.join("model.onnx"), &opts).unwrap();
+    let (g, _) = driver::optimize(imported.clone(), &opts, |_, _| {}).unwrap();
+    let split = driver::Lowering {
+        kernels: vec![],
+        memory: MemoryGoal::Minimize,
+    }
+    .lower(&g, "m", &target)
+    .unwrap()
+    .arena_bytes;
+    let budget = split / 4;
+    let how = driver::Lowering::default();
+    let f = nnc::fit::fit(
+        &imported,
+        &opts,
+        &target,
+        &how,
+        budget,
+        nnc_passes::prune::Method::L1Filter,
+    )
+    .unwrap_or_else(|e| panic!("{rel} at {budget} B: {e:#}"));
+    assert!(f.report.channels_removed > 0, "{}", f.report);
+    let name = c::ident("vww_pruned");
+    let p = driver::Lowering {
+        kernels: vec![],
+        memory: MemoryGoal::Budget(budget),
+    }
+    .lower(&f.optimized, &name, &target)
+    .unwrap();
+    assert!(p.arena_bytes <= budget, "arena {} B", p.arena_bytes);
+    let src = c::emit_with(&p, &name, &c::COptions::default()).unwrap();
+    let (_, x) = nnc::io::read_tensor(&d.join("test_data_set_0/input_0.pb")).unwrap();
+    let want = driver::run_interp(&f.optimized, std::slice::from_ref(&x)).unwrap();
+    let b = bench_program(
+        &p,
+        &src,
+        &[x],
+        &BenchOptions {
+            runs: 1,
+            expect: vec![(0, want[0].clone())],
+            lsb: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("pruned {rel} on Cortex-M4: {e}"));
+    let checks = &b.plain.report.checks;
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    assert_eq!(checks[0].mismatches, 0, "outputs differ: {checks:?}");
+    assert_eq!(checks[0].max_abs, 0.0, "int8 is exact: {checks:?}");
+    println!(
+        "{rel} pruned to fit {budget} B (1/4 of {split} B): {}arena {} B, {} instructions per \
+         inference, outputs equal to the interpreter's",
+        f.report,
+        p.arena_bytes,
+        b.instructions()[0]
+    );
+}
+
 /// The negative control: a firmware checked against a deliberately wrong
 /// reference (two elements moved just past the tolerance) must report
 /// exactly those two on the device.

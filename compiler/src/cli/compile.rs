@@ -50,7 +50,8 @@ pub(super) fn cmd_compile(a: CompileArgs) -> Result<ExitCode> {
             );
         }
     }
-    let (g, _) = load_with_inputs(&model, &a.model, &a.inputs, &target)?;
+    let fit = FitRequest::of(&a.fit, &a.kernel)?;
+    let (g, _) = load_with_inputs_fit(&model, &a.model, &a.inputs, &target, fit.as_ref())?;
     let stem = a
         .out
         .file_stem()

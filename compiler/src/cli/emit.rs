@@ -44,7 +44,8 @@ pub(super) fn lower_unchecked(
 pub(super) fn cmd_emit(a: EmitArgs) -> Result<ExitCode> {
     let target = a.target.c()?;
     let model = read_model(&a.model.model)?;
-    let (g, _) = load_with_inputs(&model, &a.model, &a.inputs, &target)?;
+    let fit = FitRequest::of(&a.fit, &a.kernel)?;
+    let (g, _) = load_with_inputs_fit(&model, &a.model, &a.inputs, &target, fit.as_ref())?;
     let mut name = model_ident(&a.model.model, &a.name);
     // A model file named `model.onnx` is common; its folder says more.
     if a.name.is_none()

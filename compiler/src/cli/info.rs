@@ -9,7 +9,15 @@ pub(super) fn cmd_info(a: InfoArgs) -> Result<ExitCode> {
     if let Some(f) = &a.memory_svg {
         refuse_inputs(f, &command_inputs(&model, &[]))?;
     }
-    let g = load_model(&model, &a.model, &HashMap::new(), false, &a.target.c()?)?;
+    let fit = FitRequest::of(&a.fit, &a.kernel)?;
+    let (g, fitted) = load_model_fit(
+        &model,
+        &a.model,
+        &HashMap::new(),
+        false,
+        &a.target.c()?,
+        fit.as_ref(),
+    )?;
     let (memory, failures) = memory_report(&a, &g)?;
     let s = nnc_ir::stats::stats(&g);
     let inputs: Vec<_> = (0..g.inputs().len())
@@ -43,6 +51,10 @@ pub(super) fn cmd_info(a: InfoArgs) -> Result<ExitCode> {
             "largest_activation_bytes": s.largest_activation_bytes,
             "memory": memory,
         });
+        let mut v = v;
+        if let Some(f) = &fitted {
+            v["prune_to_fit"] = f.json();
+        }
         outln!("{}", serde_json::to_string_pretty(&v)?);
         if let Some(f) = failures.first() {
             bail!("{f}");

@@ -230,6 +230,20 @@ impl KernelArgs {
     }
 }
 
+/// `--prune-to-fit` (info, emit-c, compile).
+#[derive(Debug, Args, Clone, Default)]
+struct FitArgs {
+    /// With --sram-budget: when channel split alone cannot fit the budget, prune the least
+    /// important channels at the memory bottleneck (ranked by --prune METHOD, default
+    /// l1-filter; a ratio given with it prunes that much first), re-plan and repeat until
+    /// the plan fits; never a whole layer. The channels removed per layer, the arena before
+    /// and after and the pruning cost (parameters, MACs, flash, peak SRAM, output deviation
+    /// on --calib inputs) go to standard error; a budget that cannot be met is refused
+    /// naming the bottleneck
+    #[arg(long = "prune-to-fit", requires = "sram_budget")]
+    prune_to_fit: bool,
+}
+
 fn parse_kernel(s: &str) -> Result<KernelChoice, String> {
     KernelChoice::parse(s)
 }
@@ -274,8 +288,9 @@ struct ModelArgs {
     /// with `:global`. Never a whole layer; residual branches stay aligned. The cost
     /// (channels per layer, parameters, MACs, flash, peak SRAM, output deviation) goes to
     /// standard error
+    /// (on info, emit-c and compile with --prune-to-fit, `METHOD` alone picks the ranking)
     #[arg(long, value_name = "METHOD:RATIO[:global]", value_parser = parse_prune)]
-    prune: Option<nnc_passes::prune::PruneSpec>,
+    prune: Option<PruneArg>,
     /// With --prune l1-filter or slimming: refit the layers that lost input channels by
     /// least squares on calibration inputs (float weights)
     #[arg(long, requires = "prune")]
@@ -291,8 +306,40 @@ struct ModelArgs {
     winograd: nnc_passes::WinogradMode,
 }
 
-fn parse_prune(s: &str) -> Result<nnc_passes::prune::PruneSpec, String> {
-    nnc_passes::prune::PruneSpec::parse(s)
+/// A `--prune`: the spec, and whether it was a bare `METHOD` (no ratio,
+/// only meaningful with --prune-to-fit, where it picks the ranking).
+#[derive(Debug, Clone, PartialEq)]
+struct PruneArg {
+    spec: nnc_passes::prune::PruneSpec,
+    bare: bool,
+}
+
+fn parse_prune(s: &str) -> Result<PruneArg, String> {
+    if !s.contains(':') && nnc_passes::prune::Method::parse(s).is_some() {
+        let spec = nnc_passes::prune::PruneSpec::parse(&format!("{s}:0"))?;
+        return Ok(PruneArg { spec, bare: true });
+    }
+    Ok(PruneArg {
+        spec: nnc_passes::prune::PruneSpec::parse(s)?,
+        bare: false,
+    })
+}
+
+impl ModelArgs {
+    /// Fails on a bare `--prune METHOD` without `--prune-to-fit`.
+    fn check_prune(&self, fit: bool) -> Result<()> {
+        if let Some(p) = &self.prune
+            && p.bare
+            && !fit
+        {
+            bail!(
+                "--prune {m}: give a ratio (`{m}:0.25`), or add --sram-budget B --prune-to-fit \
+                 (where a bare METHOD picks the ranking)",
+                m = p.spec.method.name()
+            );
+        }
+        Ok(())
+    }
 }
 
 fn parse_winograd(s: &str) -> Result<nnc_passes::WinogradMode, String> {
@@ -486,6 +533,8 @@ struct InfoArgs {
     model: ModelArgs,
     #[command(flatten)]
     kernel: KernelArgs,
+    #[command(flatten)]
+    fit: FitArgs,
     /// Print JSON instead of text
     #[arg(long)]
     json: bool,
@@ -517,6 +566,8 @@ struct EmitArgs {
     model: ModelArgs,
     #[command(flatten)]
     kernel: KernelArgs,
+    #[command(flatten)]
+    fit: FitArgs,
     /// Take the shape of an input with symbolic dims from a tensor file (.npy or .pb), as
     /// `run` does: `NAME=FILE`, or `FILE` when the model has one input (repeatable)
     #[arg(short, long = "input", value_name = "[NAME=]FILE")]
@@ -575,6 +626,8 @@ struct CompileArgs {
     model: ModelArgs,
     #[command(flatten)]
     kernel: KernelArgs,
+    #[command(flatten)]
+    fit: FitArgs,
     /// Take the shape of an input with symbolic dims from a tensor file (.npy or .pb), as
     /// `run` does: `NAME=FILE`, or `FILE` when the model has one input (repeatable)
     #[arg(short, long = "input", value_name = "[NAME=]FILE")]
@@ -785,7 +838,8 @@ fn load_opts(m: &ModelArgs) -> Result<LoadOptions> {
         print_after,
         stop_after: m.stop_after.clone(),
         verify: m.verify,
-        prune: m.prune.clone().map(|mut p| {
+        prune: m.prune.clone().map(|a| {
+            let mut p = a.spec;
             p.reconstruct = m.reconstruct;
             p
         }),
@@ -814,6 +868,79 @@ fn load_model(
     dumps_to_stdout: bool,
     target: &Target,
 ) -> Result<Graph> {
+    Ok(load_model_fit(model, m, hints, dumps_to_stdout, target, None)?.0)
+}
+
+/// What `--prune-to-fit` is asked for: the budget and the lowering
+/// (forced kernels) of the command.
+struct FitRequest {
+    budget: usize,
+    lowering: driver::Lowering,
+}
+
+impl FitRequest {
+    /// The request of a command's flags, if `--prune-to-fit` is given.
+    fn of(f: &FitArgs, k: &KernelArgs) -> Result<Option<FitRequest>> {
+        if !f.prune_to_fit {
+            return Ok(None);
+        }
+        let Some(budget) = k.sram_budget else {
+            bail!("--prune-to-fit needs --sram-budget BYTES (the budget to fit)");
+        };
+        if k.memory == MemoryArg::Off {
+            bail!(
+                "--prune-to-fit splits channels before it prunes; --memory off only checks the \
+                 budget: drop --memory off"
+            );
+        }
+        Ok(Some(FitRequest {
+            budget,
+            lowering: k.lowering(),
+        }))
+    }
+}
+
+/// What `--prune-to-fit` did and cost.
+struct FitOutcome {
+    report: nnc::fit::FitReport,
+    cost: nnc::prune::Cost,
+}
+
+impl FitOutcome {
+    fn json(&self) -> serde_json::Value {
+        let mut v = self.report.json();
+        let c = &self.cost;
+        let fig = |f: &nnc::prune::Figures| {
+            json!({"params": f.params, "macs": f.macs, "flash_bytes": f.flash,
+                   "peak_sram_bytes": f.peak})
+        };
+        let d = &c.deviation;
+        v["before"] = fig(&c.before);
+        v["after"] = fig(&c.after);
+        v["deviation"] = json!({
+            "max_abs": d.max_abs,
+            "snr_db": if d.snr_db.is_finite() { json!(d.snr_db) } else { json!(null) },
+            "top1": d.top1,
+            "sets": d.sets,
+            "inputs": c.calib.to_string(),
+        });
+        v
+    }
+}
+
+/// [`load_model`], pruning to fit the budget of `fit` when given: the
+/// graph as imported (pruned first by a `--prune METHOD:RATIO`) is pruned
+/// at the memory bottleneck until it fits ([`nnc::fit::fit`]); the graph
+/// returned is the pruned one, optimized.
+fn load_model_fit(
+    model: &driver::Model,
+    m: &ModelArgs,
+    hints: &HashMap<String, Vec<usize>>,
+    dumps_to_stdout: bool,
+    target: &Target,
+    fit: Option<&FitRequest>,
+) -> Result<(Graph, Option<FitOutcome>)> {
+    m.check_prune(fit.is_some())?;
     let mut opts = load_opts(m)?;
     opts.shape_hints = hints.clone();
     opts.pipeline.target = target.clone();
@@ -844,6 +971,38 @@ fn load_model(
         eprintln!("reconstruction calibration: {src}");
         p.calib = sets;
     }
+    let mut fitted = None;
+    let g = match fit {
+        None => g,
+        Some(f) => {
+            let mut start = g;
+            if opts.pipeline.prune.as_ref().is_some_and(|p| p.ratio > 0.0) {
+                let (pruned, rep) = nnc::prune::prune_imported(start, &opts)
+                    .with_context(|| format!("pruning `{}`", m.model.display()))?;
+                for r in &rep.prune_reports {
+                    eprint!("{r}");
+                }
+                start = pruned;
+            }
+            let method = opts
+                .pipeline
+                .prune
+                .as_ref()
+                .map_or(nnc_passes::prune::Method::L1Filter, |p| p.method);
+            let mut plain = opts.clone();
+            plain.pipeline.prune = None;
+            plain.pipeline.print_after = PrintAfter::Never;
+            let r = {
+                let _p = Progress::start("pruning to fit the SRAM budget");
+                nnc::fit::fit(&start, &plain, target, &f.lowering, f.budget, method)
+                    .with_context(|| format!("--prune-to-fit `{}`", m.model.display()))?
+            };
+            eprint!("{}", r.report);
+            opts.pipeline.prune = None;
+            fitted = Some(r.report);
+            r.imported
+        }
+    };
     if opts.pipeline.print_after == PrintAfter::All {
         emit(format!(
             "; ---- after import ({} nodes)\n{}",
@@ -875,17 +1034,32 @@ fn load_model(
         }
     }
     for r in &report.prune_reports {
-        if m.prune.is_some() || r.channels_removed > 0 {
+        if (m.prune.is_some() && fit.is_none()) || r.channels_removed > 0 {
             eprint!("{r}");
         }
     }
-    if m.prune.is_some() {
-        let mut plain = opts.clone();
-        plain.pipeline.prune = None;
-        plain.pipeline.print_after = PrintAfter::Never;
-        prune_cost(&imported, m, &plain, &g, target)?;
+    let mut plain = opts.clone();
+    plain.pipeline.prune = None;
+    plain.pipeline.print_after = PrintAfter::Never;
+    if let (Some(report), Some(f)) = (fitted, fit) {
+        let how = driver::Lowering {
+            kernels: f.lowering.kernels.clone(),
+            memory: nnc_passes::lower::partition::MemoryGoal::Budget(f.budget),
+        };
+        let cost = prune_cost(&imported, m, &plain, &g, target, &how)?;
+        return Ok((g, Some(FitOutcome { report, cost })));
     }
-    Ok(g)
+    if m.prune.is_some() {
+        prune_cost(
+            &imported,
+            m,
+            &plain,
+            &g,
+            target,
+            &driver::Lowering::default(),
+        )?;
+    }
+    Ok((g, None))
 }
 
 /// Prints `--prune`'s cost report: `pruned` (compiled) against the imported
@@ -898,6 +1072,7 @@ fn prune_cost(
     plain: &LoadOptions,
     pruned: &Graph,
     target: &Target,
+    how: &driver::Lowering,
 ) -> Result<nnc::prune::Cost> {
     let (orig, _) = driver::optimize(imported.clone(), plain, |_, _| {})?;
     let (sets, src) = nnc::prune::calib_inputs(
@@ -908,14 +1083,10 @@ fn prune_cost(
         nnc::prune::DEVIATION_SEED,
         true,
     )?;
-    let cost = nnc::prune::cost(
-        &orig,
-        pruned,
-        target,
-        &driver::Lowering::default(),
-        &sets,
-        src,
-    )?;
+    let cost = {
+        let _p = Progress::start("measuring the pruning cost");
+        nnc::prune::cost(&orig, pruned, target, how, &sets, src)?
+    };
     eprint!("{cost}");
     Ok(cost)
 }
@@ -1011,8 +1182,20 @@ fn load_with_inputs(
     specs: &[String],
     target: &Target,
 ) -> Result<(Graph, Vec<Tensor>)> {
+    load_with_inputs_fit(model, m, specs, target, None)
+}
+
+/// [`load_with_inputs`] with `--prune-to-fit` (the outcome is reported on
+/// standard error).
+fn load_with_inputs_fit(
+    model: &driver::Model,
+    m: &ModelArgs,
+    specs: &[String],
+    target: &Target,
+    fit: Option<&FitRequest>,
+) -> Result<(Graph, Vec<Tensor>)> {
     let (hints, files) = read_input_files(model, specs)?;
-    let g = load_model(model, m, &hints, false, target)?;
+    let g = load_model_fit(model, m, &hints, false, target, fit)?.0;
     let names: Vec<String> = (0..g.inputs().len())
         .map(|i| g.input_name(i).to_string())
         .collect();

@@ -9,6 +9,7 @@ pub(super) fn cmd_prune(a: PruneArgs) -> Result<ExitCode> {
     if m.passes.is_some() {
         bail!("nnc prune runs its own passes (the --prune method, then prune-dead); drop --passes");
     }
+    m.check_prune(false)?;
     let mut opts = load_opts(m)?;
     let imported = model
         .import(&opts)
@@ -34,7 +35,14 @@ pub(super) fn cmd_prune(a: PruneArgs) -> Result<ExitCode> {
     level.pipeline.print_after = PrintAfter::Never;
     level.pipeline.stop_after = None;
     let (after, _) = driver::optimize(pruned.clone(), &level, |_, _| {})?;
-    let cost = prune_cost(&imported, m, &level, &after, &a.target.c()?)?;
+    let cost = prune_cost(
+        &imported,
+        m,
+        &level,
+        &after,
+        &a.target.c()?,
+        &driver::Lowering::default(),
+    )?;
     let bytes = nnc::onnx::export::export(&pruned)?;
     create_parent(&a.out)?;
     nnc::outfile::write(&a.out, &bytes)?;

@@ -12,6 +12,7 @@
 
 pub mod channels;
 pub mod edit;
+pub mod fit;
 pub mod rank;
 pub mod reconstruct;
 
@@ -185,8 +186,9 @@ fn layer_rows(g: &Graph, ch: &Channels, classes: &BTreeSet<usize>) -> Vec<LayerP
     rows
 }
 
-/// Removes `classes` and reports it as `pass`.
-fn remove(
+/// Removes `classes` (root slots of `ch`, the classes of `g`) and reports
+/// it as `pass`.
+pub fn remove(
     g: &mut Graph,
     ch: &Channels,
     classes: &BTreeSet<usize>,

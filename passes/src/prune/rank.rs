@@ -29,13 +29,19 @@ fn filter(g: &Graph, id: NodeId, o: usize, cache: &mut HashMap<NodeId, Arc<Tenso
     }
 }
 
-/// The channels to remove for `spec`, and notes for the report.
-pub fn choose(g: &Graph, ch: &Channels, spec: &PruneSpec) -> (BTreeSet<usize>, Vec<String>) {
+/// Groups of prunable channel classes, keyed by the layers (source
+/// nodes) producing them; each class as (root slot, importance,
+/// importance normalized by the filter size), in no particular order.
+pub type Groups = BTreeMap<Vec<NodeId>, Vec<(usize, f64, f64)>>;
+
+/// The importance of every prunable class (not pinned, produced by a
+/// layer) by `method`, grouped by the layers producing it, and notes for
+/// the report.
+pub fn rank(g: &Graph, ch: &Channels, method: Method) -> (Groups, Vec<String>) {
     let mut notes = vec![];
     let mut cache = HashMap::new();
     let mut fallback = 0usize;
-    // (group key, root, importance, normalized importance)
-    let mut groups: BTreeMap<Vec<NodeId>, Vec<(usize, f64, f64)>> = BTreeMap::new();
+    let mut groups: Groups = BTreeMap::new();
     let mut pinned = 0usize;
     for (root, slots) in ch.classes() {
         let src = ch.sources(&slots);
@@ -50,7 +56,7 @@ pub fn choose(g: &Graph, ch: &Channels, spec: &PruneSpec) -> (BTreeSet<usize>, V
         key.sort();
         key.dedup();
         let norms = ch.norms(&slots);
-        let (imp, norm) = match spec.method {
+        let (imp, norm) = match method {
             Method::Slimming if !norms.is_empty() => {
                 let s = norms
                     .iter()
@@ -96,6 +102,12 @@ pub fn choose(g: &Graph, ch: &Channels, spec: &PruneSpec) -> (BTreeSet<usize>, V
              the pruner does not edit)"
         ));
     }
+    (groups, notes)
+}
+
+/// The channels to remove for `spec`, and notes for the report.
+pub fn choose(g: &Graph, ch: &Channels, spec: &PruneSpec) -> (BTreeSet<usize>, Vec<String>) {
+    let (mut groups, notes) = rank(g, ch, spec.method);
     let mut chosen = BTreeSet::new();
     for v in groups.values_mut() {
         v.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
