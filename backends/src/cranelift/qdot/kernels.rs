@@ -193,17 +193,13 @@ pub fn conv(
                         }
                     }
                 };
-                // The block's requantization constants, once per block.
-                let pcs: Vec<Chan> = (0..cb)
-                    .map(|r| {
-                        let ch = kb.b.ins().iadd_imm_s(m0, r as i64);
-                        rqt.channel(kb, ch)
-                    })
-                    .collect();
                 let body = |kb: &mut Kb, tv: usize, q0: Value, last: bool| -> Result<()> {
                     let accs = tile(kb, d, cb, tv, copy.buf, q0, &walk, wb, btab, m0)?;
                     for (r, row) in accs.iter().enumerate() {
-                        let pc = pcs[r];
+                        // After the reduction loop: values live across it
+                        // would push accumulators out of registers.
+                        let ch = kb.b.ins().iadd_imm_s(m0, r as i64);
+                        let pc = rqt.channel(kb, ch);
                         let dst = yrow(kb, r);
                         let dst = kb.at(dst, q0, ysz);
                         let qs: Vec<Value> =

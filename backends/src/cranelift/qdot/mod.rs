@@ -531,6 +531,10 @@ fn copy_run(kb: &mut Kb, dst: Value, src: Value, len: usize, xor: bool) {
 /// integer form bit for bit, in 5 instructions per two lanes (convert,
 /// fused multiply-add, floor, truncate) and no per-channel variable
 /// shift; the clamp is the saturating narrowing of the store.
+///
+/// The vector constants are made where a channel's values are
+/// ([`Rq::channel`]), not once per step: values live across a kernel's
+/// reduction loop push its accumulators out of registers.
 struct Rq {
     mult: Value,
     rsh: Value,
@@ -543,21 +547,18 @@ struct Rq {
     k: Consts,
 }
 
-/// The vector constants of a requantizing store.
+/// The shuffle masks and constants of a requantizing store.
 struct Consts {
-    zp: Value,
-    lo: Value,
-    hi: Value,
+    zp: i64,
     /// Dwords 0 and 2 of two vectors (the integer form's narrowing).
     evens: cranelift_codegen::ir::Immediate,
     /// Lanes 2 and 3 moved to 0 and 1 (`pshufd`).
     upper: cranelift_codegen::ir::Immediate,
     /// The low halves of two vectors (`punpcklqdq`).
     lows: cranelift_codegen::ir::Immediate,
-    half: Value,
-    zero: Value,
-    /// The clamp as bytes, when it is narrower than the output type.
-    bytes: Option<(Value, Value)>,
+    /// The clamp is narrower than the output type (f64 form: clamp the
+    /// narrowed bytes).
+    bytes: bool,
 }
 
 impl Rq {
@@ -606,10 +607,6 @@ impl Rq {
             }
             _ => None,
         };
-        let splat = |kb: &mut Kb, v: i64| {
-            let c = kb.cint(types::I32, v);
-            kb.b.ins().splat(I32X4, c)
-        };
         let imm = |kb: &mut Kb, m: Vec<u8>| kb.b.func.dfg.immediates.push(ConstantData::from(m));
         let evens = imm(
             kb,
@@ -617,29 +614,12 @@ impl Rq {
         );
         let upper = imm(kb, (8..16).chain(8..16).collect());
         let lows = imm(kb, (0..8).chain(16..24).collect());
-        let hf = kb.b.ins().f64const(0.5);
-        let half = kb.b.ins().splat(types::F64X2, hf);
-        let zc =
-            kb.b.func
-                .dfg
-                .constants
-                .insert(ConstantData::from(vec![0u8; 16]));
-        let zero = kb.b.ins().vconst(I64X2, zc);
-        let bytes = (scale.is_some() && (lo > tlo || hi < thi)).then(|| {
-            let l = kb.cint(types::I8, lo);
-            let h = kb.cint(types::I8, hi);
-            (kb.b.ins().splat(I8X16, l), kb.b.ins().splat(I8X16, h))
-        });
         let k = Consts {
-            zp: splat(kb, zp as i64),
-            lo: splat(kb, lo),
-            hi: splat(kb, hi),
+            zp: zp as i64,
             evens,
             upper,
             lows,
-            half,
-            zero,
-            bytes,
+            bytes: scale.is_some() && (lo > tlo || hi < thi),
         };
         Ok(Rq {
             mult: kb.table(mt, 16)?,
@@ -653,14 +633,24 @@ impl Rq {
         })
     }
 
-    /// The per-channel values of channel `ch` (a pointer-sized value), as
-    /// vectors.
+    /// The per-channel values of channel `ch` (a pointer-sized value) and
+    /// the store's constants, as vectors.
     fn channel(&self, kb: &mut Kb, ch: Value) -> Chan {
+        let splat = |kb: &mut Kb, v: i64| {
+            let c = kb.cint(types::I32, v);
+            kb.b.ins().splat(I32X4, c)
+        };
+        let zp = splat(kb, self.k.zp);
         if let Some(sc) = self.scale {
             let a = kb.at(sc, ch, 8);
             let f = kb.load(types::F64, a, 0);
             let f = kb.b.ins().splat(types::F64X2, f);
-            return Chan::Fp(f);
+            let hf = kb.b.ins().f64const(0.5);
+            let half = kb.b.ins().splat(types::F64X2, hf);
+            let zc = ConstantData::from(vec![0u8; 16]);
+            let zc = kb.b.func.dfg.constants.insert(zc);
+            let zero = kb.b.ins().vconst(I64X2, zc);
+            return Chan::Fp { f, half, zp, zero };
         }
         let a = kb.at(self.mult, ch, 4);
         let m = kb.load(types::I32, a, 0);
@@ -670,7 +660,14 @@ impl Rq {
         let r = kb.load(types::I64, a, 0);
         let m = kb.b.ins().splat(I32X4, m);
         let r = kb.b.ins().splat(I64X2, r);
-        Chan::Int { m, s, r }
+        Chan::Int {
+            m,
+            s,
+            r,
+            zp,
+            lo: splat(kb, self.lo),
+            hi: splat(kb, self.hi),
+        }
     }
 
     /// Four accumulators of one channel requantized: clamped (integer
@@ -679,27 +676,34 @@ impl Rq {
     /// results are small).
     fn vector(&self, kb: &mut Kb, acc: Value, c: &Chan) -> Value {
         let k = &self.k;
-        let (m, s, r) = match *c {
-            Chan::Fp(f) => {
+        let (m, s, r, zp, clo, chi) = match *c {
+            Chan::Fp { f, half, zp, zero } => {
                 let a8 = cast(kb, I8X16, acc);
                 let up = kb.b.ins().shuffle(a8, a8, k.upper);
                 let up = cast(kb, I32X4, up);
                 let half = |kb: &mut Kb, v: Value| {
                     let w = kb.b.ins().swiden_low(v);
                     let d = kb.b.ins().fcvt_from_sint(types::F64X2, w);
-                    let d = kb.b.ins().fma(d, f, k.half);
+                    let d = kb.b.ins().fma(d, f, half);
                     let d = kb.b.ins().floor(d);
                     let i = kb.b.ins().x86_cvtt2dq(I64X2, d);
-                    let n = kb.b.ins().snarrow(i, k.zero);
+                    let n = kb.b.ins().snarrow(i, zero);
                     cast(kb, I8X16, n)
                 };
                 let lo = half(kb, acc);
                 let hi = half(kb, up);
                 let q = kb.b.ins().shuffle(lo, hi, k.lows);
                 let q = cast(kb, I32X4, q);
-                return kb.b.ins().iadd(q, k.zp);
+                return kb.b.ins().iadd(q, zp);
             }
-            Chan::Int { m, s, r } => (m, s, r),
+            Chan::Int {
+                m,
+                s,
+                r,
+                zp,
+                lo,
+                hi,
+            } => (m, s, r, zp, lo, hi),
         };
         let half = |kb: &mut Kb, high: bool| {
             let (a, b) = if high {
@@ -717,9 +721,9 @@ impl Rq {
         let q = kb.b.ins().shuffle(lo, hi, k.evens);
         let q = cast(kb, I32X4, q);
         let q = kb.b.ins().sshr(q, s);
-        let q = kb.b.ins().iadd(q, k.zp);
-        let q = kb.b.ins().smax(q, k.lo);
-        kb.b.ins().smin(q, k.hi)
+        let q = kb.b.ins().iadd(q, zp);
+        let q = kb.b.ins().smax(q, clo);
+        kb.b.ins().smin(q, chi)
     }
 
     /// Narrows requantized vectors of consecutive positions and stores
@@ -745,7 +749,11 @@ impl Rq {
                 .collect();
             let b8 = if n16.len() == 2 { n16[1] } else { n16[0] };
             let mut v8 = narrow8(kb, n16[0], b8);
-            if let Some((l, h)) = self.k.bytes {
+            if self.k.bytes {
+                let l = kb.cint(types::I8, self.lo);
+                let l = kb.b.ins().splat(I8X16, l);
+                let h = kb.cint(types::I8, self.hi);
+                let h = kb.b.ins().splat(I8X16, h);
                 v8 = if self.y == DType::U8 {
                     let v = kb.b.ins().umax(v8, l);
                     kb.b.ins().umin(v, h)
@@ -782,12 +790,25 @@ impl Rq {
     }
 }
 
-/// The per-channel values of [`Rq::vector`]: the f64 scale, or the
-/// integer multiplier, shift and rounding constant.
+/// The per-channel values of [`Rq::vector`] (the f64 scale, or the
+/// integer multiplier, shift and rounding constant) and the store's
+/// constants.
 #[derive(Clone, Copy)]
 enum Chan {
-    Fp(Value),
-    Int { m: Value, s: Value, r: Value },
+    Fp {
+        f: Value,
+        half: Value,
+        zp: Value,
+        zero: Value,
+    },
+    Int {
+        m: Value,
+        s: Value,
+        r: Value,
+        zp: Value,
+        lo: Value,
+        hi: Value,
+    },
 }
 
 /// The f64 requantization is available: x86-64 (`cvttpd2dq`) with FMA
