@@ -35,12 +35,25 @@ fn check(name: &str, src: &str) {
     }
 }
 
-/// A quantized convolution of `x` (NCHW dims) to `m` channels.
-#[allow(clippy::too_many_arguments)]
+/// A quantized convolution of `x` (NCHW dims) to `m` channels, stride 1.
 fn qconv(
+    name: &str,
+    x: (&str, [usize; 4]),
+    shape: (usize, usize, usize),
+    rq: (&str, &str),
+    out: (i64, i64, i64, i64, &str),
+    wmag: i64,
+) {
+    qconv_s(name, x, shape, 1, rq, out, wmag)
+}
+
+/// A quantized convolution with `k x k` taps, padding `k / 2` and stride
+/// `s`.
+fn qconv_s(
     name: &str,
     (xt, x): (&str, [usize; 4]),
     (m, k, group): (usize, usize, usize),
+    s: usize,
     (mult, shift): (&str, &str),
     (x_zp, y_zp, lo, hi, yt): (i64, i64, i64, i64, &str),
     wmag: i64,
@@ -49,14 +62,15 @@ fn qconv(
     let cg = c / group;
     let pad = k / 2;
     let nw = m * cg * k * k;
+    let (oh, ow) = ((h + 2 * pad - k) / s + 1, (w + 2 * pad - k) / s + 1);
     let src = format!(
-        "graph @{name}(v0 \"x\": {xt}[{n},{c},{h},{w}]) -> (\"y\": {yt}[{n},{m},{h},{w}]) {{\n\
+        "graph @{name}(v0 \"x\": {xt}[{n},{c},{h},{w}]) -> (\"y\": {yt}[{n},{m},{oh},{ow}]) {{\n\
          c0 = const i8[{m},{cg},{k},{k}] {wv}\n\
          c1 = const i32[{m}] {bv}\n\
          c2 = const i32[{mn}] {mult}\n\
          c3 = const i32[{mn}] {shift}\n\
-         v1 = qconv v0, c0, c1, c2, c3 {{stride=[1,1] pad=[{pad},{pad},{pad},{pad}] dilation=[1,1]{g} \
-         x_zp={x_zp} w_zp=0 y_zp={y_zp} lo={lo} hi={hi} out={yt}}} : {yt}[{n},{m},{h},{w}]\n\
+         v1 = qconv v0, c0, c1, c2, c3 {{stride=[{s},{s}] pad=[{pad},{pad},{pad},{pad}] dilation=[1,1]{g} \
+         x_zp={x_zp} w_zp=0 y_zp={y_zp} lo={lo} hi={hi} out={yt}}} : {yt}[{n},{m},{oh},{ow}]\n\
          return v1\n}}\n",
         wv = values(nw, nw as u64, -wmag, wmag),
         bv = values(m, 7, -3000, 3000),
@@ -152,5 +166,29 @@ fn byte_transposes_to_channels_first() {
              return v1\n}}\n"
         );
         check(&format!("transpose {t} {h}x{w}x{c}"), &src);
+    }
+}
+
+#[test]
+fn stride_two_depthwise_planes_on_wide_images() {
+    // Rows of 40 and 37 columns: the phase planes' runs of step 2 copy 16
+    // elements per shuffle, then 8, 4 and single ones; per-channel
+    // multipliers and shifts, zero points on both sides.
+    for (name, (xt, h, w), x_zp) in [
+        ("dw_s2_even", ("i8", 9, 40), -7),
+        ("dw_s2_odd", ("i8", 11, 37), 12),
+        ("dw_s2_u8", ("u8", 6, 45), 131),
+    ] {
+        let yt = xt;
+        let (lo, hi) = if xt == "u8" { (0, 255) } else { (-128, 127) };
+        qconv_s(
+            name,
+            (xt, [1, 3, h, w]),
+            (3, 3, 3),
+            2,
+            ("[1289204782, 1164167674, 2021945361]", "[-7, -8, -6]"),
+            (x_zp, if xt == "u8" { 128 } else { -5 }, lo, hi, yt),
+            127,
+        );
     }
 }
