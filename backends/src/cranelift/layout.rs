@@ -4,7 +4,7 @@
 //! generation time from the interpreter's own kernel).
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{InstBuilder, Value, types};
+use cranelift_codegen::ir::{ConstantData, Immediate, InstBuilder, Value, types};
 use nnc_ir::op::{
     ConcatAttrs, CoordMode, GatherAttrs, PadAttrs, PadMode, ResizeAttrs, SliceAttrs, SplitAttrs,
     TileAttrs, TransposeAttrs,
@@ -40,6 +40,11 @@ pub fn transpose(
     y: &TensorType,
     a: &Args,
 ) -> Result<()> {
+    if let Some(ch) = byte_deinterleave(t, x, y) {
+        let n = y.len() / ch;
+        let src = a.x(kb, 0)?;
+        return deinterleave_bytes(kb, ch, n, src, a.outs[0]);
+    }
     let xs = st(&x.dims);
     let inp = View {
         base: a.x(kb, 0)?,
@@ -49,6 +54,87 @@ pub fn transpose(
     };
     let out = View::dense(a.outs[0], y.dtype, &y.dims);
     copy(kb, &y.dims, &out, &inp)
+}
+
+/// The channel count when a transpose of 1-byte elements is, after
+/// merging dims, `out[c][p] = in[p][c]` with 2 to 4 channels (an image
+/// input going channels-first).
+fn byte_deinterleave(t: &TransposeAttrs, x: &TensorType, y: &TensorType) -> Option<usize> {
+    if x.dtype.size() != 1 {
+        return None;
+    }
+    let xs = st(&x.dims);
+    let ins: Vec<i64> = t.perm.iter().map(|&p| xs[p]).collect();
+    let (dims, s) = nnc_ir::program::geometry::merge_dims(&y.dims, &[st(&y.dims), ins]);
+    match dims[..] {
+        [ch, n]
+            if (2..=4).contains(&ch)
+                && n >= 16
+                && s[0] == [n as i64, 1]
+                && s[1] == [1, ch as i64] =>
+        {
+            Some(ch)
+        }
+        _ => None,
+    }
+}
+
+/// `out[c][p] = in[p][c]` for `ch` (2 to 4) channels of bytes: sixteen
+/// positions at a time, each channel gathered from the `ch` loaded
+/// vectors by byte shuffles; the last positions one by one.
+fn deinterleave_bytes(kb: &mut Kb, ch: usize, n: usize, src: Value, dst: Value) -> Result<()> {
+    let blocks = n / 16;
+    // Per channel, the shuffle masks that gather it: from vectors 0 and 1,
+    // then vector k merged into the lanes it holds.
+    let masks: Vec<Vec<Immediate>> = (0..ch)
+        .map(|c| {
+            let src_of = |j: usize| j * ch + c;
+            let first: Vec<u8> = (0..16)
+                .map(|j| {
+                    let e = src_of(j);
+                    if e < 32 { e as u8 } else { 0 }
+                })
+                .collect();
+            let mut ms = vec![kb.b.func.dfg.immediates.push(ConstantData::from(first))];
+            for k in 2..ch {
+                let m: Vec<u8> = (0..16)
+                    .map(|j| {
+                        let e = src_of(j);
+                        if e / 16 == k {
+                            (16 + e % 16) as u8
+                        } else {
+                            j as u8
+                        }
+                    })
+                    .collect();
+                ms.push(kb.b.func.dfg.immediates.push(ConstantData::from(m)));
+            }
+            ms
+        })
+        .collect();
+    let plane = n as i64;
+    kb.for_range(0, blocks as i64, 1, |kb, i| {
+        let s = kb.at(src, i, (16 * ch) as i64);
+        let d = kb.at(dst, i, 16);
+        let v: Vec<Value> = (0..ch)
+            .map(|k| kb.load(types::I8X16, s, (16 * k) as i64))
+            .collect();
+        for (c, ms) in masks.iter().enumerate() {
+            let mut o = kb.b.ins().shuffle(v[0], v[1], ms[0]);
+            for (k, &m) in ms.iter().enumerate().skip(1) {
+                o = kb.b.ins().shuffle(o, v[k + 1], m);
+            }
+            kb.store(o, d, c as i64 * plane);
+        }
+        Ok(())
+    })?;
+    for p in blocks * 16..n {
+        for c in 0..ch {
+            let e = kb.load(types::I8, src, (p * ch + c) as i64);
+            kb.store(e, dst, c as i64 * plane + p as i64);
+        }
+    }
+    Ok(())
 }
 
 /// Channels-last to channels-first: `out[c][p] = in[p][c]` over the

@@ -193,9 +193,11 @@ pub(super) fn conv(cx: &StepCx) -> Option<Kernel> {
     let (_, win) = qconv(cx)?;
     let l = lanes(t);
     let k = if win.is_depthwise() {
+        // Four vectors: one 16-byte store per tile (10% under three on
+        // KWS's 64-channel 25x5 depthwise layers, natively).
         Kernel::QDwDot(QDwDot {
             lanes: l,
-            vectors: if t.codegen == Codegen::C { 4 } else { 3 },
+            vectors: 4,
             dot: d,
         })
     } else {
@@ -266,7 +268,7 @@ pub(super) fn defaults(name: &str, cx: &StepCx) -> Option<Result<Kernel, String>
         },
         "qdw_dot" => Kernel::QDwDot(QDwDot {
             lanes: l,
-            vectors: if t.codegen == Codegen::C { 4 } else { 3 },
+            vectors: 4,
             dot: d,
         }),
         "qgemm_dot" => match gemm(cx) {

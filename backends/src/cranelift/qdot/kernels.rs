@@ -40,7 +40,8 @@ pub fn conv(
     let bias = qdot::folded_bias(bt.as_deref(), &wt, q.q.w_zp, x.dtype, q.q.x_zp, cg * taps);
     let btab = words_table(kb, &bias)?;
     let m_total = win.out_channels;
-    let rqt = Rq::new(kb, st, a, m_total)?;
+    let bounds = acc_bounds(&wt, m_total, q.q.w_zp, bt.as_deref(), x.dtype, q.q.x_zp);
+    let rqt = Rq::new(kb, st, a, m_total, Some(&bounds))?;
     let pad = qdot::pad_value(x.dtype, q.q.x_zp);
     let (plane, np) = (g.plane(), g.phases());
     let in_plane = (g.h.input * g.w.input) as i64;
@@ -195,6 +196,8 @@ pub fn conv(
                 let body = |kb: &mut Kb, tv: usize, q0: Value, last: bool| -> Result<()> {
                     let accs = tile(kb, d, cb, tv, copy.buf, q0, &walk, wb, btab, m0)?;
                     for (r, row) in accs.iter().enumerate() {
+                        // After the reduction loop: values live across it
+                        // would push accumulators out of registers.
                         let ch = kb.b.ins().iadd_imm_s(m0, r as i64);
                         let pc = rqt.channel(kb, ch);
                         let dst = yrow(kb, r);
@@ -304,12 +307,13 @@ pub fn depthwise(
     let bias = qdot::folded_bias(bt.as_deref(), &wt, q.q.w_zp, x.dtype, q.q.x_zp, taps);
     let btab = words_table(kb, &bias)?;
     let ch = win.channels;
-    let rqt = Rq::new(kb, st, a, ch)?;
+    let bounds = acc_bounds(&wt, ch, q.q.w_zp, bt.as_deref(), x.dtype, q.q.x_zp);
+    let rqt = Rq::new(kb, st, a, ch, Some(&bounds))?;
     let pad = qdot::pad_value(x.dtype, q.q.x_zp);
     let (plane, np) = (g.plane(), g.phases());
     // One element per slot: the planes as bytes (quads) or 16-bit values.
     let run_list = runs(np * plane, 1, |s, _| plane_src(&g, s / plane, s % plane));
-    let copy = Copy::new(
+    let mut copy = Copy::new(
         kb,
         np * plane,
         (qdot::elem_bytes(d), 1),
@@ -317,6 +321,7 @@ pub fn depthwise(
         &run_list,
         x.dtype,
     )?;
+    copy.img_bytes = g.h.input * g.w.input * x.dtype.size();
     let eb = qdot::elem_bytes(d) as i64;
     let oplane = g.h.output * g.w.output;
     let in_plane = (g.h.input * g.w.input) as i64;
@@ -353,15 +358,21 @@ pub fn depthwise(
                     kb.at(base, c, oplane as i64 * ysz)
                 }
             };
+            // The channel's bias, weights and requantization, once per
+            // channel rather than per tile.
+            let ba = kb.at(btab, c, 4);
+            let b = kb.load(types::I32, ba, 0);
+            let b = kb.b.ins().splat(I32X4, b);
+            let ws: Vec<Value> = (0..nsl)
+                .map(|si| bcast_word(kb, d, wb, (si * 4) as i64))
+                .collect();
+            let pc = rqt.channel(kb, c);
             let body = |kb: &mut Kb, tv: usize, q0: Value, last: bool| -> Result<()> {
-                let ba = kb.at(btab, c, 4);
-                let b = kb.load(types::I32, ba, 0);
-                let b = kb.b.ins().splat(I32X4, b);
                 let mut accs = vec![b; tv];
                 let xq = kb.at(copy.buf, q0, eb);
                 for (si, s) in sl.iter().enumerate() {
                     let xa = kb.off(xq, (s.phase * plane + s.off) as i64 * eb);
-                    let w = bcast_word(kb, d, wb, (si * 4) as i64);
+                    let w = ws[si];
                     for (v, acc) in accs.iter_mut().enumerate() {
                         let raw = kb.load(vty(d), xa, (v * L) as i64 * eb);
                         let r8 = cast(kb, I8X16, raw);
@@ -370,7 +381,6 @@ pub fn depthwise(
                         *acc = dot(kb, d, *acc, xs, w);
                     }
                 }
-                let pc = rqt.channel(kb, c);
                 let dst = kb.at(yrow, q0, ysz);
                 let qs: Vec<Value> = accs.iter().map(|&acc| rqt.vector(kb, acc, &pc)).collect();
                 let valid = if last && yg.is_none() && partial {
@@ -462,7 +472,7 @@ pub fn gemm(
     })?;
     let (mv, sv) = (a.x(kb, mi)?, a.x(kb, si)?);
     let per_col = st.inputs[mi].ty.len() > 1;
-    let rq_store = Rq::new(kb, st, a, n)?;
+    let rq_store = Rq::new(kb, st, a, n, None)?;
     let (lo, hi) = (rq_store.lo, rq_store.hi);
     let shift = qdot::unsigned_shift(at.dtype) as i64;
     let pad = qdot::pad_value(at.dtype, q.q.x_zp) as i64;

@@ -169,6 +169,9 @@ struct Copy {
     shift: i32,
     /// The runs themselves, when they are copied by straight-line code.
     unrolled: Option<Vec<Run>>,
+    /// Bytes of the image the runs read (how far a vector load of a
+    /// strided run may reach; 0 when unknown).
+    img_bytes: usize,
     /// Interleaved quads of whole input planes (`qconv_dot` on the input
     /// itself): channel quads, channels, elements per plane, plane stride
     /// of the copy.
@@ -203,6 +206,7 @@ impl Copy {
             xd: x,
             shift: qdot::unsigned_shift(x),
             unrolled: unrollable(runs, eb, per_slot).then(|| runs.to_vec()),
+            img_bytes: 0,
             quads: None,
         })
     }
@@ -233,6 +237,8 @@ impl Copy {
                 let src = kb.off(img, r.src * self.xd.size() as i64);
                 if r.len == 1 || r.step == 1 {
                     copy_run(kb, dst, src, r.len as usize, xor);
+                } else if r.step == 2 && self.xd.size() == 1 {
+                    strided_run(kb, dst, img, r, self.img_bytes, xor);
                 } else {
                     for k in 0..r.len {
                         let v = kb.load(types::I8, src, k * r.step);
@@ -461,12 +467,19 @@ fn strided_run(kb: &mut Kb, dst: Value, img: Value, r: &Run, n: usize, xor: bool
 }
 
 /// Runs short enough to copy by straight-line code: bytes, one element
-/// per slot, few runs (strided ones element by element, few elements).
+/// per slot, few runs (strided ones element by element, few elements;
+/// runs of step 2 go 16 elements per shuffle).
 fn unrollable(runs: &[Run], eb: usize, per_slot: usize) -> bool {
     let strided: i64 = runs
         .iter()
         .filter(|r| r.len > 1 && r.step != 1)
-        .map(|r| r.len)
+        .map(|r| {
+            if r.step == 2 {
+                r.len / 16 + r.len % 16
+            } else {
+                r.len
+            }
+        })
         .sum();
     eb == 1 && per_slot == 1 && runs.len() <= 256 && strided <= 2048
 }
@@ -506,19 +519,53 @@ fn copy_run(kb: &mut Kb, dst: Value, src: Value, len: usize, xor: bool) {
 }
 
 /// Per-channel requantization tables: multipliers (i32), the shift past
-/// bit 31 (i32) and the rounding constant (i64), for `n` channels.
+/// bit 31 (i32) and the rounding constant (i64), for `n` channels; the
+/// constants of the store, made once per step.
+///
+/// Where every channel's `|acc| * mult + 2^(total - 1)` stays below
+/// 2^53 (from a bound on the accumulator computed from the weights and
+/// bias at generation time), the requantization runs in f64 instead:
+/// `floor(acc * (mult * 2^-total) + 0.5)` is then computed without any
+/// rounding (the product is an integer times a power of two, the sum
+/// has at most 53 significant bits), so it equals the single-rounding
+/// integer form bit for bit, in 5 instructions per two lanes (convert,
+/// fused multiply-add, floor, truncate) and no per-channel variable
+/// shift; the clamp is the saturating narrowing of the store.
+///
+/// The vector constants are made where a channel's values are
+/// ([`Rq::channel`]), not once per step: values live across a kernel's
+/// reduction loop push its accumulators out of registers.
 struct Rq {
     mult: Value,
     rsh: Value,
     rnd: Value,
-    zp: i64,
+    /// Per-channel `mult * 2^-total` (f64), when the f64 form is exact.
+    scale: Option<Value>,
     lo: i64,
     hi: i64,
     y: DType,
+    k: Consts,
+}
+
+/// The shuffle masks and constants of a requantizing store.
+struct Consts {
+    zp: i64,
+    /// Dwords 0 and 2 of two vectors (the integer form's narrowing).
+    evens: cranelift_codegen::ir::Immediate,
+    /// Lanes 2 and 3 moved to 0 and 1 (`pshufd`).
+    upper: cranelift_codegen::ir::Immediate,
+    /// The low halves of two vectors (`punpcklqdq`).
+    lows: cranelift_codegen::ir::Immediate,
+    /// The clamp is narrower than the output type (f64 form: clamp the
+    /// narrowed bytes).
+    bytes: bool,
 }
 
 impl Rq {
-    fn new(kb: &mut Kb, st: &Step, a: &Args, n: usize) -> Result<Rq> {
+    /// The requantization of `n` channels; `bound`, when given, bounds
+    /// every channel's accumulator (`|acc| <= bound[c]`) and lets the
+    /// exact f64 form be used.
+    fn new(kb: &mut Kb, st: &Step, a: &Args, n: usize, bound: Option<&[i64]>) -> Result<Rq> {
         let (mi, si, zp) = st.requantize().ok_or_else(|| {
             super::unsupported(st, "an integer kernel without requantization".into())
         })?;
@@ -541,27 +588,70 @@ impl Rq {
             .collect();
         let nt: Vec<i64> = total.iter().map(|&t| 1i64 << (t - 1)).collect();
         let y = st.outputs[0].ty.dtype;
-        let (mut lo, mut hi) = y.int_range().unwrap_or((-128, 127));
+        let (tlo, thi) = y.int_range().unwrap_or((-128, 127));
+        let (mut lo, mut hi) = (tlo, thi);
         for e in &st.epilogue {
             if let Epilogue::Clamp { lo: l, hi: h } = e {
                 lo = lo.max(*l as i64);
                 hi = hi.min(*h as i64);
             }
         }
+        let scale = match bound {
+            Some(b) if fp_ok(kb) && fp_exact(b, &m, &total) => {
+                let f: Vec<f64> = m
+                    .iter()
+                    .zip(&total)
+                    .map(|(&mm, &t)| mm as f64 * (-(t as f64)).exp2())
+                    .collect();
+                Some(kb.table_f64(&f)?)
+            }
+            _ => None,
+        };
+        let imm = |kb: &mut Kb, m: Vec<u8>| kb.b.func.dfg.immediates.push(ConstantData::from(m));
+        let evens = imm(
+            kb,
+            vec![0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27],
+        );
+        let upper = imm(kb, (8..16).chain(8..16).collect());
+        let lows = imm(kb, (0..8).chain(16..24).collect());
+        let k = Consts {
+            zp: zp as i64,
+            evens,
+            upper,
+            lows,
+            bytes: scale.is_some() && (lo > tlo || hi < thi),
+        };
         Ok(Rq {
             mult: kb.table(mt, 16)?,
             rsh: kb.table(rt, 16)?,
             rnd: kb.table_i64(&nt)?,
-            zp: zp as i64,
+            scale,
             lo,
             hi,
             y,
+            k,
         })
     }
 
     /// The per-channel values of channel `ch` (a pointer-sized value) and
-    /// the constants of the store, as vectors.
+    /// the store's constants, as vectors.
     fn channel(&self, kb: &mut Kb, ch: Value) -> Chan {
+        let splat = |kb: &mut Kb, v: i64| {
+            let c = kb.cint(types::I32, v);
+            kb.b.ins().splat(I32X4, c)
+        };
+        let zp = splat(kb, self.k.zp);
+        if let Some(sc) = self.scale {
+            let a = kb.at(sc, ch, 8);
+            let f = kb.load(types::F64, a, 0);
+            let f = kb.b.ins().splat(types::F64X2, f);
+            let hf = kb.b.ins().f64const(0.5);
+            let half = kb.b.ins().splat(types::F64X2, hf);
+            let zc = ConstantData::from(vec![0u8; 16]);
+            let zc = kb.b.func.dfg.constants.insert(zc);
+            let zero = kb.b.ins().vconst(I64X2, zc);
+            return Chan::Fp { f, half, zp, zero };
+        }
         let a = kb.at(self.mult, ch, 4);
         let m = kb.load(types::I32, a, 0);
         let a = kb.at(self.rsh, ch, 4);
@@ -570,43 +660,70 @@ impl Rq {
         let r = kb.load(types::I64, a, 0);
         let m = kb.b.ins().splat(I32X4, m);
         let r = kb.b.ins().splat(I64X2, r);
-        let splat = |kb: &mut Kb, v: i64| {
-            let c = kb.cint(types::I32, v);
-            kb.b.ins().splat(I32X4, c)
-        };
-        let mask: Vec<u8> = vec![0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27];
-        Chan {
+        Chan::Int {
             m,
             s,
             r,
-            zp: splat(kb, self.zp),
+            zp,
             lo: splat(kb, self.lo),
             hi: splat(kb, self.hi),
-            mask: kb.b.func.dfg.immediates.push(ConstantData::from(mask)),
         }
     }
 
-    /// Four accumulators of one channel requantized and clamped.
+    /// Four accumulators of one channel requantized: clamped (integer
+    /// form), or with the zero point added and the clamp left to the
+    /// saturating narrowing of [`Rq::store_row`] (f64 form, whose
+    /// results are small).
     fn vector(&self, kb: &mut Kb, acc: Value, c: &Chan) -> Value {
+        let k = &self.k;
+        let (m, s, r, zp, clo, chi) = match *c {
+            Chan::Fp { f, half, zp, zero } => {
+                let a8 = cast(kb, I8X16, acc);
+                let up = kb.b.ins().shuffle(a8, a8, k.upper);
+                let up = cast(kb, I32X4, up);
+                let half = |kb: &mut Kb, v: Value| {
+                    let w = kb.b.ins().swiden_low(v);
+                    let d = kb.b.ins().fcvt_from_sint(types::F64X2, w);
+                    let d = kb.b.ins().fma(d, f, half);
+                    let d = kb.b.ins().floor(d);
+                    let i = kb.b.ins().x86_cvtt2dq(I64X2, d);
+                    let n = kb.b.ins().snarrow(i, zero);
+                    cast(kb, I8X16, n)
+                };
+                let lo = half(kb, acc);
+                let hi = half(kb, up);
+                let q = kb.b.ins().shuffle(lo, hi, k.lows);
+                let q = cast(kb, I32X4, q);
+                return kb.b.ins().iadd(q, zp);
+            }
+            Chan::Int {
+                m,
+                s,
+                r,
+                zp,
+                lo,
+                hi,
+            } => (m, s, r, zp, lo, hi),
+        };
         let half = |kb: &mut Kb, high: bool| {
             let (a, b) = if high {
-                (kb.b.ins().swiden_high(acc), kb.b.ins().swiden_high(c.m))
+                (kb.b.ins().swiden_high(acc), kb.b.ins().swiden_high(m))
             } else {
-                (kb.b.ins().swiden_low(acc), kb.b.ins().swiden_low(c.m))
+                (kb.b.ins().swiden_low(acc), kb.b.ins().swiden_low(m))
             };
             let p = kb.b.ins().imul(a, b);
-            let p = kb.b.ins().iadd(p, c.r);
+            let p = kb.b.ins().iadd(p, r);
             let p = kb.b.ins().ushr_imm_s(p, 31);
             cast(kb, I8X16, p)
         };
         let lo = half(kb, false);
         let hi = half(kb, true);
-        let q = kb.b.ins().shuffle(lo, hi, c.mask);
+        let q = kb.b.ins().shuffle(lo, hi, k.evens);
         let q = cast(kb, I32X4, q);
-        let q = kb.b.ins().sshr(q, c.s);
-        let q = kb.b.ins().iadd(q, c.zp);
-        let q = kb.b.ins().smax(q, c.lo);
-        kb.b.ins().smin(q, c.hi)
+        let q = kb.b.ins().sshr(q, s);
+        let q = kb.b.ins().iadd(q, zp);
+        let q = kb.b.ins().smax(q, clo);
+        kb.b.ins().smin(q, chi)
     }
 
     /// Narrows requantized vectors of consecutive positions and stores
@@ -631,7 +748,20 @@ impl Rq {
                 })
                 .collect();
             let b8 = if n16.len() == 2 { n16[1] } else { n16[0] };
-            let v8 = narrow8(kb, n16[0], b8);
+            let mut v8 = narrow8(kb, n16[0], b8);
+            if self.k.bytes {
+                let l = kb.cint(types::I8, self.lo);
+                let l = kb.b.ins().splat(I8X16, l);
+                let h = kb.cint(types::I8, self.hi);
+                let h = kb.b.ins().splat(I8X16, h);
+                v8 = if self.y == DType::U8 {
+                    let v = kb.b.ins().umax(v8, l);
+                    kb.b.ins().umin(v, h)
+                } else {
+                    let v = kb.b.ins().smax(v8, l);
+                    kb.b.ins().smin(v, h)
+                };
+            }
             let last_partial = base + chunk.len() == n && valid_last < L;
             let at = kb.off(dst, (base * L) as i64);
             if !last_partial && chunk.len() == 4 {
@@ -660,15 +790,72 @@ impl Rq {
     }
 }
 
-/// The per-channel values and store constants of [`Rq::vector`].
-struct Chan {
-    m: Value,
-    s: Value,
-    r: Value,
-    zp: Value,
-    lo: Value,
-    hi: Value,
-    mask: cranelift_codegen::ir::Immediate,
+/// The per-channel values of [`Rq::vector`] (the f64 scale, or the
+/// integer multiplier, shift and rounding constant) and the store's
+/// constants.
+#[derive(Clone, Copy)]
+enum Chan {
+    Fp {
+        f: Value,
+        half: Value,
+        zp: Value,
+        zero: Value,
+    },
+    Int {
+        m: Value,
+        s: Value,
+        r: Value,
+        zp: Value,
+        lo: Value,
+        hi: Value,
+    },
+}
+
+/// The f64 requantization is available: x86-64 (`cvttpd2dq`) with FMA
+/// (which implies the SSE4.1 `roundpd` of `floor`).
+fn fp_ok(kb: &Kb) -> bool {
+    kb.sh.fma && kb.sh.module.isa().name() == "x64"
+}
+
+/// Every channel's `bound * |mult| + 2^(total - 1)` is below 2^53, so the
+/// f64 form computes without rounding (see [`Rq`]).
+fn fp_exact(bound: &[i64], mult: &[i64], total: &[i64]) -> bool {
+    bound.len() == mult.len()
+        && bound.iter().zip(mult).zip(total).all(|((&b, &m), &t)| {
+            (1..=53).contains(&t)
+                && (b as i128) * (m as i128).abs() + (1i128 << (t - 1)) < (1i128 << 53)
+        })
+}
+
+/// A bound on the accumulator `bias + sum (x - x_zp) (w - w_zp)` of each
+/// of `n` output channels: `|bias| + max|x - x_zp| * sum |w - w_zp|` over
+/// the channel's weights (`w` holds the channels' weights one after
+/// another).
+fn acc_bounds(
+    w: &Tensor,
+    n: usize,
+    w_zp: i32,
+    bias: Option<&Tensor>,
+    x: DType,
+    x_zp: i32,
+) -> Vec<i64> {
+    let wv = w.to_i64();
+    let per = wv.len() / n.max(1);
+    let (lo, hi) = x.int_range().unwrap_or((-128, 127));
+    let xmax = (lo - x_zp as i64).abs().max((hi - x_zp as i64).abs());
+    let bv = bias.map(|b| b.to_i64());
+    (0..n)
+        .map(|c| {
+            let s: i64 = wv[c * per..(c + 1) * per]
+                .iter()
+                .map(|&v| (v - w_zp as i64).abs())
+                .sum();
+            let b = bv
+                .as_ref()
+                .map_or(0, |b| b.get(c).copied().unwrap_or(0).abs());
+            b.saturating_add(s.saturating_mul(xmax))
+        })
+        .collect()
 }
 
 /// How a tile walks the reduction: `outer` iterations `stride` elements
@@ -773,4 +960,39 @@ fn weight<'m>(
     a.weight(kb, k).ok_or_else(|| {
         super::unsupported(st, format!("kernel {} with computed weights", st.kernel))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accumulator_bounds_sum_weight_magnitudes_times_the_widest_input() {
+        let w = Tensor::from_i64(DType::I8, vec![2, 3], vec![1, -2, 3, -4, 5, 0]).unwrap();
+        let b = Tensor::from_i64(DType::I32, vec![2], vec![-10, 7]).unwrap();
+        // int8 with zero point -3: x - x_zp reaches 127 + 3 = 130.
+        assert_eq!(
+            acc_bounds(&w, 2, 0, Some(&b), DType::I8, -3),
+            vec![10 + 6 * 130, 7 + 9 * 130]
+        );
+        // uint8 with zero point 200 and a weight zero point of 1.
+        assert_eq!(
+            acc_bounds(&w, 2, 1, None, DType::U8, 200),
+            vec![(3 + 2) * 200, (5 + 4 + 1) * 200]
+        );
+    }
+
+    #[test]
+    fn f64_form_only_where_it_cannot_round() {
+        let m = 1i64 << 30;
+        // 2^22 * 2^30 + 2^30 < 2^53.
+        assert!(fp_exact(&[1 << 22], &[m], &[31]));
+        // 2^23 * 2^30 + 2^30 > 2^53.
+        assert!(!fp_exact(&[1 << 23], &[m], &[31]));
+        // The rounding constant alone: 2^53 at a total shift of 54.
+        assert!(!fp_exact(&[1], &[m], &[54]));
+        assert!(fp_exact(&[1], &[m], &[53]));
+        // One channel out of range sends the whole step to the integer form.
+        assert!(!fp_exact(&[1, 1 << 23], &[m, m], &[31, 31]));
+    }
 }

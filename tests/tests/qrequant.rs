@@ -1,0 +1,194 @@
+//! The native integer kernels' requantization against the interpreter: the
+//! exact f64 form (taken where a channel's accumulator bound times its
+//! multiplier stays below 2^53) on rounding ties, narrow clamps and uint8
+//! outputs, and the integer form where the bound or the shift is too large
+//! for it; and the byte transposes that take an image channels-first.
+
+use nnc::driver::{self, Backend};
+
+/// `n` pseudo-random integers in `[lo, hi]` as an IR constant list.
+fn values(n: usize, seed: u64, lo: i64, hi: i64) -> String {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let v: Vec<String> = (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let r = (s >> 33) as i64;
+            (lo + r.rem_euclid(hi - lo + 1)).to_string()
+        })
+        .collect();
+    format!("[{}]", v.join(", "))
+}
+
+/// Native code equals the interpreter on random inputs.
+fn check(name: &str, src: &str) {
+    let g = nnc_ir::parse(src).unwrap_or_else(|e| panic!("{name}: {e}\n{src}"));
+    for seed in [3, 11, 29] {
+        let inputs = nnc_passes::check::random_inputs(&g, seed);
+        let want = nnc_ir::interp::run(&g, &inputs).unwrap();
+        let got =
+            driver::execute(&g, Backend::Native, &inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(got, want, "{name} seed {seed}");
+    }
+}
+
+/// A quantized convolution of `x` (NCHW dims) to `m` channels, stride 1.
+fn qconv(
+    name: &str,
+    x: (&str, [usize; 4]),
+    shape: (usize, usize, usize),
+    rq: (&str, &str),
+    out: (i64, i64, i64, i64, &str),
+    wmag: i64,
+) {
+    qconv_s(name, x, shape, 1, rq, out, wmag)
+}
+
+/// A quantized convolution with `k x k` taps, padding `k / 2` and stride
+/// `s`.
+fn qconv_s(
+    name: &str,
+    (xt, x): (&str, [usize; 4]),
+    (m, k, group): (usize, usize, usize),
+    s: usize,
+    (mult, shift): (&str, &str),
+    (x_zp, y_zp, lo, hi, yt): (i64, i64, i64, i64, &str),
+    wmag: i64,
+) {
+    let [n, c, h, w] = x;
+    let cg = c / group;
+    let pad = k / 2;
+    let nw = m * cg * k * k;
+    let (oh, ow) = ((h + 2 * pad - k) / s + 1, (w + 2 * pad - k) / s + 1);
+    let src = format!(
+        "graph @{name}(v0 \"x\": {xt}[{n},{c},{h},{w}]) -> (\"y\": {yt}[{n},{m},{oh},{ow}]) {{\n\
+         c0 = const i8[{m},{cg},{k},{k}] {wv}\n\
+         c1 = const i32[{m}] {bv}\n\
+         c2 = const i32[{mn}] {mult}\n\
+         c3 = const i32[{mn}] {shift}\n\
+         v1 = qconv v0, c0, c1, c2, c3 {{stride=[{s},{s}] pad=[{pad},{pad},{pad},{pad}] dilation=[1,1]{g} \
+         x_zp={x_zp} w_zp=0 y_zp={y_zp} lo={lo} hi={hi} out={yt}}} : {yt}[{n},{m},{oh},{ow}]\n\
+         return v1\n}}\n",
+        wv = values(nw, nw as u64, -wmag, wmag),
+        bv = values(m, 7, -3000, 3000),
+        mn = mult.matches(',').count() + 1,
+        g = if group > 1 {
+            format!(" group={group}")
+        } else {
+            String::new()
+        },
+    );
+    check(name, &src);
+}
+
+#[test]
+fn f64_requantization_rounds_ties_away_as_the_integer_form() {
+    // 2^30 * 2^-31 halves the accumulator: every odd one is a tie.
+    qconv(
+        "ties_dw",
+        ("i8", [1, 5, 6, 7]),
+        (5, 3, 5),
+        ("[1073741824]", "[0]"),
+        (-3, 3, -128, 127, "i8"),
+        127,
+    );
+    qconv(
+        "ties_pw",
+        ("i8", [1, 8, 5, 9]),
+        (6, 1, 1),
+        ("[1073741824]", "[-4]"),
+        (7, -2, -128, 127, "i8"),
+        127,
+    );
+}
+
+#[test]
+fn f64_requantization_clamps_narrow_ranges_and_uint8() {
+    qconv(
+        "narrow_i8",
+        ("i8", [1, 12, 5, 6]),
+        (7, 1, 1),
+        (
+            "[1289204782, 1164167674, 1388044534, 1531678477, 2021945361, 1628388656, 1100000000]",
+            "[-8, -8, -9, -7, -9, -10, -8]",
+        ),
+        (-128, 5, -20, 100, "i8"),
+        90,
+    );
+    qconv(
+        "narrow_u8_dw",
+        ("u8", [1, 6, 7, 5]),
+        (6, 3, 6),
+        ("[1529867883]", "[-6]"),
+        (128, 128, 10, 200, "u8"),
+        120,
+    );
+}
+
+#[test]
+fn integer_requantization_where_f64_would_round() {
+    // 3x3 over 64 channels of large weights: the bound (about 2^24) times
+    // the multiplier (2^30.5) passes 2^53, so the integer form runs.
+    qconv(
+        "large_bound",
+        ("i8", [1, 64, 4, 5]),
+        (4, 3, 1),
+        ("[1518500250]", "[-15]"),
+        (-1, 0, -128, 127, "i8"),
+        127,
+    );
+    // A shift of -25: 2^(56 - 1) alone passes 2^53.
+    qconv(
+        "large_shift",
+        ("i8", [1, 4, 6, 6]),
+        (4, 3, 4),
+        ("[2000000000]", "[-25]"),
+        (0, 1, -128, 127, "i8"),
+        127,
+    );
+}
+
+#[test]
+fn byte_transposes_to_channels_first() {
+    for (t, [h, w, c]) in [
+        ("i8", [3, 5, 2]),
+        ("i8", [4, 4, 3]),
+        ("u8", [5, 9, 4]),
+        ("i8", [7, 13, 3]),
+        ("u8", [6, 6, 2]),
+    ] {
+        let src = format!(
+            "graph @t(v0 \"x\": {t}[1,{h},{w},{c}]) -> (\"y\": {t}[1,{c},{h},{w}]) {{\n\
+             v1 = transpose v0 {{perm=[0,3,1,2]}} : {t}[1,{c},{h},{w}]\n\
+             return v1\n}}\n"
+        );
+        check(&format!("transpose {t} {h}x{w}x{c}"), &src);
+    }
+}
+
+#[test]
+fn stride_two_depthwise_planes_on_wide_images() {
+    // Rows of 40 and 37 columns: the phase planes' runs of step 2 copy 16
+    // elements per shuffle, then 8, 4 and single ones; per-channel
+    // multipliers and shifts, zero points on both sides.
+    for (name, (xt, h, w), x_zp) in [
+        ("dw_s2_even", ("i8", 9, 40), -7),
+        ("dw_s2_odd", ("i8", 11, 37), 12),
+        ("dw_s2_u8", ("u8", 6, 45), 131),
+    ] {
+        let yt = xt;
+        let (lo, hi) = if xt == "u8" { (0, 255) } else { (-128, 127) };
+        qconv_s(
+            name,
+            (xt, [1, 3, h, w]),
+            (3, 3, 3),
+            2,
+            ("[1289204782, 1164167674, 2021945361]", "[-7, -8, -6]"),
+            (x_zp, if xt == "u8" { 128 } else { -5 }, lo, hi, yt),
+            127,
+        );
+    }
+}
