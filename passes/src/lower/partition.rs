@@ -195,7 +195,8 @@ pub fn partition(p: Program, goal: MemoryGoal) -> Result<(Program, PartitionRepo
     };
     let mut cur = p;
     report.concats = super::concat::elide(&mut cur);
-    let cap = program_macs(&cur) * MAX_EXTRA_MACS_PERCENT / 100;
+    let macs = program_macs(&cur);
+    let cap = macs * MAX_EXTRA_MACS_PERCENT / 100;
     let rows = search(cur.clone(), budget, 1, cap);
     let fits = |a: usize| budget.is_some_and(|b| a <= b);
     let (q, chains, arena) = if fits(rows.2) || matches!(goal, MemoryGoal::Auto) {
@@ -203,10 +204,14 @@ pub fn partition(p: Program, goal: MemoryGoal) -> Result<(Program, PartitionRepo
     } else {
         let tiled = search(cur, budget, MAX_TILES, cap);
         // The tiled schedule only where it fits a budget the rows miss,
-        // or lowers the arena.
+        // or, minimizing, lowers the arena by at least the fraction it
+        // adds to the multiply-accumulates.
+        let extra: u64 = tiled.1.iter().map(|c| c.streamed.extra_macs).sum();
+        let saved = rows.2.saturating_sub(tiled.2) as u128;
+        let worth = saved * macs as u128 >= extra as u128 * rows.2 as u128;
         let better = match budget {
             Some(_) => fits(tiled.2) || tiled.2 < rows.2,
-            None => tiled.2 < rows.2,
+            None => tiled.2 < rows.2 && worth,
         };
         if better { tiled } else { rows }
     };
