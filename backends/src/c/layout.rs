@@ -479,7 +479,9 @@ pub fn row_copy(w: &mut W, r: &nnc_ir::program::RowCopy, x: &TensorType, y: &Ten
     let t = ctype(y.dtype);
     let c = x.dims[1];
     let (hs, hd) = (x.dims[2], y.dims[2]);
-    let row: usize = x.dims[3..].iter().product();
+    // Source and destination row sizes, and the run of each row copied.
+    let (rs, rd): (usize, usize) = (x.dims[3..].iter().product(), y.dims[3..].iter().product());
+    let (cs, cd, n) = r.cols.map_or((0, 0, rs), |k| (k.src, k.dst, k.n));
     w.for_("j", 0, r.rows);
     w.line(format!(
         "const long sr = {} + it * {} + (long)j;",
@@ -490,17 +492,17 @@ pub fn row_copy(w: &mut W, r: &nnc_ir::program::RowCopy, x: &TensorType, y: &Ten
         r.dst_row, r.dst_step
     ));
     w.for_("c", 0, c);
-    w.line(format!("{t} *d = out0 + (c * {hd} + dr) * {row};"));
+    w.line(format!("{t} *d = out0 + (c * {hd} + dr) * {rd} + {cd};"));
     w.open(format!("if (sr < 0 || sr >= {hs})"));
-    w.for_("k", 0, row);
+    w.for_("k", 0, n);
     w.line(format!("d[k] = {};", lit(r.fill, y.dtype)));
     w.close();
     w.close();
     w.open("else");
     w.line(format!(
-        "const {t} *s = in0 + (c * {hs} + (size_t)sr) * {row};"
+        "const {t} *s = in0 + (c * {hs} + (size_t)sr) * {rs} + {cs};"
     ));
-    w.for_("k", 0, row);
+    w.for_("k", 0, n);
     w.line("d[k] = s[k];");
     w.close();
     w.close();

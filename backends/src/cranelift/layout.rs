@@ -564,7 +564,12 @@ pub fn row_copy(
     let es = d.size() as i64;
     let c = x.dims[1] as i64;
     let (hs, hd) = (x.dims[2] as i64, y.dims[2] as i64);
-    let row = x.dims[3..].iter().product::<usize>() as i64;
+    // Source and destination row sizes, and the run of each row copied.
+    let rs = x.dims[3..].iter().product::<usize>() as i64;
+    let rd = y.dims[3..].iter().product::<usize>() as i64;
+    let (cs, cd, n) = r
+        .cols
+        .map_or((0, 0, rs), |k| (k.src as i64, k.dst as i64, k.n as i64));
     let (xb, yb) = (a.x(kb, 0)?, a.outs[0]);
     let it = a.it;
     let fill = match d {
@@ -591,16 +596,16 @@ pub fn row_copy(
         kb.for_range(0, c, 1, |kb, ch| {
             let dp = kb.b.ins().imul_imm_s(ch, hd);
             let dp = kb.b.ins().iadd(dp, dr);
-            let dbase = kb.at(yb, dp, row * es);
+            let dbase = kb.at(yb, dp, rd * es);
             let sp = kb.b.ins().imul_imm_s(ch, hs);
             let sp = kb.b.ins().iadd(sp, srs);
-            let sbase = kb.at(xb, sp, row * es);
-            kb.for_range(0, row, 1, |kb, k| {
+            let sbase = kb.at(xb, sp, rs * es);
+            kb.for_range(0, n, 1, |kb, k| {
                 let sa = kb.at(sbase, k, es);
-                let v = kb.load(cl(d), sa, 0);
+                let v = kb.load(cl(d), sa, cs * es);
                 let v = kb.b.ins().select(out, fill, v);
                 let da = kb.at(dbase, k, es);
-                kb.store(v, da, 0);
+                kb.store(v, da, cd * es);
                 Ok(())
             })
         })

@@ -183,6 +183,7 @@ pub(super) fn memory_report(a: &InfoArgs, g: &Graph) -> Result<(serde_json::Valu
         "unpartitioned_bytes": s.unpartitioned_bytes,
         "streamed_chains": s.chains.len(),
         "row_copy_bytes": s.chains.iter().map(|c| c.copied_bytes).sum::<usize>(),
+        "tiling_extra_macs": s.chains.iter().map(|c| c.extra_macs).sum::<u64>(),
         "peak_step": s.peak_step,
         "peak_step_op": peak.map(|st| st.op.name()),
         "peak_step_name": peak.map(|st| st.name.clone()),
@@ -211,6 +212,12 @@ pub(super) fn print_memory(a: &InfoArgs, v: &serde_json::Value) -> Result<()> {
             u("streamed_chains"),
             fmt_bytes(u("row_copy_bytes"))
         );
+        if u("tiling_extra_macs") > 0 {
+            outln!(
+                "  column tiles:   {} extra MACs recomputed in the halos",
+                u("tiling_extra_macs")
+            );
+        }
     }
     outln!("  naive:          {}", fmt_bytes(u("naive_bytes")));
     outln!("  weights:        {}", fmt_bytes(u("weight_bytes")));

@@ -265,7 +265,9 @@ pub struct Winograd {
 /// destination row `dst_row + it * dst_step + j` for `j < rows`, and source
 /// rows outside the source tensor read as `fill` (the padding value of the
 /// window being filled). Rows are copied in ascending order, so a move
-/// upward within one tensor (`dst < src`) is safe.
+/// upward within one tensor (`dst < src`) is safe. With `cols`, only a
+/// column range of each row moves (rank-4 tensors, whose widths may
+/// differ): the column tiles of a spatially tiled chain.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RowCopy {
     pub rows: usize,
@@ -274,6 +276,16 @@ pub struct RowCopy {
     pub dst_row: usize,
     pub dst_step: usize,
     pub fill: f64,
+    pub cols: Option<ColRange>,
+}
+
+/// `n` columns from column `src` of each source row to column `dst` of
+/// the destination row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ColRange {
+    pub src: usize,
+    pub dst: usize,
+    pub n: usize,
 }
 
 impl RowCopy {
@@ -603,6 +615,9 @@ impl Kernel {
                     v.push(("dst_step", r.dst_step.to_string()));
                 }
                 v.push(("fill", r.fill.to_string()));
+                if let Some(c) = r.cols {
+                    v.push(("cols", format!("{}>{}+{}", c.src, c.dst, c.n)));
+                }
                 v
             }
             _ => vec![],

@@ -26,9 +26,9 @@ use crate::tensor::Tensor;
 
 pub use geometry::{Axis, Window};
 pub use kernel::{
-    ConvBlocked, ConvRowTiles, DepthwiseChannelsLast, DepthwisePairs, DepthwiseRows, Epilogue,
-    Family, GlobalPool, IntTiles, Kernel, MapExpr, MapKernel, MapOp, MatMulPacked, Operand, Part,
-    PoolRows, QConvDot, QDwDot, QGemmDot, RowCopy, Winograd,
+    ColRange, ConvBlocked, ConvRowTiles, DepthwiseChannelsLast, DepthwisePairs, DepthwiseRows,
+    Epilogue, Family, GlobalPool, IntTiles, Kernel, MapExpr, MapKernel, MapOp, MatMulPacked,
+    Operand, Part, PoolRows, QConvDot, QDwDot, QGemmDot, RowCopy, Winograd,
 };
 pub use phases::Phases;
 pub use spec::{TARGET_GRAMMAR, TargetSpec, TargetSpecError};
@@ -292,6 +292,10 @@ pub struct ChainStat {
     pub in_place: bool,
     /// Bytes its row copies move per inference.
     pub copied_bytes: usize,
+    /// Column tiles it runs in (1: whole rows), and the multiply-accumulates
+    /// their halos repeat.
+    pub tiles: usize,
+    pub extra_macs: u64,
     /// The arena after streaming it.
     pub arena_after: usize,
 }
@@ -389,10 +393,15 @@ impl Program {
             for c in &self.stats.chains {
                 let _ = writeln!(
                     s,
-                    "    stream {} ({} steps{}): `{}` .. `{}`, arena then {} bytes",
+                    "    stream {} ({} steps{}{}): `{}` .. `{}`, arena then {} bytes",
                     c.ops.join(" > "),
                     c.ops.len(),
                     if c.in_place { ", in place" } else { "" },
+                    if c.tiles > 1 {
+                        format!(", {} column tiles, {} extra MACs", c.tiles, c.extra_macs)
+                    } else {
+                        String::new()
+                    },
                     c.names.first().map(String::as_str).unwrap_or(""),
                     c.names.last().map(String::as_str).unwrap_or(""),
                     c.arena_after

@@ -118,7 +118,23 @@ fn check_row_copy(st: &Step, r: &super::RowCopy, count: usize, what: &str, errs:
         ));
         return;
     }
-    if s.dims[1] != d.dims[1] || row(s) != row(d) || s.dtype != d.dtype {
+    if let Some(c) = r.cols {
+        if s.rank() != 4 || d.rank() != 4 || s.dims[1] != d.dims[1] || s.dtype != d.dtype {
+            errs.push(format!(
+                "{what}: column copies move columns of rank-4 tensors with the same channels and type, not {s} to {d}"
+            ));
+            return;
+        }
+        if c.src + c.n > s.dims[3] || c.dst + c.n > d.dims[3] {
+            errs.push(format!(
+                "{what}: columns {}..{} of {s} to {}..{} of {d} are out of range",
+                c.src,
+                c.src + c.n,
+                c.dst,
+                c.dst + c.n
+            ));
+        }
+    } else if s.dims[1] != d.dims[1] || row(s) != row(d) || s.dtype != d.dtype {
         errs.push(format!(
             "{what}: {s} and {d} differ in channels, row size or type"
         ));

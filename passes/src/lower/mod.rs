@@ -326,6 +326,8 @@ pub fn lower(g: &Graph, opts: &LowerOptions) -> Result<Program> {
             names: c.names,
             in_place: c.streamed.in_place,
             copied_bytes: c.streamed.copied_bytes,
+            tiles: c.streamed.tiles,
+            extra_macs: c.streamed.extra_macs,
             arena_after: c.arena_after,
         })
         .collect();

@@ -17,7 +17,7 @@ use nnc_ir::program::{Loc, Program};
 
 use super::inplace::{channel_local, inplace_mut};
 use super::plan::{measure, peak};
-use super::stream::{Streamed, stream_mut, streamable_with};
+use super::stream::{Streamed, stream_mut, stream_tiled_mut, streamable_with};
 use crate::pass::Result;
 
 /// How much effort to spend on memory.
@@ -60,6 +60,11 @@ impl PartitionReport {
     /// Bytes the row copies of all streamed chains move per inference.
     pub fn copied_bytes(&self) -> usize {
         self.chains.iter().map(|c| c.streamed.copied_bytes).sum()
+    }
+
+    /// Multiply-accumulates the column tiles of all chains repeat.
+    pub fn extra_macs(&self) -> u64 {
+        self.chains.iter().map(|c| c.streamed.extra_macs).sum()
     }
 }
 
@@ -113,6 +118,8 @@ fn inplace_all(p: &Program) -> (Program, Vec<ChainReport>) {
                         steps_after: 2 * s.groups,
                         in_place: true,
                         copied_bytes: s.copied_bytes,
+                        tiles: 1,
+                        extra_macs: 0,
                     },
                     arena_after: 0,
                 });
@@ -148,9 +155,30 @@ const SHORTLIST: usize = 12;
 /// Candidates evaluated per round at most.
 const MAX_CANDIDATES: usize = 400;
 
+/// Most column tiles a chain is tried in.
+const MAX_TILES: usize = 3;
+/// Extra multiply-accumulates column tiling may add, in percent of the
+/// program's.
+pub const MAX_EXTRA_MACS_PERCENT: u64 = 10;
+
+/// Multiply-accumulates of a program's steps.
+fn program_macs(p: &Program) -> u64 {
+    p.steps
+        .iter()
+        .map(|s| {
+            let ins: Vec<&nnc_ir::TensorType> = s.inputs.iter().map(|b| &b.ty).collect();
+            let outs: Vec<nnc_ir::TensorType> = s.outputs.iter().map(|b| b.ty.clone()).collect();
+            nnc_ir::stats::op_macs(&s.op, &ins, &outs)
+        })
+        .sum()
+}
+
 /// Partitions an unplaced program for `goal` (see the module
 /// documentation). Returns the program unchanged when the goal does not
-/// ask for partitioning or nothing helps.
+/// ask for partitioning or nothing helps. Chains run in whole rows first;
+/// only when that misses the budget (or, minimizing, when tiles do
+/// better) are column tiles tried, within [`MAX_EXTRA_MACS_PERCENT`] extra
+/// multiply-accumulates.
 pub fn partition(p: Program, goal: MemoryGoal) -> Result<(Program, PartitionReport)> {
     let before = measure(&p).arena;
     let mut report = PartitionReport {
@@ -167,6 +195,42 @@ pub fn partition(p: Program, goal: MemoryGoal) -> Result<(Program, PartitionRepo
     };
     let mut cur = p;
     report.concats = super::concat::elide(&mut cur);
+    let macs = program_macs(&cur);
+    let cap = macs * MAX_EXTRA_MACS_PERCENT / 100;
+    let rows = search(cur.clone(), budget, 1, cap);
+    let fits = |a: usize| budget.is_some_and(|b| a <= b);
+    let (q, chains, arena) = if fits(rows.2) || matches!(goal, MemoryGoal::Auto) {
+        rows
+    } else {
+        let tiled = search(cur, budget, MAX_TILES, cap);
+        // The tiled schedule only where it fits a budget the rows miss,
+        // or, minimizing, lowers the arena by at least the fraction it
+        // adds to the multiply-accumulates.
+        let extra: u64 = tiled.1.iter().map(|c| c.streamed.extra_macs).sum();
+        let saved = rows.2.saturating_sub(tiled.2) as u128;
+        let worth = saved * macs as u128 >= extra as u128 * rows.2 as u128;
+        let better = match budget {
+            Some(_) => fits(tiled.2) || tiled.2 < rows.2,
+            None => tiled.2 < rows.2 && worth,
+        };
+        if better { tiled } else { rows }
+    };
+    report.chains = chains;
+    report.arena_after = arena;
+    Ok((q, report))
+}
+
+/// The greedy search of [`partition`] with chains in up to `max_tiles`
+/// column tiles and at most `cap` extra multiply-accumulates: the program,
+/// its chains and its arena.
+fn search(
+    mut cur: Program,
+    budget: Option<usize>,
+    max_tiles: usize,
+    cap: u64,
+) -> (Program, Vec<ChainReport>, usize) {
+    let mut chains: Vec<ChainReport> = Vec::new();
+    let mut extra = 0u64;
     let mut arena = measure(&cur).arena;
     // What the program would need if every step that can run in place did:
     // the yardstick for chains (a chain that leaves more for in-place steps
@@ -206,27 +270,71 @@ pub fn partition(p: Program, goal: MemoryGoal) -> Result<(Program, PartitionRepo
         // Every candidate chain: its arena, and the peak within its own
         // steps.
         let mut tried: Vec<(usize, usize, Program, ChainReport)> = Vec::new();
-        for &(a, b) in &cands {
-            let mut q = cur.clone();
-            let Ok(s) = stream_mut(&mut q, a, b) else {
-                continue;
-            };
-            let m = measure(&q);
-            let local = m.live[a..a + s.steps_after]
-                .iter()
-                .copied()
-                .max()
-                .unwrap_or(0);
-            let r = ChainReport {
-                names: cur.steps[a..=b].iter().map(|s| s.name.clone()).collect(),
-                ops: cur.steps[a..=b]
+        let mut todo: Vec<(usize, usize, usize)> = cands.iter().map(|&(a, b)| (a, b, 1)).collect();
+        // Where each tried chain starts and ends.
+        let mut at: Vec<(usize, usize)> = Vec::new();
+        let mut round = 0;
+        while !todo.is_empty() {
+            for (a, b, tiles) in std::mem::take(&mut todo) {
+                let mut q = cur.clone();
+                let Ok(s) = stream_tiled_mut(&mut q, a, b, tiles) else {
+                    continue;
+                };
+                if extra + s.extra_macs > cap {
+                    continue;
+                }
+                let m = measure(&q);
+                let local = m.live[a..a + s.steps_after]
                     .iter()
-                    .map(|s| s.op.name().to_string())
-                    .collect(),
-                streamed: s,
-                arena_after: m.arena,
-            };
-            tried.push((m.arena, local, q, r));
+                    .copied()
+                    .max()
+                    .unwrap_or(0);
+                let r = ChainReport {
+                    names: cur.steps[a..=b].iter().map(|s| s.name.clone()).collect(),
+                    ops: cur.steps[a..=b]
+                        .iter()
+                        .map(|s| s.op.name().to_string())
+                        .collect(),
+                    streamed: s,
+                    arena_after: m.arena,
+                };
+                tried.push((m.arena, local, q, r));
+                at.push((a, b));
+            }
+            // Column tiles for the chains that do best in whole rows (by
+            // arena and by their own peak): tiling a chain shrinks its
+            // windows, not which chain is worth streaming.
+            round += 1;
+            if round == 1 && max_tiles > 1 {
+                let mut pick: BTreeSet<(usize, usize)> = BTreeSet::new();
+                for key in [0, 1] {
+                    let mut idx: Vec<usize> = (0..tried.len()).collect();
+                    idx.sort_by_key(|&i| {
+                        let t = &tried[i];
+                        if key == 0 { (t.0, t.1) } else { (t.1, t.0) }
+                    });
+                    pick.extend(idx.iter().take(2 * SHORTLIST).map(|&i| at[i]));
+                }
+                for (a, b) in pick {
+                    todo.extend((2..=max_tiles).map(|t| (a, b, t)));
+                }
+            }
+        }
+        // A budget met by some candidate: the one with the least recompute,
+        // then the fewest bytes copied.
+        if let Some(bgt) = budget
+            && let Some(i) = (0..tried.len())
+                .filter(|&i| tried[i].0 <= bgt)
+                .min_by_key(|&i| {
+                    let s = &tried[i].3.streamed;
+                    (s.extra_macs, s.copied_bytes, tried[i].0)
+                })
+        {
+            let (ar, _, q, r) = tried.swap_remove(i);
+            chains.push(r);
+            cur = q;
+            arena = ar;
+            break;
         }
         // The most promising few, by arena and by their own peak, are
         // judged by what in-place steps would then leave.
@@ -238,18 +346,19 @@ pub fn partition(p: Program, goal: MemoryGoal) -> Result<(Program, PartitionRepo
         };
         by(&|t| (t.0, t.3.streamed.copied_bytes));
         by(&|t| (t.1, t.0));
-        let mut best: Option<(usize, usize, usize)> = None; // (completed, arena, index)
+        let mut best: Option<(usize, usize, u64, usize)> = None; // (completed, arena, extra, index)
         for &i in &short {
             let (c, _, _) = completed(&tried[i].2);
-            let key = (c, tried[i].0, i);
-            if best.is_none_or(|b| (key.0, key.1) < (b.0, b.1)) {
+            let key = (c, tried[i].0, tried[i].3.streamed.extra_macs, i);
+            if best.is_none_or(|b| (key.0, key.1, key.2) < (b.0, b.1, b.2)) {
                 best = Some(key);
             }
         }
         match best {
-            Some((c, ar, i)) if c < goal_now || (c == goal_now && ar < arena) => {
+            Some((c, ar, _, i)) if c < goal_now || (c == goal_now && ar < arena) => {
                 let (_, _, q, r) = tried.swap_remove(i);
-                report.chains.push(r);
+                extra += r.streamed.extra_macs;
+                chains.push(r);
                 cur = q;
                 arena = ar;
                 goal_now = c;
@@ -263,10 +372,9 @@ pub fn partition(p: Program, goal: MemoryGoal) -> Result<(Program, PartitionRepo
         for x in &mut r {
             x.arena_after = c;
         }
-        report.chains.extend(r);
+        chains.extend(r);
         cur = q;
         arena = c;
     }
-    report.arena_after = arena;
-    Ok((cur, report))
+    (cur, chains, arena)
 }

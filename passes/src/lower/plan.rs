@@ -515,10 +515,12 @@ fn first_fit(pieces: &[Vec<(usize, usize, usize)>], order: &[usize], n: usize) -
 /// rows of a tensor.
 pub fn overwrites(st: &nnc_ir::program::Step) -> bool {
     let rows_only = match &st.kernel {
-        nnc_ir::program::Kernel::RowCopy(r) => st
-            .outputs
-            .first()
-            .is_none_or(|y| !(r.dst_row == 0 && r.dst_step == 0 && r.rows == y.ty.dims[2])),
+        nnc_ir::program::Kernel::RowCopy(r) => st.outputs.first().is_none_or(|y| {
+            !(r.dst_row == 0
+                && r.dst_step == 0
+                && r.rows == y.ty.dims[2]
+                && r.cols.is_none_or(|c| c.dst == 0 && c.n == y.ty.dims[3]))
+        }),
         _ => false,
     };
     !st.in_place && !st.part.accumulate && !rows_only

@@ -26,7 +26,7 @@
 use nnc_ir::op::{PoolKind, QConvAttrs};
 use std::collections::HashMap;
 
-use nnc_ir::program::{Buffer, Kernel, Loc, Loop, Operand, Program, RowCopy, Step};
+use nnc_ir::program::{Buffer, ColRange, Kernel, Loc, Loop, Operand, Program, RowCopy, Step};
 use nnc_ir::{Op, TensorType};
 
 use crate::pass::{PassError, Result};
@@ -391,6 +391,14 @@ struct Builder {
     computes: Vec<Step>,
     /// Rows of its input each window has taken in so far (its end).
     have: Vec<i64>,
+    /// The columns of the chain's input a column tile reads: the window
+    /// copy of a windowed head, or the first column and width of a
+    /// channels-last head.
+    head_cols: Option<ColRange>,
+    head_lo: usize,
+    head_w: usize,
+    /// Each link's columns of its side inputs, when tiled.
+    side_cols: Vec<Option<ColRange>>,
 }
 
 impl Builder {
@@ -415,6 +423,7 @@ impl Builder {
                         dst_row: 0,
                         dst_step: 0,
                         fill: self.links[i].fill,
+                        cols: None,
                     },
                     &format!("shift window of {name}"),
                 ));
@@ -445,6 +454,7 @@ impl Builder {
                         dst_row: slot,
                         dst_step: 0,
                         fill,
+                        cols: if i == 0 { self.head_cols } else { None },
                     },
                     &format!("window row {t} of {name}"),
                 ));
@@ -454,11 +464,14 @@ impl Builder {
             // A channels-last head: row `q` of its input is contiguous.
             let mut c = self.computes[0].clone();
             let x = &mut c.inputs[0];
-            let row = x.ty.bytes() / x.ty.dims[1].max(1);
-            x.offset = self.input.offset + q as usize * row;
+            let full = &self.input.ty;
+            let row = full.bytes() / full.dims[1].max(1);
+            let pixel = full.dims[3..].iter().product::<usize>() * full.dtype.size();
+            x.offset = self.input.offset + q as usize * row + self.head_lo * pixel;
             x.ty = TensorType::new(x.ty.dtype, {
-                let mut d = self.input.ty.dims.clone();
+                let mut d = full.dims.clone();
                 d[1] = 1;
+                d[2] = self.head_w;
                 d
             });
             ev.push(c);
@@ -477,6 +490,7 @@ impl Builder {
                     dst_row: 0,
                     dst_step: 0,
                     fill: 0.0,
+                    cols: self.side_cols[i],
                 },
                 &format!("row {q} of an input of {name}"),
             ));
@@ -587,6 +601,10 @@ pub struct Streamed {
     pub in_place: bool,
     /// Bytes the row copies move per inference.
     pub copied_bytes: usize,
+    /// Column tiles the chain runs in (1: whole rows).
+    pub tiles: usize,
+    /// Multiply-accumulates the tiles' overlapping halos repeat.
+    pub extra_macs: u64,
 }
 
 /// Streams the chain `first..=last` of an unplaced program (see the
@@ -602,9 +620,144 @@ pub fn stream(p: &Program, first: usize, last: usize) -> Result<(Program, Stream
 /// [`stream`] in place, without verifying the result (callers that apply
 /// many transforms verify once at the end).
 pub fn stream_mut(p: &mut Program, first: usize, last: usize) -> Result<Streamed> {
+    stream_tiled_mut(p, first, last, 1)
+}
+
+/// The columns one link of a column tile covers: its input columns
+/// `in_lo..in_lo + in_w` (of its chain input), its output columns, and the
+/// padding its op then needs on the left and right.
+#[derive(Clone, Copy, Debug, Default)]
+struct Span {
+    in_lo: usize,
+    in_w: usize,
+    out_w: usize,
+    pad_l: usize,
+    pad_r: usize,
+}
+
+/// Does an elementwise link read any input other than its chain input
+/// and side inputs differently along the columns?
+fn width_free(l: &Link) -> bool {
+    let Kernel::Map(m) = &l.step.kernel else {
+        return true;
+    };
+    let r = l.step.outputs[0].ty.rank();
+    l.step
+        .inputs
+        .iter()
+        .zip(&m.operands)
+        .enumerate()
+        .all(|(k, (b, o))| {
+            k == l.main
+                || l.sides.contains(&k)
+                || match o {
+                    Operand::Broadcast => aligned(&b.ty, r).get(3).is_none_or(|&w| w == 1),
+                    Operand::Along { axis } => *axis != 3 || b.ty.len() <= 1,
+                    Operand::Table => true,
+                }
+        })
+}
+
+/// The columns each link computes for output columns `a..b` of the
+/// chain, from the last link back to the first (halos included).
+fn col_spans(links: &[Link], a: usize, b: usize) -> std::result::Result<Vec<Span>, String> {
+    let mut spans = vec![Span::default(); links.len()];
+    let (mut lo, mut hi) = (a, b);
+    for (i, l) in links.iter().enumerate().rev() {
+        let x = &l.step.inputs[l.main].ty;
+        let y = &l.step.outputs[0].ty;
+        if y.rank() != 4 || (!l.nhwc && x.rank() != 4) {
+            return Err(format!("step `{}` has no columns to tile", l.step.name));
+        }
+        let conv = match &l.step.op {
+            Op::Conv(c) => Some(c),
+            Op::QConv(QConvAttrs { conv, .. }) => Some(conv),
+            _ => None,
+        };
+        spans[i] = match conv {
+            Some(c) => {
+                let w = &l.step.inputs[1].ty;
+                let (s, ext) = (
+                    c.strides[1] as i64,
+                    ((w.dims[3] - 1) * c.dilations[1] + 1) as i64,
+                );
+                let need_lo = lo as i64 * s - c.pads[1] as i64;
+                let need_hi = (hi as i64 - 1) * s - c.pads[1] as i64 + ext;
+                let in_lo = need_lo.max(0);
+                let in_hi = need_hi.min(x.dims[3] as i64);
+                if in_hi <= in_lo {
+                    return Err(format!("a column tile of `{}` reads no input", l.step.name));
+                }
+                Span {
+                    in_lo: in_lo as usize,
+                    in_w: (in_hi - in_lo) as usize,
+                    out_w: hi - lo,
+                    pad_l: (in_lo - need_lo) as usize,
+                    pad_r: (need_hi - in_hi) as usize,
+                }
+            }
+            None if l.nhwc || (matches!(l.step.kernel, Kernel::Map(_)) && width_free(l)) => Span {
+                in_lo: lo,
+                in_w: hi - lo,
+                out_w: hi - lo,
+                pad_l: 0,
+                pad_r: 0,
+            },
+            None => {
+                return Err(format!(
+                    "step `{}` ({}) cannot run in column tiles",
+                    l.step.name,
+                    l.step.op.name()
+                ));
+            }
+        };
+        lo = spans[i].in_lo;
+        hi = lo + spans[i].in_w;
+    }
+    Ok(spans)
+}
+
+/// The op with its column padding replaced.
+fn col_padded(op: &Op, left: usize, right: usize) -> Op {
+    match op {
+        Op::Conv(a) => {
+            let mut a = a.clone();
+            a.pads[1] = left;
+            a.pads[3] = right;
+            Op::Conv(a)
+        }
+        Op::QConv(a) => {
+            let mut a = a.clone();
+            a.conv.pads[1] = left;
+            a.conv.pads[3] = right;
+            Op::QConv(a)
+        }
+        op => op.clone(),
+    }
+}
+
+/// `t` with `w` columns.
+fn cols_of(t: &TensorType, w: usize) -> TensorType {
+    let mut d = t.dims.clone();
+    d[3] = w;
+    TensorType::new(t.dtype, d)
+}
+
+/// [`stream_mut`] in `tiles` column tiles: the chain runs once per tile of
+/// its output's columns, each link computing the columns that tile needs
+/// (the halo columns between tiles twice, reported as extra
+/// multiply-accumulates), so every window holds a fraction of a row. With
+/// one tile this is row streaming.
+pub fn stream_tiled_mut(
+    p: &mut Program,
+    first: usize,
+    last: usize,
+    tiles: usize,
+) -> Result<Streamed> {
     let u = super::partition::uses(p);
     let links = chain(p, first, last, &u).map_err(fail)?;
     let n = links.len();
+    let tiles = tiles.max(1);
     let mut next = 1 + p
         .steps
         .iter()
@@ -614,37 +767,44 @@ pub fn stream_mut(p: &mut Program, first: usize, last: usize) -> Result<Streamed
         .unwrap_or(0);
     let input = links[0].step.inputs[links[0].main].clone();
     let mut output = links[n - 1].step.outputs[0].clone();
-    let mut windows = Vec::with_capacity(n);
-    let mut outs = Vec::with_capacity(n);
-    let mut sides = Vec::with_capacity(n);
+    // The column range of each tile of the output.
+    let ranges: Vec<Option<(usize, usize)>> = if tiles == 1 {
+        vec![None]
+    } else {
+        let w = output.ty.dims.get(3).copied().unwrap_or(0);
+        if output.ty.rank() != 4 || w < 2 * tiles {
+            return Err(fail(format!(
+                "{} columns do not make {tiles} tiles",
+                output.ty
+            )));
+        }
+        (0..tiles)
+            .map(|t| Some((t * w / tiles, (t + 1) * w / tiles)))
+            .collect()
+    };
+    // Storage, shared by every tile.
+    let mut win_locs = Vec::with_capacity(n);
+    let mut out_locs = Vec::with_capacity(n);
+    let mut side_locs = Vec::with_capacity(n);
     for (i, l) in links.iter().enumerate() {
-        let x = &l.step.inputs[l.main].ty;
         let windowed = (i == 0 && !l.nhwc) || !l.geom.windowless();
-        windows.push(windowed.then(|| Buffer::new(fresh(&mut next), rows_of(x, l.geom.extent))));
-        outs.push(Buffer::new(
-            fresh(&mut next),
-            rows_of(&l.step.outputs[0].ty, 1),
-        ));
-        sides.push(
-            l.sides
-                .iter()
-                .map(|&k| {
-                    let whole = l.step.inputs[k].clone();
-                    let row = Buffer::new(fresh(&mut next), rows_of(&whole.ty, 1));
-                    (k, whole, row)
-                })
-                .collect::<Vec<_>>(),
-        );
+        win_locs.push(windowed.then(|| fresh(&mut next)));
+        out_locs.push(fresh(&mut next));
+        side_locs.push(l.sides.iter().map(|_| fresh(&mut next)).collect::<Vec<_>>());
     }
-    // The chain's output may overwrite an input that dies with the chain.
+    // The chain's output may overwrite an input that dies with the chain
+    // (not across column tiles: a later tile reads halo columns an
+    // earlier one would have overwritten).
     let stride1 = links
         .iter()
         .all(|l| l.geom.stride == 1 && l.geom.pad_top < l.geom.extent)
         && input.ty.dims[2] == output.ty.dims[2];
     let mut in_place = false;
-    if stride1 && temp_of(&output).is_some() {
+    if tiles == 1 && stride1 && temp_of(&output).is_some() {
         let mut cands = vec![input.clone()];
-        cands.extend(sides.iter().flatten().map(|(_, w, _)| w.clone()));
+        for l in &links {
+            cands.extend(l.sides.iter().map(|&k| l.step.inputs[k].clone()));
+        }
         for c in cands {
             let Some(k) = temp_of(&c) else { continue };
             let dies = touches(&u, k).iter().all(|&s| s <= last);
@@ -657,109 +817,194 @@ pub fn stream_mut(p: &mut Program, first: usize, last: usize) -> Result<Streamed
         }
     }
     let old_out = links[n - 1].step.outputs[0].loc;
-    let mut computes = Vec::with_capacity(n);
-    for (i, l) in links.iter().enumerate() {
-        let mut s = l.step.clone();
-        s.op = unpadded_rows(&s.op, s.outputs[0].ty.rank());
-        s.inputs[l.main] = match &windows[i] {
-            Some(w) => w.clone(),
-            None if l.nhwc => {
-                let mut x = input.clone();
-                x.ty.dims[1] = 1;
-                x
-            }
-            None => outs[i - 1].clone(),
-        };
-        for (k, _, row) in &sides[i] {
-            s.inputs[*k] = row.clone();
-        }
-        s.outputs[0] = outs[i].clone();
-        s.in_place = false;
-        reselect(p, &mut s)?;
-        computes.push(s);
-    }
     let h_out = output.ty.dims[2];
-    let mut b = Builder {
-        links,
-        input,
-        windows,
-        outs,
-        sides,
-        computes,
-        have: vec![],
-    };
-    // A window starts empty: its first output row takes in all its rows.
-    b.have = b.links.iter().map(|l| -(l.geom.pad_top as i64)).collect();
-    let mut rows: Vec<Vec<Step>> = Vec::with_capacity(h_out);
-    for r in 0..h_out {
-        let mut ev = Vec::new();
-        b.produce(n - 1, r as i64, &mut ev);
-        ev.push(copy_step(
-            &b.outs[n - 1],
-            &output,
-            RowCopy {
-                rows: 1,
-                src_row: 0,
-                src_step: 0,
-                dst_row: r,
-                dst_step: 0,
-                fill: 0.0,
-            },
-            &format!("row {r} of {}", b.links[n - 1].step.name),
-        ));
-        rows.push(ev);
-    }
-    // Rows that repeat become a loop.
-    let mut body: Vec<Step> = Vec::new();
-    let mut lp = None;
-    match steady(&rows) {
-        Some((r0, count, d)) => {
-            for ev in &rows[..r0] {
-                body.extend(ev.iter().cloned());
-            }
-            let start = first + body.len();
-            for (st, dd) in rows[r0].iter().zip(&d) {
-                let mut st = st.clone();
-                if let Kernel::RowCopy(rc) = &mut st.kernel {
-                    rc.src_step = dd.src;
-                    rc.dst_step = dd.dst as usize;
-                }
-                for (b, &step) in st
-                    .inputs
-                    .iter_mut()
-                    .chain(st.outputs.iter_mut())
-                    .zip(&dd.bufs)
-                {
-                    b.step = step;
-                }
-                body.push(st);
-            }
-            lp = Some(Loop {
-                first: start,
-                len: rows[r0].len(),
-                count,
-            });
-            for ev in &rows[r0 + count..] {
-                body.extend(ev.iter().cloned());
-            }
-        }
-        None => {
-            for ev in &rows {
-                body.extend(ev.iter().cloned());
-            }
-        }
-    }
-    let copied_bytes = rows
+    let whole_macs: u64 = links
         .iter()
-        .flatten()
-        .filter_map(|s| match &s.kernel {
-            Kernel::RowCopy(r) => {
-                let t = &s.outputs[0].ty;
-                Some(r.rows * t.dims[1] * t.dims[3..].iter().product::<usize>() * t.dtype.size())
-            }
-            _ => None,
+        .map(|l| {
+            let ins: Vec<&TensorType> = l.step.inputs.iter().map(|b| &b.ty).collect();
+            let outs: Vec<TensorType> = l.step.outputs.iter().map(|b| b.ty.clone()).collect();
+            nnc_ir::stats::op_macs(&l.step.op, &ins, &outs)
         })
         .sum();
+    let mut tile_macs = 0u64;
+    let mut body: Vec<Step> = Vec::new();
+    let mut new_loops = Vec::new();
+    let mut copied_bytes = 0;
+    for range in &ranges {
+        let spans = match range {
+            Some((a, b)) => Some(col_spans(&links, *a, *b).map_err(fail)?),
+            None => None,
+        };
+        let span = |i: usize| spans.as_ref().map(|s| s[i]);
+        let mut windows = Vec::with_capacity(n);
+        let mut outs = Vec::with_capacity(n);
+        let mut sides = Vec::with_capacity(n);
+        let mut side_cols = Vec::with_capacity(n);
+        for (i, l) in links.iter().enumerate() {
+            let mut x = l.step.inputs[l.main].ty.clone();
+            let mut y = rows_of(&l.step.outputs[0].ty, 1);
+            if let Some(sp) = span(i) {
+                if !l.nhwc {
+                    x = cols_of(&x, sp.in_w);
+                }
+                y = cols_of(&y, sp.out_w);
+            }
+            windows.push(win_locs[i].map(|loc| Buffer::new(loc, rows_of(&x, l.geom.extent))));
+            outs.push(Buffer::new(out_locs[i], y));
+            side_cols.push(span(i).map(|sp| ColRange {
+                src: sp.in_lo,
+                dst: 0,
+                n: sp.out_w,
+            }));
+            sides.push(
+                l.sides
+                    .iter()
+                    .zip(&side_locs[i])
+                    .map(|(&k, &loc)| {
+                        let whole = l.step.inputs[k].clone();
+                        let mut t = rows_of(&whole.ty, 1);
+                        if let Some(sp) = span(i) {
+                            t = cols_of(&t, sp.out_w);
+                        }
+                        (k, whole, Buffer::new(loc, t))
+                    })
+                    .collect::<Vec<_>>(),
+            );
+        }
+        let mut computes = Vec::with_capacity(n);
+        for (i, l) in links.iter().enumerate() {
+            let mut s = l.step.clone();
+            s.op = unpadded_rows(&s.op, s.outputs[0].ty.rank());
+            if let Some(sp) = span(i) {
+                s.op = col_padded(&s.op, sp.pad_l, sp.pad_r);
+            }
+            s.inputs[l.main] = match &windows[i] {
+                Some(w) => w.clone(),
+                None if l.nhwc => {
+                    let mut x = input.clone();
+                    x.ty.dims[1] = 1;
+                    if let Some(sp) = span(i) {
+                        x.ty.dims[2] = sp.in_w;
+                    }
+                    x
+                }
+                None => outs[i - 1].clone(),
+            };
+            for (k, _, row) in &sides[i] {
+                s.inputs[*k] = row.clone();
+            }
+            s.outputs[0] = outs[i].clone();
+            s.in_place = false;
+            reselect(p, &mut s)?;
+            if spans.is_some() {
+                let ins: Vec<&TensorType> = s.inputs.iter().map(|b| &b.ty).collect();
+                let o: Vec<TensorType> = s.outputs.iter().map(|b| b.ty.clone()).collect();
+                tile_macs +=
+                    nnc_ir::stats::op_macs(&s.op, &ins, &o) * l.step.outputs[0].ty.dims[2] as u64;
+            }
+            computes.push(s);
+        }
+        let (head_lo, head_w) = match span(0) {
+            Some(sp) => (sp.in_lo, sp.in_w),
+            None => (0, input.ty.dims.get(2).copied().unwrap_or(0)),
+        };
+        let mut b = Builder {
+            links: links.clone(),
+            input: input.clone(),
+            windows,
+            outs,
+            sides,
+            computes,
+            have: vec![],
+            head_cols: span(0).filter(|_| !links[0].nhwc).map(|sp| ColRange {
+                src: sp.in_lo,
+                dst: 0,
+                n: sp.in_w,
+            }),
+            head_lo,
+            head_w,
+            side_cols,
+        };
+        // A window starts empty: its first output row takes in all its rows.
+        b.have = b.links.iter().map(|l| -(l.geom.pad_top as i64)).collect();
+        let tail_cols = range.map(|(a, c)| ColRange {
+            src: 0,
+            dst: a,
+            n: c - a,
+        });
+        let mut rows: Vec<Vec<Step>> = Vec::with_capacity(h_out);
+        for r in 0..h_out {
+            let mut ev = Vec::new();
+            b.produce(n - 1, r as i64, &mut ev);
+            ev.push(copy_step(
+                &b.outs[n - 1],
+                &output,
+                RowCopy {
+                    rows: 1,
+                    src_row: 0,
+                    src_step: 0,
+                    dst_row: r,
+                    dst_step: 0,
+                    fill: 0.0,
+                    cols: tail_cols,
+                },
+                &format!("row {r} of {}", b.links[n - 1].step.name),
+            ));
+            rows.push(ev);
+        }
+        copied_bytes += rows
+            .iter()
+            .flatten()
+            .filter_map(|s| match &s.kernel {
+                Kernel::RowCopy(r) => {
+                    let t = &s.outputs[0].ty;
+                    let row = r
+                        .cols
+                        .map_or(t.dims[3..].iter().product::<usize>(), |c| c.n);
+                    Some(r.rows * t.dims[1] * row * t.dtype.size())
+                }
+                _ => None,
+            })
+            .sum::<usize>();
+        // Rows that repeat become a loop.
+        match steady(&rows) {
+            Some((r0, count, d)) => {
+                for ev in &rows[..r0] {
+                    body.extend(ev.iter().cloned());
+                }
+                let start = first + body.len();
+                for (st, dd) in rows[r0].iter().zip(&d) {
+                    let mut st = st.clone();
+                    if let Kernel::RowCopy(rc) = &mut st.kernel {
+                        rc.src_step = dd.src;
+                        rc.dst_step = dd.dst as usize;
+                    }
+                    for (b, &step) in st
+                        .inputs
+                        .iter_mut()
+                        .chain(st.outputs.iter_mut())
+                        .zip(&dd.bufs)
+                    {
+                        b.step = step;
+                    }
+                    body.push(st);
+                }
+                new_loops.push(Loop {
+                    first: start,
+                    len: rows[r0].len(),
+                    count,
+                });
+                for ev in &rows[r0 + count..] {
+                    body.extend(ev.iter().cloned());
+                }
+            }
+            None => {
+                for ev in &rows {
+                    body.extend(ev.iter().cloned());
+                }
+            }
+        }
+    }
     let q = p;
     let before = last + 1 - first;
     let after = body.len();
@@ -769,10 +1014,8 @@ pub fn stream_mut(p: &mut Program, first: usize, last: usize) -> Result<Streamed
             l.first = l.first + after - before;
         }
     }
-    if let Some(l) = lp {
-        q.loops.push(l);
-        q.loops.sort_by_key(|l| l.first);
-    }
+    q.loops.extend(new_loops);
+    q.loops.sort_by_key(|l| l.first);
     if in_place && old_out != output.loc {
         for st in &mut q.steps[first + after..] {
             for b in st.inputs.iter_mut().chain(st.outputs.iter_mut()) {
@@ -788,5 +1031,11 @@ pub fn stream_mut(p: &mut Program, first: usize, last: usize) -> Result<Streamed
         steps_after: after,
         in_place,
         copied_bytes,
+        tiles,
+        extra_macs: if tiles > 1 {
+            tile_macs.saturating_sub(whole_macs)
+        } else {
+            0
+        },
     })
 }
