@@ -127,6 +127,11 @@ fn add_case(g: &mut Graph, r: &mut Rng, i: usize, c: &Case) {
 /// node: checks lowering picked it for both targets, then compares C and
 /// native with the interpreter. Returns the failures.
 fn run_cases(cases: &[Case], seed: u64) -> Vec<String> {
+    run_cases_on(cases, seed, &targets::all())
+}
+
+/// [`run_cases`] on the given targets only.
+fn run_cases_on(cases: &[Case], seed: u64, targets: &[nnc_ir::program::Target]) -> Vec<String> {
     let mut failures = Vec::new();
     let mut r = Rng(seed);
     for (chunk_no, chunk) in cases.chunks(8).enumerate() {
@@ -139,7 +144,7 @@ fn run_cases(cases: &[Case], seed: u64) -> Vec<String> {
         let inputs = nnc_passes::check::random_inputs(&g, seed + chunk_no as u64);
         let want = driver::run_interp(&g, &inputs).unwrap();
         // Every target, so the AVX2 and the FMA-less paths run too.
-        for t in targets::all() {
+        for t in targets.iter().cloned() {
             let p = driver::lower(&g, "k", &t, &kernels)
                 .unwrap_or_else(|e| panic!("lowering {chunk:#?} for {t}: {e}"));
             for (i, c) in chunk.iter().enumerate() {
@@ -307,6 +312,195 @@ fn conv_row_tiles_match_the_interpreter_on_both_backends() {
         assert!(seen.contains(want), "no case has {want}: {seen:?}");
     }
     let failures = run_cases(&cases, 11);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Row tiles whose zero-padded copy is too large for the stack: the C
+/// renderer copies one band of rows per output row instead (native code
+/// has no band form, so these run on the C targets). Stems of 224x224
+/// images, odd widths, strides 1 to 3, dilation, uneven padding, groups,
+/// f64, computed weights and batch 2 (a 1-D band would be the whole copy).
+#[test]
+fn conv_row_tiles_copy_bands_of_inputs_too_large_for_the_stack() {
+    // (batch, c, m, group, input, k, strides, dilations, pads, ob, vw, dtype, computed, relu)
+    type Shape<'a> = (
+        usize,
+        usize,
+        usize,
+        usize,
+        &'a [usize],
+        &'a [usize],
+        &'a [usize],
+        &'a [usize],
+        &'a [usize],
+        usize,
+        usize,
+        DType,
+        bool,
+        bool,
+    );
+    let f32_ = DType::F32;
+    let shapes: [Shape; 7] = [
+        // MobileNetV2's stem (fewer output channels).
+        (
+            1,
+            3,
+            16,
+            1,
+            &[224, 224],
+            &[3, 3],
+            &[2, 2],
+            &[1, 1],
+            &[1, 1, 1, 1],
+            8,
+            32,
+            f32_,
+            false,
+            true,
+        ),
+        // SqueezeNet's: no padding, an odd output width (111).
+        (
+            1,
+            3,
+            8,
+            1,
+            &[224, 224],
+            &[3, 3],
+            &[2, 2],
+            &[1, 1],
+            &[0, 0, 0, 0],
+            8,
+            16,
+            f32_,
+            false,
+            false,
+        ),
+        // Stride 1, 5x5, odd input width, channels not a multiple of the tile.
+        (
+            1,
+            2,
+            12,
+            1,
+            &[150, 231],
+            &[5, 5],
+            &[1, 1],
+            &[1, 1],
+            &[2, 2, 2, 2],
+            4,
+            16,
+            f32_,
+            false,
+            true,
+        ),
+        // Stride 3, dilation 2, uneven padding, f64.
+        (
+            1,
+            1,
+            2,
+            1,
+            &[141, 233],
+            &[3, 3],
+            &[3, 3],
+            &[2, 2],
+            &[1, 0, 2, 1],
+            2,
+            8,
+            DType::F64,
+            false,
+            false,
+        ),
+        // Groups, computed weights, batch 2.
+        (
+            2,
+            4,
+            4,
+            2,
+            &[130, 129],
+            &[3, 3],
+            &[2, 2],
+            &[1, 1],
+            &[1, 1, 1, 1],
+            2,
+            16,
+            f32_,
+            true,
+            true,
+        ),
+        // Padding on the bottom and right only, a narrow tile.
+        (
+            1,
+            3,
+            8,
+            1,
+            &[100, 300],
+            &[3, 3],
+            &[1, 1],
+            &[1, 1],
+            &[0, 0, 1, 1],
+            8,
+            4,
+            f32_,
+            false,
+            false,
+        ),
+        // Rows taller than the kernel's stride: 3x1 taps, stride (1, 2).
+        (
+            1,
+            3,
+            8,
+            1,
+            &[120, 250],
+            &[3, 1],
+            &[1, 2],
+            &[1, 1],
+            &[1, 0, 1, 0],
+            8,
+            32,
+            f32_,
+            false,
+            true,
+        ),
+    ];
+    let mut cases = Vec::new();
+    for &(batch, c, m, group, input, k, strides, dil, pads, ob, vw, dtype, computed, relu) in
+        &shapes
+    {
+        let n = input.len();
+        let mut a = ConvAttrs::new(n);
+        a.group = group;
+        a.strides = strides.to_vec();
+        a.dilations = dil.to_vec();
+        a.pads = pads.to_vec();
+        if relu {
+            a.act = Some(UnaryOp::Relu);
+        }
+        let case = Case {
+            batch,
+            c,
+            m,
+            a,
+            input: input.to_vec(),
+            k: k.to_vec(),
+            bias: !computed,
+            dtype,
+            computed,
+            spec: format!("conv_row_tiles(c={ob},w={vw},pad_copy=1)"),
+            want: Kernel::ConvRowTiles(ConvRowTiles {
+                channels: ob,
+                width: vw,
+                pad_copy: true,
+            }),
+        };
+        let w = case.window();
+        let (h, cols) = w.rows_cols().unwrap();
+        assert!(
+            nnc_ir::program::rowband::uses_band(c, &h, &cols, dtype.size()),
+            "{case:?} is copied whole"
+        );
+        cases.push(case);
+    }
+    let c_targets: Vec<_> = targets::C_TARGETS.iter().map(|s| targets::c(s)).collect();
+    let failures = run_cases_on(&cases, 23, &c_targets);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

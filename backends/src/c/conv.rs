@@ -6,7 +6,7 @@
 //! accumulators in small fixed-size arrays the C compiler holds in vector
 //! registers at `-O3 -march=native`.
 
-use nnc_ir::program::{Axis, ConvBlocked, ConvRowTiles, Window};
+use nnc_ir::program::{Axis, ConvBlocked, ConvRowTiles, Window, rowband};
 use nnc_ir::{DType, Tensor, TensorType, dtype::strides};
 
 use super::Helpers;
@@ -551,7 +551,9 @@ fn scalar_columns(
 /// Register-blocked tiles over output columns (any groups): `C` output
 /// channels by `W` columns accumulate, each weight broadcast over the
 /// columns. Strided convolutions can read a copy de-interleaved by column
-/// phase, so every tap is a contiguous run.
+/// phase, so every tap is a contiguous run. A copy too large for the stack
+/// is made one band of rows per output row (see
+/// [`nnc_ir::program::rowband`]), with the output row loop outermost.
 pub(super) fn row_tiles(
     w: &mut W,
     k: &ConvRowTiles,
@@ -560,8 +562,75 @@ pub(super) fn row_tiles(
     epi: &Epi,
     h: &mut Helpers,
 ) {
+    let t = ctype(y.dtype);
+    let band = k.pad_copy && rowband::uses_band(g0.c, &g0.h, &g0.w, y.dtype.size());
     let gp = k.pad_copy.then(|| g0.copied(g0.w.stride));
-    let g = gp.as_ref().unwrap_or(g0);
+    w.for_("n", 0, y.dims[0]);
+    if band {
+        // The band holds padded rows `oh * stride_h + r`, r < band_rows:
+        // the kernel reads its row `kh * dil` (a row stride of zero).
+        let mut gb = gp.clone().expect("band implies pad_copy");
+        gb.h.input = rowband::band_rows(&g0.h);
+        gb.h.stride = 0;
+        w.for_("oh", 0, g0.h.output);
+        band_prologue(w, g0, &gb, t);
+        w.open(format!(
+            "for (size_t o0 = 0; o0 < {}; o0 += {})",
+            gb.m, k.channels
+        ));
+        row_tiles_row(w, k, &gb, y, epi, h);
+        w.close(); // o0
+        w.close(); // oh
+    } else {
+        let g = gp.as_ref().unwrap_or(g0);
+        input_prologue(w, g0, gp.as_ref(), t);
+        w.open(format!(
+            "for (size_t o0 = 0; o0 < {}; o0 += {})",
+            g.m, k.channels
+        ));
+        w.for_("oh", 0, g.h.output);
+        row_tiles_row(w, k, g, y, epi, h);
+        w.close(); // oh
+        w.close(); // o0
+    }
+    w.close(); // n
+}
+
+/// Emits, inside the batch and output row loops, `xin`: a zero-padded,
+/// stride-phase split stack copy of the input rows output row `oh` reads
+/// (`to.h.input` rows per channel, in `to`'s layout).
+fn band_prologue(w: &mut W, g: &Geo, to: &Geo, t: &str) {
+    let rows = to.h.input;
+    let n = g.c * to.plane();
+    let (ph, wph) = (to.phases, to.w.input.div_ceil(to.phases));
+    w.line(format!("{t} xp[{n}];"));
+    w.for_("i", 0, n);
+    w.line("xp[i] = 0;");
+    w.close();
+    w.for_("c", 0, g.c);
+    w.for_("r", 0, rows);
+    w.line(format!(
+        "const long ir = (long)(oh * {} + r) - {};",
+        g.h.stride, g.h.pad
+    ));
+    w.line(format!("if (ir < 0 || ir >= {}) continue;", g.h.input));
+    w.line(format!(
+        "const {t} *xs = in0 + ((n * {} + c) * {} + (size_t)ir) * {};",
+        g.c, g.h.input, g.w.input
+    ));
+    w.line(format!("{t} *xd = xp + (c * {rows} + r) * {};", to.row()));
+    w.for_("k", 0, g.w.input);
+    w.line(format!("const size_t col = k + {};", g.w.pad));
+    w.line(format!("xd[(col % {ph}) * {wph} + col / {ph}] = xs[k];"));
+    w.close();
+    w.close();
+    w.close();
+    w.line(format!("const {t} *xin = xp;"));
+}
+
+/// One output row `oh` of output channels `o0 .. o0 + C` of the row-tile
+/// kernel, reading `xin` laid out as `g` says.
+fn row_tiles_row(w: &mut W, k: &ConvRowTiles, g: &Geo, y: &TensorType, epi: &Epi, h: &mut Helpers) {
     let (lo, hi) = g.w.interior();
     let vw = k.width;
     let t = ctype(y.dtype);
@@ -570,14 +639,10 @@ pub(super) fn row_tiles(
     let (cg, mg) = (g.c / g.groups, g.m / g.groups);
     let ob = k.channels;
     let osz = g.out_plane();
-    w.for_("n", 0, y.dims[0]);
-    input_prologue(w, g0, gp.as_ref(), t);
-    w.open(format!("for (size_t o0 = 0; o0 < {}; o0 += {ob})", g.m));
     let tiled = hi - lo >= vw;
     if tiled {
         w.line(format!("const size_t ic0 = (o0 / {mg}) * {cg};"));
     }
-    w.for_("oh", 0, g.h.output);
     // Interior tiles; the last one is shifted left to end at `hi`. An
     // interior narrower than a tile is computed column by column.
     // A partial-sum slice must not add a column twice: no shifted last
@@ -672,7 +737,4 @@ pub(super) fn row_tiles(
             scalar_columns(w, g, ob, cg, t, epi, from, to);
         }
     }
-    w.close(); // oh
-    w.close(); // o0
-    w.close(); // n
 }

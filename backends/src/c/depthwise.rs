@@ -24,6 +24,19 @@ pub(super) fn grid(w: &mut W, win: &Window, g: &Geo, epi: &Epi, h: &mut Helpers)
     let (d0, d1) = (g.h.dil, g.w.dil);
     h.need("nnc_fma");
     let ksz = g.h.k * g.w.k;
+    // At stride 1 the grid is computed in chunks of GRID_CHUNK outputs,
+    // every tap summed into a chunk before it is stored (one pass over
+    // the grid instead of one per tap: 1.3-1.6x on MobileNetV2's 28x28
+    // and 7x7 layers); the grid and the plane are padded to whole chunks.
+    // Strided grids keep the pass per tap (their loads gather).
+    let fused = s == 1;
+    let (plane, q_len) = if fused {
+        let q = q_len.div_ceil(GRID_CHUNK) * GRID_CHUNK;
+        let reach = (g.h.k - 1) * d0 * wp + (g.w.k - 1) * d1;
+        (plane.max(q + reach), q)
+    } else {
+        (plane, q_len)
+    };
     w.for_("n", 0, g.batch);
     w.for_("c", 0, g.m);
     w.line(format!("float xp[{plane}], yw[{q_len}];"));
@@ -44,27 +57,49 @@ pub(super) fn grid(w: &mut W, win: &Window, g: &Geo, epi: &Epi, h: &mut Helpers)
     ));
     w.close();
     w.close();
-    w.for_("q", 0, q_len);
-    w.line(format!(
-        "yw[q] = {};",
-        match epi.bias() {
-            Some(k) => format!("in{k}[c]"),
-            None => "0.0f".to_string(),
+    let b0 = match epi.bias() {
+        Some(k) => format!("in{k}[c]"),
+        None => "0.0f".to_string(),
+    };
+    if fused {
+        w.line(format!("const float b0 = {b0};"));
+        for t in 0..ksz {
+            w.line(format!("const float w{t} = wc[{t}];"));
         }
-    ));
-    w.close();
-    w.for_("kh", 0, g.h.k);
-    w.for_("kw", 0, g.w.k);
-    w.line(format!("const float wv = wc[kh * {} + kw];", g.w.k));
-    w.line(format!(
-        "const float *xk = xp + kh * {} + kw * {d1};",
-        d0 * wp
-    ));
-    w.for_("q", 0, q_len);
-    w.line(format!("yw[q] = NNC_FMA(wv, xk[q * {s}], yw[q]);"));
-    w.close();
-    w.close();
-    w.close();
+        w.for_("t", 0, q_len / GRID_CHUNK);
+        w.line(format!("const float *xt = xp + t * {GRID_CHUNK};"));
+        w.line(format!("float *yt = yw + t * {GRID_CHUNK};"));
+        w.for_("j", 0, GRID_CHUNK);
+        w.line("float a = b0;");
+        for kh in 0..g.h.k {
+            for kw in 0..g.w.k {
+                let off = kh * d0 * wp + kw * d1;
+                w.line(format!(
+                    "a = NNC_FMA(w{}, xt[j + {off}], a);",
+                    kh * g.w.k + kw
+                ));
+            }
+        }
+        w.line("yt[j] = a;");
+        w.close();
+        w.close();
+    } else {
+        w.for_("q", 0, q_len);
+        w.line(format!("yw[q] = {b0};"));
+        w.close();
+        w.for_("kh", 0, g.h.k);
+        w.for_("kw", 0, g.w.k);
+        w.line(format!("const float wv = wc[kh * {} + kw];", g.w.k));
+        w.line(format!(
+            "const float *xk = xp + kh * {} + kw * {d1};",
+            d0 * wp
+        ));
+        w.for_("q", 0, q_len);
+        w.line(format!("yw[q] = NNC_FMA(wv, xk[q * {s}], yw[q]);"));
+        w.close();
+        w.close();
+        w.close();
+    }
     w.for_("oh", 0, g.h.output);
     w.for_("ow", 0, g.w.output);
     w.line(format!(
@@ -78,6 +113,9 @@ pub(super) fn grid(w: &mut W, win: &Window, g: &Geo, epi: &Epi, h: &mut Helpers)
     w.close();
     w.close();
 }
+
+/// Grid outputs per chunk of the stride-1 `dw_grid` rendering.
+const GRID_CHUNK: usize = 16;
 
 /// Depthwise convolution on tiny planes with many channels: a block of
 /// channels is transposed to channels-last (zero-padded) on the stack, so

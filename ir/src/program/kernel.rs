@@ -153,7 +153,9 @@ pub struct ConvRowTiles {
     /// Output columns per tile.
     pub width: usize,
     /// Read a zero-padded copy of the input whose columns are de-interleaved
-    /// by stride phase (strided taps become contiguous).
+    /// by stride phase (strided taps become contiguous). In C, a copy too
+    /// large for the stack is made one band of rows per output row (see
+    /// [`super::rowband`]).
     pub pad_copy: bool,
 }
 

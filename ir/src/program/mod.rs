@@ -11,6 +11,7 @@ pub mod geometry;
 pub mod kernel;
 pub mod phases;
 pub mod qdot;
+pub mod rowband;
 pub mod spec;
 pub mod target;
 pub mod tiles;

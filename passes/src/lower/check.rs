@@ -91,10 +91,14 @@ pub fn check(k: &Kernel, cx: &StepCx) -> Result<(), String> {
             )?;
             need(p.width >= 1 && p.width <= 64, "w must be in 1..=64")?;
             if p.pad_copy {
-                need(
-                    copy_bytes(&w, &h, &c, c.stride, y.dtype.size()) <= STACK_COPY_LIMIT,
-                    "the padded copy is too large for the stack",
-                )?;
+                // C copies bands of rows when the whole copy is too large.
+                let elem = y.dtype.size();
+                let fits = if cx.target.codegen == Codegen::C {
+                    nnc_ir::program::rowband::copy_fits(w.channels, &h, &c, elem)
+                } else {
+                    copy_bytes(&w, &h, &c, c.stride, elem) <= STACK_COPY_LIMIT
+                };
+                need(fits, "the padded copy is too large for the stack")?;
             }
             Ok(())
         }
