@@ -144,15 +144,15 @@ fn run_cases_on(cases: &[Case], seed: u64, targets: &[nnc_ir::program::Target]) 
         let inputs = nnc_passes::check::random_inputs(&g, seed + chunk_no as u64);
         let want = driver::run_interp(&g, &inputs).unwrap();
         // Every target, so the AVX2 and the FMA-less paths run too.
-        for t in targets.iter().cloned() {
-            let p = driver::lower(&g, "k", &t, &kernels)
+        for t in targets {
+            let p = driver::lower(&g, "k", t, &kernels)
                 .unwrap_or_else(|e| panic!("lowering {chunk:#?} for {t}: {e}"));
             for (i, c) in chunk.iter().enumerate() {
                 let st = p.steps.iter().find(|s| s.name == format!("conv{i}"));
                 let got = st.map(|s| &s.kernel);
                 assert_eq!(got, Some(&c.want), "{t}: case {c:?}");
             }
-            let label = targets::label(&t);
+            let label = targets::label(t);
             match targets::run_program(&p, &inputs) {
                 Ok(got) => {
                     for (i, c) in chunk.iter().enumerate() {
