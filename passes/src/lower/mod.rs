@@ -14,6 +14,7 @@
 
 mod check;
 pub mod concat;
+pub mod edit;
 pub mod inplace;
 pub mod partition;
 pub mod plan;

@@ -15,9 +15,10 @@ use std::collections::{BTreeSet, HashMap};
 
 use nnc_ir::program::{Loc, Program};
 
+use super::edit::Edit;
 use super::inplace::{channel_local, inplace_mut};
 use super::plan::{measure, peak};
-use super::stream::{Streamed, stream_mut, stream_tiled_mut, streamable_with};
+use super::stream::{Streamed, stream_edit, streamable_with};
 use crate::pass::Result;
 
 /// How much effort to spend on memory.
@@ -87,8 +88,7 @@ pub(super) fn uses(p: &Program) -> HashMap<usize, Vec<usize>> {
 /// Every step that can run in place does: channel-local steps by channel
 /// groups, stride-1 steps streamed over their own input. Returns the
 /// program and the steps changed (as chain reports, one step each).
-fn inplace_all(p: &Program) -> (Program, Vec<ChainReport>) {
-    let mut cur = p.clone();
+fn inplace_all(mut cur: Program) -> (Program, Vec<ChainReport>) {
     let mut done = Vec::new();
     // Storage uses, recomputed only when the program changes.
     let mut u = uses(&cur);
@@ -108,8 +108,8 @@ fn inplace_all(p: &Program) -> (Program, Vec<ChainReport>) {
             // input, so each copy is worth a call.
             let per = (x.bytes() / 16).max(plane).max(1);
             let groups = (x.bytes() / per).clamp(1, x.dims[1]);
-            let mut q = cur.clone();
-            if let Ok(s) = inplace_mut(&mut q, i, groups) {
+            // `inplace_mut` changes nothing when it fails.
+            if let Ok(s) = inplace_mut(&mut cur, i, groups) {
                 done.push(ChainReport {
                     names: vec![name],
                     ops: vec![op],
@@ -123,25 +123,22 @@ fn inplace_all(p: &Program) -> (Program, Vec<ChainReport>) {
                     },
                     arena_after: 0,
                 });
-                cur = q;
                 u = uses(&cur);
             }
             continue;
         }
-        if streamable_with(&cur, i, i, &u) {
-            let mut q = cur.clone();
-            if let Ok(s) = stream_mut(&mut q, i, i)
-                && s.in_place
-            {
-                done.push(ChainReport {
-                    names: vec![name],
-                    ops: vec![op],
-                    streamed: s,
-                    arena_after: 0,
-                });
-                cur = q;
-                u = uses(&cur);
-            }
+        if streamable_with(&cur, i, i, &u)
+            && let Ok((e, s)) = stream_edit(&cur, i, i, 1, &u)
+            && s.in_place
+        {
+            done.push(ChainReport {
+                names: vec![name],
+                ops: vec![op],
+                streamed: s,
+                arena_after: 0,
+            });
+            e.apply(&mut cur);
+            u = uses(&cur);
         }
     }
     done.reverse();
@@ -235,11 +232,11 @@ fn search(
     // What the program would need if every step that can run in place did:
     // the yardstick for chains (a chain that leaves more for in-place steps
     // to remove can be the better one).
-    let completed = |q: &Program| -> (usize, Program, Vec<ChainReport>) {
+    let completed = |q: Program| -> (usize, Program, Vec<ChainReport>) {
         let (c, r) = inplace_all(q);
         (measure(&c).arena, c, r)
     };
-    let (mut goal_now, _, _) = completed(&cur);
+    let (mut goal_now, _, _) = completed(cur.clone());
     loop {
         if budget.is_some_and(|b| arena <= b) {
             break;
@@ -269,21 +266,20 @@ fn search(
         }
         // Every candidate chain: its arena, and the peak within its own
         // steps.
-        let mut tried: Vec<(usize, usize, Program, ChainReport)> = Vec::new();
+        let mut tried: Vec<(usize, usize, Edit, ChainReport)> = Vec::new();
         let mut todo: Vec<(usize, usize, usize)> = cands.iter().map(|&(a, b)| (a, b, 1)).collect();
         // Where each tried chain starts and ends.
         let mut at: Vec<(usize, usize)> = Vec::new();
         let mut round = 0;
         while !todo.is_empty() {
             for (a, b, tiles) in std::mem::take(&mut todo) {
-                let mut q = cur.clone();
-                let Ok(s) = stream_tiled_mut(&mut q, a, b, tiles) else {
+                let Ok((e, s)) = stream_edit(&cur, a, b, tiles, &u) else {
                     continue;
                 };
                 if extra + s.extra_macs > cap {
                     continue;
                 }
-                let m = measure(&q);
+                let m = e.measure(&cur);
                 let local = m.live[a..a + s.steps_after]
                     .iter()
                     .copied()
@@ -298,7 +294,7 @@ fn search(
                     streamed: s,
                     arena_after: m.arena,
                 };
-                tried.push((m.arena, local, q, r));
+                tried.push((m.arena, local, e, r));
                 at.push((a, b));
             }
             // Column tiles for the chains that do best in whole rows (by
@@ -330,16 +326,16 @@ fn search(
                     (s.extra_macs, s.copied_bytes, tried[i].0)
                 })
         {
-            let (ar, _, q, r) = tried.swap_remove(i);
+            let (ar, _, e, r) = tried.swap_remove(i);
             chains.push(r);
-            cur = q;
+            e.apply(&mut cur);
             arena = ar;
             break;
         }
         // The most promising few, by arena and by their own peak, are
         // judged by what in-place steps would then leave.
         let mut short: BTreeSet<usize> = BTreeSet::new();
-        let mut by = |key: &dyn Fn(&(usize, usize, Program, ChainReport)) -> (usize, usize)| {
+        let mut by = |key: &dyn Fn(&(usize, usize, Edit, ChainReport)) -> (usize, usize)| {
             let mut idx: Vec<usize> = (0..tried.len()).collect();
             idx.sort_by_key(|&i| key(&tried[i]));
             short.extend(idx.into_iter().take(SHORTLIST));
@@ -348,7 +344,9 @@ fn search(
         by(&|t| (t.1, t.0));
         let mut best: Option<(usize, usize, u64, usize)> = None; // (completed, arena, extra, index)
         for &i in &short {
-            let (c, _, _) = completed(&tried[i].2);
+            let mut q = cur.clone();
+            tried[i].2.clone().apply(&mut q);
+            let (c, _, _) = completed(q);
             let key = (c, tried[i].0, tried[i].3.streamed.extra_macs, i);
             if best.is_none_or(|b| (key.0, key.1, key.2) < (b.0, b.1, b.2)) {
                 best = Some(key);
@@ -356,10 +354,10 @@ fn search(
         }
         match best {
             Some((c, ar, _, i)) if c < goal_now || (c == goal_now && ar < arena) => {
-                let (_, _, q, r) = tried.swap_remove(i);
+                let (_, _, e, r) = tried.swap_remove(i);
                 extra += r.streamed.extra_macs;
                 chains.push(r);
-                cur = q;
+                e.apply(&mut cur);
                 arena = ar;
                 goal_now = c;
             }
@@ -367,7 +365,7 @@ fn search(
         }
     }
     // Finally every step that can run in place does, if that helps.
-    let (c, q, mut r) = completed(&cur);
+    let (c, q, mut r) = completed(cur.clone());
     if c < arena && budget.is_none_or(|b| arena > b) {
         for x in &mut r {
             x.arena_after = c;

@@ -29,6 +29,7 @@ use std::collections::HashMap;
 use nnc_ir::program::{Buffer, ColRange, Kernel, Loc, Loop, Operand, Program, RowCopy, Step};
 use nnc_ir::{Op, TensorType};
 
+use super::edit::Edit;
 use crate::pass::{PassError, Result};
 
 fn fail(msg: String) -> PassError {
@@ -755,7 +756,21 @@ pub fn stream_tiled_mut(
     tiles: usize,
 ) -> Result<Streamed> {
     let u = super::partition::uses(p);
-    let links = chain(p, first, last, &u).map_err(fail)?;
+    let (e, s) = stream_edit(p, first, last, tiles, &u)?;
+    e.apply(p);
+    Ok(s)
+}
+
+/// [`stream_tiled_mut`] as an [`Edit`] of `p` (whose storage uses are
+/// `u`), not applied yet.
+pub(super) fn stream_edit(
+    p: &Program,
+    first: usize,
+    last: usize,
+    tiles: usize,
+    u: &HashMap<usize, Vec<usize>>,
+) -> Result<(Edit, Streamed)> {
+    let links = chain(p, first, last, u).map_err(fail)?;
     let n = links.len();
     let tiles = tiles.max(1);
     let mut next = 1 + p
@@ -807,7 +822,7 @@ pub fn stream_tiled_mut(
         }
         for c in cands {
             let Some(k) = temp_of(&c) else { continue };
-            let dies = touches(&u, k).iter().all(|&s| s <= last);
+            let dies = touches(u, k).iter().all(|&s| s <= last);
             let row = |t: &TensorType| t.dims[3..].iter().product::<usize>();
             if dies && c.offset == 0 && row(&c.ty) == row(&output.ty) {
                 output.loc = c.loc;
@@ -1005,28 +1020,16 @@ pub fn stream_tiled_mut(
             }
         }
     }
-    let q = p;
     let before = last + 1 - first;
     let after = body.len();
-    q.steps.splice(first..=last, body);
-    for l in &mut q.loops {
-        if l.first > last {
-            l.first = l.first + after - before;
-        }
-    }
-    q.loops.extend(new_loops);
-    q.loops.sort_by_key(|l| l.first);
-    if in_place && old_out != output.loc {
-        for st in &mut q.steps[first + after..] {
-            for b in st.inputs.iter_mut().chain(st.outputs.iter_mut()) {
-                if b.loc == old_out {
-                    b.loc = output.loc;
-                }
-            }
-        }
-    }
-    q.stats.live_bytes.clear();
-    Ok(Streamed {
+    let edit = Edit {
+        first,
+        last,
+        body,
+        loops: new_loops,
+        rename: (in_place && old_out != output.loc).then_some((old_out, output.loc)),
+    };
+    let streamed = Streamed {
         steps_before: before,
         steps_after: after,
         in_place,
@@ -1037,5 +1040,6 @@ pub fn stream_tiled_mut(
         } else {
             0
         },
-    })
+    };
+    Ok((edit, streamed))
 }
