@@ -93,6 +93,10 @@ pub struct Fitted {
     /// It lowered within the budget.
     pub program: Program,
     pub report: FitReport,
+    /// The graph before pruning, optimized as `opts` says, and its figures
+    /// lowered with the budget: the baseline of the pruning cost.
+    pub original: Graph,
+    pub before: crate::prune::Figures,
 }
 
 /// Prunes `imported` (a graph as imported) until, optimized with `opts`
@@ -123,17 +127,23 @@ pub fn fit(
     // Layer name -> (channels at the start, channels now).
     let mut layers: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut removed = 0usize;
-    let mut arena_before = None;
+    let mut original: Option<(Graph, crate::prune::Figures)> = None;
     for round in 0.. {
         let (opt, _) = driver::optimize(g.clone(), opts, |_, _| {})?;
         let p = how.lower(&opt, "model", target).context("lowering")?;
-        let before = *arena_before.get_or_insert(p.arena_bytes);
+        if original.is_none() {
+            original = Some((opt.clone(), crate::prune::figures_of(&opt, &p)));
+        }
+        let before = original.as_ref().map_or(0, |o| o.1.peak);
         let Some(over) = nnc_passes::lower::plan::over_budget(&p, budget) else {
             log::info!(
                 "prune-to-fit: fits after {round} round(s): {} B",
                 p.arena_bytes
             );
+            let (original, figures) = original.expect("set in round 0");
             return Ok(Fitted {
+                original,
+                before: figures,
                 imported: g,
                 optimized: opt,
                 report: FitReport {

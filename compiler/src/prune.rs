@@ -251,14 +251,18 @@ pub struct Figures {
 
 /// The figures of `g` lowered for `target` as `how` says.
 pub fn figures(g: &Graph, target: &Target, how: &Lowering) -> Result<Figures> {
+    Ok(figures_of(g, &how.lower(g, "model", target)?))
+}
+
+/// The figures of `g`, lowered already to `p`.
+pub fn figures_of(g: &Graph, p: &nnc_ir::program::Program) -> Figures {
     let s = nnc_ir::stats::stats(g);
-    let p = how.lower(g, "model", target)?;
-    Ok(Figures {
+    Figures {
         params: s.params,
         macs: s.macs,
         flash: p.weight_bytes(),
         peak: p.stats.arena_bytes,
-    })
+    }
 }
 
 /// The cost of a pruning: figures before and after and the deviation.

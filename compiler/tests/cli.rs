@@ -1057,6 +1057,15 @@ fn prune_to_fit_meets_a_budget_and_reports_it() {
     ] {
         assert!(stderr.contains(want), "`{want}` missing:\n{stderr}");
     }
+    // With the pass timings asked for, the pruned graph is optimized again
+    // to time it: the same graph, plan and report.
+    args.push("--time-passes");
+    let o = nnc(&args);
+    let again = json(&o);
+    assert!(text(&o).1.contains("egraph"), "{}", text(&o).1);
+    assert_eq!(again["memory"], v["memory"]);
+    assert_eq!(again["prune_to_fit"], v["prune_to_fit"]);
+    assert_eq!(again["ops"], v["ops"]);
     // emit-c writes the pruned model within the budget.
     let d = tmp("fit");
     let out = d.display().to_string();

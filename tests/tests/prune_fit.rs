@@ -232,6 +232,9 @@ fn fit_shared(rel: &str, dens: &[usize], calib_sets: u64) {
         let cost = nnc::prune::cost(&orig, &f.optimized, &m4(), &how, &sets, src.clone()).unwrap();
         assert_eq!(cost.after.peak, f.program.arena_bytes, "{what}");
         assert_eq!(cost.before.peak, split, "{what}");
+        // The baseline the fit carries (what the CLI reports) is the same.
+        assert_eq!(f.before, cost.before, "{what}");
+        assert_eq!(nnc_ir::print(&f.original), nnc_ir::print(&orig), "{what}");
         assert!(cost.after.params < cost.before.params, "{what}");
         assert!(cost.after.macs < cost.before.macs, "{what}");
         assert_eq!(cost.deviation.sets, sets.len(), "{what}");

@@ -1000,10 +1000,27 @@ fn load_model_fit(
             };
             eprint!("{}", r.report);
             opts.pipeline.prune = None;
-            fitted = Some(r.report);
-            r.imported
+            let g = r.imported.clone();
+            fitted = Some(r);
+            g
         }
     };
+    // The fit optimized the pruned graph already: run the pipeline again
+    // only for what it prints.
+    let reuse = fitted.is_some()
+        && opts.pipeline.print_after == PrintAfter::Never
+        && !m.time_passes
+        && !m.egraph_report;
+    if reuse && let Some(r) = fitted.take() {
+        let cost = fit_cost(&imported, m, &r)?;
+        return Ok((
+            r.optimized,
+            Some(FitOutcome {
+                report: r.report,
+                cost,
+            }),
+        ));
+    }
     if opts.pipeline.print_after == PrintAfter::All {
         emit(format!(
             "; ---- after import ({} nodes)\n{}",
@@ -1042,13 +1059,15 @@ fn load_model_fit(
     let mut plain = opts.clone();
     plain.pipeline.prune = None;
     plain.pipeline.print_after = PrintAfter::Never;
-    if let (Some(report), Some(f)) = (fitted, fit) {
-        let how = driver::Lowering {
-            kernels: f.lowering.kernels.clone(),
-            memory: nnc_passes::lower::partition::MemoryGoal::Budget(f.budget),
-        };
-        let cost = prune_cost(&imported, m, &plain, &g, target, &how)?;
-        return Ok((g, Some(FitOutcome { report, cost })));
+    if let Some(r) = fitted {
+        let cost = fit_cost(&imported, m, &r)?;
+        return Ok((
+            g,
+            Some(FitOutcome {
+                report: r.report,
+                cost,
+            }),
+        ));
     }
     if m.prune.is_some() {
         prune_cost(
@@ -1087,6 +1106,31 @@ fn prune_cost(
     let cost = {
         let _p = Progress::start("measuring the pruning cost");
         nnc::prune::cost(&orig, pruned, target, how, &sets, src)?
+    };
+    eprint!("{cost}");
+    Ok(cost)
+}
+
+/// Prints `--prune-to-fit`'s cost report: the fit's figures before and
+/// after (both lowered with the budget during the fit) and the deviation
+/// of the pruned graph from the original on the deviation inputs.
+fn fit_cost(imported: &Graph, m: &ModelArgs, r: &nnc::fit::Fitted) -> Result<nnc::prune::Cost> {
+    let (sets, calib) = nnc::prune::calib_inputs(
+        imported,
+        &m.model,
+        m.calib.as_deref(),
+        nnc::prune::RANDOM_SETS,
+        nnc::prune::DEVIATION_SEED,
+        true,
+    )?;
+    let cost = {
+        let _p = Progress::start("measuring the pruning cost");
+        nnc::prune::Cost {
+            before: r.before.clone(),
+            after: nnc::prune::figures_of(&r.optimized, &r.program),
+            deviation: nnc::prune::deviation(&r.original, &r.optimized, &sets)?,
+            calib,
+        }
     };
     eprint!("{cost}");
     Ok(cost)
