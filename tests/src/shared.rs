@@ -70,3 +70,25 @@ pub fn require(p: &Path) {
         p.display()
     );
 }
+
+/// The options of `-O2` for `target`: what a command loads a model with.
+pub fn o2(target: &nnc_ir::program::Target) -> nnc::driver::LoadOptions {
+    nnc::driver::LoadOptions {
+        opt_level: nnc_passes::OptLevel::O2,
+        pipeline: nnc_passes::PipelineOptions {
+            target: target.clone(),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// The shared model `rel` (relative to [`models_dir`]): its folder and its
+/// graph loaded at `-O2` for `target`.
+pub fn load_o2(rel: &str, target: &nnc_ir::program::Target) -> (PathBuf, nnc_ir::Graph) {
+    let d = models_dir().join(rel);
+    require(&d);
+    let g = nnc::driver::load(&d.join("model.onnx"), &o2(target))
+        .unwrap_or_else(|e| panic!("{rel}: {e}"));
+    (d, g)
+}

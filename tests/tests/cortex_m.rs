@@ -11,13 +11,12 @@
 
 use std::path::{Path, PathBuf};
 
-use nnc::driver::{self, LoadOptions};
+use nnc::driver;
 use nnc::mcu::{BenchOptions, bench_program};
 use nnc_backends::c;
 use nnc_ir::program::{Arch, Target};
 use nnc_passes::lower::partition::MemoryGoal;
-use nnc_passes::{OptLevel, PipelineOptions};
-use nnc_tests::shared::{INT8_MODELS, MLPERF_TINY_FP32, models_dir, require};
+use nnc_tests::shared::{INT8_MODELS, MLPERF_TINY_FP32, load_o2, models_dir, o2, require};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -25,18 +24,7 @@ fn repo() -> PathBuf {
 
 /// The model folder of `rel` and its graph loaded at -O2 for the Cortex-M4.
 fn load_m4(rel: &str) -> (PathBuf, nnc_ir::Graph) {
-    let d = models_dir().join(rel);
-    require(&d);
-    let opts = LoadOptions {
-        opt_level: OptLevel::O2,
-        pipeline: PipelineOptions {
-            target: Target::cortex_m(Arch::CortexM4),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let g = driver::load(&d.join("model.onnx"), &opts).unwrap();
-    (d, g)
+    load_o2(rel, &Target::cortex_m(Arch::CortexM4))
 }
 
 fn build_and_run(rel: &str) -> String {
@@ -178,14 +166,7 @@ fn vww_int8_pruned_to_a_quarter_runs_on_emulated_cortex_m4() {
     let target = Target::cortex_m(Arch::CortexM4);
     let d = models_dir().join(rel);
     require(&d);
-    let opts = LoadOptions {
-        opt_level: OptLevel::O2,
-        pipeline: PipelineOptions {
-            target: target.clone(),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let opts = o2(&target);
     let imported = driver::import(&d.join("model.onnx"), &opts).unwrap();
     let (g, _) = driver::optimize(imported.clone(), &opts, |_, _| {}).unwrap();
     let split = driver::Lowering {

@@ -5,12 +5,11 @@
 //! C and native code (the Cortex-M4 itself runs the partitioned plans in
 //! `cortex_m.rs`).
 
-use nnc::driver::{self, Backend, LoadOptions, Lowering};
+use nnc::driver::{self, Backend, Lowering};
 use nnc_ir::Graph;
 use nnc_ir::program::{Arch, Program, Target};
 use nnc_passes::lower::partition::MemoryGoal;
-use nnc_passes::{OptLevel, PipelineOptions};
-use nnc_tests::shared::{FLOAT_MODELS, INT8_MODELS, models_dir, require};
+use nnc_tests::shared::{FLOAT_MODELS, INT8_MODELS, load_o2, models_dir};
 
 /// How many times smaller than greedy-by-size the arena must be, at
 /// least (1.0: never larger). VWW reaches 4x with its early chains run in
@@ -36,17 +35,7 @@ fn models() -> Vec<&'static str> {
 }
 
 fn load(m: &str, target: &Target) -> Graph {
-    let d = models_dir().join(m);
-    require(&d);
-    let opts = LoadOptions {
-        opt_level: OptLevel::O2,
-        pipeline: PipelineOptions {
-            target: target.clone(),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    driver::load(&d.join("model.onnx"), &opts).unwrap_or_else(|e| panic!("{m}: {e}"))
+    load_o2(m, target).1
 }
 
 fn lower(g: &Graph, target: &Target, memory: MemoryGoal) -> Program {

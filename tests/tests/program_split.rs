@@ -5,24 +5,14 @@
 //! through the C and the native backend.
 
 use nnc::cbuild::{CFlags, build_executable, harness_glue, run_executable};
-use nnc::driver::{self, LoadOptions};
+use nnc::driver;
 use nnc_ir::Tensor;
 use nnc_ir::program::{Kernel, Program};
-use nnc_passes::OptLevel;
 use nnc_passes::lower::split::{split_in_channels, split_out_channels};
-use nnc_tests::shared::{models_dir, require};
+use nnc_tests::shared::load_o2;
 
 fn load(m: &str) -> (nnc_ir::Graph, Tensor, Tensor) {
-    let d = models_dir().join(m);
-    require(&d);
-    let g = driver::load(
-        &d.join("model.onnx"),
-        &LoadOptions {
-            opt_level: OptLevel::O2,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (d, g) = load_o2(m, &Default::default());
     let (_, x) = nnc::io::read_tensor(&d.join("test_data_set_0/input_0.pb")).unwrap();
     let (_, y) = nnc::io::read_tensor(&d.join("test_data_set_0/output_0.pb")).unwrap();
     (g, x, y)

@@ -16,22 +16,14 @@ use nnc_ir::{DType, Graph, Op, Tensor, TensorType, Value};
 use nnc_passes::check::{Rng, random_tensor};
 use nnc_passes::lower::partition::MemoryGoal;
 use nnc_passes::prune::Method;
-use nnc_passes::{OptLevel, PipelineOptions};
-use nnc_tests::shared::{models_dir, require};
+use nnc_tests::shared::{models_dir, o2, require};
 
 fn m4() -> Target {
     Target::cortex_m(Arch::CortexM4)
 }
 
 fn opts() -> LoadOptions {
-    LoadOptions {
-        opt_level: OptLevel::O2,
-        pipeline: PipelineOptions {
-            target: m4(),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
+    o2(&m4())
 }
 
 fn konst(g: &mut Graph, rng: &mut Rng, dims: &[usize], name: &str) -> Value {

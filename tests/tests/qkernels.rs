@@ -1,22 +1,12 @@
 //! The integer dot-product kernels (`qconv_dot`, `qdw_dot`, `qgemm_dot`).
 
 use nnc::cbuild::{CFlags, run_c};
-use nnc::driver::{self, Backend, LoadOptions};
-use nnc_passes::OptLevel;
+use nnc::driver::{self, Backend};
 use nnc_passes::lower::KernelChoice;
-use nnc_tests::shared::{INT8_MODELS, models_dir, require};
+use nnc_tests::shared::{INT8_MODELS, load_o2, models_dir};
 
 fn load(m: &str) -> nnc_ir::Graph {
-    let d = models_dir().join(m);
-    require(&d);
-    driver::load(
-        &d.join("model.onnx"),
-        &LoadOptions {
-            opt_level: OptLevel::O2,
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("{m}: {e}"))
+    load_o2(m, &Default::default()).1
 }
 
 fn io(m: &str) -> (nnc_ir::Tensor, nnc_ir::Tensor) {
