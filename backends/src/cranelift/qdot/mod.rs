@@ -42,6 +42,9 @@ fn little() -> MemFlagsData {
 }
 
 fn cast(kb: &mut Kb, ty: Type, v: Value) -> Value {
+    if kb.ty(v) == ty {
+        return v;
+    }
     kb.b.ins().bitcast(ty, little(), v)
 }
 
@@ -484,6 +487,13 @@ fn unrollable(runs: &[Run], eb: usize, per_slot: usize) -> bool {
     eb == 1 && per_slot == 1 && runs.len() <= 256 && strided <= 2048
 }
 
+/// A vector constant of `ty`: `lane` (its bytes) in every lane.
+fn vconst(kb: &mut Kb, ty: Type, lane: &[u8]) -> Value {
+    let b: Vec<u8> = lane.iter().copied().cycle().take(16).collect();
+    let c = kb.b.func.dfg.constants.insert(ConstantData::from(b));
+    kb.b.ins().vconst(ty, c)
+}
+
 /// `v` made unsigned (the top bit flipped) when `xor`.
 fn flip(kb: &mut Kb, v: Value, ty: Type, xor: bool) -> Value {
     if !xor {
@@ -636,20 +646,16 @@ impl Rq {
     /// The per-channel values of channel `ch` (a pointer-sized value) and
     /// the store's constants, as vectors.
     fn channel(&self, kb: &mut Kb, ch: Value) -> Chan {
-        let splat = |kb: &mut Kb, v: i64| {
-            let c = kb.cint(types::I32, v);
-            kb.b.ins().splat(I32X4, c)
-        };
+        // Constants as `vconst`s: memory operands of the instructions
+        // that use them, not materialized per channel.
+        let splat = |kb: &mut Kb, v: i64| vconst(kb, I32X4, &(v as i32).to_le_bytes());
         let zp = splat(kb, self.k.zp);
         if let Some(sc) = self.scale {
             let a = kb.at(sc, ch, 8);
             let f = kb.load(types::F64, a, 0);
             let f = kb.b.ins().splat(types::F64X2, f);
-            let hf = kb.b.ins().f64const(0.5);
-            let half = kb.b.ins().splat(types::F64X2, hf);
-            let zc = ConstantData::from(vec![0u8; 16]);
-            let zc = kb.b.func.dfg.constants.insert(zc);
-            let zero = kb.b.ins().vconst(I64X2, zc);
+            let half = vconst(kb, types::F64X2, &0.5f64.to_le_bytes());
+            let zero = vconst(kb, I64X2, &[0; 8]);
             return Chan::Fp { f, half, zp, zero };
         }
         let a = kb.at(self.mult, ch, 4);
@@ -750,10 +756,8 @@ impl Rq {
             let b8 = if n16.len() == 2 { n16[1] } else { n16[0] };
             let mut v8 = narrow8(kb, n16[0], b8);
             if self.k.bytes {
-                let l = kb.cint(types::I8, self.lo);
-                let l = kb.b.ins().splat(I8X16, l);
-                let h = kb.cint(types::I8, self.hi);
-                let h = kb.b.ins().splat(I8X16, h);
+                let l = vconst(kb, I8X16, &[self.lo as u8]);
+                let h = vconst(kb, I8X16, &[self.hi as u8]);
                 v8 = if self.y == DType::U8 {
                     let v = kb.b.ins().umax(v8, l);
                     kb.b.ins().umin(v, h)
@@ -887,10 +891,10 @@ fn tile(
 ) -> Result<Vec<Vec<Value>>> {
     let eb = qdot::elem_bytes(d) as i64;
     let mut vars = Vec::with_capacity(cb);
+    let ba = kb.at(bias, ch0, 4);
+    let bw = words_of(kb, I32X4, ba, 0, cb);
     for r in 0..cb {
-        let ba = kb.at(bias, ch0, 4);
-        let b = kb.load(types::I32, ba, (r * 4) as i64);
-        let b = kb.b.ins().splat(I32X4, b);
+        let b = lane_splat(kb, I32X4, bw[r / L], r % L);
         vars.push((0..tv).map(|_| kb.var(I32X4, b)).collect::<Vec<_>>());
     }
     let xt = kb.at(copy, q0, d as i64 * eb);
@@ -898,8 +902,9 @@ fn tile(
         let xs: Vec<Value> = (0..tv)
             .map(|v| kb.load(vty(d), xa, (v * 16) as i64))
             .collect();
+        let ws = words_of(kb, vty(d), wk, wofs, cb);
         for (r, row) in vars.iter().enumerate() {
-            let w = bcast_word(kb, d, wk, wofs + (r * 4) as i64);
+            let w = lane_splat(kb, vty(d), ws[r / L], r % L);
             for (v, &x) in xs.iter().enumerate() {
                 let a = kb.get(row[v]);
                 let n = dot(kb, d, a, x, w);
@@ -908,7 +913,17 @@ fn tile(
         }
     };
     let per = (walk.inner.len() * cb * 4) as i64;
-    if walk.outer > 0 && !walk.inner.is_empty() {
+    if walk.outer > 0 && !walk.inner.is_empty() && walk.outer * walk.inner.len() <= UNROLL_GROUPS {
+        // Few groups: straight-line code, every address a constant offset.
+        for o in 0..walk.outer {
+            let xo = kb.off(xt, (o * walk.stride) as i64 * eb);
+            let wk = kb.off(wk0, o as i64 * per);
+            for (i, &off) in walk.inner.iter().enumerate() {
+                let xa = kb.off(xo, off as i64 * eb);
+                group(kb, xa, wk, (i * cb * 4) as i64);
+            }
+        }
+    } else if walk.outer > 0 && !walk.inner.is_empty() {
         kb.for_range(0, walk.outer as i64, 1, |kb, o| {
             let xo = kb.at(xt, o, walk.stride as i64 * eb);
             let wk = kb.at(wk0, o, per);
@@ -945,10 +960,34 @@ fn tiling(vecs: usize, vectors: usize, partial: bool) -> (usize, usize) {
     (full, rem)
 }
 
-/// The byte offset of element `i` of `d`-typed buffers.
+/// A table of 32-bit words, with 16 bytes of zeros past the end: the
+/// vector loads of [`words_of`] read up to three words past a run.
 fn words_table(kb: &mut Kb, w: &[i32]) -> Result<Value> {
-    let b: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
-    kb.table(if b.is_empty() { vec![0; 4] } else { b }, 64)
+    let mut b: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+    b.extend([0u8; 16]);
+    kb.table(b, 64)
+}
+
+/// Reduction groups up to which a tile's reduction is straight-line code
+/// rather than a loop.
+const UNROLL_GROUPS: usize = 16;
+
+/// The `n` consecutive 32-bit words at `addr + off` as vectors of four
+/// (one 16-byte load per four words; the last may read past the run,
+/// which [`words_table`] keeps readable).
+fn words_of(kb: &mut Kb, ty: Type, addr: Value, off: i64, n: usize) -> Vec<Value> {
+    (0..n.div_ceil(L))
+        .map(|j| kb.load(ty, addr, off + (j * 16) as i64))
+        .collect()
+}
+
+/// Word `lane` of `v` broadcast to every lane (one `pshufd`).
+fn lane_splat(kb: &mut Kb, ty: Type, v: Value, lane: usize) -> Value {
+    let v8 = cast(kb, I8X16, v);
+    let m: Vec<u8> = (0..16u8).map(|b| 4 * lane as u8 + b % 4).collect();
+    let imm = kb.b.func.dfg.immediates.push(ConstantData::from(m));
+    let s = kb.b.ins().shuffle(v8, v8, imm);
+    cast(kb, ty, s)
 }
 
 fn weight<'m>(
