@@ -1,8 +1,10 @@
 //! The native integer kernels' requantization against the interpreter: the
-//! exact f64 form (taken where a channel's accumulator bound times its
-//! multiplier stays below 2^53) on rounding ties, narrow clamps and uint8
-//! outputs, and the integer form where the bound or the shift is too large
-//! for it; and the byte transposes that take an image channels-first.
+//! exact f64 forms (taken where a channel's accumulator bound times its
+//! multiplier stays below 2^53; with a positive offset and truncation
+//! where there is room for it, else an explicit floor) on rounding ties,
+//! narrow clamps and uint8 outputs, and the integer form where the bound
+//! or the shift is too large for it; and the byte transposes that take an
+//! image channels-first.
 
 use nnc::driver::{self, Backend};
 
@@ -125,6 +127,46 @@ fn f64_requantization_clamps_narrow_ranges_and_uint8() {
         ("[1529867883]", "[-6]"),
         (128, 128, 10, 200, "u8"),
         120,
+    );
+}
+
+#[test]
+fn f64_requantization_with_an_explicit_floor_near_the_bound() {
+    // The accumulator bound of the large 3x3 below, computed as the
+    // kernels do: each weight at its worst input (x - x_zp in [-127, 128]).
+    let (m, cg, k) = (4usize, 64usize, 3usize);
+    let nw = m * cg * k * k;
+    let w: Vec<i64> = values(nw, nw as u64, -127, 127)
+        .trim_matches(|c| c == '[' || c == ']')
+        .split(", ")
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let b: Vec<i64> = values(m, 7, -3000, 3000)
+        .trim_matches(|c| c == '[' || c == ']')
+        .split(", ")
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let bound = (0..m)
+        .map(|c| {
+            let ws = &w[c * cg * k * k..(c + 1) * cg * k * k];
+            let top: i64 = b[c] + ws.iter().map(|&v| (v * -127).max(v * 128)).sum::<i64>();
+            let bot: i64 = b[c] + ws.iter().map(|&v| (v * -127).min(v * 128)).sum::<i64>();
+            top.abs().max(bot.abs())
+        })
+        .max()
+        .unwrap();
+    // With a multiplier of 2^30 and a total shift of 31, the sum
+    // |acc| * 2^30 + 2^30 lies in [2^52, 2^53): exact in f64, but no room
+    // for the offset form's 2^K, so the floor is explicit.
+    let top = bound * (1 << 30) + (1 << 30);
+    assert!((1i64 << 52..1i64 << 53).contains(&top), "bound {bound}");
+    qconv(
+        "floor_form",
+        ("i8", [1, 64, 4, 5]),
+        (4, 3, 1),
+        ("[1073741824]", "[0]"),
+        (-1, 0, -128, 127, "i8"),
+        127,
     );
 }
 

@@ -551,6 +551,9 @@ struct Rq {
     rnd: Value,
     /// Per-channel `mult * 2^-total` (f64), when the f64 form is exact.
     scale: Option<Value>,
+    /// `K` of the offset f64 form (see [`fp_offset`]): `2^K` added with the
+    /// rounding half makes every sum positive, so truncation is the floor.
+    offset: Option<u32>,
     lo: i64,
     hi: i64,
     y: DType,
@@ -606,8 +609,12 @@ impl Rq {
                 hi = hi.min(*h as i64);
             }
         }
+        let offset = match bound {
+            Some(b) if fp_ok(kb) => fp_offset(b, &m, &total),
+            _ => None,
+        };
         let scale = match bound {
-            Some(b) if fp_ok(kb) && fp_exact(b, &m, &total) => {
+            Some(b) if fp_ok(kb) && (offset.is_some() || fp_exact(b, &m, &total)) => {
                 let f: Vec<f64> = m
                     .iter()
                     .zip(&total)
@@ -636,6 +643,7 @@ impl Rq {
             rsh: kb.table(rt, 16)?,
             rnd: kb.table_i64(&nt)?,
             scale,
+            offset,
             lo,
             hi,
             y,
@@ -649,15 +657,25 @@ impl Rq {
         // Constants as `vconst`s: memory operands of the instructions
         // that use them, not materialized per channel.
         let splat = |kb: &mut Kb, v: i64| vconst(kb, I32X4, &(v as i32).to_le_bytes());
-        let zp = splat(kb, self.k.zp);
         if let Some(sc) = self.scale {
             let a = kb.at(sc, ch, 8);
             let f = kb.load(types::F64, a, 0);
             let f = kb.b.ins().splat(types::F64X2, f);
-            let half = vconst(kb, types::F64X2, &0.5f64.to_le_bytes());
+            // The offset form adds 2^K with the half and takes it back
+            // with the zero point.
+            let big = self.offset.map_or(0, |k| 1i64 << k);
+            let half = vconst(kb, types::F64X2, &(0.5 + big as f64).to_le_bytes());
+            let zp = splat(kb, self.k.zp - big);
             let zero = vconst(kb, I64X2, &[0; 8]);
-            return Chan::Fp { f, half, zp, zero };
+            return Chan::Fp {
+                f,
+                half,
+                zp,
+                zero,
+                floor: self.offset.is_none(),
+            };
         }
+        let zp = splat(kb, self.k.zp);
         let a = kb.at(self.mult, ch, 4);
         let m = kb.load(types::I32, a, 0);
         let a = kb.at(self.rsh, ch, 4);
@@ -683,7 +701,13 @@ impl Rq {
     fn vector(&self, kb: &mut Kb, acc: Value, c: &Chan) -> Value {
         let k = &self.k;
         let (m, s, r, zp, clo, chi) = match *c {
-            Chan::Fp { f, half, zp, zero } => {
+            Chan::Fp {
+                f,
+                half,
+                zp,
+                zero,
+                floor,
+            } => {
                 let a8 = cast(kb, I8X16, acc);
                 let up = kb.b.ins().shuffle(a8, a8, k.upper);
                 let up = cast(kb, I32X4, up);
@@ -691,7 +715,7 @@ impl Rq {
                     let w = kb.b.ins().swiden_low(v);
                     let d = kb.b.ins().fcvt_from_sint(types::F64X2, w);
                     let d = kb.b.ins().fma(d, f, half);
-                    let d = kb.b.ins().floor(d);
+                    let d = if floor { kb.b.ins().floor(d) } else { d };
                     let i = kb.b.ins().x86_cvtt2dq(I64X2, d);
                     let n = kb.b.ins().snarrow(i, zero);
                     cast(kb, I8X16, n)
@@ -804,6 +828,8 @@ enum Chan {
         half: Value,
         zp: Value,
         zero: Value,
+        /// Round down explicitly (no offset: sums may be negative).
+        floor: bool,
     },
     Int {
         m: Value,
@@ -831,10 +857,44 @@ fn fp_exact(bound: &[i64], mult: &[i64], total: &[i64]) -> bool {
         })
 }
 
+/// The offset f64 form: the smallest `K` with `2^K` above every
+/// channel's `|acc| * mult * 2^-total + 1/2`, when every
+/// `acc * mult + 2^(total - 1) + 2^(K + total)` (a positive integer)
+/// stays below 2^53 and `2^(K + 1)` fits an i32. Then
+/// `acc * (mult * 2^-total) + (1/2 + 2^K)` is computed without rounding
+/// and is positive, so truncating it (`cvttpd2dq`) is the floor: one
+/// instruction fewer per two lanes than [`fp_exact`]'s explicit floor,
+/// and `2^K` comes back off with the zero point.
+fn fp_offset(bound: &[i64], mult: &[i64], total: &[i64]) -> Option<u32> {
+    if bound.len() != mult.len() || bound.is_empty() {
+        return None;
+    }
+    // Every channel's `2^total * (|acc| * mult * 2^-total + 1/2)`, and the
+    // K that passes it, per channel; the step takes the largest.
+    let mut k = 0u32;
+    for ((&b, &m), &t) in bound.iter().zip(mult).zip(total) {
+        if !(1..=53).contains(&t) {
+            return None;
+        }
+        let top = (b as i128) * (m as i128).abs() + (1i128 << (t - 1));
+        while (1i128 << (k as i64 + t)) <= top {
+            k += 1;
+            if k > 29 {
+                return None;
+            }
+        }
+    }
+    total.iter().all(|&t| k as i64 + t < 53).then_some(k)
+}
+
 /// A bound on the accumulator `bias + sum (x - x_zp) (w - w_zp)` of each
-/// of `n` output channels: `|bias| + max|x - x_zp| * sum |w - w_zp|` over
-/// the channel's weights (`w` holds the channels' weights one after
-/// another).
+/// of `n` output channels (`w` holds the channels' weights one after
+/// another): with `x - x_zp` anywhere in `[a, b]` (the input type's
+/// range less the zero point), the accumulator's largest and smallest
+/// values take `b` for positive weights and `a` for negative ones (and
+/// the other way round), and the bound is the larger magnitude of the
+/// two. For int8 input with zero point -128 (`x - x_zp` in `[0, 255]`)
+/// that is about half of `max|x - x_zp| * sum |w - w_zp|`.
 fn acc_bounds(
     w: &Tensor,
     n: usize,
@@ -846,18 +906,18 @@ fn acc_bounds(
     let wv = w.to_i64();
     let per = wv.len() / n.max(1);
     let (lo, hi) = x.int_range().unwrap_or((-128, 127));
-    let xmax = (lo - x_zp as i64).abs().max((hi - x_zp as i64).abs());
+    let (a, b) = ((lo - x_zp as i64) as i128, (hi - x_zp as i64) as i128);
     let bv = bias.map(|b| b.to_i64());
     (0..n)
         .map(|c| {
-            let s: i64 = wv[c * per..(c + 1) * per]
-                .iter()
-                .map(|&v| (v - w_zp as i64).abs())
-                .sum();
-            let b = bv
-                .as_ref()
-                .map_or(0, |b| b.get(c).copied().unwrap_or(0).abs());
-            b.saturating_add(s.saturating_mul(xmax))
+            let bias = bv.as_ref().map_or(0, |b| b.get(c).copied().unwrap_or(0)) as i128;
+            let (mut top, mut bot) = (bias, bias);
+            for &v in &wv[c * per..(c + 1) * per] {
+                let d = (v - w_zp as i64) as i128;
+                top += (d * a).max(d * b);
+                bot += (d * a).min(d * b);
+            }
+            i64::try_from(top.abs().max(bot.abs())).unwrap_or(i64::MAX)
         })
         .collect()
 }
@@ -1006,19 +1066,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accumulator_bounds_sum_weight_magnitudes_times_the_widest_input() {
+    fn accumulator_bounds_take_each_weight_at_its_worst_input() {
         let w = Tensor::from_i64(DType::I8, vec![2, 3], vec![1, -2, 3, -4, 5, 0]).unwrap();
         let b = Tensor::from_i64(DType::I32, vec![2], vec![-10, 7]).unwrap();
-        // int8 with zero point -3: x - x_zp reaches 127 + 3 = 130.
+        // int8 with zero point -3: x - x_zp in [-125, 130]. Channel 0
+        // (1, -2, 3): largest -10 + 4 * 130 + 2 * 125, smallest
+        // -10 - 4 * 125 - 2 * 130; channel 1 (-4, 5, 0): largest
+        // 7 + 5 * 130 + 4 * 125, smallest 7 - 5 * 125 - 4 * 130.
         assert_eq!(
             acc_bounds(&w, 2, 0, Some(&b), DType::I8, -3),
-            vec![10 + 6 * 130, 7 + 9 * 130]
+            vec![10 + 4 * 125 + 2 * 130, 7 + 5 * 130 + 4 * 125]
         );
-        // uint8 with zero point 200 and a weight zero point of 1.
+        // uint8 with zero point 200 (x - x_zp in [-200, 55]) and a weight
+        // zero point of 1: weights (0, -3, 2) and (-5, 4, -1).
         assert_eq!(
             acc_bounds(&w, 2, 1, None, DType::U8, 200),
-            vec![(3 + 2) * 200, (5 + 4 + 1) * 200]
+            vec![3 * 200 + 2 * 55, 6 * 200 + 4 * 55]
         );
+        // int8 with zero point -128 (x - x_zp in [0, 255]): the larger of
+        // the positive and negative weight sums, not their total.
+        let w = Tensor::from_i64(DType::I8, vec![1, 4], vec![100, -60, 27, -127]).unwrap();
+        assert_eq!(acc_bounds(&w, 1, 0, None, DType::I8, -128), vec![187 * 255]);
+    }
+
+    #[test]
+    fn offset_form_needs_room_for_the_offset() {
+        let m = 1i64 << 30;
+        // |acc| * m + 2^30 below 2^(K + 31): |acc| = 2^19 needs K = 19,
+        // 2^20 - 1 (2^50 exactly) already 20.
+        assert_eq!(fp_offset(&[1 << 19], &[m], &[31]), Some(19));
+        assert_eq!(fp_offset(&[(1 << 20) - 1], &[m], &[31]), Some(20));
+        // 2^20 itself needs K = 20 too: 20 + 31 < 53.
+        assert_eq!(fp_offset(&[1 << 20], &[m], &[31]), Some(20));
+        // 2^21 needs K = 21 and 21 + 31 = 52 < 53; 2^22 needs 22: no.
+        assert_eq!(fp_offset(&[1 << 21], &[m], &[31]), Some(21));
+        assert_eq!(fp_offset(&[1 << 22], &[m], &[31]), None);
+        // The step takes the largest K; every channel's K + total < 53.
+        assert_eq!(fp_offset(&[1, 1 << 20], &[m, m], &[31, 31]), Some(20));
+        assert_eq!(fp_offset(&[1 << 10, 1], &[m, m], &[31, 45]), None);
+        // Large results: K stays below 30 (2^(K + 1) fits an i32).
+        assert_eq!(fp_offset(&[1 << 20], &[m], &[2]), None);
+        assert_eq!(fp_offset(&[], &[], &[]), None);
     }
 
     #[test]
