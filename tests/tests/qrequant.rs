@@ -3,8 +3,8 @@
 //! multiplier stays below 2^53; with a positive offset and truncation
 //! where there is room for it, else an explicit floor) on rounding ties,
 //! narrow clamps and uint8 outputs, and the integer form where the bound
-//! or the shift is too large for it; and the byte transposes that take an
-//! image channels-first.
+//! or the shift is too large for it; the byte transposes that take an
+//! image channels-first; and the vector mean of whole int8 planes.
 
 use nnc::driver::{self, Backend};
 
@@ -232,5 +232,27 @@ fn stride_two_depthwise_planes_on_wide_images() {
             (x_zp, if xt == "u8" { 128 } else { -5 }, lo, hi, yt),
             127,
         );
+    }
+}
+
+#[test]
+fn whole_plane_average_pools() {
+    // Planes of whole vectors and a rest (125, 35), exactly one vector
+    // (16), and shorter than one (9: the last plane reads backwards),
+    // int8 and uint8, batches of one and two.
+    for (t, [n, c, h, w]) in [
+        ("i8", [1, 64, 25, 5]),
+        ("i8", [2, 3, 7, 5]),
+        ("u8", [1, 3, 4, 4]),
+        ("i8", [1, 5, 3, 3]),
+        ("u8", [1, 2, 1, 9]),
+        ("i8", [1, 16, 1, 1]),
+    ] {
+        let src = format!(
+            "graph @p(v0 \"x\": {t}[{n},{c},{h},{w}]) -> (\"y\": {t}[{n},{c},1,1]) {{\n\
+             v1 = avg_pool v0 {{kernel=[{h},{w}] stride=[{h},{w}] pad=[0,0,0,0]}} : {t}[{n},{c},1,1]\n\
+             return v1\n}}\n"
+        );
+        check(&format!("avg_pool {t} {n}x{c}x{h}x{w}"), &src);
     }
 }
