@@ -256,3 +256,24 @@ fn whole_plane_average_pools() {
         check(&format!("avg_pool {t} {n}x{c}x{h}x{w}"), &src);
     }
 }
+
+#[test]
+fn constant_channels_keep_the_f64_form_exact() {
+    // Channel 1 is dead (zero weights, a bias of 2^30, a multiplier of
+    // 2^-27.7: always 5 + zp), channel 2 nearly so (weights of one, the
+    // accumulator within 2^30 +- 1020, always 12 + zp); channel 0 is an
+    // ordinary one that the f64 form computes.
+    for (t, x_zp) in [("i8", -128), ("i8", 3), ("u8", 128)] {
+        let src = format!(
+            "graph @dead(v0 \"x\": {t}[1,4,3,5]) -> (\"y\": i8[1,3,3,5]) {{\n\
+             c0 = const i8[3,4,1,1] [37, -90, 12, 127, 0, 0, 0, 0, 1, -1, 1, 1]\n\
+             c1 = const i32[3] [100, 1073741824, 1073741760]\n\
+             c2 = const i32[3] [1518500250, 1320764593, 1569364972]\n\
+             c3 = const i32[3] [-8, -27, -26]\n\
+             v1 = qconv v0, c0, c1, c2, c3 {{stride=[1,1] pad=[0,0,0,0] dilation=[1,1] \
+             x_zp={x_zp} w_zp=0 y_zp=-128 lo=-128 hi=127 out=i8}} : i8[1,3,3,5]\n\
+             return v1\n}}\n"
+        );
+        check(&format!("dead channels {t} x_zp={x_zp}"), &src);
+    }
+}

@@ -554,6 +554,9 @@ struct Rq {
     /// `K` of the offset f64 form (see [`fp_offset`]): `2^K` added with the
     /// rounding half makes every sum positive, so truncation is the floor.
     offset: Option<u32>,
+    /// Per-channel halves (f64) when some channels are constant: their
+    /// value less the zero point added to the half (their scale is zero).
+    halves: Option<Value>,
     lo: i64,
     hi: i64,
     y: DType,
@@ -578,7 +581,7 @@ impl Rq {
     /// The requantization of `n` channels; `bound`, when given, bounds
     /// every channel's accumulator (`|acc| <= bound[c]`) and lets the
     /// exact f64 form be used.
-    fn new(kb: &mut Kb, st: &Step, a: &Args, n: usize, bound: Option<&[i64]>) -> Result<Rq> {
+    fn new(kb: &mut Kb, st: &Step, a: &Args, n: usize, range: Option<&[(i64, i64)]>) -> Result<Rq> {
         let (mi, si, zp) = st.requantize().ok_or_else(|| {
             super::unsupported(st, "an integer kernel without requantization".into())
         })?;
@@ -609,18 +612,60 @@ impl Rq {
                 hi = hi.min(*h as i64);
             }
         }
-        let offset = match bound {
-            Some(b) if fp_ok(kb) => fp_offset(b, &m, &total),
+        // Channels whose output is one value over their whole accumulator
+        // range (dead channels: zero weights, a huge bias, a tiny
+        // multiplier) take the f64 forms with a zero scale and that value
+        // in their half, out of the bounds that decide the form.
+        let konst: Vec<Option<i64>> = match range {
+            Some(r) => (0..n)
+                .map(|c| {
+                    let q = |acc: i64| {
+                        let t = total[c];
+                        let v =
+                            ((acc as i128 * m[c] as i128 + (1i128 << (t - 1))) >> t) + zp as i128;
+                        v.clamp(lo as i128, hi as i128) as i64
+                    };
+                    let (bot, top) = r[c];
+                    (q(bot) == q(top)).then(|| q(bot))
+                })
+                .collect(),
+            None => vec![None; n],
+        };
+        let bound = range.map(|r| {
+            let b = bounds_of(r);
+            (0..n)
+                .map(|c| if konst[c].is_some() { 0 } else { b[c] })
+                .collect::<Vec<_>>()
+        });
+        let em: Vec<i64> = (0..n)
+            .map(|c| if konst[c].is_some() { 0 } else { m[c] })
+            .collect();
+        let et: Vec<i64> = (0..n)
+            .map(|c| if konst[c].is_some() { 31 } else { total[c] })
+            .collect();
+        let offset = match &bound {
+            Some(b) if fp_ok(kb) => fp_offset(b, &em, &et),
             _ => None,
         };
-        let scale = match bound {
-            Some(b) if fp_ok(kb) && (offset.is_some() || fp_exact(b, &m, &total)) => {
-                let f: Vec<f64> = m
+        let scale = match &bound {
+            Some(b) if fp_ok(kb) && (offset.is_some() || fp_exact(b, &em, &et)) => {
+                let f: Vec<f64> = em
                     .iter()
-                    .zip(&total)
+                    .zip(&et)
                     .map(|(&mm, &t)| mm as f64 * (-(t as f64)).exp2())
                     .collect();
                 Some(kb.table_f64(&f)?)
+            }
+            _ => None,
+        };
+        let big = offset.map_or(0, |k| 1i64 << k);
+        let halves = match scale {
+            Some(_) if konst.iter().any(Option::is_some) => {
+                let h: Vec<f64> = konst
+                    .iter()
+                    .map(|q| 0.5 + big as f64 + q.map_or(0, |q| q - zp as i64) as f64)
+                    .collect();
+                Some(kb.table_f64(&h)?)
             }
             _ => None,
         };
@@ -644,6 +689,7 @@ impl Rq {
             rnd: kb.table_i64(&nt)?,
             scale,
             offset,
+            halves,
             lo,
             hi,
             y,
@@ -664,7 +710,14 @@ impl Rq {
             // The offset form adds 2^K with the half and takes it back
             // with the zero point.
             let big = self.offset.map_or(0, |k| 1i64 << k);
-            let half = vconst(kb, types::F64X2, &(0.5 + big as f64).to_le_bytes());
+            let half = match self.halves {
+                Some(h) => {
+                    let a = kb.at(h, ch, 8);
+                    let v = kb.load(types::F64, a, 0);
+                    kb.b.ins().splat(types::F64X2, v)
+                }
+                None => vconst(kb, types::F64X2, &(0.5 + big as f64).to_le_bytes()),
+            };
             let zp = splat(kb, self.k.zp - big);
             let zero = vconst(kb, I64X2, &[0; 8]);
             return Chan::Fp {
@@ -887,22 +940,22 @@ fn fp_offset(bound: &[i64], mult: &[i64], total: &[i64]) -> Option<u32> {
     total.iter().all(|&t| k as i64 + t < 53).then_some(k)
 }
 
-/// A bound on the accumulator `bias + sum (x - x_zp) (w - w_zp)` of each
-/// of `n` output channels (`w` holds the channels' weights one after
-/// another): with `x - x_zp` anywhere in `[a, b]` (the input type's
-/// range less the zero point), the accumulator's largest and smallest
-/// values take `b` for positive weights and `a` for negative ones (and
-/// the other way round), and the bound is the larger magnitude of the
-/// two. For int8 input with zero point -128 (`x - x_zp` in `[0, 255]`)
-/// that is about half of `max|x - x_zp| * sum |w - w_zp|`.
-fn acc_bounds(
+/// The range `[smallest, largest]` of the accumulator `bias + sum (x -
+/// x_zp) (w - w_zp)` of each of `n` output channels (`w` holds the
+/// channels' weights one after another): with `x - x_zp` anywhere in
+/// `[a, b]` (the input type's range less the zero point), the largest
+/// takes `b` for positive weights and `a` for negative ones, the smallest
+/// the other way round. Its larger magnitude ([`bounds_of`]) is, for int8
+/// input with zero point -128 (`x - x_zp` in `[0, 255]`), about half of
+/// `max|x - x_zp| * sum |w - w_zp|`.
+fn acc_ranges(
     w: &Tensor,
     n: usize,
     w_zp: i32,
     bias: Option<&Tensor>,
     x: DType,
     x_zp: i32,
-) -> Vec<i64> {
+) -> Vec<(i64, i64)> {
     let wv = w.to_i64();
     let per = wv.len() / n.max(1);
     let (lo, hi) = x.int_range().unwrap_or((-128, 127));
@@ -917,7 +970,19 @@ fn acc_bounds(
                 top += (d * a).max(d * b);
                 bot += (d * a).min(d * b);
             }
-            i64::try_from(top.abs().max(bot.abs())).unwrap_or(i64::MAX)
+            let c = |v: i128| v.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+            (c(bot), c(top))
+        })
+        .collect()
+}
+
+/// The largest magnitude of each range.
+fn bounds_of(r: &[(i64, i64)]) -> Vec<i64> {
+    r.iter()
+        .map(|&(lo, hi)| {
+            lo.unsigned_abs()
+                .max(hi.unsigned_abs())
+                .min(i64::MAX as u64) as i64
         })
         .collect()
 }
@@ -1074,19 +1139,22 @@ mod tests {
         // -10 - 4 * 125 - 2 * 130; channel 1 (-4, 5, 0): largest
         // 7 + 5 * 130 + 4 * 125, smallest 7 - 5 * 125 - 4 * 130.
         assert_eq!(
-            acc_bounds(&w, 2, 0, Some(&b), DType::I8, -3),
+            bounds_of(&acc_ranges(&w, 2, 0, Some(&b), DType::I8, -3)),
             vec![10 + 4 * 125 + 2 * 130, 7 + 5 * 130 + 4 * 125]
         );
         // uint8 with zero point 200 (x - x_zp in [-200, 55]) and a weight
         // zero point of 1: weights (0, -3, 2) and (-5, 4, -1).
         assert_eq!(
-            acc_bounds(&w, 2, 1, None, DType::U8, 200),
+            bounds_of(&acc_ranges(&w, 2, 1, None, DType::U8, 200)),
             vec![3 * 200 + 2 * 55, 6 * 200 + 4 * 55]
         );
         // int8 with zero point -128 (x - x_zp in [0, 255]): the larger of
         // the positive and negative weight sums, not their total.
         let w = Tensor::from_i64(DType::I8, vec![1, 4], vec![100, -60, 27, -127]).unwrap();
-        assert_eq!(acc_bounds(&w, 1, 0, None, DType::I8, -128), vec![187 * 255]);
+        assert_eq!(
+            acc_ranges(&w, 1, 0, None, DType::I8, -128),
+            vec![(-187 * 255, 127 * 255)]
+        );
     }
 
     #[test]
