@@ -1,8 +1,10 @@
 //! The native integer kernels' requantization against the interpreter: the
-//! exact f64 form (taken where a channel's accumulator bound times its
-//! multiplier stays below 2^53) on rounding ties, narrow clamps and uint8
-//! outputs, and the integer form where the bound or the shift is too large
-//! for it; and the byte transposes that take an image channels-first.
+//! exact f64 forms (taken where a channel's accumulator bound times its
+//! multiplier stays below 2^53; with a positive offset and truncation
+//! where there is room for it, else an explicit floor) on rounding ties,
+//! narrow clamps and uint8 outputs, and the integer form where the bound
+//! or the shift is too large for it; the byte transposes that take an
+//! image channels-first; and the vector mean of whole int8 planes.
 
 use nnc::driver::{self, Backend};
 
@@ -129,6 +131,46 @@ fn f64_requantization_clamps_narrow_ranges_and_uint8() {
 }
 
 #[test]
+fn f64_requantization_with_an_explicit_floor_near_the_bound() {
+    // The accumulator bound of the large 3x3 below, computed as the
+    // kernels do: each weight at its worst input (x - x_zp in [-127, 128]).
+    let (m, cg, k) = (4usize, 64usize, 3usize);
+    let nw = m * cg * k * k;
+    let w: Vec<i64> = values(nw, nw as u64, -127, 127)
+        .trim_matches(|c| c == '[' || c == ']')
+        .split(", ")
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let b: Vec<i64> = values(m, 7, -3000, 3000)
+        .trim_matches(|c| c == '[' || c == ']')
+        .split(", ")
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let bound = (0..m)
+        .map(|c| {
+            let ws = &w[c * cg * k * k..(c + 1) * cg * k * k];
+            let top: i64 = b[c] + ws.iter().map(|&v| (v * -127).max(v * 128)).sum::<i64>();
+            let bot: i64 = b[c] + ws.iter().map(|&v| (v * -127).min(v * 128)).sum::<i64>();
+            top.abs().max(bot.abs())
+        })
+        .max()
+        .unwrap();
+    // With a multiplier of 2^30 and a total shift of 31, the sum
+    // |acc| * 2^30 + 2^30 lies in [2^52, 2^53): exact in f64, but no room
+    // for the offset form's 2^K, so the floor is explicit.
+    let top = bound * (1 << 30) + (1 << 30);
+    assert!((1i64 << 52..1i64 << 53).contains(&top), "bound {bound}");
+    qconv(
+        "floor_form",
+        ("i8", [1, 64, 4, 5]),
+        (4, 3, 1),
+        ("[1073741824]", "[0]"),
+        (-1, 0, -128, 127, "i8"),
+        127,
+    );
+}
+
+#[test]
 fn integer_requantization_where_f64_would_round() {
     // 3x3 over 64 channels of large weights: the bound (about 2^24) times
     // the multiplier (2^30.5) passes 2^53, so the integer form runs.
@@ -190,5 +232,48 @@ fn stride_two_depthwise_planes_on_wide_images() {
             (x_zp, if xt == "u8" { 128 } else { -5 }, lo, hi, yt),
             127,
         );
+    }
+}
+
+#[test]
+fn whole_plane_average_pools() {
+    // Planes of whole vectors and a rest (125, 35), exactly one vector
+    // (16), and shorter than one (9: the last plane reads backwards),
+    // int8 and uint8, batches of one and two.
+    for (t, [n, c, h, w]) in [
+        ("i8", [1, 64, 25, 5]),
+        ("i8", [2, 3, 7, 5]),
+        ("u8", [1, 3, 4, 4]),
+        ("i8", [1, 5, 3, 3]),
+        ("u8", [1, 2, 1, 9]),
+        ("i8", [1, 16, 1, 1]),
+    ] {
+        let src = format!(
+            "graph @p(v0 \"x\": {t}[{n},{c},{h},{w}]) -> (\"y\": {t}[{n},{c},1,1]) {{\n\
+             v1 = avg_pool v0 {{kernel=[{h},{w}] stride=[{h},{w}] pad=[0,0,0,0]}} : {t}[{n},{c},1,1]\n\
+             return v1\n}}\n"
+        );
+        check(&format!("avg_pool {t} {n}x{c}x{h}x{w}"), &src);
+    }
+}
+
+#[test]
+fn constant_channels_keep_the_f64_form_exact() {
+    // Channel 1 is dead (zero weights, a bias of 2^30, a multiplier of
+    // 2^-27.7: always 5 + zp), channel 2 nearly so (weights of one, the
+    // accumulator within 2^30 +- 1020, always 12 + zp); channel 0 is an
+    // ordinary one that the f64 form computes.
+    for (t, x_zp) in [("i8", -128), ("i8", 3), ("u8", 128)] {
+        let src = format!(
+            "graph @dead(v0 \"x\": {t}[1,4,3,5]) -> (\"y\": i8[1,3,3,5]) {{\n\
+             c0 = const i8[3,4,1,1] [37, -90, 12, 127, 0, 0, 0, 0, 1, -1, 1, 1]\n\
+             c1 = const i32[3] [100, 1073741824, 1073741760]\n\
+             c2 = const i32[3] [1518500250, 1320764593, 1569364972]\n\
+             c3 = const i32[3] [-8, -27, -26]\n\
+             v1 = qconv v0, c0, c1, c2, c3 {{stride=[1,1] pad=[0,0,0,0] dilation=[1,1] \
+             x_zp={x_zp} w_zp=0 y_zp=-128 lo=-128 hi=127 out=i8}} : i8[1,3,3,5]\n\
+             return v1\n}}\n"
+        );
+        check(&format!("dead channels {t} x_zp={x_zp}"), &src);
     }
 }

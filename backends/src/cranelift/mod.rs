@@ -27,6 +27,7 @@ mod matmul;
 mod nn;
 mod pool;
 mod qdot;
+mod qpool;
 mod qtiles;
 mod reduce;
 mod row_tiles;
@@ -706,6 +707,9 @@ fn kernel(kb: &mut Kb, st: &Step, a: &Args) -> Result<()> {
         (Kernel::MatMulDirect, Op::MatMul) => matmul::matmul(kb, ins[0], ins[1], y, &epi, a),
         (Kernel::MatMulPacked(k), Op::Gemm(_) | Op::MatMul) => {
             gemm_fast::packed(kb, k, &st.op, ins[0], y, &epi, a)
+        }
+        (Kernel::PoolDirect, Op::Pool(p)) if qpool::applies(p, ins[0], y) => {
+            qpool::mean_planes(kb, ins[0], a)
         }
         (Kernel::PoolDirect, Op::Pool(p)) => pool::pool(kb, p, ins[0], y, a),
         (Kernel::PoolRows(k), Op::Pool(p)) => pool::rows_kernel(kb, k, p, ins[0], y, a),

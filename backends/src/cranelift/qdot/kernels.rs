@@ -40,8 +40,8 @@ pub fn conv(
     let bias = qdot::folded_bias(bt.as_deref(), &wt, q.q.w_zp, x.dtype, q.q.x_zp, cg * taps);
     let btab = words_table(kb, &bias)?;
     let m_total = win.out_channels;
-    let bounds = acc_bounds(&wt, m_total, q.q.w_zp, bt.as_deref(), x.dtype, q.q.x_zp);
-    let rqt = Rq::new(kb, st, a, m_total, Some(&bounds))?;
+    let ranges = acc_ranges(&wt, m_total, q.q.w_zp, bt.as_deref(), x.dtype, q.q.x_zp);
+    let rqt = Rq::new(kb, st, a, m_total, Some(&ranges))?;
     let pad = qdot::pad_value(x.dtype, q.q.x_zp);
     let (plane, np) = (g.plane(), g.phases());
     let in_plane = (g.h.input * g.w.input) as i64;
@@ -307,8 +307,8 @@ pub fn depthwise(
     let bias = qdot::folded_bias(bt.as_deref(), &wt, q.q.w_zp, x.dtype, q.q.x_zp, taps);
     let btab = words_table(kb, &bias)?;
     let ch = win.channels;
-    let bounds = acc_bounds(&wt, ch, q.q.w_zp, bt.as_deref(), x.dtype, q.q.x_zp);
-    let rqt = Rq::new(kb, st, a, ch, Some(&bounds))?;
+    let ranges = acc_ranges(&wt, ch, q.q.w_zp, bt.as_deref(), x.dtype, q.q.x_zp);
+    let rqt = Rq::new(kb, st, a, ch, Some(&ranges))?;
     let pad = qdot::pad_value(x.dtype, q.q.x_zp);
     let (plane, np) = (g.plane(), g.phases());
     // One element per slot: the planes as bytes (quads) or 16-bit values.

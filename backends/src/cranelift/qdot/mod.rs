@@ -42,6 +42,9 @@ fn little() -> MemFlagsData {
 }
 
 fn cast(kb: &mut Kb, ty: Type, v: Value) -> Value {
+    if kb.ty(v) == ty {
+        return v;
+    }
     kb.b.ins().bitcast(ty, little(), v)
 }
 
@@ -484,6 +487,13 @@ fn unrollable(runs: &[Run], eb: usize, per_slot: usize) -> bool {
     eb == 1 && per_slot == 1 && runs.len() <= 256 && strided <= 2048
 }
 
+/// A vector constant of `ty`: `lane` (its bytes) in every lane.
+fn vconst(kb: &mut Kb, ty: Type, lane: &[u8]) -> Value {
+    let b: Vec<u8> = lane.iter().copied().cycle().take(16).collect();
+    let c = kb.b.func.dfg.constants.insert(ConstantData::from(b));
+    kb.b.ins().vconst(ty, c)
+}
+
 /// `v` made unsigned (the top bit flipped) when `xor`.
 fn flip(kb: &mut Kb, v: Value, ty: Type, xor: bool) -> Value {
     if !xor {
@@ -541,6 +551,12 @@ struct Rq {
     rnd: Value,
     /// Per-channel `mult * 2^-total` (f64), when the f64 form is exact.
     scale: Option<Value>,
+    /// `K` of the offset f64 form (see [`fp_offset`]): `2^K` added with the
+    /// rounding half makes every sum positive, so truncation is the floor.
+    offset: Option<u32>,
+    /// Per-channel halves (f64) when some channels are constant: their
+    /// value less the zero point added to the half (their scale is zero).
+    halves: Option<Value>,
     lo: i64,
     hi: i64,
     y: DType,
@@ -565,7 +581,7 @@ impl Rq {
     /// The requantization of `n` channels; `bound`, when given, bounds
     /// every channel's accumulator (`|acc| <= bound[c]`) and lets the
     /// exact f64 form be used.
-    fn new(kb: &mut Kb, st: &Step, a: &Args, n: usize, bound: Option<&[i64]>) -> Result<Rq> {
+    fn new(kb: &mut Kb, st: &Step, a: &Args, n: usize, range: Option<&[(i64, i64)]>) -> Result<Rq> {
         let (mi, si, zp) = st.requantize().ok_or_else(|| {
             super::unsupported(st, "an integer kernel without requantization".into())
         })?;
@@ -596,14 +612,60 @@ impl Rq {
                 hi = hi.min(*h as i64);
             }
         }
-        let scale = match bound {
-            Some(b) if fp_ok(kb) && fp_exact(b, &m, &total) => {
-                let f: Vec<f64> = m
+        // Channels whose output is one value over their whole accumulator
+        // range (dead channels: zero weights, a huge bias, a tiny
+        // multiplier) take the f64 forms with a zero scale and that value
+        // in their half, out of the bounds that decide the form.
+        let konst: Vec<Option<i64>> = match range {
+            Some(r) => (0..n)
+                .map(|c| {
+                    let q = |acc: i64| {
+                        let t = total[c];
+                        let v =
+                            ((acc as i128 * m[c] as i128 + (1i128 << (t - 1))) >> t) + zp as i128;
+                        v.clamp(lo as i128, hi as i128) as i64
+                    };
+                    let (bot, top) = r[c];
+                    (q(bot) == q(top)).then(|| q(bot))
+                })
+                .collect(),
+            None => vec![None; n],
+        };
+        let bound = range.map(|r| {
+            let b = bounds_of(r);
+            (0..n)
+                .map(|c| if konst[c].is_some() { 0 } else { b[c] })
+                .collect::<Vec<_>>()
+        });
+        let em: Vec<i64> = (0..n)
+            .map(|c| if konst[c].is_some() { 0 } else { m[c] })
+            .collect();
+        let et: Vec<i64> = (0..n)
+            .map(|c| if konst[c].is_some() { 31 } else { total[c] })
+            .collect();
+        let offset = match &bound {
+            Some(b) if fp_ok(kb) => fp_offset(b, &em, &et),
+            _ => None,
+        };
+        let scale = match &bound {
+            Some(b) if fp_ok(kb) && (offset.is_some() || fp_exact(b, &em, &et)) => {
+                let f: Vec<f64> = em
                     .iter()
-                    .zip(&total)
+                    .zip(&et)
                     .map(|(&mm, &t)| mm as f64 * (-(t as f64)).exp2())
                     .collect();
                 Some(kb.table_f64(&f)?)
+            }
+            _ => None,
+        };
+        let big = offset.map_or(0, |k| 1i64 << k);
+        let halves = match scale {
+            Some(_) if konst.iter().any(Option::is_some) => {
+                let h: Vec<f64> = konst
+                    .iter()
+                    .map(|q| 0.5 + big as f64 + q.map_or(0, |q| q - zp as i64) as f64)
+                    .collect();
+                Some(kb.table_f64(&h)?)
             }
             _ => None,
         };
@@ -626,6 +688,8 @@ impl Rq {
             rsh: kb.table(rt, 16)?,
             rnd: kb.table_i64(&nt)?,
             scale,
+            offset,
+            halves,
             lo,
             hi,
             y,
@@ -636,22 +700,35 @@ impl Rq {
     /// The per-channel values of channel `ch` (a pointer-sized value) and
     /// the store's constants, as vectors.
     fn channel(&self, kb: &mut Kb, ch: Value) -> Chan {
-        let splat = |kb: &mut Kb, v: i64| {
-            let c = kb.cint(types::I32, v);
-            kb.b.ins().splat(I32X4, c)
-        };
-        let zp = splat(kb, self.k.zp);
+        // Constants as `vconst`s: memory operands of the instructions
+        // that use them, not materialized per channel.
+        let splat = |kb: &mut Kb, v: i64| vconst(kb, I32X4, &(v as i32).to_le_bytes());
         if let Some(sc) = self.scale {
             let a = kb.at(sc, ch, 8);
             let f = kb.load(types::F64, a, 0);
             let f = kb.b.ins().splat(types::F64X2, f);
-            let hf = kb.b.ins().f64const(0.5);
-            let half = kb.b.ins().splat(types::F64X2, hf);
-            let zc = ConstantData::from(vec![0u8; 16]);
-            let zc = kb.b.func.dfg.constants.insert(zc);
-            let zero = kb.b.ins().vconst(I64X2, zc);
-            return Chan::Fp { f, half, zp, zero };
+            // The offset form adds 2^K with the half and takes it back
+            // with the zero point.
+            let big = self.offset.map_or(0, |k| 1i64 << k);
+            let half = match self.halves {
+                Some(h) => {
+                    let a = kb.at(h, ch, 8);
+                    let v = kb.load(types::F64, a, 0);
+                    kb.b.ins().splat(types::F64X2, v)
+                }
+                None => vconst(kb, types::F64X2, &(0.5 + big as f64).to_le_bytes()),
+            };
+            let zp = splat(kb, self.k.zp - big);
+            let zero = vconst(kb, I64X2, &[0; 8]);
+            return Chan::Fp {
+                f,
+                half,
+                zp,
+                zero,
+                floor: self.offset.is_none(),
+            };
         }
+        let zp = splat(kb, self.k.zp);
         let a = kb.at(self.mult, ch, 4);
         let m = kb.load(types::I32, a, 0);
         let a = kb.at(self.rsh, ch, 4);
@@ -677,7 +754,13 @@ impl Rq {
     fn vector(&self, kb: &mut Kb, acc: Value, c: &Chan) -> Value {
         let k = &self.k;
         let (m, s, r, zp, clo, chi) = match *c {
-            Chan::Fp { f, half, zp, zero } => {
+            Chan::Fp {
+                f,
+                half,
+                zp,
+                zero,
+                floor,
+            } => {
                 let a8 = cast(kb, I8X16, acc);
                 let up = kb.b.ins().shuffle(a8, a8, k.upper);
                 let up = cast(kb, I32X4, up);
@@ -685,7 +768,7 @@ impl Rq {
                     let w = kb.b.ins().swiden_low(v);
                     let d = kb.b.ins().fcvt_from_sint(types::F64X2, w);
                     let d = kb.b.ins().fma(d, f, half);
-                    let d = kb.b.ins().floor(d);
+                    let d = if floor { kb.b.ins().floor(d) } else { d };
                     let i = kb.b.ins().x86_cvtt2dq(I64X2, d);
                     let n = kb.b.ins().snarrow(i, zero);
                     cast(kb, I8X16, n)
@@ -750,10 +833,8 @@ impl Rq {
             let b8 = if n16.len() == 2 { n16[1] } else { n16[0] };
             let mut v8 = narrow8(kb, n16[0], b8);
             if self.k.bytes {
-                let l = kb.cint(types::I8, self.lo);
-                let l = kb.b.ins().splat(I8X16, l);
-                let h = kb.cint(types::I8, self.hi);
-                let h = kb.b.ins().splat(I8X16, h);
+                let l = vconst(kb, I8X16, &[self.lo as u8]);
+                let h = vconst(kb, I8X16, &[self.hi as u8]);
                 v8 = if self.y == DType::U8 {
                     let v = kb.b.ins().umax(v8, l);
                     kb.b.ins().umin(v, h)
@@ -800,6 +881,8 @@ enum Chan {
         half: Value,
         zp: Value,
         zero: Value,
+        /// Round down explicitly (no offset: sums may be negative).
+        floor: bool,
     },
     Int {
         m: Value,
@@ -827,33 +910,79 @@ fn fp_exact(bound: &[i64], mult: &[i64], total: &[i64]) -> bool {
         })
 }
 
-/// A bound on the accumulator `bias + sum (x - x_zp) (w - w_zp)` of each
-/// of `n` output channels: `|bias| + max|x - x_zp| * sum |w - w_zp|` over
-/// the channel's weights (`w` holds the channels' weights one after
-/// another).
-fn acc_bounds(
+/// The offset f64 form: the smallest `K` with `2^K` above every
+/// channel's `|acc| * mult * 2^-total + 1/2`, when every
+/// `acc * mult + 2^(total - 1) + 2^(K + total)` (a positive integer)
+/// stays below 2^53 and `2^(K + 1)` fits an i32. Then
+/// `acc * (mult * 2^-total) + (1/2 + 2^K)` is computed without rounding
+/// and is positive, so truncating it (`cvttpd2dq`) is the floor: one
+/// instruction fewer per two lanes than [`fp_exact`]'s explicit floor,
+/// and `2^K` comes back off with the zero point.
+fn fp_offset(bound: &[i64], mult: &[i64], total: &[i64]) -> Option<u32> {
+    if bound.len() != mult.len() || bound.is_empty() {
+        return None;
+    }
+    // Every channel's `2^total * (|acc| * mult * 2^-total + 1/2)`, and the
+    // K that passes it, per channel; the step takes the largest.
+    let mut k = 0u32;
+    for ((&b, &m), &t) in bound.iter().zip(mult).zip(total) {
+        if !(1..=53).contains(&t) {
+            return None;
+        }
+        let top = (b as i128) * (m as i128).abs() + (1i128 << (t - 1));
+        while (1i128 << (k as i64 + t)) <= top {
+            k += 1;
+            if k > 29 {
+                return None;
+            }
+        }
+    }
+    total.iter().all(|&t| k as i64 + t < 53).then_some(k)
+}
+
+/// The range `[smallest, largest]` of the accumulator `bias + sum (x -
+/// x_zp) (w - w_zp)` of each of `n` output channels (`w` holds the
+/// channels' weights one after another): with `x - x_zp` anywhere in
+/// `[a, b]` (the input type's range less the zero point), the largest
+/// takes `b` for positive weights and `a` for negative ones, the smallest
+/// the other way round. Its larger magnitude ([`bounds_of`]) is, for int8
+/// input with zero point -128 (`x - x_zp` in `[0, 255]`), about half of
+/// `max|x - x_zp| * sum |w - w_zp|`.
+fn acc_ranges(
     w: &Tensor,
     n: usize,
     w_zp: i32,
     bias: Option<&Tensor>,
     x: DType,
     x_zp: i32,
-) -> Vec<i64> {
+) -> Vec<(i64, i64)> {
     let wv = w.to_i64();
     let per = wv.len() / n.max(1);
     let (lo, hi) = x.int_range().unwrap_or((-128, 127));
-    let xmax = (lo - x_zp as i64).abs().max((hi - x_zp as i64).abs());
+    let (a, b) = ((lo - x_zp as i64) as i128, (hi - x_zp as i64) as i128);
     let bv = bias.map(|b| b.to_i64());
     (0..n)
         .map(|c| {
-            let s: i64 = wv[c * per..(c + 1) * per]
-                .iter()
-                .map(|&v| (v - w_zp as i64).abs())
-                .sum();
-            let b = bv
-                .as_ref()
-                .map_or(0, |b| b.get(c).copied().unwrap_or(0).abs());
-            b.saturating_add(s.saturating_mul(xmax))
+            let bias = bv.as_ref().map_or(0, |b| b.get(c).copied().unwrap_or(0)) as i128;
+            let (mut top, mut bot) = (bias, bias);
+            for &v in &wv[c * per..(c + 1) * per] {
+                let d = (v - w_zp as i64) as i128;
+                top += (d * a).max(d * b);
+                bot += (d * a).min(d * b);
+            }
+            let c = |v: i128| v.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+            (c(bot), c(top))
+        })
+        .collect()
+}
+
+/// The largest magnitude of each range.
+fn bounds_of(r: &[(i64, i64)]) -> Vec<i64> {
+    r.iter()
+        .map(|&(lo, hi)| {
+            lo.unsigned_abs()
+                .max(hi.unsigned_abs())
+                .min(i64::MAX as u64) as i64
         })
         .collect()
 }
@@ -887,10 +1016,10 @@ fn tile(
 ) -> Result<Vec<Vec<Value>>> {
     let eb = qdot::elem_bytes(d) as i64;
     let mut vars = Vec::with_capacity(cb);
+    let ba = kb.at(bias, ch0, 4);
+    let bw = words_of(kb, I32X4, ba, 0, cb);
     for r in 0..cb {
-        let ba = kb.at(bias, ch0, 4);
-        let b = kb.load(types::I32, ba, (r * 4) as i64);
-        let b = kb.b.ins().splat(I32X4, b);
+        let b = lane_splat(kb, I32X4, bw[r / L], r % L);
         vars.push((0..tv).map(|_| kb.var(I32X4, b)).collect::<Vec<_>>());
     }
     let xt = kb.at(copy, q0, d as i64 * eb);
@@ -898,8 +1027,9 @@ fn tile(
         let xs: Vec<Value> = (0..tv)
             .map(|v| kb.load(vty(d), xa, (v * 16) as i64))
             .collect();
+        let ws = words_of(kb, vty(d), wk, wofs, cb);
         for (r, row) in vars.iter().enumerate() {
-            let w = bcast_word(kb, d, wk, wofs + (r * 4) as i64);
+            let w = lane_splat(kb, vty(d), ws[r / L], r % L);
             for (v, &x) in xs.iter().enumerate() {
                 let a = kb.get(row[v]);
                 let n = dot(kb, d, a, x, w);
@@ -908,7 +1038,17 @@ fn tile(
         }
     };
     let per = (walk.inner.len() * cb * 4) as i64;
-    if walk.outer > 0 && !walk.inner.is_empty() {
+    if walk.outer > 0 && !walk.inner.is_empty() && walk.outer * walk.inner.len() <= UNROLL_GROUPS {
+        // Few groups: straight-line code, every address a constant offset.
+        for o in 0..walk.outer {
+            let xo = kb.off(xt, (o * walk.stride) as i64 * eb);
+            let wk = kb.off(wk0, o as i64 * per);
+            for (i, &off) in walk.inner.iter().enumerate() {
+                let xa = kb.off(xo, off as i64 * eb);
+                group(kb, xa, wk, (i * cb * 4) as i64);
+            }
+        }
+    } else if walk.outer > 0 && !walk.inner.is_empty() {
         kb.for_range(0, walk.outer as i64, 1, |kb, o| {
             let xo = kb.at(xt, o, walk.stride as i64 * eb);
             let wk = kb.at(wk0, o, per);
@@ -945,10 +1085,34 @@ fn tiling(vecs: usize, vectors: usize, partial: bool) -> (usize, usize) {
     (full, rem)
 }
 
-/// The byte offset of element `i` of `d`-typed buffers.
+/// A table of 32-bit words, with 16 bytes of zeros past the end: the
+/// vector loads of [`words_of`] read up to three words past a run.
 fn words_table(kb: &mut Kb, w: &[i32]) -> Result<Value> {
-    let b: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
-    kb.table(if b.is_empty() { vec![0; 4] } else { b }, 64)
+    let mut b: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+    b.extend([0u8; 16]);
+    kb.table(b, 64)
+}
+
+/// Reduction groups up to which a tile's reduction is straight-line code
+/// rather than a loop.
+const UNROLL_GROUPS: usize = 16;
+
+/// The `n` consecutive 32-bit words at `addr + off` as vectors of four
+/// (one 16-byte load per four words; the last may read past the run,
+/// which [`words_table`] keeps readable).
+fn words_of(kb: &mut Kb, ty: Type, addr: Value, off: i64, n: usize) -> Vec<Value> {
+    (0..n.div_ceil(L))
+        .map(|j| kb.load(ty, addr, off + (j * 16) as i64))
+        .collect()
+}
+
+/// Word `lane` of `v` broadcast to every lane (one `pshufd`).
+fn lane_splat(kb: &mut Kb, ty: Type, v: Value, lane: usize) -> Value {
+    let v8 = cast(kb, I8X16, v);
+    let m: Vec<u8> = (0..16u8).map(|b| 4 * lane as u8 + b % 4).collect();
+    let imm = kb.b.func.dfg.immediates.push(ConstantData::from(m));
+    let s = kb.b.ins().shuffle(v8, v8, imm);
+    cast(kb, ty, s)
 }
 
 fn weight<'m>(
@@ -967,19 +1131,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accumulator_bounds_sum_weight_magnitudes_times_the_widest_input() {
+    fn accumulator_bounds_take_each_weight_at_its_worst_input() {
         let w = Tensor::from_i64(DType::I8, vec![2, 3], vec![1, -2, 3, -4, 5, 0]).unwrap();
         let b = Tensor::from_i64(DType::I32, vec![2], vec![-10, 7]).unwrap();
-        // int8 with zero point -3: x - x_zp reaches 127 + 3 = 130.
+        // int8 with zero point -3: x - x_zp in [-125, 130]. Channel 0
+        // (1, -2, 3): largest -10 + 4 * 130 + 2 * 125, smallest
+        // -10 - 4 * 125 - 2 * 130; channel 1 (-4, 5, 0): largest
+        // 7 + 5 * 130 + 4 * 125, smallest 7 - 5 * 125 - 4 * 130.
         assert_eq!(
-            acc_bounds(&w, 2, 0, Some(&b), DType::I8, -3),
-            vec![10 + 6 * 130, 7 + 9 * 130]
+            bounds_of(&acc_ranges(&w, 2, 0, Some(&b), DType::I8, -3)),
+            vec![10 + 4 * 125 + 2 * 130, 7 + 5 * 130 + 4 * 125]
         );
-        // uint8 with zero point 200 and a weight zero point of 1.
+        // uint8 with zero point 200 (x - x_zp in [-200, 55]) and a weight
+        // zero point of 1: weights (0, -3, 2) and (-5, 4, -1).
         assert_eq!(
-            acc_bounds(&w, 2, 1, None, DType::U8, 200),
-            vec![(3 + 2) * 200, (5 + 4 + 1) * 200]
+            bounds_of(&acc_ranges(&w, 2, 1, None, DType::U8, 200)),
+            vec![3 * 200 + 2 * 55, 6 * 200 + 4 * 55]
         );
+        // int8 with zero point -128 (x - x_zp in [0, 255]): the larger of
+        // the positive and negative weight sums, not their total.
+        let w = Tensor::from_i64(DType::I8, vec![1, 4], vec![100, -60, 27, -127]).unwrap();
+        assert_eq!(
+            acc_ranges(&w, 1, 0, None, DType::I8, -128),
+            vec![(-187 * 255, 127 * 255)]
+        );
+    }
+
+    #[test]
+    fn offset_form_needs_room_for_the_offset() {
+        let m = 1i64 << 30;
+        // |acc| * m + 2^30 below 2^(K + 31): |acc| = 2^19 needs K = 19,
+        // 2^20 - 1 (2^50 exactly) already 20.
+        assert_eq!(fp_offset(&[1 << 19], &[m], &[31]), Some(19));
+        assert_eq!(fp_offset(&[(1 << 20) - 1], &[m], &[31]), Some(20));
+        // 2^20 itself needs K = 20 too: 20 + 31 < 53.
+        assert_eq!(fp_offset(&[1 << 20], &[m], &[31]), Some(20));
+        // 2^21 needs K = 21 and 21 + 31 = 52 < 53; 2^22 needs 22: no.
+        assert_eq!(fp_offset(&[1 << 21], &[m], &[31]), Some(21));
+        assert_eq!(fp_offset(&[1 << 22], &[m], &[31]), None);
+        // The step takes the largest K; every channel's K + total < 53.
+        assert_eq!(fp_offset(&[1, 1 << 20], &[m, m], &[31, 31]), Some(20));
+        assert_eq!(fp_offset(&[1 << 10, 1], &[m, m], &[31, 45]), None);
+        // Large results: K stays below 30 (2^(K + 1) fits an i32).
+        assert_eq!(fp_offset(&[1 << 20], &[m], &[2]), None);
+        assert_eq!(fp_offset(&[], &[], &[]), None);
     }
 
     #[test]
