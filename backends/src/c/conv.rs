@@ -353,7 +353,29 @@ pub(super) fn blocked(
     let partial = !mg.is_multiple_of(vb);
     // One named accumulator array per position: GCC keeps each in vector
     // registers (a 2-D array defeats its vectorizer).
+    // On a host, the accumulators are vector values (registers by
+    // construction, see [`super::vector`]), spilled to arrays only to be
+    // stored.
+    let lanes = h.lanes;
+    let nv = if lanes > 0 && vb.is_multiple_of(lanes) {
+        vb / lanes
+    } else {
+        0
+    };
+    if nv > 0 {
+        h.need("nnc_vec");
+    }
     let store = |w: &mut W, pw: usize, pos: &str| {
+        if nv > 0 {
+            w.block();
+            let names: Vec<String> = (0..pw).map(|q| format!("a{q}[{vb}]")).collect();
+            w.line(format!("float {};", names.join(", ")));
+            for q in 0..pw {
+                for v in 0..nv {
+                    w.line(format!("*(nnc_vf *)(a{q} + {}) = v{q}_{v};", v * lanes));
+                }
+            }
+        }
         w.for_("j", 0, vb);
         if partial {
             w.line(format!("if (ob * {vb} + j >= {mg}) continue;"));
@@ -367,6 +389,9 @@ pub(super) fn blocked(
             w.line(format!("yo[{q}] = {e};"));
         }
         w.close();
+        if nv > 0 {
+            w.close();
+        }
     };
     let init = |w: &mut W, pw: usize, pos: &str| {
         let names: Vec<String> = (0..pw).map(|q| format!("a{q}[{vb}]")).collect();
@@ -392,6 +417,29 @@ pub(super) fn blocked(
             w.line(format!("{} = {bpn}[{blk} * {vb} + j];", lhs.join(" = ")));
         }
         w.close();
+    };
+    // Vector accumulators start from the bias block, or (a partial-sum
+    // slice) from the arrays the scalar form fills from the output.
+    let init = |w: &mut W, pw: usize, pos: &str| {
+        if nv == 0 || epi.accumulate {
+            init(w, pw, pos);
+        }
+        if nv == 0 {
+            return;
+        }
+        for q in 0..pw {
+            let vs: Vec<String> = (0..nv)
+                .map(|v| {
+                    let from = if epi.accumulate {
+                        format!("a{q} + {}", v * lanes)
+                    } else {
+                        format!("{bpn} + {blk} * {vb} + {}", v * lanes)
+                    };
+                    format!("v{q}_{v} = *(const nnc_vf *)({from})")
+                })
+                .collect();
+            w.line(format!("nnc_vf {};", vs.join(", ")));
+        }
     };
     let taps = |w: &mut W, pw: usize, pos: &str, checked: bool| {
         if unroll > 1 {
@@ -423,11 +471,26 @@ pub(super) fn blocked(
             let xs: Vec<String> = (0..pw).map(|q| format!("x{q} = xr[{}]", q * s)).collect();
             w.line(format!("const float {};", xs.join(", ")));
         }
-        w.for_("j", 0, vb);
-        for q in 0..pw {
-            w.line(format!("a{q}[j] = NNC_FMA(x{q}, wv[j], a{q}[j]);"));
+        if nv > 0 {
+            for v in 0..nv {
+                w.line(format!(
+                    "const nnc_vf w{v} = *(const nnc_vf *)(wv + {});",
+                    v * lanes
+                ));
+            }
+            for q in 0..pw {
+                w.line(format!("const nnc_vf s{q} = NNC_VSPLAT(x{q});"));
+                for v in 0..nv {
+                    w.line(format!("v{q}_{v} = NNC_VFMA(w{v}, s{q}, v{q}_{v});"));
+                }
+            }
+        } else {
+            w.for_("j", 0, vb);
+            for q in 0..pw {
+                w.line(format!("a{q}[j] = NNC_FMA(x{q}, wv[j], a{q}[j]);"));
+            }
+            w.close();
         }
-        w.close();
         w.close();
         w.close();
         w.close();
