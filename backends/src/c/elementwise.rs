@@ -370,7 +370,12 @@ fn zp_sub(x: &str, zp: i32) -> String {
 /// exponent put in by integer shift. Relative error below 1e-7 on
 /// [-87, 88]; 0 below (where `expf` is subnormal, under 2^-125), infinity
 /// above, NaN propagated.
-const EXPF_SOURCE: &str = "static float nnc_expf(float x) {
+/// Always inlined: a call per element defeats the point (GCC declines to
+/// inline it in a large source).
+const EXPF_SOURCE: &str = "#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline float nnc_expf(float x) {
     union { uint32_t u; float f; } s;
     const float c = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
     const float n = (c * 1.44269504f + 12582912.0f) - 12582912.0f;
