@@ -84,13 +84,29 @@ impl Geo {
 /// the input itself or (`to`) a zero-padded, possibly de-interleaved stack
 /// copy of it.
 pub(super) fn input_prologue(w: &mut W, g: &Geo, to: Option<&Geo>, t: &str) {
-    let Some(to) = to else {
-        w.line(format!(
+    match to {
+        Some(to) => padded_copy(w, g, to, t, CopyRows::All),
+        None => w.line(format!(
             "const {t} *xin = in0 + n * {};",
             g.c * g.h.input * g.w.input
-        ));
-        return;
-    };
+        )),
+    }
+}
+
+/// The input rows a padded copy holds.
+#[derive(Clone, Copy, PartialEq)]
+enum CopyRows {
+    /// Every row, at row offset `pad` (inside the batch loop).
+    All,
+    /// The `to.h.input` rows output row `oh` reads, from row
+    /// `oh * stride - pad` (inside the batch and output row loops).
+    Band,
+}
+
+/// Emits `xin`: a zero-filled stack copy in `to`'s layout (padding, columns
+/// de-interleaved into `to.phases` stride phases) of this batch element's
+/// input rows `rows`.
+fn padded_copy(w: &mut W, g: &Geo, to: &Geo, t: &str, rows: CopyRows) {
     let n = g.c * to.plane();
     let (ph, wph) = (to.phases, to.w.input.div_ceil(to.phases));
     w.line(format!("{t} xp[{n}];"));
@@ -98,13 +114,34 @@ pub(super) fn input_prologue(w: &mut W, g: &Geo, to: Option<&Geo>, t: &str) {
     w.line("xp[i] = 0;");
     w.close();
     w.for_("c", 0, g.c);
-    w.for_("r", 0, g.h.input);
+    let dest = match rows {
+        CopyRows::All => {
+            w.for_("r", 0, g.h.input);
+            w.line("const size_t ir = r;");
+            format!("r + {}", g.h.pad)
+        }
+        CopyRows::Band => {
+            w.for_("r", 0, to.h.input);
+            w.line(format!(
+                "const long ir = (long)(oh * {} + r) - {};",
+                g.h.stride, g.h.pad
+            ));
+            w.line(format!("if (ir < 0 || ir >= {}) continue;", g.h.input));
+            "r".to_string()
+        }
+    };
+    w.line(format!(
+        "const {t} *xs = in0 + ((n * {} + c) * {} + (size_t)ir) * {};",
+        g.c, g.h.input, g.w.input
+    ));
+    w.line(format!(
+        "{t} *xd = xp + (c * {} + {dest}) * {};",
+        to.h.input,
+        to.row()
+    ));
     w.for_("k", 0, g.w.input);
     w.line(format!("const size_t col = k + {};", g.w.pad));
-    w.line(format!(
-        "xp[((c * {} + r + {}) * {ph} + col % {ph}) * {wph} + col / {ph}] = in0[((n * {} + c) * {} + r) * {} + k];",
-        to.h.input, g.h.pad, g.c, g.h.input, g.w.input
-    ));
+    w.line(format!("xd[(col % {ph}) * {wph} + col / {ph}] = xs[k];"));
     w.close();
     w.close();
     w.close();
@@ -636,7 +673,7 @@ pub(super) fn row_tiles(
         gb.h.input = rowband::band_rows(&g0.h);
         gb.h.stride = 0;
         w.for_("oh", 0, g0.h.output);
-        band_prologue(w, g0, &gb, t);
+        padded_copy(w, g0, &gb, t, CopyRows::Band);
         w.open(format!(
             "for (size_t o0 = 0; o0 < {}; o0 += {})",
             gb.m, k.channels
@@ -657,38 +694,6 @@ pub(super) fn row_tiles(
         w.close(); // o0
     }
     w.close(); // n
-}
-
-/// Emits, inside the batch and output row loops, `xin`: a zero-padded,
-/// stride-phase split stack copy of the input rows output row `oh` reads
-/// (`to.h.input` rows per channel, in `to`'s layout).
-fn band_prologue(w: &mut W, g: &Geo, to: &Geo, t: &str) {
-    let rows = to.h.input;
-    let n = g.c * to.plane();
-    let (ph, wph) = (to.phases, to.w.input.div_ceil(to.phases));
-    w.line(format!("{t} xp[{n}];"));
-    w.for_("i", 0, n);
-    w.line("xp[i] = 0;");
-    w.close();
-    w.for_("c", 0, g.c);
-    w.for_("r", 0, rows);
-    w.line(format!(
-        "const long ir = (long)(oh * {} + r) - {};",
-        g.h.stride, g.h.pad
-    ));
-    w.line(format!("if (ir < 0 || ir >= {}) continue;", g.h.input));
-    w.line(format!(
-        "const {t} *xs = in0 + ((n * {} + c) * {} + (size_t)ir) * {};",
-        g.c, g.h.input, g.w.input
-    ));
-    w.line(format!("{t} *xd = xp + (c * {rows} + r) * {};", to.row()));
-    w.for_("k", 0, g.w.input);
-    w.line(format!("const size_t col = k + {};", g.w.pad));
-    w.line(format!("xd[(col % {ph}) * {wph} + col / {ph}] = xs[k];"));
-    w.close();
-    w.close();
-    w.close();
-    w.line(format!("const {t} *xin = xp;"));
 }
 
 /// One output row `oh` of output channels `o0 .. o0 + C` of the row-tile
