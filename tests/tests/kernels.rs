@@ -452,6 +452,67 @@ fn conv_blocked_vector_accumulators_match_the_interpreter() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Transposed convolutions whose taps do not overlap (kernel = stride, no
+/// padding), which the C host renders in sub-pixel form: 2x2 and 3x3
+/// strides, unequal kernel per axis, rows (channel, tap) not a multiple of
+/// the register tile, input widths under, at and past a tile (the shifted
+/// last tile), batch 2, with and without bias; every target against the
+/// interpreter (native keeps the scatter kernel).
+#[test]
+fn subpixel_conv_transpose_matches_the_interpreter() {
+    // (batch, c, m, input, kernel, bias)
+    let shapes: [(usize, usize, usize, [usize; 2], [usize; 2], bool); 6] = [
+        (1, 16, 16, [16, 16], [2, 2], true),
+        (2, 3, 3, [5, 7], [2, 2], true),
+        (1, 5, 4, [3, 37], [3, 3], false),
+        (1, 8, 6, [4, 1], [2, 3], true),
+        (1, 1, 2, [2, 9], [1, 2], true),
+        (1, 7, 5, [6, 33], [2, 2], false),
+    ];
+    let mut r = Rng(0x5b);
+    let mut failures = Vec::new();
+    for &(batch, c, m, input, k, bias) in &shapes {
+        let a = nnc_ir::op::ConvTransposeAttrs {
+            strides: k.to_vec(),
+            pads: vec![0; 4],
+            dilations: vec![1, 1],
+            output_padding: vec![0, 0],
+            group: 1,
+        };
+        let mut g = Graph::new("ct");
+        let x = g.add_input(
+            "x",
+            TensorType::new(DType::F32, vec![batch, c, input[0], input[1]]),
+        );
+        let mut ins = vec![x];
+        ins.push(g.add_const(tensor(&mut r, DType::F32, vec![c, m, k[0], k[1]]), "w"));
+        if bias {
+            ins.push(g.add_const(tensor(&mut r, DType::F32, vec![m]), "b"));
+        }
+        let y = g.add1(Op::ConvTranspose(a), &ins, "ct").unwrap();
+        g.add_output(y, "y");
+        let inputs = nnc_passes::check::random_inputs(&g, 5);
+        let want = driver::run_interp(&g, &inputs).unwrap();
+        for t in targets::all() {
+            let p = driver::lower(&g, "k", &t, &[]).unwrap();
+            match targets::run_program(&p, &inputs) {
+                Ok(got) => {
+                    let cmp = driver::compare(&got[0], &want[0], 1e-4, 1e-5);
+                    if !cmp.ok() {
+                        failures.push(format!(
+                            "{} {:?}: {cmp:?}",
+                            targets::label(&t),
+                            (batch, c, m, input, k)
+                        ));
+                    }
+                }
+                Err(e) => failures.push(format!("{}: {e}", targets::label(&t))),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// Row tiles whose zero-padded copy is too large for the stack: the C
 /// renderer copies one band of rows per output row instead (native code
 /// has no band form, so these run on the C targets). Stems of 224x224

@@ -21,6 +21,7 @@ mod nn;
 mod pool;
 mod qdot;
 mod qtiles;
+mod subpixel;
 mod vector;
 mod winograd;
 mod writer;
@@ -797,6 +798,15 @@ fn kernel(w: &mut W, st: &Step, ws: &StepWeights<'_>, h: &mut Helpers, mcu: bool
             let mut e = Epi::of(st).fast_exp(h.lanes > 0);
             if ins.len() > 2 {
                 e = e.with_bias(2);
+            }
+            let konst = ws.get(1).copied().flatten();
+            if let Some(wt) = konst
+                && h.lanes > 0
+                && y.dtype == DType::F32
+                && subpixel::applies(a, ins[0], ins[1], &e)
+            {
+                subpixel::render(w, ins[0], wt, y, &e, h);
+                return Ok(());
             }
             conv::direct(
                 w,
