@@ -315,6 +315,204 @@ fn conv_row_tiles_match_the_interpreter_on_both_backends() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// The channel-blocked kernel at channel blocks of whole vectors, which the
+/// C host renders with vector accumulators: 1, 2 and 3 vectors of 16 (of
+/// 8 and 4 on the AVX2 and SSE2 targets), output channels not a multiple
+/// of the block, 1x1 at 7x7, 3x3 padded with and without the padded copy
+/// (border columns with bounds checks), stride 2, groups, 1-D, batch 2,
+/// narrow rows, sigmoid (the vectorized `expf`) and relu epilogues.
+#[test]
+fn conv_blocked_vector_accumulators_match_the_interpreter() {
+    // (batch, c, m, group, input, k, stride, pad, positions, channels, pad_copy, act)
+    type Shape<'a> = (
+        usize,
+        usize,
+        usize,
+        usize,
+        &'a [usize],
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        bool,
+        Option<UnaryOp>,
+    );
+    let shapes: [Shape; 8] = [
+        (1, 24, 40, 1, &[7, 7], 1, 1, 0, 7, 32, false, None),
+        (
+            1,
+            5,
+            48,
+            1,
+            &[9, 11],
+            3,
+            1,
+            1,
+            5,
+            48,
+            true,
+            Some(UnaryOp::Sigmoid),
+        ),
+        (
+            2,
+            3,
+            20,
+            1,
+            &[6, 13],
+            3,
+            1,
+            1,
+            4,
+            16,
+            false,
+            Some(UnaryOp::Relu),
+        ),
+        (1, 8, 32, 2, &[8, 8], 3, 2, 1, 3, 16, true, None),
+        (
+            1,
+            7,
+            17,
+            1,
+            &[23],
+            3,
+            1,
+            2,
+            6,
+            16,
+            false,
+            Some(UnaryOp::Sigmoid),
+        ),
+        (
+            1,
+            4,
+            64,
+            1,
+            &[3, 3],
+            3,
+            1,
+            1,
+            3,
+            32,
+            true,
+            Some(UnaryOp::Relu),
+        ),
+        (1, 6, 16, 1, &[5, 5], 5, 2, 2, 2, 16, false, None),
+        (
+            2,
+            16,
+            33,
+            1,
+            &[2, 9],
+            1,
+            1,
+            0,
+            8,
+            32,
+            false,
+            Some(UnaryOp::Sigmoid),
+        ),
+    ];
+    let cases: Vec<Case> = shapes
+        .iter()
+        .map(
+            |&(batch, c, m, group, input, k, s, p, pos, ch, pad_copy, act)| {
+                let n = input.len();
+                let mut a = ConvAttrs::new(n);
+                a.group = group;
+                a.act = act;
+                a.strides = vec![s; n];
+                a.pads = vec![p; 2 * n];
+                let want = Kernel::ConvBlocked(nnc_ir::program::ConvBlocked {
+                    positions: pos,
+                    channels: ch,
+                    unroll: 1,
+                    pad_copy,
+                });
+                Case {
+                    batch,
+                    c,
+                    m,
+                    a,
+                    input: input.to_vec(),
+                    k: vec![k; n],
+                    bias: m % 2 == 0,
+                    dtype: DType::F32,
+                    computed: false,
+                    spec: format!(
+                        "conv_blocked(p={pos},c={ch},unroll=1,pad_copy={})",
+                        u8::from(pad_copy)
+                    ),
+                    want,
+                }
+            },
+        )
+        .collect();
+    let failures = run_cases(&cases, 31);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Transposed convolutions whose taps do not overlap (kernel = stride, no
+/// padding), which the C host renders in sub-pixel form: 2x2 and 3x3
+/// strides, unequal kernel per axis, rows (channel, tap) not a multiple of
+/// the register tile, input widths under, at and past a tile (the shifted
+/// last tile), batch 2, with and without bias; every target against the
+/// interpreter (native keeps the scatter kernel).
+#[test]
+fn subpixel_conv_transpose_matches_the_interpreter() {
+    // (batch, c, m, input, kernel, bias)
+    let shapes: [(usize, usize, usize, [usize; 2], [usize; 2], bool); 6] = [
+        (1, 16, 16, [16, 16], [2, 2], true),
+        (2, 3, 3, [5, 7], [2, 2], true),
+        (1, 5, 4, [3, 37], [3, 3], false),
+        (1, 8, 6, [4, 1], [2, 3], true),
+        (1, 1, 2, [2, 9], [1, 2], true),
+        (1, 7, 5, [6, 33], [2, 2], false),
+    ];
+    let mut r = Rng(0x5b);
+    let mut failures = Vec::new();
+    for &(batch, c, m, input, k, bias) in &shapes {
+        let a = nnc_ir::op::ConvTransposeAttrs {
+            strides: k.to_vec(),
+            pads: vec![0; 4],
+            dilations: vec![1, 1],
+            output_padding: vec![0, 0],
+            group: 1,
+        };
+        let mut g = Graph::new("ct");
+        let x = g.add_input(
+            "x",
+            TensorType::new(DType::F32, vec![batch, c, input[0], input[1]]),
+        );
+        let mut ins = vec![x];
+        ins.push(g.add_const(tensor(&mut r, DType::F32, vec![c, m, k[0], k[1]]), "w"));
+        if bias {
+            ins.push(g.add_const(tensor(&mut r, DType::F32, vec![m]), "b"));
+        }
+        let y = g.add1(Op::ConvTranspose(a), &ins, "ct").unwrap();
+        g.add_output(y, "y");
+        let inputs = nnc_passes::check::random_inputs(&g, 5);
+        let want = driver::run_interp(&g, &inputs).unwrap();
+        for t in targets::all() {
+            let p = driver::lower(&g, "k", &t, &[]).unwrap();
+            match targets::run_program(&p, &inputs) {
+                Ok(got) => {
+                    let cmp = driver::compare(&got[0], &want[0], 1e-4, 1e-5);
+                    if !cmp.ok() {
+                        failures.push(format!(
+                            "{} {:?}: {cmp:?}",
+                            targets::label(&t),
+                            (batch, c, m, input, k)
+                        ));
+                    }
+                }
+                Err(e) => failures.push(format!("{}: {e}", targets::label(&t))),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// Row tiles whose zero-padded copy is too large for the stack: the C
 /// renderer copies one band of rows per output row instead (native code
 /// has no band form, so these run on the C targets). Stems of 224x224

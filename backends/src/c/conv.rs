@@ -84,13 +84,29 @@ impl Geo {
 /// the input itself or (`to`) a zero-padded, possibly de-interleaved stack
 /// copy of it.
 pub(super) fn input_prologue(w: &mut W, g: &Geo, to: Option<&Geo>, t: &str) {
-    let Some(to) = to else {
-        w.line(format!(
+    match to {
+        Some(to) => padded_copy(w, g, to, t, CopyRows::All),
+        None => w.line(format!(
             "const {t} *xin = in0 + n * {};",
             g.c * g.h.input * g.w.input
-        ));
-        return;
-    };
+        )),
+    }
+}
+
+/// The input rows a padded copy holds.
+#[derive(Clone, Copy, PartialEq)]
+enum CopyRows {
+    /// Every row, at row offset `pad` (inside the batch loop).
+    All,
+    /// The `to.h.input` rows output row `oh` reads, from row
+    /// `oh * stride - pad` (inside the batch and output row loops).
+    Band,
+}
+
+/// Emits `xin`: a zero-filled stack copy in `to`'s layout (padding, columns
+/// de-interleaved into `to.phases` stride phases) of this batch element's
+/// input rows `rows`.
+fn padded_copy(w: &mut W, g: &Geo, to: &Geo, t: &str, rows: CopyRows) {
     let n = g.c * to.plane();
     let (ph, wph) = (to.phases, to.w.input.div_ceil(to.phases));
     w.line(format!("{t} xp[{n}];"));
@@ -98,13 +114,34 @@ pub(super) fn input_prologue(w: &mut W, g: &Geo, to: Option<&Geo>, t: &str) {
     w.line("xp[i] = 0;");
     w.close();
     w.for_("c", 0, g.c);
-    w.for_("r", 0, g.h.input);
+    let dest = match rows {
+        CopyRows::All => {
+            w.for_("r", 0, g.h.input);
+            w.line("const size_t ir = r;");
+            format!("r + {}", g.h.pad)
+        }
+        CopyRows::Band => {
+            w.for_("r", 0, to.h.input);
+            w.line(format!(
+                "const long ir = (long)(oh * {} + r) - {};",
+                g.h.stride, g.h.pad
+            ));
+            w.line(format!("if (ir < 0 || ir >= {}) continue;", g.h.input));
+            "r".to_string()
+        }
+    };
+    w.line(format!(
+        "const {t} *xs = in0 + ((n * {} + c) * {} + (size_t)ir) * {};",
+        g.c, g.h.input, g.w.input
+    ));
+    w.line(format!(
+        "{t} *xd = xp + (c * {} + {dest}) * {};",
+        to.h.input,
+        to.row()
+    ));
     w.for_("k", 0, g.w.input);
     w.line(format!("const size_t col = k + {};", g.w.pad));
-    w.line(format!(
-        "xp[((c * {} + r + {}) * {ph} + col % {ph}) * {wph} + col / {ph}] = in0[((n * {} + c) * {} + r) * {} + k];",
-        to.h.input, g.h.pad, g.c, g.h.input, g.w.input
-    ));
+    w.line(format!("xd[(col % {ph}) * {wph} + col / {ph}] = xs[k];"));
     w.close();
     w.close();
     w.close();
@@ -353,7 +390,29 @@ pub(super) fn blocked(
     let partial = !mg.is_multiple_of(vb);
     // One named accumulator array per position: GCC keeps each in vector
     // registers (a 2-D array defeats its vectorizer).
+    // On a host, the accumulators are vector values (registers by
+    // construction, see [`super::vector`]), spilled to arrays only to be
+    // stored.
+    let lanes = h.lanes;
+    let nv = if lanes > 0 && vb.is_multiple_of(lanes) {
+        vb / lanes
+    } else {
+        0
+    };
+    if nv > 0 {
+        h.need("nnc_vec");
+    }
     let store = |w: &mut W, pw: usize, pos: &str| {
+        if nv > 0 {
+            w.block();
+            let names: Vec<String> = (0..pw).map(|q| format!("a{q}[{vb}]")).collect();
+            w.line(format!("float {};", names.join(", ")));
+            for q in 0..pw {
+                for v in 0..nv {
+                    w.line(format!("*(nnc_vf *)(a{q} + {}) = v{q}_{v};", v * lanes));
+                }
+            }
+        }
         w.for_("j", 0, vb);
         if partial {
             w.line(format!("if (ob * {vb} + j >= {mg}) continue;"));
@@ -367,6 +426,9 @@ pub(super) fn blocked(
             w.line(format!("yo[{q}] = {e};"));
         }
         w.close();
+        if nv > 0 {
+            w.close();
+        }
     };
     let init = |w: &mut W, pw: usize, pos: &str| {
         let names: Vec<String> = (0..pw).map(|q| format!("a{q}[{vb}]")).collect();
@@ -392,6 +454,29 @@ pub(super) fn blocked(
             w.line(format!("{} = {bpn}[{blk} * {vb} + j];", lhs.join(" = ")));
         }
         w.close();
+    };
+    // Vector accumulators start from the bias block, or (a partial-sum
+    // slice) from the arrays the scalar form fills from the output.
+    let init = |w: &mut W, pw: usize, pos: &str| {
+        if nv == 0 || epi.accumulate {
+            init(w, pw, pos);
+        }
+        if nv == 0 {
+            return;
+        }
+        for q in 0..pw {
+            let vs: Vec<String> = (0..nv)
+                .map(|v| {
+                    let from = if epi.accumulate {
+                        format!("a{q} + {}", v * lanes)
+                    } else {
+                        format!("{bpn} + {blk} * {vb} + {}", v * lanes)
+                    };
+                    format!("v{q}_{v} = *(const nnc_vf *)({from})")
+                })
+                .collect();
+            w.line(format!("nnc_vf {};", vs.join(", ")));
+        }
     };
     let taps = |w: &mut W, pw: usize, pos: &str, checked: bool| {
         if unroll > 1 {
@@ -423,11 +508,26 @@ pub(super) fn blocked(
             let xs: Vec<String> = (0..pw).map(|q| format!("x{q} = xr[{}]", q * s)).collect();
             w.line(format!("const float {};", xs.join(", ")));
         }
-        w.for_("j", 0, vb);
-        for q in 0..pw {
-            w.line(format!("a{q}[j] = NNC_FMA(x{q}, wv[j], a{q}[j]);"));
+        if nv > 0 {
+            for v in 0..nv {
+                w.line(format!(
+                    "const nnc_vf w{v} = *(const nnc_vf *)(wv + {});",
+                    v * lanes
+                ));
+            }
+            for q in 0..pw {
+                w.line(format!("const nnc_vf s{q} = NNC_VSPLAT(x{q});"));
+                for v in 0..nv {
+                    w.line(format!("v{q}_{v} = NNC_VFMA(w{v}, s{q}, v{q}_{v});"));
+                }
+            }
+        } else {
+            w.for_("j", 0, vb);
+            for q in 0..pw {
+                w.line(format!("a{q}[j] = NNC_FMA(x{q}, wv[j], a{q}[j]);"));
+            }
+            w.close();
         }
-        w.close();
         w.close();
         w.close();
         w.close();
@@ -573,7 +673,7 @@ pub(super) fn row_tiles(
         gb.h.input = rowband::band_rows(&g0.h);
         gb.h.stride = 0;
         w.for_("oh", 0, g0.h.output);
-        band_prologue(w, g0, &gb, t);
+        padded_copy(w, g0, &gb, t, CopyRows::Band);
         w.open(format!(
             "for (size_t o0 = 0; o0 < {}; o0 += {})",
             gb.m, k.channels
@@ -594,38 +694,6 @@ pub(super) fn row_tiles(
         w.close(); // o0
     }
     w.close(); // n
-}
-
-/// Emits, inside the batch and output row loops, `xin`: a zero-padded,
-/// stride-phase split stack copy of the input rows output row `oh` reads
-/// (`to.h.input` rows per channel, in `to`'s layout).
-fn band_prologue(w: &mut W, g: &Geo, to: &Geo, t: &str) {
-    let rows = to.h.input;
-    let n = g.c * to.plane();
-    let (ph, wph) = (to.phases, to.w.input.div_ceil(to.phases));
-    w.line(format!("{t} xp[{n}];"));
-    w.for_("i", 0, n);
-    w.line("xp[i] = 0;");
-    w.close();
-    w.for_("c", 0, g.c);
-    w.for_("r", 0, rows);
-    w.line(format!(
-        "const long ir = (long)(oh * {} + r) - {};",
-        g.h.stride, g.h.pad
-    ));
-    w.line(format!("if (ir < 0 || ir >= {}) continue;", g.h.input));
-    w.line(format!(
-        "const {t} *xs = in0 + ((n * {} + c) * {} + (size_t)ir) * {};",
-        g.c, g.h.input, g.w.input
-    ));
-    w.line(format!("{t} *xd = xp + (c * {rows} + r) * {};", to.row()));
-    w.for_("k", 0, g.w.input);
-    w.line(format!("const size_t col = k + {};", g.w.pad));
-    w.line(format!("xd[(col % {ph}) * {wph} + col / {ph}] = xs[k];"));
-    w.close();
-    w.close();
-    w.close();
-    w.line(format!("const {t} *xin = xp;"));
 }
 
 /// One output row `oh` of output channels `o0 .. o0 + C` of the row-tile

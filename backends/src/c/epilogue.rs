@@ -18,6 +18,8 @@ pub struct Epi<'a> {
     pub accumulate: bool,
     /// A bias input outside the epilogue list (a transposed convolution's).
     extra_bias: Option<usize>,
+    /// Activations call the vectorizable `nnc_expf` (host targets).
+    fast_exp: bool,
 }
 
 impl<'a> Epi<'a> {
@@ -28,6 +30,15 @@ impl<'a> Epi<'a> {
             d,
             accumulate: st.part.accumulate,
             extra_bias: None,
+            fast_exp: false,
+        }
+    }
+
+    /// The same epilogue, its activations with `nnc_expf` when `on`.
+    pub fn fast_exp(self, on: bool) -> Epi<'a> {
+        Epi {
+            fast_exp: on,
+            ..self
         }
     }
 
@@ -65,10 +76,10 @@ impl<'a> Epi<'a> {
         for it in self.items {
             e = match it {
                 Epilogue::Bias { .. } => e,
-                Epilogue::Act(u) => unary_expr(u, &e, self.d),
+                Epilogue::Act(u) => unary_expr(u, &e, self.d, self.fast_exp),
                 Epilogue::Residual { input } => format!("({e} + in{input}[({at}) - out0])"),
                 Epilogue::Clamp { lo, hi } => {
-                    unary_expr(&UnaryOp::Clip { min: *lo, max: *hi }, &e, self.d)
+                    unary_expr(&UnaryOp::Clip { min: *lo, max: *hi }, &e, self.d, false)
                 }
                 Epilogue::Requantize { .. } => {
                     unreachable!("integer epilogues are rendered by store_int")

@@ -5,8 +5,9 @@
 //! `int NAME_run(const void *const *inputs, void *const *outputs, void *arena)`
 //! calls the steps with pointers into the caller's buffers. No allocation,
 //! no stdio, no mutable globals; only `<math.h>`, `<stdint.h>` and
-//! `<stddef.h>`. The code compiles warning-free with
-//! `-std=c99 -Wall -Wextra -Werror -pedantic`.
+//! `<stddef.h>` (and, for host targets, the compiler's `<immintrin.h>` and
+//! GNU C vector types, see [`vector`]). The code compiles warning-free
+//! with `-std=c99 -Wall -Wextra -Werror -pedantic`.
 
 mod conv;
 mod depthwise;
@@ -20,6 +21,8 @@ mod nn;
 mod pool;
 mod qdot;
 mod qtiles;
+mod subpixel;
+mod vector;
 mod winograd;
 mod writer;
 
@@ -226,6 +229,9 @@ pub struct Helpers {
     counter: usize,
     /// Write float arrays as blobs ([`WeightForm::Blob`]).
     blob: bool,
+    /// Floats per vector register of a host target (0: none, or a
+    /// microcontroller): the lanes of [`vector`]'s kernels.
+    lanes: usize,
 }
 
 impl Helpers {
@@ -351,6 +357,7 @@ pub fn emit_with(p: &Program, name: &str, opts: &COptions) -> Result<CSource> {
     let blob = opts.weights.blob_for(p.weight_bytes());
     let mut h = Helpers {
         blob,
+        lanes: host_lanes(&p.target),
         ..Helpers::default()
     };
     let mut body = String::new();
@@ -386,8 +393,16 @@ pub fn emit_with(p: &Program, name: &str, opts: &COptions) -> Result<CSource> {
     );
     let _ = writeln!(src, "#include \"{name}.h\"\n");
     src.push_str("#include <math.h>\n#include <stddef.h>\n#include <stdint.h>\n\n");
+    // Epilogues cannot register helpers; the one they may call is found
+    // in the bodies.
+    if body.contains("nnc_expf(") {
+        h.need("nnc_expf");
+    }
     if h.used.contains("nnc_fma") {
         src.push_str(FMA_MACRO);
+    }
+    if h.used.contains("nnc_vec") {
+        src.push_str(&vector::prelude(h.lanes));
     }
     if p.target.is_mcu() {
         src.push_str(STEP_MACRO);
@@ -685,6 +700,16 @@ fn geo(st: &Step, win: &Window) -> Result<Geo> {
     Geo::of(win).ok_or_else(|| unsupported(st, &format!("kernel {} on a 3-D window", st.kernel)))
 }
 
+/// Floats per vector register of the C host kernels on `t` (0 on a
+/// microcontroller or without vector registers).
+fn host_lanes(t: &Target) -> usize {
+    if t.is_mcu() || t.vector_bits < 128 {
+        0
+    } else {
+        (t.vector_bits / 32).min(16)
+    }
+}
+
 /// A weight input the kernel packs at generation time.
 fn weight<'a>(st: &Step, ws: &StepWeights<'a>, k: usize) -> Result<&'a Tensor> {
     ws.get(k)
@@ -696,7 +721,7 @@ fn weight<'a>(st: &Step, ws: &StepWeights<'a>, k: usize) -> Result<&'a Tensor> {
 fn kernel(w: &mut W, st: &Step, ws: &StepWeights<'_>, h: &mut Helpers, mcu: bool) -> Result<()> {
     let y = &st.outputs[0].ty;
     let ins: Vec<&TensorType> = st.inputs.iter().map(|b| &b.ty).collect();
-    let epi = Epi::of(st);
+    let epi = Epi::of(st).fast_exp(h.lanes > 0);
     let bias = |st: &Step| -> Result<Option<&Tensor>> {
         match epi.bias() {
             Some(k) => weight(st, ws, k).map(Some),
@@ -770,9 +795,18 @@ fn kernel(w: &mut W, st: &Step, ws: &StepWeights<'_>, h: &mut Helpers, mcu: bool
             &epi,
         ),
         (Kernel::ConvTransposeScatter, Op::ConvTranspose(a)) => {
-            let mut e = Epi::of(st);
+            let mut e = Epi::of(st).fast_exp(h.lanes > 0);
             if ins.len() > 2 {
                 e = e.with_bias(2);
+            }
+            let konst = ws.get(1).copied().flatten();
+            if let Some(wt) = konst
+                && h.lanes > 0
+                && y.dtype == DType::F32
+                && subpixel::applies(a, ins[0], ins[1], &e)
+            {
+                subpixel::render(w, ins[0], wt, y, &e, h);
+                return Ok(());
             }
             conv::direct(
                 w,
