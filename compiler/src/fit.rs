@@ -118,6 +118,7 @@ pub fn fit(
     let how = Lowering {
         kernels: how.kernels.clone(),
         memory: MemoryGoal::Budget(budget),
+        max_recompute: how.max_recompute,
     };
     let mut g = imported.clone();
     // Layer name -> (channels at the start, channels now).

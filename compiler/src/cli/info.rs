@@ -184,6 +184,7 @@ pub(super) fn memory_report(a: &InfoArgs, g: &Graph) -> Result<(serde_json::Valu
         "streamed_chains": s.chains.len(),
         "row_copy_bytes": s.chains.iter().map(|c| c.copied_bytes).sum::<usize>(),
         "tiling_extra_macs": s.chains.iter().map(|c| c.extra_macs).sum::<u64>(),
+        "max_recompute_percent": a.kernel.max_recompute,
         "peak_step": s.peak_step,
         "peak_step_op": peak.map(|st| st.op.name()),
         "peak_step_name": peak.map(|st| st.name.clone()),
@@ -212,11 +213,14 @@ pub(super) fn print_memory(a: &InfoArgs, v: &serde_json::Value) -> Result<()> {
             u("streamed_chains"),
             fmt_bytes(u("row_copy_bytes"))
         );
+        let cap = v["max_recompute_percent"].as_f64().unwrap_or(0.0);
         if u("tiling_extra_macs") > 0 {
             outln!(
-                "  column tiles:   {} extra MACs recomputed in the halos",
+                "  column tiles:   {} extra MACs recomputed in the halos (--max-recompute {cap}%)",
                 u("tiling_extra_macs")
             );
+        } else {
+            outln!("  column tiles:   none (--max-recompute {cap}%)");
         }
     }
     outln!("  naive:          {}", fmt_bytes(u("naive_bytes")));

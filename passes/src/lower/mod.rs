@@ -165,6 +165,9 @@ pub struct LowerOptions {
     pub kernels: Vec<KernelChoice>,
     /// How hard to work on the arena (partial execution).
     pub memory: partition::MemoryGoal,
+    /// Extra multiply-accumulates column tiles may add, in percent of the
+    /// program's (0: whole rows only).
+    pub max_recompute: f64,
 }
 
 /// Lowers an optimized graph to a program for `opts.target`.
@@ -316,7 +319,7 @@ pub fn lower(g: &Graph, opts: &LowerOptions) -> Result<Program> {
         loops: vec![],
     };
     p.verify_unplaced()?;
-    let (mut p, report) = partition::partition(p, opts.memory)?;
+    let (mut p, report) = partition::partition(p, opts.memory, opts.max_recompute)?;
     p.stats.unpartitioned_bytes = report.arena_before;
     p.stats.chains = report
         .chains
