@@ -350,6 +350,9 @@ pub struct Lowering {
     /// Extra multiply-accumulates column tiles may add, in percent of the
     /// model's (`--max-recompute`; 0: no column tiles).
     pub max_recompute: f64,
+    /// Try channel split when the memory goal asks for partial execution
+    /// (`--channel-split`).
+    pub channel_split: bool,
 }
 
 impl Default for Lowering {
@@ -358,6 +361,7 @@ impl Default for Lowering {
             kernels: vec![],
             memory: MemoryGoal::default(),
             max_recompute: nnc_passes::lower::partition::MAX_EXTRA_MACS_PERCENT,
+            channel_split: true,
         }
     }
 }
@@ -373,6 +377,7 @@ impl Lowering {
                 kernels: self.kernels.clone(),
                 memory: self.memory,
                 max_recompute: self.max_recompute,
+                channel_split: self.channel_split,
             },
         )?)
     }

@@ -119,6 +119,7 @@ pub fn fit(
         kernels: how.kernels.clone(),
         memory: MemoryGoal::Budget(budget),
         max_recompute: how.max_recompute,
+        channel_split: how.channel_split,
     };
     let mut g = imported.clone();
     // Layer name -> (channels at the start, channels now).

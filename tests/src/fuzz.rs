@@ -70,6 +70,7 @@ fn exercise_graph(g: &Graph) {
                     // Auto: microcontroller programs are partitioned.
                     memory: Default::default(),
                     max_recompute: nnc_passes::lower::partition::MAX_EXTRA_MACS_PERCENT,
+                    channel_split: true,
                 },
             );
         }

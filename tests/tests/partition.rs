@@ -183,6 +183,7 @@ fn the_recompute_cap_bounds_column_tiles() {
             kernels: vec![],
             memory,
             max_recompute,
+            channel_split: true,
         }
         .lower(&g, "model", &target)
         .unwrap()

@@ -185,6 +185,21 @@ pub(super) fn memory_report(a: &InfoArgs, g: &Graph) -> Result<(serde_json::Valu
         "row_copy_bytes": s.chains.iter().map(|c| c.copied_bytes).sum::<usize>(),
         "tiling_extra_macs": s.chains.iter().map(|c| c.extra_macs).sum::<u64>(),
         "max_recompute_percent": a.kernel.max_recompute,
+        "channel_split": s.channel_split.as_ref().map(|c| json!({
+            "kept": c.kept,
+            "arena_without_bytes": c.arena_without,
+            "arena_with_bytes": c.arena_with,
+            "candidates": c.candidates,
+            "macs_without": c.macs_without,
+            "macs_with": c.macs_with,
+            "millis": c.millis,
+            "summary": c.summary(),
+            "chains": c.splits.iter().map(|x| json!({
+                "kind": x.kind,
+                "slices": x.slices,
+                "names": x.names,
+            })).collect::<Vec<_>>(),
+        })),
         "peak_step": s.peak_step,
         "peak_step_op": peak.map(|st| st.op.name()),
         "peak_step_name": peak.map(|st| st.name.clone()),
@@ -221,6 +236,28 @@ pub(super) fn print_memory(a: &InfoArgs, v: &serde_json::Value) -> Result<()> {
             );
         } else {
             outln!("  column tiles:   none (--max-recompute {cap}%)");
+        }
+    }
+    if let Some(cs) = v["channel_split"].as_object() {
+        outln!(
+            "  {} ({:.0} ms)",
+            cs["summary"].as_str().unwrap_or(""),
+            cs["millis"].as_f64().unwrap_or(0.0)
+        );
+        for c in cs["chains"].as_array().into_iter().flatten() {
+            let names: Vec<&str> = c["names"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n.as_str())
+                .collect();
+            outln!(
+                "    {} x{}: `{}` .. `{}`",
+                c["kind"].as_str().unwrap_or(""),
+                c["slices"].as_u64().unwrap_or(0),
+                names.first().unwrap_or(&""),
+                names.last().unwrap_or(&"")
+            );
         }
     }
     outln!("  naive:          {}", fmt_bytes(u("naive_bytes")));

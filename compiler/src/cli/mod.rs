@@ -206,6 +206,26 @@ struct KernelArgs {
         allow_negative_numbers = true
     )]
     max_recompute: f64,
+    /// Channel split with a memory goal (`auto` on microcontrollers, `min`, a budget the plain
+    /// plan misses): conv chains run in k channel slices, joined by concatenation or by adding
+    /// partial sums, where the planner finds the arena smaller; the program is lowered with and
+    /// without and the smaller arena kept (`nnc info` says which)
+    #[arg(long = "channel-split", value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
+    channel_split: OnOff,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnOff {
+    On,
+    Off,
+}
+
+fn parse_on_off(s: &str) -> Result<OnOff, String> {
+    match s {
+        "on" => Ok(OnOff::On),
+        "off" => Ok(OnOff::Off),
+        _ => Err(format!("`{s}`: use on or off")),
+    }
 }
 
 /// A percentage from 0 to 100 (`10`, `2.5`, `10%`).
@@ -254,6 +274,7 @@ impl KernelArgs {
                 (None, MemoryArg::Min) => MemoryGoal::Minimize,
             },
             max_recompute: self.max_recompute,
+            channel_split: self.channel_split == OnOff::On,
         }
     }
 }
@@ -1074,6 +1095,7 @@ fn load_model_fit(
             kernels: f.lowering.kernels.clone(),
             memory: nnc_passes::lower::partition::MemoryGoal::Budget(f.budget),
             max_recompute: f.lowering.max_recompute,
+            channel_split: f.lowering.channel_split,
         };
         let cost = prune_cost(&imported, m, &plain, &g, target, &how)?;
         return Ok((g, Some(FitOutcome { report, cost })));
