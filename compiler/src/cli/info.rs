@@ -193,6 +193,7 @@ pub(super) fn memory_report(a: &InfoArgs, g: &Graph) -> Result<(serde_json::Valu
             "macs_without": c.macs_without,
             "macs_with": c.macs_with,
             "millis": c.millis,
+            "extract_millis": c.extract_millis,
             "summary": c.summary(),
             "chains": c.splits.iter().map(|x| json!({
                 "kind": x.kind,
@@ -240,9 +241,10 @@ pub(super) fn print_memory(a: &InfoArgs, v: &serde_json::Value) -> Result<()> {
     }
     if let Some(cs) = v["channel_split"].as_object() {
         outln!(
-            "  {} ({:.0} ms)",
+            "  {} ({:.0} ms, {:.0} ms of it in the e-graph)",
             cs["summary"].as_str().unwrap_or(""),
-            cs["millis"].as_f64().unwrap_or(0.0)
+            cs["millis"].as_f64().unwrap_or(0.0),
+            cs["extract_millis"].as_f64().unwrap_or(0.0)
         );
         for c in cs["chains"].as_array().into_iter().flatten() {
             let names: Vec<&str> = c["names"]

@@ -218,6 +218,7 @@ pub fn lower(g: &Graph, opts: &LowerOptions) -> Result<Program> {
         macs_without: macs,
         macs_with: macs,
         millis: 0.0,
+        extract_millis: cs.millis,
     };
     let mut out = plain;
     if !cs.splits.is_empty() {

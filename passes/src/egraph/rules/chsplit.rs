@@ -182,7 +182,7 @@ fn nodes_of(b: &mut B<'_>, class: Id, op: Option<&str>) -> Vec<(Op, Vec<Id>)> {
 /// Channels of a rank-4 NCHW class.
 fn channels(b: &B<'_>, class: Id) -> Option<usize> {
     let t = b.ty(class)?;
-    (t.dims.len() == 4).then_some(t.dims[1])
+    (t.dims.len() == 4).then(|| t.dims[1])
 }
 
 /// Whether `op` over `operands` is channel-local on a C-channel input.
@@ -203,7 +203,7 @@ fn is_local(b: &B<'_>, op: &Op, operands: &[Id], c: usize) -> bool {
                 && konst(1)
                 && konst(2)
                 && b.value(operands[1])
-                    .is_some_and(|w| w.dims()[0] == c && w.dims()[1] == 1)
+                    .is_some_and(|w| w.rank() == 4 && w.dims()[0] == c && w.dims()[1] == 1)
         }
         Op::QConv(a) => {
             a.conv.group == c
@@ -211,7 +211,7 @@ fn is_local(b: &B<'_>, op: &Op, operands: &[Id], c: usize) -> bool {
                 && operands.len() == 5
                 && (1..5).all(konst)
                 && b.value(operands[1])
-                    .is_some_and(|w| w.dims()[0] == c && w.dims()[1] == 1)
+                    .is_some_and(|w| w.rank() == 4 && w.dims()[0] == c && w.dims()[1] == 1)
         }
         Op::Binary(BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div) => {
             operands.len() == 2
