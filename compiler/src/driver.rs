@@ -343,16 +343,43 @@ impl Backend {
 
 /// How to lower for a backend: kernels forced onto steps, and the memory
 /// goal of partial execution.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Lowering {
     pub kernels: Vec<KernelChoice>,
     pub memory: MemoryGoal,
+    /// Extra multiply-accumulates column tiles may add, in percent of the
+    /// model's (`--max-recompute`; 0: no column tiles).
+    pub max_recompute: f64,
+    /// Try channel split when the memory goal asks for partial execution
+    /// (`--channel-split`).
+    pub channel_split: bool,
+}
+
+impl Default for Lowering {
+    fn default() -> Self {
+        Lowering {
+            kernels: vec![],
+            memory: MemoryGoal::default(),
+            max_recompute: nnc_passes::lower::partition::MAX_EXTRA_MACS_PERCENT,
+            channel_split: true,
+        }
+    }
 }
 
 impl Lowering {
     /// Lowers a graph for `target` this way.
     pub fn lower(&self, g: &Graph, name: &str, target: &Target) -> Result<Program> {
-        lower_with(g, name, target, &self.kernels, self.memory)
+        Ok(nnc_passes::lower::lower(
+            g,
+            &LowerOptions {
+                name: name.to_string(),
+                target: target.clone(),
+                kernels: self.kernels.clone(),
+                memory: self.memory,
+                max_recompute: self.max_recompute,
+                channel_split: self.channel_split,
+            },
+        )?)
     }
 }
 
@@ -389,13 +416,10 @@ pub fn lower_with(
     kernels: &[KernelChoice],
     memory: MemoryGoal,
 ) -> Result<Program> {
-    Ok(nnc_passes::lower::lower(
-        g,
-        &LowerOptions {
-            name: name.to_string(),
-            target: target.clone(),
-            kernels: kernels.to_vec(),
-            memory,
-        },
-    )?)
+    Lowering {
+        kernels: kernels.to_vec(),
+        memory,
+        ..Default::default()
+    }
+    .lower(g, name, target)
 }

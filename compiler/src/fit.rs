@@ -122,6 +122,8 @@ pub fn fit(
     let how = Lowering {
         kernels: how.kernels.clone(),
         memory: MemoryGoal::Budget(budget),
+        max_recompute: how.max_recompute,
+        channel_split: how.channel_split,
     };
     let mut g = imported.clone();
     // Layer name -> (channels at the start, channels now).

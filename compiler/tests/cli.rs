@@ -70,6 +70,42 @@ fn help_documents_every_subcommand() {
     }
 }
 
+/// `--max-recompute` is documented, shown by `info`, and bad values are
+/// usage errors that say why.
+#[test]
+fn max_recompute_is_an_option() {
+    let (out, _) = text(&nnc(&["info", "--help"]));
+    assert!(out.contains("--max-recompute <PCT>"), "{out}");
+    let (model, _, _) = kws();
+    for cmd in ["info", "emit-c", "compile", "bench", "run"] {
+        for (bad, why) in [
+            ("-5", "from 0 to 100"),
+            ("101", "from 0 to 100"),
+            ("ten", "is not a number"),
+            ("nan", "from 0 to 100"),
+        ] {
+            let o = nnc(&[cmd, &model, "--max-recompute", bad]);
+            let (_, err) = text(&o);
+            assert!(!o.status.success(), "{cmd} accepted --max-recompute {bad}");
+            assert!(err.contains(why), "{cmd} --max-recompute {bad}: {err}");
+        }
+    }
+    let o = nnc(&[
+        "info",
+        &model,
+        "--target",
+        "cortex-m4",
+        "--max-recompute",
+        "2.5%",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("--max-recompute 2.5%"), "{out}");
+    let o = nnc(&["info", &model, "--json", "--max-recompute", "0"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["memory"]["max_recompute_percent"].as_f64(), Some(0.0));
+}
+
 #[test]
 fn run_matches_reference_and_writes_npy() {
     let (model, input, output) = kws();

@@ -69,6 +69,8 @@ fn exercise_graph(g: &Graph) {
                     kernels: Vec::new(),
                     // Auto: microcontroller programs are partitioned.
                     memory: Default::default(),
+                    max_recompute: nnc_passes::lower::partition::MAX_EXTRA_MACS_PERCENT,
+                    channel_split: true,
                 },
             );
         }

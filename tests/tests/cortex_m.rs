@@ -44,6 +44,7 @@ fn build_and_run_form(rel: &str, memory: MemoryGoal, form: c::WeightForm) -> (St
     let p = driver::Lowering {
         kernels: vec![],
         memory,
+        ..Default::default()
     }
     .lower(&g, &name, &target)
     .unwrap();
@@ -144,6 +145,7 @@ fn budgets_build_and_run_on_emulated_cortex_m4() {
         let how = driver::Lowering {
             kernels: vec![],
             memory: MemoryGoal::Off,
+            ..Default::default()
         };
         let greedy = how.lower(&g, "m", &target).unwrap().stats.greedy_bytes;
         let (_, x) = nnc::io::read_tensor(&d.join("test_data_set_0/input_0.pb")).unwrap();
@@ -172,6 +174,7 @@ fn vww_int8_pruned_to_a_quarter_runs_on_emulated_cortex_m4() {
     let split = driver::Lowering {
         kernels: vec![],
         memory: MemoryGoal::Minimize,
+        ..Default::default()
     }
     .lower(&g, "m", &target)
     .unwrap()
@@ -192,6 +195,7 @@ fn vww_int8_pruned_to_a_quarter_runs_on_emulated_cortex_m4() {
     let p = driver::Lowering {
         kernels: vec![],
         memory: MemoryGoal::Budget(budget),
+        ..Default::default()
     }
     .lower(&f.optimized, &name, &target)
     .unwrap();

@@ -253,6 +253,7 @@ fn check_seed(seed: u64, cov: &mut Coverage, verbose: bool) -> Vec<String> {
             let how = driver::Lowering {
                 kernels: kernels.clone(),
                 memory,
+                ..Default::default()
             };
             let p = match how.lower(&g, "rand", t) {
                 Ok(p) => p,

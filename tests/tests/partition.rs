@@ -42,6 +42,7 @@ fn lower(g: &Graph, target: &Target, memory: MemoryGoal) -> Program {
     Lowering {
         kernels: vec![],
         memory,
+        ..Default::default()
     }
     .lower(g, "model", target)
     .unwrap()
@@ -159,6 +160,40 @@ fn partial_execution_shrinks_every_model_on_cortex_m4() {
     println!("{table}");
 }
 
+/// `--max-recompute 0` leaves whole rows only (the arena of `--memory
+/// auto`, no extra MACs); the default cap lets VWW's column tiles lower it.
+#[test]
+fn the_recompute_cap_bounds_column_tiles() {
+    let target = Target::cortex_m(Arch::CortexM4);
+    let m = "mlperf_tiny/vww_mbv1_025_96_int8_qdq";
+    let g = load(m, &target);
+    let with = |memory, max_recompute| {
+        Lowering {
+            kernels: vec![],
+            memory,
+            max_recompute,
+            channel_split: true,
+        }
+        .lower(&g, "model", &target)
+        .unwrap()
+    };
+    let extra = |p: &Program| p.stats.chains.iter().map(|c| c.extra_macs).sum::<u64>();
+    let rows = with(MemoryGoal::Auto, 10.0);
+    let capped = with(MemoryGoal::Minimize, 0.0);
+    assert_eq!(capped.arena_bytes, rows.arena_bytes, "{m}");
+    assert_eq!(extra(&capped), 0);
+    assert!(capped.stats.chains.iter().all(|c| c.tiles == 1));
+    let tiled = lower(&g, &target, MemoryGoal::Minimize);
+    assert!(
+        tiled.arena_bytes < rows.arena_bytes,
+        "{m}: {} B tiled, {} B in rows",
+        tiled.arena_bytes,
+        rows.arena_bytes
+    );
+    let macs: u64 = nnc_ir::stats::stats(&g).macs;
+    assert!(extra(&tiled) > 0 && extra(&tiled) * 10 <= macs, "{m}");
+}
+
 #[test]
 fn an_impossible_budget_names_the_bottleneck() {
     let target = Target::cortex_m(Arch::CortexM4);
@@ -196,6 +231,7 @@ fn partitioned_programs_compute_what_unpartitioned_ones_do() {
                 let how = Lowering {
                     kernels: vec![],
                     memory,
+                    ..Default::default()
                 };
                 driver::execute_with(&g, backend, std::slice::from_ref(&x), &how)
                     .unwrap_or_else(|e| panic!("{m} on {}: {e}", backend.name()))

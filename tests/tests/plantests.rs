@@ -87,6 +87,7 @@ fn run_file(path: &Path, families: &mut BTreeSet<Family>) -> String {
     let lowering = |memory| nnc::driver::Lowering {
         kernels: s.kernels.clone(),
         memory,
+        ..Default::default()
     };
     let p = lowering(s.memory)
         .lower(&g, "plan", &target)

@@ -89,6 +89,7 @@ fn channel_split_arena(imported: &Graph) -> usize {
     Lowering {
         kernels: vec![],
         memory: MemoryGoal::Minimize,
+        ..Default::default()
     }
     .lower(&g, "m", &m4())
     .unwrap()
@@ -114,6 +115,7 @@ fn check_fit(what: &str, f: &Fitted, budget: usize, split: usize) {
     let again = Lowering {
         kernels: vec![],
         memory: MemoryGoal::Budget(budget),
+        ..Default::default()
     }
     .lower(&f.optimized, "m", &m4())
     .unwrap();
@@ -220,6 +222,7 @@ fn fit_shared(rel: &str, dens: &[usize], calib_sets: u64) {
         let how = Lowering {
             kernels: vec![],
             memory: MemoryGoal::Budget(budget),
+            ..Default::default()
         };
         let cost = nnc::prune::cost(&orig, &f.optimized, &m4(), &how, &sets, src.clone()).unwrap();
         assert_eq!(cost.after.peak, f.program.arena_bytes, "{what}");

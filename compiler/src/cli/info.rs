@@ -184,6 +184,23 @@ pub(super) fn memory_report(a: &InfoArgs, g: &Graph) -> Result<(serde_json::Valu
         "streamed_chains": s.chains.len(),
         "row_copy_bytes": s.chains.iter().map(|c| c.copied_bytes).sum::<usize>(),
         "tiling_extra_macs": s.chains.iter().map(|c| c.extra_macs).sum::<u64>(),
+        "max_recompute_percent": a.kernel.max_recompute,
+        "channel_split": s.channel_split.as_ref().map(|c| json!({
+            "kept": c.kept,
+            "arena_without_bytes": c.arena_without,
+            "arena_with_bytes": c.arena_with,
+            "candidates": c.candidates,
+            "macs_without": c.macs_without,
+            "macs_with": c.macs_with,
+            "millis": c.millis,
+            "extract_millis": c.extract_millis,
+            "summary": c.summary(),
+            "chains": c.splits.iter().map(|x| json!({
+                "kind": x.kind,
+                "slices": x.slices,
+                "names": x.names,
+            })).collect::<Vec<_>>(),
+        })),
         "peak_step": s.peak_step,
         "peak_step_op": peak.map(|st| st.op.name()),
         "peak_step_name": peak.map(|st| st.name.clone()),
@@ -212,10 +229,36 @@ pub(super) fn print_memory(a: &InfoArgs, v: &serde_json::Value) -> Result<()> {
             u("streamed_chains"),
             fmt_bytes(u("row_copy_bytes"))
         );
+        let cap = v["max_recompute_percent"].as_f64().unwrap_or(0.0);
         if u("tiling_extra_macs") > 0 {
             outln!(
-                "  column tiles:   {} extra MACs recomputed in the halos",
+                "  column tiles:   {} extra MACs recomputed in the halos (--max-recompute {cap}%)",
                 u("tiling_extra_macs")
+            );
+        } else {
+            outln!("  column tiles:   none (--max-recompute {cap}%)");
+        }
+    }
+    if let Some(cs) = v["channel_split"].as_object() {
+        outln!(
+            "  {} ({:.0} ms, {:.0} ms of it in the e-graph)",
+            cs["summary"].as_str().unwrap_or(""),
+            cs["millis"].as_f64().unwrap_or(0.0),
+            cs["extract_millis"].as_f64().unwrap_or(0.0)
+        );
+        for c in cs["chains"].as_array().into_iter().flatten() {
+            let names: Vec<&str> = c["names"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n.as_str())
+                .collect();
+            outln!(
+                "    {} x{}: `{}` .. `{}`",
+                c["kind"].as_str().unwrap_or(""),
+                c["slices"].as_u64().unwrap_or(0),
+                names.first().unwrap_or(&""),
+                names.last().unwrap_or(&"")
             );
         }
     }

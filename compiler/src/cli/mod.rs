@@ -173,7 +173,7 @@ fn parse_target(s: &str) -> Result<TargetArg, String> {
 }
 
 /// Kernels forced onto steps, for tuning experiments.
-#[derive(Debug, Args, Clone, Default)]
+#[derive(Debug, Args, Clone)]
 struct KernelArgs {
     /// Force a kernel onto steps: `SELECTOR=KERNEL[(key=value,...)]`, where SELECTOR is a
     /// step number, an op name (`conv`), or a node name; e.g. `conv=conv_direct`,
@@ -182,7 +182,7 @@ struct KernelArgs {
     kernels: Vec<KernelChoice>,
     /// Partial execution (streamed chains, in-place steps) to shrink the arena: `auto`
     /// (on microcontroller targets, no recompute), `min` (everywhere, as far as it helps,
-    /// chains in column tiles too: at most 10% extra MACs, reported), `off`
+    /// chains in column tiles too: at most --max-recompute extra MACs, reported), `off`
     #[arg(long, value_name = "auto|min|off", default_value = "auto", value_parser = parse_memory)]
     memory: MemoryArg,
     /// SRAM budget: partition just enough that the arena fits this many bytes (65536,
@@ -195,6 +195,52 @@ struct KernelArgs {
         allow_negative_numbers = true
     )]
     sram_budget: Option<usize>,
+    /// Most multiply-accumulates the column tiles of `--memory min` / `--sram-budget` may
+    /// recompute in their halos, in percent of the model's (0 to 100; 0: whole rows only, no
+    /// column tiles)
+    #[arg(
+        long = "max-recompute",
+        value_name = "PCT",
+        default_value = "10",
+        value_parser = parse_percent,
+        allow_negative_numbers = true
+    )]
+    max_recompute: f64,
+    /// Channel split with a memory goal (`auto` on microcontrollers, `min`, a budget the plain
+    /// plan misses): conv chains run in k channel slices, joined by concatenation or by adding
+    /// partial sums, where the planner finds the arena smaller; the program is lowered with and
+    /// without and the smaller arena kept (`nnc info` says which)
+    #[arg(long = "channel-split", value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
+    channel_split: OnOff,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnOff {
+    On,
+    Off,
+}
+
+fn parse_on_off(s: &str) -> Result<OnOff, String> {
+    match s {
+        "on" => Ok(OnOff::On),
+        "off" => Ok(OnOff::Off),
+        _ => Err(format!("`{s}`: use on or off")),
+    }
+}
+
+/// A percentage from 0 to 100 (`10`, `2.5`, `10%`).
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let v: f64 = t
+        .strip_suffix('%')
+        .unwrap_or(t)
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number; give a percentage from 0 to 100, e.g. 10"))?;
+    if !v.is_finite() || !(0.0..=100.0).contains(&v) {
+        return Err(format!("`{s}`: the percentage must be from 0 to 100"));
+    }
+    Ok(v)
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -227,6 +273,8 @@ impl KernelArgs {
                 (None, MemoryArg::Auto) => MemoryGoal::Auto,
                 (None, MemoryArg::Min) => MemoryGoal::Minimize,
             },
+            max_recompute: self.max_recompute,
+            channel_split: self.channel_split == OnOff::On,
         }
     }
 }

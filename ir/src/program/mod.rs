@@ -254,6 +254,68 @@ pub struct PlanStats {
     /// Every live piece of arena storage, by first step: what the memory
     /// picture draws and what a missed budget names.
     pub buffers: Vec<PlacedBuffer>,
+    /// What channel split did, when the memory goal asked for it.
+    pub channel_split: Option<ChannelSplitStat>,
+}
+
+/// Channel split (sliced chains chosen by the planner), tried before
+/// partial execution and kept only when the final arena is smaller.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChannelSplitStat {
+    /// The chains split (in the program when `kept`).
+    pub splits: Vec<SplitStat>,
+    /// Sliced alternatives considered.
+    pub candidates: usize,
+    /// The final arena without channel split, and with it (when some
+    /// split lowered the planned arena and the split program was lowered).
+    pub arena_without: usize,
+    pub arena_with: Option<usize>,
+    /// The split program was kept (its arena is smaller).
+    pub kept: bool,
+    /// Multiply-accumulates (convolutions, pooling...) without and with
+    /// the split; the split adds only the k - 1 partial-sum additions.
+    pub macs_without: u64,
+    pub macs_with: u64,
+    /// Time the e-graph rules, the memory-aware extraction and the second
+    /// lowering took, and of that the rules and extraction alone.
+    pub millis: f64,
+    pub extract_millis: f64,
+}
+
+impl ChannelSplitStat {
+    /// One line: what was split and which arena was kept.
+    pub fn summary(&self) -> String {
+        match (self.arena_with, self.kept) {
+            (Some(w), true) => format!(
+                "channel split: {} chain(s) split, arena {} bytes with, {} without (kept), MACs {} -> {}",
+                self.splits.len(),
+                w,
+                self.arena_without,
+                self.macs_without,
+                self.macs_with
+            ),
+            (Some(w), false) => format!(
+                "channel split: not kept ({} chain(s) split give {} bytes, {} without)",
+                self.splits.len(),
+                w,
+                self.arena_without
+            ),
+            (None, _) => format!(
+                "channel split: none lowers the planned arena ({} alternative(s) tried)",
+                self.candidates
+            ),
+        }
+    }
+}
+
+/// One split chain.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SplitStat {
+    /// Source names of its ops, producer first.
+    pub names: Vec<String>,
+    /// `place` (slices concatenated) or `accumulate` (partial sums added).
+    pub kind: String,
+    pub slices: usize,
 }
 
 /// A piece of arena storage holding one value over a range of steps.
@@ -406,6 +468,20 @@ impl Program {
                     c.names.first().map(String::as_str).unwrap_or(""),
                     c.names.last().map(String::as_str).unwrap_or(""),
                     c.arena_after
+                );
+            }
+        }
+        // Only a split program says so (`nnc info` reports every attempt).
+        if let Some(cs) = self.stats.channel_split.as_ref().filter(|c| c.kept) {
+            let _ = writeln!(s, "  {}", cs.summary());
+            for c in &cs.splits {
+                let _ = writeln!(
+                    s,
+                    "    split {} x{}: `{}` .. `{}`",
+                    c.kind,
+                    c.slices,
+                    c.names.first().map(String::as_str).unwrap_or(""),
+                    c.names.last().map(String::as_str).unwrap_or("")
                 );
             }
         }

@@ -32,6 +32,8 @@ pub struct ClassData {
     pub name: Option<String>,
     /// No node of the class type-checks (a rule built something bad).
     pub invalid: bool,
+    /// A channel slice the channel-split rules built (never split again).
+    pub sliced: bool,
 }
 
 impl ClassData {
@@ -74,6 +76,8 @@ pub struct TensorAnalysis {
     /// Which convolutions the Winograd rules may rewrite (and extraction
     /// must pick).
     pub winograd: super::rules::winograd::WinogradMode,
+    /// The sliced alternatives the channel-split rules added.
+    pub splits: Vec<super::rules::chsplit::SplitAlt>,
 }
 
 impl TensorAnalysis {
@@ -159,6 +163,11 @@ impl Analysis<TLang> for TensorAnalysis {
     fn merge(&mut self, a: &mut ClassData, b: ClassData) -> DidMerge {
         let mut to_a = false;
         let mut to_b = false;
+        if a.sliced != b.sliced {
+            to_a |= b.sliced;
+            to_b |= a.sliced;
+            a.sliced = true;
+        }
         if a.invalid && !b.invalid {
             a.kind = b.kind;
             a.types = b.types.clone();

@@ -110,6 +110,17 @@ pub fn from_egraph(
     memory_cost: bool,
 ) -> Result<Graph> {
     let ex = Extracted::new(eg, CostModel::new(eg, memory_cost));
+    build(eg, &ex, roots, template)
+}
+
+/// The graph of the nodes `ex` chose for `roots`, keeping the signature of
+/// `template`.
+pub fn build(
+    eg: &EGraph<TLang, TensorAnalysis>,
+    ex: &Extracted<'_>,
+    roots: &[Id],
+    template: &Graph,
+) -> Result<Graph> {
     let mut g = Graph::new(template.name.clone());
     let mut inputs = Vec::new();
     for i in 0..template.inputs().len() {

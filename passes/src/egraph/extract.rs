@@ -109,6 +109,14 @@ impl<'a> Extracted<'a> {
             .map_or(f64::INFINITY, |b| b.0)
     }
 
+    /// Makes `node` the choice of `class` (memory-aware extraction); the
+    /// class's cost stays what the cost model gave.
+    pub fn choose(&mut self, class: Id, node: TLang) {
+        let c = self.eg.find(class);
+        let cost = self.cost(c);
+        self.best.insert(c, (cost, node));
+    }
+
     /// The cheapest node of a class, if it has one.
     pub fn node(&self, id: Id) -> Option<&TLang> {
         self.best.get(&self.eg.find(id)).map(|b| &b.1)

@@ -10,6 +10,7 @@ pub mod convert;
 pub mod cost;
 pub mod extract;
 pub mod lang;
+pub mod memextract;
 pub mod rules;
 
 use std::time::Instant;

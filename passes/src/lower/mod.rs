@@ -166,10 +166,83 @@ pub struct LowerOptions {
     pub kernels: Vec<KernelChoice>,
     /// How hard to work on the arena (partial execution).
     pub memory: partition::MemoryGoal,
+    /// Extra multiply-accumulates column tiles may add, in percent of the
+    /// program's (0: whole rows only).
+    pub max_recompute: f64,
+    /// Try channel split (sliced chains, kept only when the arena shrinks)
+    /// when the memory goal asks for partial execution.
+    pub channel_split: bool,
 }
 
 /// Lowers an optimized graph to a program for `opts.target`.
+///
+/// When the memory goal asks for it (`Auto` on microcontrollers,
+/// `Minimize`, or a `Budget` the plain program misses), channel split is
+/// tried first ([`crate::egraph::memextract`]): the graph with the sliced
+/// chains the planner chose is lowered too, partial execution and all,
+/// and the program with the smaller arena is kept, so channel split never
+/// makes an arena larger.
 pub fn lower(g: &Graph, opts: &LowerOptions) -> Result<Program> {
+    let plain = lower_one(g, opts)?;
+    let wanted = match opts.memory {
+        partition::MemoryGoal::Off => false,
+        partition::MemoryGoal::Auto => opts.target.is_mcu(),
+        partition::MemoryGoal::Minimize => true,
+        partition::MemoryGoal::Budget(b) => plain.arena_bytes > b,
+    };
+    if !wanted || !opts.channel_split {
+        return Ok(plain);
+    }
+    let t0 = std::time::Instant::now();
+    let cs = match crate::egraph::memextract::channel_split(g, opts.target.is_mcu()) {
+        Ok(cs) => cs,
+        Err(e) => {
+            log::warn!("channel split: {e}; lowering unsplit");
+            return Ok(plain);
+        }
+    };
+    let macs = nnc_ir::stats::stats(g).macs;
+    let mut stat = nnc_ir::program::ChannelSplitStat {
+        splits: cs
+            .splits
+            .iter()
+            .map(|s| nnc_ir::program::SplitStat {
+                names: s.names.clone(),
+                kind: s.kind.name().to_string(),
+                slices: s.k,
+            })
+            .collect(),
+        candidates: cs.candidates,
+        arena_without: plain.arena_bytes,
+        arena_with: None,
+        kept: false,
+        macs_without: macs,
+        macs_with: macs,
+        millis: 0.0,
+        extract_millis: cs.millis,
+    };
+    let mut out = plain;
+    if !cs.splits.is_empty() {
+        match lower_one(&cs.graph, opts) {
+            Ok(p) => {
+                stat.arena_with = Some(p.arena_bytes);
+                stat.macs_with = nnc_ir::stats::stats(&cs.graph).macs;
+                if p.arena_bytes < out.arena_bytes {
+                    stat.kept = true;
+                    out = p;
+                }
+            }
+            Err(e) => log::warn!("channel split: the split graph does not lower: {e}"),
+        }
+    }
+    stat.millis = t0.elapsed().as_secs_f64() * 1e3;
+    log::info!("{} ({:.1} ms)", stat.summary(), stat.millis);
+    out.stats.channel_split = Some(stat);
+    Ok(out)
+}
+
+/// [`lower`] without channel split.
+fn lower_one(g: &Graph, opts: &LowerOptions) -> Result<Program> {
     g.verify()?;
     let (consts, weight_of) = plan::weights(g)?;
     let weights: Vec<Weight> = consts
@@ -317,7 +390,7 @@ pub fn lower(g: &Graph, opts: &LowerOptions) -> Result<Program> {
         loops: vec![],
     };
     p.verify_unplaced()?;
-    let (mut p, report) = partition::partition(p, opts.memory)?;
+    let (mut p, report) = partition::partition(p, opts.memory, opts.max_recompute)?;
     p.stats.unpartitioned_bytes = report.arena_before;
     p.stats.chains = report
         .chains

@@ -154,9 +154,9 @@ const MAX_CANDIDATES: usize = 400;
 
 /// Most column tiles a chain is tried in.
 const MAX_TILES: usize = 3;
-/// Extra multiply-accumulates column tiling may add, in percent of the
-/// program's.
-pub const MAX_EXTRA_MACS_PERCENT: u64 = 10;
+/// Extra multiply-accumulates column tiling may add by default, in percent
+/// of the program's (`--max-recompute`).
+pub const MAX_EXTRA_MACS_PERCENT: f64 = 10.0;
 
 /// Multiply-accumulates of a program's steps.
 fn program_macs(p: &Program) -> u64 {
@@ -174,9 +174,14 @@ fn program_macs(p: &Program) -> u64 {
 /// documentation). Returns the program unchanged when the goal does not
 /// ask for partitioning or nothing helps. Chains run in whole rows first;
 /// only when that misses the budget (or, minimizing, when tiles do
-/// better) are column tiles tried, within [`MAX_EXTRA_MACS_PERCENT`] extra
-/// multiply-accumulates.
-pub fn partition(p: Program, goal: MemoryGoal) -> Result<(Program, PartitionReport)> {
+/// better) are column tiles tried, within `max_recompute` percent extra
+/// multiply-accumulates (default [`MAX_EXTRA_MACS_PERCENT`]; 0 never
+/// tiles).
+pub fn partition(
+    p: Program,
+    goal: MemoryGoal,
+    max_recompute: f64,
+) -> Result<(Program, PartitionReport)> {
     let before = measure(&p).arena;
     let mut report = PartitionReport {
         arena_before: before,
@@ -193,25 +198,26 @@ pub fn partition(p: Program, goal: MemoryGoal) -> Result<(Program, PartitionRepo
     let mut cur = p;
     report.concats = super::concat::elide(&mut cur);
     let macs = program_macs(&cur);
-    let cap = macs * MAX_EXTRA_MACS_PERCENT / 100;
+    let cap = (macs as f64 * max_recompute.clamp(0.0, 100.0) / 100.0) as u64;
     let rows = search(cur.clone(), budget, 1, cap);
     let fits = |a: usize| budget.is_some_and(|b| a <= b);
-    let (q, chains, arena) = if fits(rows.2) || matches!(goal, MemoryGoal::Auto) {
-        rows
-    } else {
-        let tiled = search(cur, budget, MAX_TILES, cap);
-        // The tiled schedule only where it fits a budget the rows miss,
-        // or, minimizing, lowers the arena by at least the fraction it
-        // adds to the multiply-accumulates.
-        let extra: u64 = tiled.1.iter().map(|c| c.streamed.extra_macs).sum();
-        let saved = rows.2.saturating_sub(tiled.2) as u128;
-        let worth = saved * macs as u128 >= extra as u128 * rows.2 as u128;
-        let better = match budget {
-            Some(_) => fits(tiled.2) || tiled.2 < rows.2,
-            None => tiled.2 < rows.2 && worth,
+    let (q, chains, arena) =
+        if fits(rows.2) || matches!(goal, MemoryGoal::Auto) || max_recompute <= 0.0 {
+            rows
+        } else {
+            let tiled = search(cur, budget, MAX_TILES, cap);
+            // The tiled schedule only where it fits a budget the rows miss,
+            // or, minimizing, lowers the arena by at least the fraction it
+            // adds to the multiply-accumulates.
+            let extra: u64 = tiled.1.iter().map(|c| c.streamed.extra_macs).sum();
+            let saved = rows.2.saturating_sub(tiled.2) as u128;
+            let worth = saved * macs as u128 >= extra as u128 * rows.2 as u128;
+            let better = match budget {
+                Some(_) => fits(tiled.2) || tiled.2 < rows.2,
+                None => tiled.2 < rows.2 && worth,
+            };
+            if better { tiled } else { rows }
         };
-        if better { tiled } else { rows }
-    };
     report.chains = chains;
     report.arena_after = arena;
     Ok((q, report))

@@ -77,6 +77,8 @@ fn main() {
             target: target.clone(),
             kernels: vec![],
             memory: Default::default(),
+            max_recompute: nnc_passes::lower::partition::MAX_EXTRA_MACS_PERCENT,
+            channel_split: true,
         };
         let (lower_ms, p) = time(runs, || lower(&g, &opts).expect("lowers"));
         let (verify_ms, _) = time(runs, || p.verify().expect("verifies"));

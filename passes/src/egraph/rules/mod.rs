@@ -4,6 +4,7 @@
 //! file has tests of the form "this graph becomes that one".
 
 pub mod batchnorm;
+pub mod chsplit;
 pub mod cleanup;
 pub mod fusion;
 pub mod layout;
@@ -43,6 +44,9 @@ pub enum Group {
     Quant,
     /// Winograd alternatives for 3x3 convolutions (as `--winograd` allows).
     Winograd,
+    /// Channel-split alternatives of conv chains (lowering with a memory
+    /// goal only: not in [`Group::ALL`]).
+    ChSplit,
 }
 
 impl Group {
@@ -68,6 +72,7 @@ pub fn rules(groups: &[Group]) -> Vec<Rw> {
             Group::Fusion => fusion::rules(),
             Group::Pad => pad::rules(),
             Group::Winograd => winograd::rules(),
+            Group::ChSplit => chsplit::rules(),
             Group::Quant => {
                 let mut v = quant::rules();
                 v.extend(qoperator::rules());
