@@ -1099,7 +1099,15 @@ fn prune_to_fit_meets_a_budget_and_reports_it() {
     let o = nnc(&args);
     let again = json(&o);
     assert!(text(&o).1.contains("egraph"), "{}", text(&o).1);
-    assert_eq!(again["memory"], v["memory"]);
+    // The channel split's search times differ between runs; all else must not.
+    let untimed = |v: &serde_json::Value| {
+        let mut m = v["memory"].clone();
+        if let Some(cs) = m["channel_split"].as_object_mut() {
+            assert!(cs.remove("millis").is_some() && cs.remove("extract_millis").is_some());
+        }
+        m
+    };
+    assert_eq!(untimed(&again), untimed(&v));
     assert_eq!(again["prune_to_fit"], v["prune_to_fit"]);
     assert_eq!(again["ops"], v["ops"]);
     // emit-c writes the pruned model within the budget.
