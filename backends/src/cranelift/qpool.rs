@@ -81,7 +81,7 @@ fn plane(kb: &mut Kb, xb: Value, yb: Value, p: Value, n: usize, signed: bool, ba
     };
     for i in 0..n / 16 {
         let v = load(kb, (i * 16) as i64);
-        acc = dot(kb, acc, v, ones);
+        acc = super::qdot::dot(kb, 4, acc, v, ones);
     }
     let rem = n % 16;
     if rem > 0 {
@@ -100,7 +100,7 @@ fn plane(kb: &mut Kb, xb: Value, yb: Value, p: Value, n: usize, signed: bool, ba
             keep.iter().map(|&k| if k { 0xff } else { 0 }).collect(),
         );
         let v = kb.b.ins().band(v, m);
-        acc = dot(kb, acc, v, ones);
+        acc = super::qdot::dot(kb, 4, acc, v, ones);
     }
     let s = kb.b.ins().iadd_pairwise(acc, acc);
     let s = kb.b.ins().iadd_pairwise(s, s);
@@ -116,19 +116,4 @@ fn plane(kb: &mut Kb, xb: Value, yb: Value, p: Value, n: usize, signed: bool, ba
     let q = kb.b.ins().ireduce(types::I8, q);
     let yp = kb.at(yb, p, 1);
     kb.store(q, yp, 0);
-}
-
-/// `acc + dot(x, w)` per 32-bit lane: unsigned bytes of `x` times signed
-/// bytes of `w` (the tree the x64 backend folds into `vpdpbusd`).
-fn dot(kb: &mut Kb, acc: Value, x: Value, w: Value) -> Value {
-    let (wl, xl) = (kb.b.ins().swiden_low(w), kb.b.ins().uwiden_low(x));
-    let lo = kb.b.ins().imul(wl, xl);
-    let (wh, xh) = (kb.b.ins().swiden_high(w), kb.b.ins().uwiden_high(x));
-    let hi = kb.b.ins().imul(wh, xh);
-    let (a, b) = (kb.b.ins().swiden_low(lo), kb.b.ins().swiden_high(lo));
-    let s0 = kb.b.ins().iadd_pairwise(a, b);
-    let (a, b) = (kb.b.ins().swiden_low(hi), kb.b.ins().swiden_high(hi));
-    let s1 = kb.b.ins().iadd_pairwise(a, b);
-    let s = kb.b.ins().iadd_pairwise(s0, s1);
-    kb.b.ins().iadd(s, acc)
 }

@@ -50,8 +50,8 @@ fn cast(kb: &mut Kb, ty: Type, v: Value) -> Value {
 
 /// `acc + dot(x, w)`: `x` the unsigned activations, `w` the signed
 /// weights, both 16 bytes: quads of bytes or pairs of 16-bit values per
-/// 32-bit lane.
-fn dot(kb: &mut Kb, d: usize, acc: Value, x: Value, w: Value) -> Value {
+/// 32-bit lane (quads: the tree the x64 backend folds into `vpdpbusd`).
+pub(super) fn dot(kb: &mut Kb, d: usize, acc: Value, x: Value, w: Value) -> Value {
     if d == 4 {
         let (wl, xl) = (kb.b.ins().swiden_low(w), kb.b.ins().uwiden_low(x));
         let lo = kb.b.ins().imul(wl, xl);
