@@ -19,10 +19,17 @@ pub struct Rng {
 }
 
 impl Rng {
-    /// A generator seeded with `seed`.
+    /// A generator seeded with `seed`; every seed gives its own sequence
+    /// (the seed goes through SplitMix64's finalizer, so neighbouring seeds
+    /// do not share a state the way `seed | 1` would make 2k and 2k + 1 do).
     pub fn new(seed: u64) -> Self {
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
         Rng {
-            state: seed | 1,
+            // xorshift's one fixed point is zero.
+            state: if z == 0 { 1 } else { z },
             bytes: None,
         }
     }
@@ -61,6 +68,16 @@ impl Rng {
     /// One of `v`.
     pub fn pick<T: Copy>(&mut self, v: &[T]) -> T {
         v[self.below(v.len())]
+    }
+
+    /// A float in `[lo, hi)`.
+    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * (hi - lo)
+    }
+
+    /// An integer in `[lo, hi]`.
+    pub fn int_in(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next_u64() % (hi - lo + 1) as u64) as i64
     }
 
     /// `n` floats in `[-scale, scale]`.
@@ -271,4 +288,17 @@ fn generate(r: &mut Rng, name: String) -> Graph {
     }
     g.add_output(v, "y");
     g
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rng;
+
+    #[test]
+    fn neighbouring_seeds_give_different_sequences() {
+        let mut first: Vec<u64> = (0..1000).map(|s| Rng::new(s).next_u64()).collect();
+        first.sort_unstable();
+        first.dedup();
+        assert_eq!(first.len(), 1000);
+    }
 }

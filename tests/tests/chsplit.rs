@@ -6,34 +6,41 @@
 //! native code (float within rtol 1e-4 / atol 1e-5, int8 exactly), and
 //! on the shared models channel split must never raise the arena.
 
-use nnc::cbuild::{CFlags, build_executable, harness_glue, run_executable};
 use nnc::driver::{self, LoadOptions, Lowering};
-use nnc_ir::program::{Arch, Program, Target};
+use nnc_ir::program::{Arch, Target};
 use nnc_ir::{DType, Graph, Tensor};
 use nnc_passes::lower::partition::MemoryGoal;
 use nnc_passes::{OptLevel, PipelineOptions};
+use nnc_tests::graphs::Rng;
+use nnc_tests::run::{run_c, run_native};
 use nnc_tests::shared::{models_dir, require};
 
-/// A deterministic pseudo-random sequence in `[lo, hi]`.
+/// `n` pseudo-random numbers in `[lo, hi]` (rounded to integers when
+/// `int`), as an IR constant list.
 fn vals(seed: u64, n: usize, lo: f64, hi: f64, int: bool) -> String {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let v: Vec<String> = (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let u = (s >> 11) as f64 / (1u64 << 53) as f64;
-            let x = lo + u * (hi - lo);
-            if int {
-                format!("{}", x.round() as i64)
+    format!(
+        "[{}]",
+        draw(seed, n, lo, hi, int)
+            .iter()
+            .map(|x| if int {
+                format!("{x}")
             } else {
                 format!("{x:.4}")
-            }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// `n` pseudo-random numbers in `[lo, hi]` (integers when `int`).
+fn draw(seed: u64, n: usize, lo: f64, hi: f64, int: bool) -> Vec<f64> {
+    let mut r = Rng::new(seed);
+    (0..n)
+        .map(|_| {
+            let x = r.uniform(lo, hi);
+            if int { x.round() } else { x }
         })
-        .collect();
-    format!("[{}]", v.join(", "))
+        .collect()
 }
 
 /// Float, accumulation: 8 channels -> 128 (relu) -> depthwise 3x3 (relu)
@@ -141,28 +148,7 @@ fn input(g: &Graph, seed: u64) -> Tensor {
     let int = t.dtype == DType::I8;
     let (lo, hi) = if int { (-128.0, 127.0) } else { (-1.0, 1.0) };
     let n = t.len();
-    let s = vals(seed, n, lo, hi, int);
-    let v: Vec<f64> = s[1..s.len() - 1]
-        .split(", ")
-        .map(|x| x.parse().unwrap())
-        .collect();
-    Tensor::from_f64(t.dtype, t.dims.clone(), v).unwrap()
-}
-
-fn run_c(p: &Program, x: &Tensor) -> Tensor {
-    let src = nnc_backends::c::emit(p, &p.name).unwrap();
-    let glue = harness_glue(p, &src.name);
-    let exe = build_executable(&src, &glue, &CFlags::default()).unwrap();
-    run_executable(&exe, p, std::slice::from_ref(x))
-        .unwrap()
-        .remove(0)
-}
-
-fn run_native(p: &Program, x: &Tensor) -> Tensor {
-    let jit = nnc_backends::cranelift::jit(p).unwrap();
-    nnc::native::run_jit(&jit, p, std::slice::from_ref(x))
-        .unwrap()
-        .remove(0)
+    Tensor::from_f64(t.dtype, t.dims.clone(), draw(seed, n, lo, hi, int)).unwrap()
 }
 
 fn same(what: &str, got: &Tensor, want: &Tensor) {

@@ -4,11 +4,11 @@
 //! output), and the split programs must still match the reference outputs
 //! through the C and the native backend.
 
-use nnc::cbuild::{CFlags, build_executable, harness_glue, run_executable};
 use nnc::driver;
 use nnc_ir::Tensor;
 use nnc_ir::program::{Kernel, Program};
 use nnc_passes::lower::split::{split_in_channels, split_out_channels};
+use nnc_tests::run::{run_c, run_native};
 use nnc_tests::shared::load_o2;
 
 fn load(m: &str) -> (nnc_ir::Graph, Tensor, Tensor) {
@@ -16,22 +16,6 @@ fn load(m: &str) -> (nnc_ir::Graph, Tensor, Tensor) {
     let (_, x) = nnc::io::read_tensor(&d.join("test_data_set_0/input_0.pb")).unwrap();
     let (_, y) = nnc::io::read_tensor(&d.join("test_data_set_0/output_0.pb")).unwrap();
     (g, x, y)
-}
-
-fn run_c(p: &Program, x: &Tensor) -> Tensor {
-    let src = nnc_backends::c::emit(p, &p.name).unwrap();
-    let glue = harness_glue(p, &src.name);
-    let exe = build_executable(&src, &glue, &CFlags::default()).unwrap();
-    run_executable(&exe, p, std::slice::from_ref(x))
-        .unwrap()
-        .remove(0)
-}
-
-fn run_native(p: &Program, x: &Tensor) -> Tensor {
-    let jit = nnc_backends::cranelift::jit(p).unwrap();
-    nnc::native::run_jit(&jit, p, std::slice::from_ref(x))
-        .unwrap()
-        .remove(0)
 }
 
 /// Splits every step `split` selects (from the last, so indices stay

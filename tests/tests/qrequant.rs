@@ -7,21 +7,12 @@
 //! image channels-first; and the vector mean of whole int8 planes.
 
 use nnc::driver::{self, Backend};
+use nnc_tests::graphs::Rng;
 
 /// `n` pseudo-random integers in `[lo, hi]` as an IR constant list.
 fn values(n: usize, seed: u64, lo: i64, hi: i64) -> String {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let v: Vec<String> = (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let r = (s >> 33) as i64;
-            (lo + r.rem_euclid(hi - lo + 1)).to_string()
-        })
-        .collect();
+    let mut r = Rng::new(seed);
+    let v: Vec<String> = (0..n).map(|_| r.int_in(lo, hi).to_string()).collect();
     format!("[{}]", v.join(", "))
 }
 
