@@ -1131,9 +1131,7 @@ fn load_model_fit(
 }
 
 /// Prints `--prune`'s cost report: `pruned` (compiled) against the imported
-/// model compiled with `plain` (the same options without pruning), on the
-/// deviation inputs (`--calib`, else the test data topped up with seeded
-/// random sets).
+/// model compiled with `plain` (the same options without pruning).
 fn prune_cost(
     imported: &Graph,
     m: &ModelArgs,
@@ -1143,6 +1141,33 @@ fn prune_cost(
     how: &driver::Lowering,
 ) -> Result<nnc::prune::Cost> {
     let (orig, _) = driver::optimize(imported.clone(), plain, |_, _| {})?;
+    report_cost(imported, m, |sets, src| {
+        nnc::prune::cost(&orig, pruned, target, how, sets, src)
+    })
+}
+
+/// Prints `--prune-to-fit`'s cost report: the fit's figures before and
+/// after (both lowered with the budget during the fit) and the deviation
+/// of the pruned graph from the original.
+fn fit_cost(imported: &Graph, m: &ModelArgs, r: &nnc::fit::Fitted) -> Result<nnc::prune::Cost> {
+    report_cost(imported, m, |sets, calib| {
+        Ok(nnc::prune::Cost {
+            before: r.before.clone(),
+            after: nnc::prune::figures_of(&r.optimized, &r.program),
+            deviation: nnc::prune::deviation(&r.original, &r.optimized, sets)?,
+            calib,
+        })
+    })
+}
+
+/// Measures a cost report with `measure` on the deviation inputs
+/// (`--calib`, else the test data topped up with seeded random sets) and
+/// prints it.
+fn report_cost(
+    imported: &Graph,
+    m: &ModelArgs,
+    measure: impl FnOnce(&[Vec<Tensor>], nnc::prune::CalibSource) -> Result<nnc::prune::Cost>,
+) -> Result<nnc::prune::Cost> {
     let (sets, src) = nnc::prune::calib_inputs(
         imported,
         &m.model,
@@ -1153,32 +1178,7 @@ fn prune_cost(
     )?;
     let cost = {
         let _p = Progress::start("measuring the pruning cost");
-        nnc::prune::cost(&orig, pruned, target, how, &sets, src)?
-    };
-    eprint!("{cost}");
-    Ok(cost)
-}
-
-/// Prints `--prune-to-fit`'s cost report: the fit's figures before and
-/// after (both lowered with the budget during the fit) and the deviation
-/// of the pruned graph from the original on the deviation inputs.
-fn fit_cost(imported: &Graph, m: &ModelArgs, r: &nnc::fit::Fitted) -> Result<nnc::prune::Cost> {
-    let (sets, calib) = nnc::prune::calib_inputs(
-        imported,
-        &m.model,
-        m.calib.as_deref(),
-        nnc::prune::RANDOM_SETS,
-        nnc::prune::DEVIATION_SEED,
-        true,
-    )?;
-    let cost = {
-        let _p = Progress::start("measuring the pruning cost");
-        nnc::prune::Cost {
-            before: r.before.clone(),
-            after: nnc::prune::figures_of(&r.optimized, &r.program),
-            deviation: nnc::prune::deviation(&r.original, &r.optimized, &sets)?,
-            calib,
-        }
+        measure(&sets, src)?
     };
     eprint!("{cost}");
     Ok(cost)
