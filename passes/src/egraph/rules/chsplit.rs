@@ -441,17 +441,40 @@ fn place(b: &mut B<'_>, class: Id) -> Option<Id> {
             parts.push(slice_chain(b, &links, lo, hi)?);
         }
         let cat = b.add(&Op::Concat(ConcatAttrs { axis: 1 }), &parts)?;
-        if b.eg[cat].data.types != b.eg[class].data.types {
-            return None;
-        }
-        record(b, class, cat, k, SplitKind::Place, nm.clone(), bytes);
-        // Every alternative but the last is merged here; the last is
-        // returned for the applier to merge.
-        if let Some(prev) = last.replace(cat) {
-            b.eg.union(class, prev);
-        }
+        offer(
+            b,
+            class,
+            cat,
+            (k, SplitKind::Place),
+            (&nm, bytes),
+            &mut last,
+        )?;
     }
     last
+}
+
+/// Offers `alt`, an alternative built for `class` (split `k` ways, of
+/// `kind`, over the ops `names` whose widest value is `bytes`): `None`
+/// when its types are not the class's (the applier gives up), else
+/// records it and keeps it in `last`, merging the previous one. Every
+/// alternative but the last is merged here; the last is returned for the
+/// applier to merge.
+fn offer(
+    b: &mut B<'_>,
+    class: Id,
+    alt: Id,
+    (k, kind): (usize, SplitKind),
+    (names, bytes): (&[String], usize),
+    last: &mut Option<Id>,
+) -> Option<()> {
+    if b.eg[alt].data.types != b.eg[class].data.types {
+        return None;
+    }
+    record(b, class, alt, k, kind, names.to_vec(), bytes);
+    if let Some(prev) = last.replace(alt) {
+        b.eg.union(class, prev);
+    }
+    Some(())
 }
 
 /// Accumulation alternatives for the consumer convolution `class`.
@@ -509,13 +532,14 @@ fn accumulate(b: &mut B<'_>, class: Id) -> Option<Id> {
         if let Some(u) = &attrs.act {
             out = b.add(&Op::Unary(*u), &[out])?;
         }
-        if b.eg[out].data.types != b.eg[class].data.types {
-            return None;
-        }
-        record(b, class, out, k, SplitKind::Accumulate, nm.clone(), bytes);
-        if let Some(prev) = last.replace(out) {
-            b.eg.union(class, prev);
-        }
+        offer(
+            b,
+            class,
+            out,
+            (k, SplitKind::Accumulate),
+            (&nm, bytes),
+            &mut last,
+        )?;
     }
     last
 }
