@@ -20,6 +20,9 @@ so a cached run is reused until one of them changes):
                              into its integer QLinear* kernels
   CASE/exact_K.pb            the same graph evaluated here with numpy in
                              double precision (see `Exact`)
+  CASE/ort_optimized.onnx    the graph ONNX Runtime runs with ORT_ENABLE_ALL
+                             (the manifest lists its float compute ops:
+                             those it did not fuse into integer kernels)
   manifest.json              the cases, with the output quantization
                              (scale, zero point) that distances are
                              measured in
@@ -316,13 +319,38 @@ class Exact:
         return self.quantize(y, i[3], i[4], i[4].dtype)
 
 
-def run_ort(ort, path, level, feeds):
+def run_ort(ort, path, level, feeds, optimized=None):
+    """ONNX Runtime's outputs on `feeds`; with `optimized`, the graph it
+    runs is written there."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = level
+    opts.log_severity_level = 3
+    if optimized:
+        opts.optimized_model_filepath = optimized
     sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
     return [sess.run(None, f)[0] for f in feeds]
+
+
+# Ops of an optimized ORT graph that compute on integers or only move data;
+# any other op (Conv, Add, ... left between a DequantizeLinear and a
+# QuantizeLinear because ORT did not fuse them) computes in float32.
+INTEGER_OR_MOVEMENT = {
+    "QuantizeLinear", "DequantizeLinear", "ConvInteger", "MatMulInteger", "QGemm",
+    "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity",
+}
+
+
+def float_ops(onnx, path):
+    """The float compute ops (op type: count) ONNX Runtime's optimized graph
+    at `path` runs."""
+    counts = {}
+    for n in onnx.load(path).graph.node:
+        if n.op_type in INTEGER_OR_MOVEMENT or n.op_type.startswith("QLinear"):
+            continue
+        counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def lsb(np, a, b, scale):
@@ -428,7 +456,8 @@ def record(np, onnx, numpy_helper, ort, qm, out, feeds, dest, what):
     inp = qm.graph.input[0]
     scale, zp = output_quant(onnx, numpy_helper, qm)
     ref = run_ort(ort, out, ort.GraphOptimizationLevel.ORT_DISABLE_ALL, feeds)
-    opt = run_ort(ort, out, ort.GraphOptimizationLevel.ORT_ENABLE_ALL, feeds)
+    optimized = os.path.join(dest, "ort_optimized.onnx")
+    opt = run_ort(ort, out, ort.GraphOptimizationLevel.ORT_ENABLE_ALL, feeds, optimized)
     ex = Exact(np, numpy_helper, qm)
     exact = [ex.run(f).astype(np.float32) for f in feeds]
     files = {"inputs": [], "ref": [], "ort": [], "exact": []}
@@ -451,6 +480,7 @@ def record(np, onnx, numpy_helper, ort, qm, out, feeds, dest, what):
         "model": out,
         "output_scale": scale,
         "output_zero_point": zp,
+        "ort_float_ops": float_ops(onnx, optimized),
         **files,
     }
 

@@ -12,19 +12,29 @@
 //! (LSB).
 //!
 //! Asserted: at -O2 no float node remains between the model's input
-//! quantization and output dequantization, and nnc's largest distance to
-//! the exact result is no larger than ONNX Runtime's integer path's.
+//! quantization and output dequantization; nnc's largest distance to the
+//! exact result is no larger than ONNX Runtime's optimized path's; and on
+//! the QDQ models whose optimized ORT graph is integer throughout, nnc's
+//! largest distance to ORT's reference is no larger than that graph's.
 //!
-//! Why the exact result and not ORT's reference: ORT's float32 reference
-//! is itself up to 5 LSB from the exact result on ResNet-8 (a value within
-//! 2.4e-5 of a rounding boundary in the second convolution rounds the
-//! wrong way in float32 and the error grows through the residual blocks
-//! and the softmax), and ORT's integer path shares that float32 rounding
-//! often enough to look closer to it than exact arithmetic does. Against
-//! ORT's reference, nnc -O2 is 1 LSB further than ORT's integer path on
-//! three cases (ResNet-8 u8/s8 QDQ and QOperator); against the exact result
-//! it is never further. nnc -O0 matches the exact result on every MLPerf
-//! Tiny case.
+//! Which ORT graphs are integer: the script records the float compute ops
+//! ORT leaves in its optimized graph (`ort_float_ops`). On ResNet-8 with
+//! int8 activations it fuses only 3 of the 9 convolutions and 1 of the 3
+//! residual adds into QLinear kernels and runs the other 6 convolutions
+//! and 2 adds in float32 between a DequantizeLinear and a QuantizeLinear,
+//! as its reference does, so its distance to that reference (1 LSB) is
+//! float32 against float32 and says nothing about integer arithmetic;
+//! that case is printed, with the op counts, and not compared. Every
+//! other QDQ case runs on ORT's integer kernels throughout.
+//!
+//! Why the exact result too: ORT's float32 reference is itself up to 5 LSB
+//! from the exact result on ResNet-8 (a value within 2.4e-5 of a rounding
+//! boundary in the second convolution rounds the wrong way in float32 and
+//! the error grows through the residual blocks and the softmax). In the
+//! QOperator cases ORT's reference is its own integer kernels (the
+//! QLinear ops are the graph), so only the exact result is an independent
+//! reference there. nnc -O0 matches the exact result on every MLPerf Tiny
+//! case.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -158,6 +168,7 @@ fn onnxruntime_quantized_models_match_onnxruntime() {
     for b in &enabled {
         header.push_str(&format!(" {:>w$}", format!("nnc -O2 {}", b.name())));
     }
+    header.push_str("  ORT's optimized graph");
     let mut rows = vec![header];
     let mut problems = Vec::new();
     for c in m["cases"].as_array().expect("cases") {
@@ -174,6 +185,13 @@ fn onnxruntime_quantized_models_match_onnxruntime() {
             }
             (r, e)
         };
+        let ort_float: Vec<String> = c["ort_float_ops"]
+            .as_object()
+            .expect("ort_float_ops")
+            .iter()
+            .map(|(op, n)| format!("{op} {n}"))
+            .collect();
+        let compare_ref = c["format"] == "qdq" && ort_float.is_empty();
         let ref_d = both(&refs);
         let ort_d = both(&tensors(&c["ort"]));
         let o0 = load(&model, OptLevel::O0);
@@ -197,6 +215,14 @@ fn onnxruntime_quantized_models_match_onnxruntime() {
         for &b in &enabled {
             let d = both(&run(&o2, b, &inputs));
             row.push_str(&format!(" {:>w$}", cell(d)));
+            if compare_ref && d.0.max > ort_d.0.max {
+                problems.push(format!(
+                    "{name}: nnc -O2 on {} is {} LSB from ORT's reference, ONNX Runtime's integer path {}",
+                    b.name(),
+                    d.0.max,
+                    ort_d.0.max
+                ));
+            }
             if d.1.max > ort_d.1.max {
                 problems.push(format!(
                     "{name}: nnc -O2 on {} is {} LSB from the exact result, ONNX Runtime's integer path {}",
@@ -206,6 +232,14 @@ fn onnxruntime_quantized_models_match_onnxruntime() {
                 ));
             }
         }
+        row.push_str(&format!(
+            "  {}",
+            if ort_float.is_empty() {
+                "integer".to_string()
+            } else {
+                format!("float32: {}", ort_float.join(", "))
+            }
+        ));
         rows.push(row);
     }
     println!(
