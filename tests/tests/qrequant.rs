@@ -268,3 +268,47 @@ fn constant_channels_keep_the_f64_form_exact() {
         check(&format!("dead channels {t} x_zp={x_zp}"), &src);
     }
 }
+
+/// The integer softmax at output parameters other than TFLite's (1/255
+/// from 0 for uint8, as onnxruntime's QDQ softmax writes, and an int8
+/// output from -100 at 1/200): C and native code equal the interpreter,
+/// which rounds the probabilities once to the output scale, on rows short
+/// and long, including differences below `diff_min`.
+#[test]
+fn softmax_at_any_output_scale_on_c_and_native() {
+    let cases = [
+        ("u8", "u8", 140, 0.09f32, 1.0f32 / 255.0, 0, 10),
+        ("i8", "i8", 0, 0.3, 1.0 / 200.0, -100, 37),
+        ("i8", "u8", -5, 0.05, 1.0 / 255.0, 0, 300),
+    ];
+    for (xt, yt, xz, xs, ys, yz, n) in cases {
+        let src = format!(
+            "graph @t(v0 \"x\": {xt}[3,{n}]) -> (\"y\": {yt}[3,{n}]) {{
+    c0 = const f32[] [{xs}]
+    c1 = const {xt}[] [{xz}]
+    v1 = dequantize v0, c0, c1 {{axis=0}} : f32[3,{n}]
+    v2 = softmax v1 {{axis=1}} : f32[3,{n}]
+    c2 = const f32[] [{ys}]
+    c3 = const {yt}[] [{yz}]
+    v3 = quantize v2, c2, c3 {{axis=0 to={yt}}} : {yt}[3,{n}]
+    return v3
+}}"
+        );
+        let name = format!("softmax {xt}->{yt} n={n}");
+        let g = nnc_ir::parse(&src).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (g, _) = driver::optimize(g, &Default::default(), |_, _| {}).unwrap();
+        let text = nnc_ir::print(&g);
+        assert!(
+            text.contains("qsoftmax") && text.contains(" y=[") && !text.contains("requant"),
+            "{name}:\n{text}"
+        );
+        for seed in [3, 11] {
+            let inputs = nnc_passes::check::random_inputs(&g, seed);
+            let want = nnc_ir::interp::run(&g, &inputs).unwrap();
+            for b in [Backend::Native, Backend::C] {
+                let got = driver::execute(&g, b, &inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(got, want, "{name} on {} seed {seed}", b.name());
+            }
+        }
+    }
+}

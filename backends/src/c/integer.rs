@@ -253,10 +253,25 @@ pub(super) fn qsoftmax(w: &mut W, a: &QSoftmaxAttrs, x: &TensorType, h: &mut Hel
     w.line(format!(
         "const int32_t e = {t}[mx - (int32_t)in0[base + k * {inner}]];"
     ));
-    w.line(format!(
-        "out0[base + k * {inner}] = ({})nnc_sat((int64_t)nnc_rdpot(nnc_srdhm(scale, e), bits + 23) + {lo}, {lo}, {hi});",
-        ctype(a.out)
-    ));
+    match a.y {
+        None => w.line(format!(
+            "out0[base + k * {inner}] = ({})nnc_sat((int64_t)nnc_rdpot(nnc_srdhm(scale, e), bits + 23) + {lo}, {lo}, {hi});",
+            ctype(a.out)
+        )),
+        // qmath::softmax_scaled: one rounding to the output scale.
+        Some(y) => {
+            w.line(format!("const int t = bits + {};", 62 - y.shift));
+            w.line(format!(
+                "const int64_t v = t > 63 ? 0 : ((int64_t)nnc_srdhm(scale, e) * {} + ((int64_t)1 << (t - 1))) >> t;",
+                y.mult
+            ));
+            w.line(format!(
+                "out0[base + k * {inner}] = ({})nnc_sat(v + {}, {lo}, {hi});",
+                ctype(a.out),
+                y.zp
+            ));
+        }
+    }
     w.close();
     w.close();
     w.close();

@@ -524,8 +524,28 @@ pub fn qsoftmax(kb: &mut Kb, q: &QSoftmaxAttrs, x: &TensorType, a: &Args) -> Res
             kb.for_range(0, n, 1, |kb, k| {
                 let e = exp(kb, k);
                 let p = srdhm(kb, scale, e);
-                let r = rdpot(kb, p, sh);
-                let r = kb.b.ins().iadd_imm_s(r, lo);
+                let r = match q.y {
+                    None => {
+                        let r = rdpot(kb, p, sh);
+                        kb.b.ins().iadd_imm_s(r, lo)
+                    }
+                    // qmath::softmax_scaled: one rounding to the output
+                    // scale; 0 for t > 63 (the shift amount is masked
+                    // to 6 bits, so select it away).
+                    Some(y) => {
+                        let t = kb.b.ins().iadd_imm_s(bits, 62 - y.shift as i64);
+                        let qv = kb.b.ins().imul_imm_s(p, y.mult as i64);
+                        let one = kb.cint(I64, 1);
+                        let tm1 = kb.b.ins().iadd_imm_s(t, -1);
+                        let half = kb.b.ins().ishl(one, tm1);
+                        let sum = kb.b.ins().iadd(qv, half);
+                        let v = kb.b.ins().sshr(sum, t);
+                        let zero = kb.cint(I64, 0);
+                        let big = kb.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, t, 63);
+                        let v = kb.b.ins().select(big, zero, v);
+                        kb.b.ins().iadd_imm_s(v, y.zp as i64)
+                    }
+                };
                 let r = sat(kb, r, lo, hi);
                 let r = from_i64(kb, r, q.out);
                 let off = kb.b.ins().imul_imm_s(k, inner);

@@ -12,7 +12,7 @@
 use super::attr::{AttrReader, AttrWriter};
 use super::conv::ConvAttrs;
 use super::elementwise::{broadcast_dims, broadcast_offsets};
-use super::qmath::{requantize, softmax_row};
+use super::qmath::{SoftmaxOut, requantize, softmax_row};
 use crate::dtype::{DType, TensorType};
 use crate::tensor::Tensor;
 
@@ -511,6 +511,10 @@ pub struct QSoftmaxAttrs {
     /// Differences below this contribute nothing.
     pub diff_min: i32,
     pub out: DType,
+    /// Output parameters other than TFLite's (scale 1/256, zero point at
+    /// the type's minimum): the probabilities are divided by the output
+    /// scale and rounded once ([`super::qmath::softmax_scaled`]).
+    pub y: Option<SoftmaxOut>,
 }
 
 impl QSoftmaxAttrs {
@@ -520,6 +524,9 @@ impl QSoftmaxAttrs {
         w.int("shift", self.shift as i64);
         w.int("diff_min", self.diff_min as i64);
         w.ident("out", self.out.name());
+        if let Some(y) = self.y {
+            w.ints("y", &[y.mult as i64, y.shift as i64, y.zp as i64]);
+        }
     }
 
     pub fn read(r: &mut AttrReader) -> R<Self> {
@@ -528,12 +535,27 @@ impl QSoftmaxAttrs {
             let v = r.int(k)?;
             i32::try_from(v).map_err(|_| format!("`{k}`={v} does not fit 32 bits"))
         };
+        let y = match r.ints_or("y", vec![])?.as_slice() {
+            [] => None,
+            &[m, s, z] => {
+                let f = |v: i64| {
+                    i32::try_from(v).map_err(|_| format!("`y` value {v} does not fit 32 bits"))
+                };
+                Some(SoftmaxOut {
+                    mult: f(m)?,
+                    shift: f(s)?,
+                    zp: f(z)?,
+                })
+            }
+            v => return Err(format!("`y` needs [mult, shift, zp], got {v:?}")),
+        };
         Ok(QSoftmaxAttrs {
             axis: r.usize("axis")?,
             mult: int(r, "mult")?,
             shift: int(r, "shift")?,
             diff_min: int(r, "diff_min")?,
             out: DType::from_name(&out).ok_or_else(|| format!("unknown type `{out}`"))?,
+            y,
         })
     }
 
@@ -552,6 +574,18 @@ impl QSoftmaxAttrs {
         }
         if !(0..=31).contains(&self.shift) {
             return Err(format!("shift {} is outside 0..=31", self.shift));
+        }
+        if let Some(y) = self.y {
+            let (lo, hi) = self.out.int_range().expect("i8 or u8");
+            if y.mult < 0
+                || y.shift > super::qmath::MAX_SHIFT
+                || !(lo..=hi).contains(&(y.zp as i64))
+            {
+                return Err(format!(
+                    "output multiplier {} shift {} zero point {} are not a {} softmax output",
+                    y.mult, y.shift, y.zp, self.out
+                ));
+            }
         }
         Ok(vec![x.with_dtype(self.out)])
     }
@@ -573,8 +607,8 @@ impl QSoftmaxAttrs {
                     self.mult,
                     self.shift,
                     self.diff_min,
-                    lo as i32,
-                    hi as i32,
+                    (lo as i32, hi as i32),
+                    self.y,
                 );
                 for (k, v) in r.into_iter().enumerate() {
                     y[idx(k)] = v as i64;

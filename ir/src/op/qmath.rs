@@ -229,15 +229,45 @@ pub fn softmax_exp_table(multiplier: i32, left_shift: i32, diff_min: i32) -> Vec
         .collect()
 }
 
+/// A softmax probability `p * 2^-(bits + 31)` (`p` the fixed-point
+/// product [`softmax_row`] forms from the reciprocal of the sum, `bits` the
+/// reciprocal's integer bits) divided by an output scale whose reciprocal
+/// is `mult * 2^(shift - 31)` (a Q31 multiplier), rounded once (ties up):
+/// `(p * mult + 2^(t - 1)) >> t` with `t = bits + 62 - shift`. With the
+/// reciprocal 256 (`mult = 2^30`, `shift = 9`) this is TFLite's
+/// `RoundingDivideByPOT(p, bits + 23)` exactly (`p >= 0`); for other
+/// output scales (onnxruntime's 1/255) it avoids rounding at 1/256 first.
+/// `p * mult < 2^62`, so for `t > 63` the result is 0.
+pub fn softmax_scaled(p: i32, bits: i32, mult: i32, shift: i32) -> i64 {
+    let t = bits + 62 - shift;
+    if t > 63 {
+        return 0;
+    }
+    // `shift <= MAX_SHIFT` and `bits >= 0`, so `t >= 62 - MAX_SHIFT`.
+    let q = p as i64 * mult as i64;
+    (q + (1i64 << (t - 1))) >> t
+}
+
+/// The output parameters of a softmax that does not write TFLite's 1/256
+/// units: the Q31 reciprocal of its scale and its zero point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SoftmaxOut {
+    pub mult: i32,
+    pub shift: i32,
+    pub zp: i32,
+}
+
 /// Softmax of one row of quantized values (TFLite's integer reference):
-/// `x` are integers, the result is in units of 1/256 offset by `out_min`.
+/// `x` are integers, the result is in units of 1/256 offset by `out_min`,
+/// or, with `y`, in units of the output scale `y` describes from its zero
+/// point, rounded once ([`softmax_scaled`]).
 pub fn softmax_row(
     x: &[i32],
     multiplier: i32,
     left_shift: i32,
     diff_min: i32,
-    out_min: i32,
-    out_max: i32,
+    (out_min, out_max): (i32, i32),
+    y: Option<SoftmaxOut>,
 ) -> Vec<i32> {
     let max = x.iter().copied().max().unwrap_or(0);
     let exp_of = |v: i32| -> Option<i32> {
@@ -258,14 +288,23 @@ pub fn softmax_row(
         }
     }
     let (shifted_scale, num_bits_over_unit) = reciprocal(sum, 12);
+    let zero = y.map_or(out_min, |y| y.zp.clamp(out_min, out_max));
     x.iter()
         .map(|&v| match exp_of(v) {
             Some(e) => {
-                let unsat =
-                    rounding_divide_by_pot(srdhm(shifted_scale, e), num_bits_over_unit + 31 - 8);
-                (unsat + out_min).clamp(out_min, out_max)
+                let p = srdhm(shifted_scale, e);
+                match y {
+                    None => {
+                        let unsat = rounding_divide_by_pot(p, num_bits_over_unit + 31 - 8);
+                        (unsat + out_min).clamp(out_min, out_max)
+                    }
+                    Some(y) => {
+                        let v = softmax_scaled(p, num_bits_over_unit, y.mult, y.shift);
+                        (v + y.zp as i64).clamp(out_min as i64, out_max as i64) as i32
+                    }
+                }
             }
-            None => out_min,
+            None => zero,
         })
         .collect()
 }
@@ -328,7 +367,7 @@ mod tests {
                     (seed >> 16) as i32 % 256 - 128
                 })
                 .collect();
-            let want = softmax_row(&row, m, sh, dmin, -128, 127);
+            let want = softmax_row(&row, m, sh, dmin, (-128, 127), None);
             let max = *row.iter().max().unwrap();
             let sum = row.iter().fold(0i32, |s, &v| {
                 s.wrapping_add(rounding_divide_by_pot(t[(max - v) as usize], 12))
@@ -361,10 +400,52 @@ mod tests {
     }
 
     #[test]
+    fn the_scaled_softmax_output_rounds_once() {
+        let (m, s, d) = softmax_params(0.1, 1.0);
+        let mut r = 12345u64;
+        for n in [2usize, 3, 10, 12, 100, 1000] {
+            let x: Vec<i32> = (0..n)
+                .map(|_| {
+                    r = r.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    ((r >> 33) % 256) as i32 - 128
+                })
+                .collect();
+            // The reciprocal 256 is TFLite's own output, bit for bit.
+            let (q, sh) = quantize_multiplier(256.0);
+            let y256 = SoftmaxOut {
+                mult: q,
+                shift: sh,
+                zp: -128,
+            };
+            let tflite = softmax_row(&x, m, s, d, (-128, 127), None);
+            assert_eq!(softmax_row(&x, m, s, d, (-128, 127), Some(y256)), tflite);
+            // 1/255 from zero point 0 (uint8): within rounding of the
+            // real softmax, where 1/256 then 1/255 can be a unit further.
+            let (q, sh) = quantize_multiplier(255.0);
+            let y = SoftmaxOut {
+                mult: q,
+                shift: sh,
+                zp: 0,
+            };
+            let got = softmax_row(&x, m, s, d, (0, 255), Some(y));
+            let mx = *x.iter().max().unwrap();
+            let ex: Vec<f64> = x.iter().map(|&v| (0.1 * (v - mx) as f64).exp()).collect();
+            let sum: f64 = ex.iter().sum();
+            for (g, e) in got.iter().zip(&ex) {
+                let want = e / sum * 255.0;
+                assert!(
+                    (*g as f64 - want).abs() <= 0.5 + 1e-4,
+                    "n {n}: {g} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn softmax_rows_sum_to_one() {
         let (m, s, d) = softmax_params(0.1, 1.0);
         let x: Vec<i32> = vec![-128, -20, 0, 5, 30, 127];
-        let y = softmax_row(&x, m, s, d, -128, 127);
+        let y = softmax_row(&x, m, s, d, (-128, 127), None);
         let probs: Vec<f64> = y.iter().map(|&v| (v + 128) as f64 / 256.0).collect();
         let ex: Vec<f64> = x.iter().map(|&v| (0.1 * (v - 127) as f64).exp()).collect();
         let sum: f64 = ex.iter().sum();

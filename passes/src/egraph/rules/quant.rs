@@ -11,7 +11,7 @@
 //! in a few places; passes that use these rules report the difference.
 
 use egg::{Id, Pattern, rewrite as rw};
-use nnc_ir::op::qmath::{checked_multiplier, softmax_params};
+use nnc_ir::op::qmath::{SoftmaxOut, checked_multiplier, softmax_params};
 use nnc_ir::op::{
     ConvAttrs, PoolKind, QBinaryAttrs, QBinaryKind, QConvAttrs, QGemmAttrs, QParams, QSoftmaxAttrs,
     RequantAttrs, UnaryOp,
@@ -734,37 +734,31 @@ fn qsoftmax(b: &mut B<'_>, _class: Id) -> Option<Id> {
     let (sx, _) = scalar_q(b, "?xs", "?xz")?;
     let (sy, zy) = scalar_q(b, "?ys", "?yz")?;
     // TFLite's integer softmax writes probabilities in units of 1/256 from
-    // the type's minimum.
-    let (lo, hi) = out.int_range()?;
+    // the type's minimum. Other output parameters (onnxruntime's QDQ
+    // softmax has scale 1/255) divide the same fixed-point probabilities
+    // by the output scale and round once, instead of rounding at 1/256 and
+    // requantizing (which costs up to a unit more).
+    let (lo, _) = out.int_range()?;
     let (mult, shift, diff_min) = softmax_params(sx as f64, 1.0);
+    let y = if sy == 1.0 / 256.0 && zy as i64 == lo {
+        None
+    } else {
+        let (m, s) = checked_multiplier(1.0 / sy as f64)?;
+        Some(SoftmaxOut {
+            mult: m,
+            shift: s,
+            zp: zy,
+        })
+    };
     let op = Op::QSoftmax(QSoftmaxAttrs {
         axis: sa.axis,
         mult,
         shift,
         diff_min,
         out,
+        y,
     });
-    let probs = b.add(&op, &[x])?;
-    if sy == 1.0 / 256.0 && zy as i64 == lo {
-        return Some(probs);
-    }
-    // Other output parameters (onnxruntime's QDQ softmax has scale 1/255):
-    // requantize the 1/256 probabilities. The second rounding costs at most
-    // one unit (a probability of 1 saturates at 255/256 and becomes 254/255).
-    let (rm, rs) = checked_multiplier((1.0f64 / 256.0) / sy as f64)?;
-    let rq = Op::Requant(RequantAttrs {
-        q: QParams {
-            x_zp: lo as i32,
-            w_zp: 0,
-            y_zp: zy,
-            lo: lo as i32,
-            hi: hi as i32,
-            out,
-        },
-        mult: rm,
-        shift: rs,
-    });
-    b.add(&rq, &[probs])
+    b.add(&op, &[x])
 }
 
 /// Any unary function between a dequantize and a quantize: a table of its
