@@ -22,7 +22,11 @@ so a cached run is reused until one of them changes):
                              double precision (see `Exact`)
   CASE/ort_optimized.onnx    the graph ONNX Runtime runs with ORT_ENABLE_ALL
                              (the manifest lists its float compute ops:
-                             those it did not fuse into integer kernels)
+                             those it did not fuse into integer kernels;
+                             on x86 ORT does not fuse QDQ with int8
+                             activations by default)
+  CASE/ort_int_K.pb,         the same with session.qdqisint8allowed=1: ORT's
+  CASE/ort_integer.onnx      integer kernels for int8 activations too
   manifest.json              the cases, with the output quantization
                              (scale, zero point) that distances are
                              measured in
@@ -319,14 +323,17 @@ class Exact:
         return self.quantize(y, i[3], i[4], i[4].dtype)
 
 
-def run_ort(ort, path, level, feeds, optimized=None):
+def run_ort(ort, path, level, feeds, optimized=None, int8=False):
     """ONNX Runtime's outputs on `feeds`; with `optimized`, the graph it
-    runs is written there."""
+    runs is written there; with `int8`, its QDQ fusion may use int8
+    activations (`session.qdqisint8allowed`, off by default on x86)."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = level
     opts.log_severity_level = 3
+    if int8:
+        opts.add_session_config_entry("session.qdqisint8allowed", "1")
     if optimized:
         opts.optimized_model_filepath = optimized
     sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
@@ -458,14 +465,17 @@ def record(np, onnx, numpy_helper, ort, qm, out, feeds, dest, what):
     ref = run_ort(ort, out, ort.GraphOptimizationLevel.ORT_DISABLE_ALL, feeds)
     optimized = os.path.join(dest, "ort_optimized.onnx")
     opt = run_ort(ort, out, ort.GraphOptimizationLevel.ORT_ENABLE_ALL, feeds, optimized)
+    int_graph = os.path.join(dest, "ort_integer.onnx")
+    oint = run_ort(ort, out, ort.GraphOptimizationLevel.ORT_ENABLE_ALL, feeds, int_graph, int8=True)
     ex = Exact(np, numpy_helper, qm)
     exact = [ex.run(f).astype(np.float32) for f in feeds]
-    files = {"inputs": [], "ref": [], "ort": [], "exact": []}
+    files = {"inputs": [], "ref": [], "ort": [], "ort_int": [], "exact": []}
     for k, f in enumerate(feeds):
         for kind, arr, name in [
             ("inputs", f[inp.name], inp.name),
             ("ref", ref[k], qm.graph.output[0].name),
             ("ort", opt[k], qm.graph.output[0].name),
+            ("ort_int", oint[k], qm.graph.output[0].name),
             ("exact", exact[k], qm.graph.output[0].name),
         ]:
             p = os.path.join(dest, f"{kind}_{k}.pb")
@@ -481,6 +491,7 @@ def record(np, onnx, numpy_helper, ort, qm, out, feeds, dest, what):
         "output_scale": scale,
         "output_zero_point": zp,
         "ort_float_ops": float_ops(onnx, optimized),
+        "ort_int_float_ops": float_ops(onnx, int_graph),
         **files,
     }
 

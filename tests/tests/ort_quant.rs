@@ -11,21 +11,23 @@
 //! distance to both references in units of the output's quantization step
 //! (LSB).
 //!
+//! Three ORT columns: its reference (optimizations off), its optimized
+//! path as a user gets it, and its integer path (optimized, with
+//! `session.qdqisint8allowed=1`). On x86 ORT does not fuse QDQ with int8
+//! activations by default: on ResNet-8 int8 its optimized graph runs 6 of
+//! the 9 convolutions and 2 of the 3 adds in float32 between a
+//! DequantizeLinear and a QuantizeLinear, as its reference does, so its
+//! distance to that reference is float32 against float32. With int8
+//! allowed, every case runs on ORT's integer kernels throughout (the
+//! script records the float ops each graph keeps; the test checks there
+//! are none in the integer one).
+//!
 //! Asserted: at -O2 no float node remains between the model's input
 //! quantization and output dequantization; nnc's largest distance to the
-//! exact result is no larger than ONNX Runtime's optimized path's; and on
-//! the QDQ models whose optimized ORT graph is integer throughout, nnc's
-//! largest distance to ORT's reference is no larger than that graph's.
-//!
-//! Which ORT graphs are integer: the script records the float compute ops
-//! ORT leaves in its optimized graph (`ort_float_ops`). On ResNet-8 with
-//! int8 activations it fuses only 3 of the 9 convolutions and 1 of the 3
-//! residual adds into QLinear kernels and runs the other 6 convolutions
-//! and 2 adds in float32 between a DequantizeLinear and a QuantizeLinear,
-//! as its reference does, so its distance to that reference (1 LSB) is
-//! float32 against float32 and says nothing about integer arithmetic;
-//! that case is printed, with the op counts, and not compared. Every
-//! other QDQ case runs on ORT's integer kernels throughout.
+//! exact result is no larger than either ORT path's; and on the QDQ models
+//! nnc's largest distance to ORT's reference is no larger than ORT's
+//! integer path's, except by the gaps listed in `KNOWN_GAPS` with their
+//! reasons.
 //!
 //! Why the exact result too: ORT's float32 reference is itself up to 5 LSB
 //! from the exact result on ResNet-8 (a value within 2.4e-5 of a rounding
@@ -152,6 +154,27 @@ fn cell(d: (Lsb, Lsb)) -> String {
     format!("{} | {}", d.0, d.1)
 }
 
+/// Where nnc -O2 is known to be further from the exact result than ONNX
+/// Runtime's integer path, by how many LSB at most, and why. The test fails if a gap grows, and
+/// also if it closes (then the entry goes).
+const KNOWN_GAPS: &[(&str, u64, &str)] = &[(
+    "mlperf_tiny_ic_resnet8_fp32_qdq_s8",
+    1,
+    "to the exact result only (nnc 2 LSB on 5 of 80 elements, ORT's \
+     integer path 1; to ORT's reference both are 5); not yet isolated: \
+     nnc -O0 is exact, so it is in the integer ops, and the residual adds' \
+     TFLite arithmetic (each input rescaled and rounded, then the sum \
+     rounded again) is the one double rounding left",
+)];
+/// The float compute ops an ORT graph kept, as `op count` strings.
+fn float_ops(v: &serde_json::Value) -> Vec<String> {
+    v.as_object()
+        .expect("a map of op counts")
+        .iter()
+        .map(|(op, n)| format!("{op} {n}"))
+        .collect()
+}
+
 #[test]
 fn onnxruntime_quantized_models_match_onnxruntime() {
     let m = manifest();
@@ -162,13 +185,17 @@ fn onnxruntime_quantized_models_match_onnxruntime() {
         .collect();
     let w = 30;
     let mut header = format!(
-        "{:<40} {:>w$} {:>w$} {:>w$}",
-        "model (onnxruntime.quantization)", "ORT reference", "ORT optimized", "nnc -O0 interp"
+        "{:<40} {:>w$} {:>w$} {:>w$} {:>w$}",
+        "model (onnxruntime.quantization)",
+        "ORT reference",
+        "ORT optimized",
+        "ORT integer",
+        "nnc -O0 interp"
     );
     for b in &enabled {
         header.push_str(&format!(" {:>w$}", format!("nnc -O2 {}", b.name())));
     }
-    header.push_str("  ORT's optimized graph");
+    header.push_str("  ORT optimized graph");
     let mut rows = vec![header];
     let mut problems = Vec::new();
     for c in m["cases"].as_array().expect("cases") {
@@ -185,15 +212,19 @@ fn onnxruntime_quantized_models_match_onnxruntime() {
             }
             (r, e)
         };
-        let ort_float: Vec<String> = c["ort_float_ops"]
-            .as_object()
-            .expect("ort_float_ops")
-            .iter()
-            .map(|(op, n)| format!("{op} {n}"))
-            .collect();
-        let compare_ref = c["format"] == "qdq" && ort_float.is_empty();
+        let ort_float = float_ops(&c["ort_float_ops"]);
+        let int_float = float_ops(&c["ort_int_float_ops"]);
+        if !int_float.is_empty() {
+            problems.push(format!(
+                "{name}: ORT's integer graph keeps float ops: {}",
+                int_float.join(", ")
+            ));
+        }
+        let qdq = c["format"] == "qdq";
+        let gap = KNOWN_GAPS.iter().find(|k| k.0 == name).map_or(0, |k| k.1);
         let ref_d = both(&refs);
         let ort_d = both(&tensors(&c["ort"]));
+        let int_d = both(&tensors(&c["ort_int"]));
         let o0 = load(&model, OptLevel::O0);
         let o0_d = both(&run(&o0, Backend::Interp, &inputs));
         let o2 = load(&model, OptLevel::O2);
@@ -207,25 +238,39 @@ fn onnxruntime_quantized_models_match_onnxruntime() {
             problems.push(format!("{name}: float nodes at -O2: {}", float.join(", ")));
         }
         let mut row = format!(
-            "{name:<40} {:>w$} {:>w$} {:>w$}",
+            "{name:<40} {:>w$} {:>w$} {:>w$} {:>w$}",
             cell(ref_d),
             cell(ort_d),
+            cell(int_d),
             cell(o0_d)
         );
         for &b in &enabled {
             let d = both(&run(&o2, b, &inputs));
             row.push_str(&format!(" {:>w$}", cell(d)));
-            if compare_ref && d.0.max > ort_d.0.max {
+            // Against ORT's integer path (its kernels throughout): to the
+            // exact result always, to ORT's reference on the QDQ models (in
+            // the QOperator ones the reference is those same kernels).
+            let mut checks = vec![("the exact result", d.1.max, int_d.1.max, gap)];
+            if qdq {
+                checks.push(("ORT's reference", d.0.max, int_d.0.max, 0));
+            }
+            for (what, nnc, ort, gap) in checks {
+                if nnc > ort + gap {
+                    problems.push(format!(
+                        "{name}: nnc -O2 on {} is {nnc} LSB from {what}, ONNX Runtime's integer path {ort}",
+                        b.name()
+                    ));
+                }
+            }
+            if gap > 0 && d.1.max <= int_d.1.max {
                 problems.push(format!(
-                    "{name}: nnc -O2 on {} is {} LSB from ORT's reference, ONNX Runtime's integer path {}",
-                    b.name(),
-                    d.0.max,
-                    ort_d.0.max
+                    "{name}: the known gap to ORT's integer path is closed; remove it from KNOWN_GAPS"
                 ));
             }
+            // ORT's default optimized path: the exact result.
             if d.1.max > ort_d.1.max {
                 problems.push(format!(
-                    "{name}: nnc -O2 on {} is {} LSB from the exact result, ONNX Runtime's integer path {}",
+                    "{name}: nnc -O2 on {} is {} LSB from the exact result, ONNX Runtime's optimized path {}",
                     b.name(),
                     d.1.max,
                     ort_d.1.max
