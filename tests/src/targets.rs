@@ -78,3 +78,34 @@ pub fn run(
 pub fn label(t: &Target) -> String {
     format!("{} {}", t.codegen.name(), t.spec())
 }
+
+/// Whether this machine can execute code built for `t`: false for x86
+/// targets whose ISA (AVX-512, VNNI, AVX2) the CPU lacks, whose plans the
+/// tests still lower and check as text but cannot run here (they would
+/// stop on an illegal instruction).
+pub fn host_can_run(t: &Target) -> bool {
+    if t.host || t.arch != nnc_ir::program::Arch::X86_64 {
+        return true;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma");
+        let avx512 = std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512dq");
+        let vnni = std::arch::is_x86_feature_detected!("avx512vnni");
+        match t.cpu.as_deref() {
+            Some("avx2" | "x86-64-v3" | "haswell") => avx2,
+            Some("avx512" | "skylake-avx512" | "x86-64-v4") => avx2 && avx512,
+            Some("avx512vnni" | "cascadelake" | "icelake-server") => avx2 && avx512 && vnni,
+            Some("avxvnni") => avx2 && std::arch::is_x86_feature_detected!("avxvnni"),
+            _ => true,
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}

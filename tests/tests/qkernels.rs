@@ -76,7 +76,7 @@ fn execute(
 fn dot_kernels_match_the_interpreter_for_every_parameter() {
     let conv = plan_graph("q_conv_c.nnir");
     let ops = plan_graph("q_ops_c.nnir");
-    let mut runs = 0;
+    let (mut runs, mut expected) = (0, 0);
     for (c, target, lanes) in [
         (true, "x86_64:avx512vnni", &[4usize, 8, 16][..]),
         (false, "host", &[4][..]),
@@ -86,6 +86,11 @@ fn dot_kernels_match_the_interpreter_for_every_parameter() {
         } else {
             nnc_backends::cranelift::target(target).unwrap()
         };
+        if !nnc_tests::targets::host_can_run(&t) {
+            println!("{target}: not run, this CPU lacks its ISA");
+            continue;
+        }
+        expected += 2 * lanes.len() * 2 * 2 * 4;
         for &l in lanes {
             for dot in [2, 4] {
                 for v in [1, 3] {
@@ -125,5 +130,6 @@ fn dot_kernels_match_the_interpreter_for_every_parameter() {
             }
         }
     }
-    assert_eq!(runs, 2 * (3 + 1) * 2 * 2 * 4);
+    assert!(expected > 0);
+    assert_eq!(runs, expected);
 }
