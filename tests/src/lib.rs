@@ -6,6 +6,5 @@ pub mod expect;
 pub mod fuzz;
 pub mod graphgen;
 pub mod graphs;
-pub mod run;
 pub mod shared;
 pub mod targets;

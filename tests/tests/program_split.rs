@@ -8,8 +8,8 @@ use nnc::driver;
 use nnc_ir::Tensor;
 use nnc_ir::program::{Kernel, Program};
 use nnc_passes::lower::split::{split_in_channels, split_out_channels};
-use nnc_tests::run::{run_c, run_native};
 use nnc_tests::shared::load_o2;
+use nnc_tests::targets::run_program;
 
 fn load(m: &str) -> (nnc_ir::Graph, Tensor, Tensor) {
     let (d, g) = load_o2(m, &Default::default());
@@ -75,10 +75,7 @@ fn split_programs_match_the_reference_on_both_backends() {
             let parts = q.steps.iter().filter(|s| !s.part.is_whole()).count();
             let accumulating = q.steps.iter().filter(|s| s.part.accumulate).count();
             assert!(parts >= 3 * n && accumulating > 0, "{m}:\n{}", q.dump());
-            let got = match backend {
-                "c" => run_c(&q, &x),
-                _ => run_native(&q, &x),
-            };
+            let got = run_program(&q, std::slice::from_ref(&x)).unwrap().remove(0);
             let c = driver::compare(&got, &want, 1e-4, 1e-5);
             assert!(c.ok(), "{m} split, {backend}: {c:?}\n{}", q.dump());
         }

@@ -41,32 +41,6 @@ fn plan_graph(file: &str) -> nnc_ir::Graph {
     nnc_ir::parse(&std::fs::read_to_string(&p).unwrap()).unwrap_or_else(|e| panic!("{file}: {e}"))
 }
 
-fn execute(
-    p: &nnc_ir::program::Program,
-    c: bool,
-    inputs: &[nnc_ir::Tensor],
-) -> Vec<nnc_ir::Tensor> {
-    if c {
-        let src = nnc_backends::c::emit(p, "sweep").unwrap();
-        let glue = nnc::cbuild::harness_glue(p, &src.name);
-        let mut opt = vec!["-O2".to_string()];
-        opt.extend(
-            nnc_backends::c::isa_flags(&p.target)
-                .iter()
-                .map(|f| f.to_string()),
-        );
-        let flags = CFlags {
-            opt,
-            ..Default::default()
-        };
-        let exe = nnc::cbuild::build_executable(&src, &glue, &flags).unwrap();
-        nnc::cbuild::run_executable(&exe, p, inputs).unwrap()
-    } else {
-        let jit = nnc_backends::cranelift::jit(p).unwrap();
-        nnc::native::run_jit(&jit, p, inputs).unwrap()
-    }
-}
-
 /// Every parameter value of the dot kernels on both backends: the
 /// convolutions of `q_conv_c.nnir` (im2col over three channels, a strided
 /// depthwise one with asymmetric padding, a grouped pointwise one, uint8
@@ -120,7 +94,8 @@ fn dot_kernels_match_the_interpreter_for_every_parameter() {
                             for seed in [5, 17] {
                                 let inputs = nnc_passes::check::random_inputs(g, seed);
                                 let want = nnc_ir::interp::run(g, &inputs).unwrap();
-                                let got = execute(&p, c, &inputs);
+                                let got = nnc_tests::targets::run_program(&p, &inputs)
+                                    .unwrap_or_else(|e| panic!("{target} {cv}: {e}"));
                                 assert_eq!(got, want, "{target} {cv} seed {seed}:\n{}", p.dump());
                             }
                             runs += 1;
