@@ -1,4 +1,5 @@
-//! The native integer kernels' requantization against the interpreter: the
+//! The native integer kernels' requantization against the interpreter (and
+//! the C dot kernels' on the same convolutions): the
 //! exact f64 forms (taken where a channel's accumulator bound times its
 //! multiplier stays below 2^53; with a positive offset and truncation
 //! where there is room for it, else an explicit floor) on rounding ties,
@@ -6,6 +7,7 @@
 //! or the shift is too large for it; the byte transposes that take an
 //! image channels-first; and the vector mean of whole int8 planes.
 
+use nnc::cbuild::{CFlags, run_c};
 use nnc::driver::{self, Backend};
 use nnc_tests::graphs::Rng;
 
@@ -16,7 +18,9 @@ fn values(n: usize, seed: u64, lo: i64, hi: i64) -> String {
     format!("[{}]", v.join(", "))
 }
 
-/// Native code equals the interpreter on random inputs.
+/// Native code and C on the host (its vector requantization: AVX2's or
+/// AVX-512's, whichever this CPU has) equal the interpreter on random
+/// inputs.
 fn check(name: &str, src: &str) {
     let g = nnc_ir::parse(src).unwrap_or_else(|e| panic!("{name}: {e}\n{src}"));
     for seed in [3, 11, 29] {
@@ -24,7 +28,17 @@ fn check(name: &str, src: &str) {
         let want = nnc_ir::interp::run(&g, &inputs).unwrap();
         let got =
             driver::execute(&g, Backend::Native, &inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(got, want, "{name} seed {seed}");
+        assert_eq!(got, want, "{name} seed {seed} native");
+        let got = run_c(&g, &inputs, &native_flags()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(got, want, "{name} seed {seed} C -march=native");
+    }
+}
+
+/// C flags that enable this CPU's intrinsics (the kernels' vector paths).
+fn native_flags() -> CFlags {
+    CFlags {
+        opt: vec!["-O2".into(), "-march=native".into()],
+        ..Default::default()
     }
 }
 

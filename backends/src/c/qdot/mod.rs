@@ -213,10 +213,14 @@ fn tile(
         }
         w.close();
     }
-    if lanes == 16 {
+    if lanes == 16 || lanes == 8 {
         for r in 0..cb {
             let accs: Vec<String> = (0..tv).map(|v| acc(r, v)).collect();
-            out.vector(w, r, &accs);
+            if lanes == 16 {
+                out.vector(w, r, &accs);
+            } else {
+                out.vector8(w, r, &accs);
+            }
         }
     } else {
         for r in 0..cb {
@@ -280,7 +284,7 @@ fn tile(
         w.close();
     }
     w.close();
-    if lanes == 16 {
+    if lanes == 16 || lanes == 8 {
         out.portable(w, cb, t);
         w.line("#endif");
     } else {
@@ -317,6 +321,75 @@ impl Out<'_> {
                 self.y,
             );
         }
+    }
+
+    /// The requantizing store of channel row `r` from 8-lane registers
+    /// (AVX2, which every 8-lane form's guard implies), with the
+    /// arithmetic of [`REQUANT_Q`]: the products with the Q31 multiplier
+    /// in 64 bits (even and odd lanes), bits 31..62 of each by logical
+    /// shifts, the remaining right shift rounded half up from the bit
+    /// below it, the clamp, the zero point, and a narrow to bytes of
+    /// which the valid lanes are stored.
+    fn vector8(&self, w: &mut W, r: usize, accs: &[String]) {
+        let (zp, lo, hi) = out_range(self.st, self.y);
+        let (qm, qs, ch) = (self.qm, self.qs, &self.ch[r]);
+        w.block();
+        w.line(format!("const __m256i rm = _mm256_set1_epi32({qm}[{ch}]);"));
+        w.line(format!("const int k = {qs}[{ch}] - 31;"));
+        w.line("const __m256i r0 = _mm256_set1_epi64x(k == 0 ? (long long)1 << 30 : 0);");
+        w.line(
+            "const __m128i rk = _mm_cvtsi32_si128(k), rk1 = _mm_cvtsi32_si128(k == 0 ? 0 : k - 1);",
+        );
+        w.line("const __m256i b1 = _mm256_set1_epi32(k == 0 ? 0 : 1);");
+        w.line(format!(
+            "const __m256i zp = _mm256_set1_epi32({zp}), lo = _mm256_set1_epi32({}), hi = _mm256_set1_epi32({});",
+            lo - zp,
+            hi - zp
+        ));
+        w.line("const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);");
+        w.line(format!("const int nj = (int)({});", self.nj));
+        w.line(format!("{} *d = {};", ctype(self.y), self.dst[r]));
+        let pack = if self.y == DType::U8 {
+            "_mm256_packus_epi16"
+        } else {
+            "_mm256_packs_epi16"
+        };
+        for (v, a) in accs.iter().enumerate() {
+            w.block();
+            w.line(format!(
+                "const __m256i e = _mm256_add_epi64(_mm256_mul_epi32({a}, rm), r0);"
+            ));
+            w.line(format!(
+                "const __m256i o = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64({a}, 32), rm), r0);"
+            ));
+            w.line("const __m256i q = _mm256_blend_epi32(_mm256_srli_epi64(e, 31), _mm256_slli_epi64(o, 1), 0xAA);");
+            w.line("__m256i y = _mm256_add_epi32(_mm256_sra_epi32(q, rk), _mm256_and_si256(_mm256_sra_epi32(q, rk1), b1));");
+            w.line("y = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(y, lo), hi), zp);");
+            // Two packs leave lanes 0-3 in bytes 0-3 and lanes 4-7 in
+            // bytes 16-19; the permute brings them to bytes 0-7.
+            w.line("const __m256i y16 = _mm256_packs_epi32(y, y);");
+            w.line(format!(
+                "const __m256i y8 = _mm256_permutevar8x32_epi32({pack}(y16, y16), order);"
+            ));
+            w.line(format!("const int nv = nj - {};", v * 8));
+            w.open("if (nv >= 8)");
+            w.line(format!(
+                "_mm_storel_epi64((__m128i *)(void *)(d + {}), _mm256_castsi256_si128(y8));",
+                v * 8
+            ));
+            w.close();
+            w.open("else if (nv > 0)");
+            w.line("uint8_t b[16];");
+            w.line("_mm_storeu_si128((__m128i *)(void *)b, _mm256_castsi256_si128(y8));");
+            w.line(format!(
+                "for (int j = 0; j < 8 && j < nv; ++j) d[{} + j] = ({})b[j];",
+                v * 8,
+                ctype(self.y)
+            ));
+            w.close();
+            w.close();
+        }
+        w.close();
     }
 
     /// The requantizing store of channel row `r` from 16-lane registers
@@ -402,22 +475,40 @@ fn requant(
 ) {
     let (zp, lo, hi) = out_range(st, y);
     w.block();
-    w.line(format!("const int64_t mq = {qm}[{ch}];"));
-    w.line(format!("const int sq = {qs}[{ch}];"));
-    w.line("const int64_t rd = (int64_t)1 << (sq - 1);");
+    w.line(format!("const int32_t mq = {qm}[{ch}];"));
+    w.line(format!("const int k = {qs}[{ch}] - 31;"));
+    w.line(REQUANT_CONSTS);
     w.line(format!("{} *d = {dst};", ctype(y)));
     w.line(format!("const int32_t *s = {acc};"));
     w.open(format!("for (size_t j = 0; j < {nj}; ++j)"));
+    w.line(REQUANT_Q);
     w.line(format!(
-        "const int64_t v = (((int64_t)s[j] * mq + rd) >> sq) + {zp};"
-    ));
-    w.line(format!(
-        "d[j] = ({})(v < {lo} ? {lo} : (v > {hi} ? {hi} : v));",
-        ctype(y)
+        "d[j] = ({})((v < {} ? {} : (v > {} ? {} : v)) + {zp});",
+        ctype(y),
+        lo - zp,
+        lo - zp,
+        hi - zp,
+        hi - zp
     ));
     w.close();
     w.close();
 }
+
+/// The per-channel constants of [`REQUANT_Q`], from the multiplier `mq`
+/// and `k`, the total right shift minus 31 (at least 0).
+pub(super) const REQUANT_CONSTS: &str = "const int64_t r0 = k == 0 ? (int64_t)1 << 30 : 0; const int k1 = k == 0 ? 0 : k - 1; const int32_t b1 = k == 0 ? 0 : 1;";
+
+/// `v`, the requantized `s[j]` before its zero point: `round(s * mq /
+/// 2^(31 + k))`, half up, exactly as `((int64_t)s * mq + 2^(30 + k)) >>
+/// (31 + k)`, written so that C compilers vectorize it without 64-bit
+/// arithmetic shifts (AVX2 has none): `q = floor((s * mq + r0) / 2^31)`
+/// is bits 31..62 of the product (it fits 32 bits: `|s * mq| < 2^62`),
+/// a logical shift; then `floor((q + 2^(k - 1)) / 2^k)` (equal to the
+/// rounded quotient, the fraction dropped from `q` being below one) is
+/// `(q >> k)` plus bit `k - 1` of `q`, which cannot overflow. For `k =
+/// 0` the rounding constant `2^30` goes into the product instead. The
+/// clamp comes before the zero point, so `v + zp` cannot overflow.
+pub(super) const REQUANT_Q: &str = "const int32_t q = (int32_t)(uint32_t)((uint64_t)((int64_t)s[j] * mq + r0) >> 31); const int32_t v = (q >> k) + ((q >> k1) & b1);";
 
 /// Zero point and clamp of an integer step's store.
 fn out_range(st: &Step, y: DType) -> (i64, i64, i64) {

@@ -42,8 +42,11 @@ pub(in crate::c) fn depthwise(
     let t_pos = k.vectors * l;
     let oplane = g.h.output * g.w.output;
     let in_plane = g.h.input * g.w.input;
+    // Pairs read the byte planes, except the 16-lane form, whose 16-bit
+    // permutes need them widened.
+    let widen = dot == 2 && l == 16;
     w.line(format!("uint8_t xp[{}];", np * plane));
-    if dot == 2 {
+    if widen {
         w.line(format!("int16_t xw[{}];", np * plane));
     }
     w.line(format!("int32_t acc[{t_pos}];"));
@@ -58,7 +61,7 @@ pub(in crate::c) fn depthwise(
         ctype(x.dtype)
     ));
     phase_planes(w, &g, 1, x.dtype, pad);
-    let copy = if dot == 2 {
+    let copy = if widen {
         w.for_("i", 0, np * plane);
         w.line("xw[i] = (int16_t)xp[i];");
         w.close();
@@ -204,6 +207,49 @@ fn dw_tile(
         w.close();
         w.line("#else");
     }
+    let avx2 = lanes == 8 && dot == 2;
+    if avx2 {
+        // Lane j's word is the 16-bit pair (x[j], x[j + 1]) of the byte
+        // plane (`copy` widens the same bytes): both zero-extended from
+        // bytes, the second shifted into the high half.
+        w.line("#if defined(__AVX2__)");
+        w.block();
+        let accs: Vec<String> = (0..tv)
+            .map(|v| format!("a{v} = _mm256_set1_epi32({bias}[ch])"))
+            .collect();
+        w.line(format!("__m256i {};", accs.join(", ")));
+        let ld = |p: String| {
+            format!("_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)({p})))")
+        };
+        for (si, s) in sl.iter().enumerate() {
+            w.block();
+            w.line(format!(
+                "const uint8_t *xa = xp + {} + ({q0});",
+                s.phase * plane + s.off
+            ));
+            w.line(format!("const __m256i w = _mm256_set1_epi32({wk}[{si}]);"));
+            for v in 0..tv {
+                let x = if s.taps[1].is_some() {
+                    format!(
+                        "_mm256_or_si256({}, _mm256_slli_epi32({}, 16))",
+                        ld(format!("xa + {}", v * 8)),
+                        ld(format!("xa + {}", v * 8 + 1))
+                    )
+                } else {
+                    ld(format!("xa + {}", v * 8))
+                };
+                w.line(format!(
+                    "a{v} = _mm256_add_epi32(a{v}, _mm256_madd_epi16({x}, w));"
+                ));
+            }
+            w.close();
+        }
+        let accs: Vec<String> = (0..tv).map(|v| format!("a{v}")).collect();
+        out.vector8(w, 0, &accs);
+        w.close();
+        w.line("#else");
+    }
+    let et = if copy == "xp" { "uint8_t" } else { et };
     w.block();
     w.for_("j", 0, t);
     w.line(format!("acc[j] = {bias}[ch];"));
@@ -232,7 +278,7 @@ fn dw_tile(
     }
     w.close();
     out.portable(w, 1, t);
-    if vector {
+    if vector || avx2 {
         w.line("#endif");
     }
 }
@@ -377,15 +423,20 @@ pub(in crate::c) fn gemm(
         let valid = format!("(({b0}) + {width} <= {n} ? {width} : {n} - ({b0}))");
         // Requantize column by column (per-column multipliers).
         let (zp, lo, hi) = out_range(st, y.dtype);
+        w.line("const int32_t *s = acc;");
         w.open(format!("for (size_t j = 0; j < {valid}; ++j)"));
         w.line(format!("const size_t c = ({b0}) + j;"));
-        w.line(format!("const int sq = {qs}[c];"));
+        w.line(format!("const int32_t mq = {qm}[c];"));
+        w.line(format!("const int k = {qs}[c] - 31;"));
+        w.line(REQUANT_CONSTS);
+        w.line(REQUANT_Q);
         w.line(format!(
-            "const int64_t v = (((int64_t)acc[j] * {qm}[c] + ((int64_t)1 << (sq - 1))) >> sq) + {zp};"
-        ));
-        w.line(format!(
-            "out0[i * {n} + c] = ({})(v < {lo} ? {lo} : (v > {hi} ? {hi} : v));",
-            ctype(y.dtype)
+            "out0[i * {n} + c] = ({})((v < {} ? {} : (v > {} ? {} : v)) + {zp});",
+            ctype(y.dtype),
+            lo - zp,
+            lo - zp,
+            hi - zp,
+            hi - zp
         ));
         w.close();
     };
