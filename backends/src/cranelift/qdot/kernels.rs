@@ -83,12 +83,13 @@ pub fn conv(
         };
         (rs, nq * np * plane * d, w)
     };
-    // Quads copy in two stages: padded phase planes by straight-line
-    // code, then byte interleaving; the input itself needs no planes.
+    // Quads and pairs copy in two stages: padded phase planes of bytes by
+    // straight-line code, then interleaving (four bytes per position
+    // either way); the input itself needs no planes.
     let direct = !k.im2col && g.is_input();
     let one = runs(np * plane, 1, |s, _| plane_src(&g, s / plane, s % plane));
-    let staged = d == 4 && !direct && one.len() <= 512;
-    let quads = d == 4 && (direct || staged);
+    let staged = !direct && one.len() <= 512;
+    let quads = direct || staged;
     let mut copy = Copy::new(
         kb,
         elems,
@@ -97,8 +98,8 @@ pub fn conv(
         if quads { &[] } else { &run_list },
         x.dtype,
     )?;
-    if d == 4 && direct {
-        copy.quads = Some((cg.div_ceil(4), cg, in_plane as usize, plane));
+    if direct {
+        copy.quads = Some((cg.div_ceil(d), cg, in_plane as usize, plane));
     }
     let planes = staged.then(|| {
         let chan = np * plane;
@@ -137,7 +138,7 @@ pub fn conv(
                     let pads = (pv, pad as i64);
                     if k.im2col {
                         for gi in 0..ng {
-                            let srcs: Vec<Option<Value>> = (0..4)
+                            let srcs: Vec<Option<Value>> = (0..d)
                                 .map(|t| {
                                     qdot::conv_element(gi, t, cg, taps, d, true).map(|(ci, tap)| {
                                         let tp = g.taps[tap];
@@ -149,31 +150,31 @@ pub fn conv(
                                 })
                                 .collect();
                             let dst = kb.off(copy.buf, (gi * g.computed * 4) as i64);
-                            interleave4(kb, dst, &srcs, g.computed, pads, false)?;
+                            interleave(kb, d, dst, &srcs, g.computed, pads, false)?;
                         }
                     } else {
                         let quad = |kb: &mut Kb, cq: Value, have: usize| -> Result<()> {
-                            let src = kb.at(pl.buf, cq, (4 * np * plane) as i64);
+                            let src = kb.at(pl.buf, cq, (d * np * plane) as i64);
                             let dst = kb.at(copy.buf, cq, (np * plane * 4) as i64);
                             for p in 0..np {
-                                let srcs: Vec<Option<Value>> = (0..4)
+                                let srcs: Vec<Option<Value>> = (0..d)
                                     .map(|t| {
                                         (t < have)
                                             .then(|| kb.off(src, ((t * np + p) * plane) as i64))
                                     })
                                     .collect();
                                 let dp = kb.off(dst, (p * plane * 4) as i64);
-                                interleave4(kb, dp, &srcs, plane, pads, false)?;
+                                interleave(kb, d, dp, &srcs, plane, pads, false)?;
                             }
                             Ok(())
                         };
-                        let full = cg / 4;
+                        let full = cg / d;
                         if full > 0 {
-                            kb.for_range(0, full as i64, 1, |kb, cq| quad(kb, cq, 4))?;
+                            kb.for_range(0, full as i64, 1, |kb, cq| quad(kb, cq, d))?;
                         }
-                        if full < cg.div_ceil(4) {
+                        if full < cg.div_ceil(d) {
                             let cq = kb.ci(full as i64);
-                            quad(kb, cq, cg - 4 * full)?;
+                            quad(kb, cq, cg - d * full)?;
                         }
                     }
                 }
@@ -311,18 +312,15 @@ pub fn depthwise(
     let rqt = Rq::new(kb, st, a, ch, Some(&ranges))?;
     let pad = qdot::pad_value(x.dtype, q.q.x_zp);
     let (plane, np) = (g.plane(), g.phases());
-    // One element per slot: the planes as bytes (quads) or 16-bit values.
+    // One element per slot: the planes as bytes, which x64's `pshufb`
+    // zero-extends into pairs as it slides them; elsewhere pairs read
+    // planes of 16-bit values.
+    let zext = d == 2 && kb.sh.module.isa().name() == "x64";
+    let eb = if zext { 1 } else { qdot::elem_bytes(d) };
     let run_list = runs(np * plane, 1, |s, _| plane_src(&g, s / plane, s % plane));
-    let mut copy = Copy::new(
-        kb,
-        np * plane,
-        (qdot::elem_bytes(d), 1),
-        pad,
-        &run_list,
-        x.dtype,
-    )?;
+    let mut copy = Copy::new(kb, np * plane, (eb, 1), pad, &run_list, x.dtype)?;
     copy.img_bytes = g.h.input * g.w.input * x.dtype.size();
-    let eb = qdot::elem_bytes(d) as i64;
+    let eb = eb as i64;
     let oplane = g.h.output * g.w.output;
     let in_plane = (g.h.input * g.w.input) as i64;
     let ysz = y.dtype.size() as i64;
@@ -335,6 +333,9 @@ pub fn depthwise(
     // Lane j, element t reads element j + t.
     let mask: Vec<u8> = if d == 4 {
         (0..16u8).map(|b| b / 4 + b % 4).collect()
+    } else if zext {
+        // The byte, then a zero (`pshufb` zeroes where the top bit is set).
+        (0..8u8).flat_map(|e| [e / 2 + e % 2, 0x80]).collect()
     } else {
         (0..8u8)
             .flat_map(|e| {
@@ -343,6 +344,7 @@ pub fn depthwise(
             })
             .collect()
     };
+    let zmask = zext.then(|| vconst(kb, I8X16, &mask));
     let imm = kb.b.func.dfg.immediates.push(ConstantData::from(mask));
     let nsl = sl.len();
     for n in 0..win.batch {
@@ -376,7 +378,10 @@ pub fn depthwise(
                     for (v, acc) in accs.iter_mut().enumerate() {
                         let raw = kb.load(vty(d), xa, (v * L) as i64 * eb);
                         let r8 = cast(kb, I8X16, raw);
-                        let xs = kb.b.ins().shuffle(r8, r8, imm);
+                        let xs = match zmask {
+                            Some(zm) => kb.b.ins().x86_pshufb(r8, zm),
+                            None => kb.b.ins().shuffle(r8, r8, imm),
+                        };
                         let xs = cast(kb, vty(d), xs);
                         *acc = dot(kb, d, *acc, xs, w);
                     }

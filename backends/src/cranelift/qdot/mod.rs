@@ -175,9 +175,9 @@ struct Copy {
     /// Bytes of the image the runs read (how far a vector load of a
     /// strided run may reach; 0 when unknown).
     img_bytes: usize,
-    /// Interleaved quads of whole input planes (`qconv_dot` on the input
-    /// itself): channel quads, channels, elements per plane, plane stride
-    /// of the copy.
+    /// Interleaved quads (or pairs) of whole input planes (`qconv_dot` on
+    /// the input itself): channel quads (pairs), channels, elements per
+    /// plane, plane stride of the copy.
     quads: Option<(usize, usize, usize, usize)>,
 }
 
@@ -231,7 +231,9 @@ impl Copy {
             Ok(())
         })?;
         if let Some((nq, cg, n, plane)) = self.quads {
-            return self.fill_quads(kb, img, (nq, cg, n, plane), pv);
+            let b = kb.cint(types::I8, self.pad as i64);
+            let pb = kb.b.ins().splat(I8X16, b);
+            return self.fill_quads(kb, img, (nq, cg, n, plane), pb);
         }
         if let Some(rs) = &self.unrolled {
             let xor = self.shift != 0;
@@ -285,8 +287,8 @@ impl Copy {
 }
 
 impl Copy {
-    /// The quads of whole planes: per quad of channels, the four channel
-    /// planes interleaved by bytes (channel innermost).
+    /// The quads (pairs) of whole planes: per quad (pair) of channels,
+    /// the channel planes interleaved (channel innermost).
     fn fill_quads(
         &self,
         kb: &mut Kb,
@@ -297,24 +299,101 @@ impl Copy {
         let xor = self.shift != 0;
         let buf = self.buf;
         let padb = self.pad as i64;
+        // Quads are four bytes per position, pairs two 16-bit values.
+        let d = self.per_slot;
         let quad = |kb: &mut Kb, cq: Value, have: usize| -> Result<()> {
-            let src = kb.at(img, cq, (4 * n) as i64);
+            let src = kb.at(img, cq, (d * n) as i64);
             let dst = kb.at(buf, cq, (plane * 4) as i64);
-            let srcs: Vec<Option<Value>> = (0..4)
+            let srcs: Vec<Option<Value>> = (0..d)
                 .map(|t| (t < have).then(|| kb.off(src, (t * n) as i64)))
                 .collect();
-            interleave4(kb, dst, &srcs, n, (pad, padb), xor)
+            interleave(kb, d, dst, &srcs, n, (pad, padb), xor)
         };
-        let full = cg / 4;
+        let full = cg / d;
         if full > 0 {
-            kb.for_range(0, full as i64, 1, |kb, cq| quad(kb, cq, 4))?;
+            kb.for_range(0, full as i64, 1, |kb, cq| quad(kb, cq, d))?;
         }
         if full < nq {
             let cq = kb.ci(full as i64);
-            quad(kb, cq, cg - 4 * full)?;
+            quad(kb, cq, cg - d * full)?;
         }
         Ok(())
     }
+}
+
+/// Interleaves `d` byte sequences into `dst`, four bytes per position:
+/// quads of bytes ([`interleave4`]) or pairs of 16-bit values
+/// ([`interleave2`]).
+pub(super) fn interleave(
+    kb: &mut Kb,
+    d: usize,
+    dst: Value,
+    srcs: &[Option<Value>],
+    n: usize,
+    pads: (Value, i64),
+    xor: bool,
+) -> Result<()> {
+    if d == 4 {
+        interleave4(kb, dst, srcs, n, pads, xor)
+    } else {
+        interleave2(kb, dst, srcs, n, pads, xor)
+    }
+}
+
+/// Interleaves two byte sequences of `n` elements into 16-bit pairs at
+/// `dst` (element `i` of sequence `t` zero-extended to the 16 bits at
+/// byte `4 i + 2 t`), each read from its pointer (made unsigned when
+/// `xor`) or the padding value: 16 elements at a time by a byte
+/// interleave and zero-extensions, the rest one by one.
+fn interleave2(
+    kb: &mut Kb,
+    dst: Value,
+    srcs: &[Option<Value>],
+    n: usize,
+    (pad, padb): (Value, i64),
+    xor: bool,
+) -> Result<()> {
+    let chunks = n / 16;
+    if chunks > 0 {
+        kb.for_range(0, chunks as i64, 1, |kb, i| {
+            let d = kb.at(dst, i, 64);
+            let ch: Vec<Value> = srcs
+                .iter()
+                .map(|s| match s {
+                    Some(p) => {
+                        let a = kb.at(*p, i, 16);
+                        let v = kb.load(I8X16, a, 0);
+                        flip(kb, v, I8X16, xor)
+                    }
+                    None => pad,
+                })
+                .collect();
+            for (h, base) in [0u8, 8].into_iter().enumerate() {
+                let m: Vec<u8> = (0..8u8).flat_map(|k| [base + k, 16 + base + k]).collect();
+                let imm = kb.b.func.dfg.immediates.push(ConstantData::from(m));
+                let ab = kb.b.ins().shuffle(ch[0], ch[1], imm);
+                let lo = kb.b.ins().uwiden_low(ab);
+                let hi = kb.b.ins().uwiden_high(ab);
+                kb.store(lo, d, (32 * h) as i64);
+                kb.store(hi, d, (32 * h + 16) as i64);
+            }
+            Ok(())
+        })?;
+    }
+    for i in chunks * 16..n {
+        for (t, s) in srcs.iter().enumerate() {
+            let v = match s {
+                Some(p) => {
+                    let v = kb.load(types::I8, *p, i as i64);
+                    flip(kb, v, types::I8, xor)
+                }
+                None => kb.cint(types::I8, padb),
+            };
+            let v = kb.b.ins().uextend(types::I16, v);
+            kb.store(v, dst, (4 * i + 2 * t) as i64);
+        }
+    }
+    Ok(())
 }
 
 /// Interleaves four byte sequences of `n` elements into `dst` (element
