@@ -71,15 +71,22 @@ pub fn conv(
             }
             plane_src(&g, rest / plane, rest % plane).map(|v| v + ci as i64 * in_plane)
         });
+        // Channel groups of the copy, `per` elements apart; with fewer
+        // than four taps (pointwise), several per loop iteration so that
+        // the loop's own instructions are shared by four groups.
+        let per = np * plane * d;
+        let offs: Vec<usize> = g
+            .taps
+            .iter()
+            .map(|tp| (tp.phase * plane + tp.off) * d)
+            .collect();
+        let u = (4 / offs.len().max(1)).clamp(1, nq.max(1));
+        let at = |k: usize| offs.iter().map(move |o| k * per + o);
         let w = Walk {
-            outer: nq,
-            stride: np * plane * d,
-            inner: g
-                .taps
-                .iter()
-                .map(|tp| (tp.phase * plane + tp.off) * d)
-                .collect(),
-            tail: vec![],
+            outer: nq / u,
+            stride: u * per,
+            inner: (0..u).flat_map(at).collect(),
+            tail: (0..nq % u).flat_map(at).collect(),
         };
         (rs, nq * np * plane * d, w)
     };
