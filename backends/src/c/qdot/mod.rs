@@ -590,6 +590,19 @@ impl Src<'_> {
         }
     }
 
+    /// [`Src::ptr`] of channel `c`, a C expression.
+    fn ptr_at(&self, c: &str, p: usize) -> String {
+        if self.direct {
+            format!("(xg + ({c}) * {})", self.g.h.input * self.g.w.input)
+        } else {
+            format!(
+                "(xp + (({c}) * {} + {p}) * {})",
+                self.g.phases(),
+                self.g.plane()
+            )
+        }
+    }
+
     /// Elements of a plane that hold data (the rest read as padding).
     fn len(&self) -> usize {
         if self.direct {
@@ -725,18 +738,38 @@ pub(super) fn conv(
             tail: (0..ng % unroll).map(|u| u * per).collect(),
         }
     } else {
-        // [channel group][phase][element][dot].
+        // [channel group][phase][element][dot]: the full groups in a loop
+        // (one copy of the code whatever the channel count), then the
+        // partial one.
         let nq = cg.div_ceil(dot);
         let n_src = src.len();
-        for cq in 0..nq {
+        let full = cg / dot;
+        let groups_at: Vec<Option<usize>> = if full > 0 {
+            std::iter::once(None).chain((full..nq).map(Some)).collect()
+        } else {
+            (0..nq).map(Some).collect()
+        };
+        for cq in groups_at {
+            if cq.is_none() {
+                w.for_("cq", 0, full);
+            }
             for p in 0..np {
                 w.block();
-                w.line(format!("{et} *d = xq + {};", (cq * np + p) * plane * dot));
+                match cq {
+                    Some(cq) => w.line(format!("{et} *d = xq + {};", (cq * np + p) * plane * dot)),
+                    None => w.line(format!(
+                        "{et} *d = xq + (cq * {np} + {p}) * {};",
+                        plane * dot
+                    )),
+                }
                 let mut srcs = Vec::new();
                 for t in 0..dot {
-                    let ci = cq * dot + t;
-                    if ci < cg {
-                        let sp = src.ptr(ci, p);
+                    let ci = cq.map(|cq| cq * dot + t);
+                    if ci.is_none_or(|ci| ci < cg) {
+                        let sp = match ci {
+                            Some(ci) => src.ptr(ci, p),
+                            None => src.ptr_at(&format!("cq * {dot} + {t}"), p),
+                        };
                         w.line(format!(
                             "const {} *s{t} = {sp};",
                             if direct { ctype(x.dtype) } else { "uint8_t" }
@@ -765,6 +798,9 @@ pub(super) fn conv(
                     w.line(format!("d[i] = {pad};"));
                     w.close();
                 }
+                w.close();
+            }
+            if cq.is_none() {
                 w.close();
             }
         }
