@@ -35,34 +35,56 @@ fn check(m: &str, opt: OptLevel, flags: &CFlags) {
     assert!(c.ok(), "{m} through C at {opt}: {c:?}");
 }
 
-#[test]
-fn mlperf_tiny_through_c() {
-    for m in MLPERF_TINY_FP32.iter().chain(INT8_MODELS.iter()) {
+// The model lists are split over several tests so that the harness runs
+// them side by side (each is a few minutes of C compiles otherwise).
+
+fn through_c(models: &[&str]) {
+    for m in models {
         for opt in [OptLevel::O0, OptLevel::O2] {
             check(m, opt, &CFlags::default());
         }
     }
+}
+
+#[test]
+fn mlperf_tiny_fp32_through_c() {
+    through_c(&MLPERF_TINY_FP32);
+}
+
+#[test]
+fn mlperf_tiny_int8_through_c() {
+    through_c(&INT8_MODELS);
 }
 
 #[test]
 fn large_models_through_c() {
-    for m in FLOAT_MODELS.iter().filter(|m| !m.starts_with("mlperf")) {
-        for opt in [OptLevel::O0, OptLevel::O2] {
-            check(m, opt, &CFlags::default());
-        }
-    }
+    let large: Vec<&str> = FLOAT_MODELS
+        .iter()
+        .copied()
+        .filter(|m| !m.starts_with("mlperf"))
+        .collect();
+    through_c(&large);
 }
 
-#[test]
-fn mlperf_tiny_clean_under_sanitizers() {
+fn sanitized(models: &[&str]) {
     let flags = CFlags {
         opt: vec!["-O1".into()],
         sanitize: true,
         profile: false,
     };
-    for m in MLPERF_TINY_FP32.iter().chain(INT8_MODELS.iter()) {
+    for m in models {
         check(m, OptLevel::O2, &flags);
     }
+}
+
+#[test]
+fn mlperf_tiny_fp32_clean_under_sanitizers() {
+    sanitized(&MLPERF_TINY_FP32);
+}
+
+#[test]
+fn mlperf_tiny_int8_clean_under_sanitizers() {
+    sanitized(&INT8_MODELS);
 }
 
 /// Cortex-M0 (no FPU, soft float) and Cortex-M7 builds of the same C.

@@ -220,8 +220,19 @@ fn an_impossible_budget_names_the_bottleneck() {
 }
 
 #[test]
-fn partitioned_programs_compute_what_unpartitioned_ones_do() {
-    for m in models() {
+fn partitioned_float_programs_compute_what_unpartitioned_ones_do() {
+    same_results(&FLOAT_MODELS);
+}
+
+/// The integer models, a test of their own so that the harness runs the
+/// two halves side by side.
+#[test]
+fn partitioned_int8_programs_compute_what_unpartitioned_ones_do() {
+    same_results(&INT8_MODELS);
+}
+
+fn same_results(models: &[&str]) {
+    for &m in models {
         let g = load(m, &Target::default());
         let d = models_dir().join(m);
         let (_, x) = nnc::io::read_tensor(&d.join("test_data_set_0/input_0.pb")).unwrap();
