@@ -321,42 +321,26 @@ impl Copy {
     }
 }
 
-/// Interleaves `d` byte sequences into `dst`, four bytes per position:
-/// quads of bytes ([`interleave4`]) or pairs of 16-bit values
-/// ([`interleave2`]).
+/// Interleaves `d` byte sequences of `n` elements into `dst`, four bytes
+/// per position: quads of bytes (element `i` of sequence `t` to byte
+/// `4 i + t`) or pairs of 16-bit values (zero-extended, to the 16 bits at
+/// byte `4 i + 2 t`). Each sequence is read from its pointer (made
+/// unsigned when `xor`) or is the padding value; 16 elements at a time by
+/// byte interleaves (then a second interleave for quads, zero-extension
+/// for pairs), the rest one by one.
 pub(super) fn interleave(
     kb: &mut Kb,
     d: usize,
     dst: Value,
     srcs: &[Option<Value>],
     n: usize,
-    pads: (Value, i64),
-    xor: bool,
-) -> Result<()> {
-    if d == 4 {
-        interleave4(kb, dst, srcs, n, pads, xor)
-    } else {
-        interleave2(kb, dst, srcs, n, pads, xor)
-    }
-}
-
-/// Interleaves two byte sequences of `n` elements into 16-bit pairs at
-/// `dst` (element `i` of sequence `t` zero-extended to the 16 bits at
-/// byte `4 i + 2 t`), each read from its pointer (made unsigned when
-/// `xor`) or the padding value: 16 elements at a time by a byte
-/// interleave and zero-extensions, the rest one by one.
-fn interleave2(
-    kb: &mut Kb,
-    dst: Value,
-    srcs: &[Option<Value>],
-    n: usize,
     (pad, padb): (Value, i64),
     xor: bool,
 ) -> Result<()> {
     let chunks = n / 16;
     if chunks > 0 {
         kb.for_range(0, chunks as i64, 1, |kb, i| {
-            let d = kb.at(dst, i, 64);
+            let out = kb.at(dst, i, 64);
             let ch: Vec<Value> = srcs
                 .iter()
                 .map(|s| match s {
@@ -368,61 +352,7 @@ fn interleave2(
                     None => pad,
                 })
                 .collect();
-            for (h, base) in [0u8, 8].into_iter().enumerate() {
-                let m: Vec<u8> = (0..8u8).flat_map(|k| [base + k, 16 + base + k]).collect();
-                let imm = kb.b.func.dfg.immediates.push(ConstantData::from(m));
-                let ab = kb.b.ins().shuffle(ch[0], ch[1], imm);
-                let lo = kb.b.ins().uwiden_low(ab);
-                let hi = kb.b.ins().uwiden_high(ab);
-                kb.store(lo, d, (32 * h) as i64);
-                kb.store(hi, d, (32 * h + 16) as i64);
-            }
-            Ok(())
-        })?;
-    }
-    for i in chunks * 16..n {
-        for (t, s) in srcs.iter().enumerate() {
-            let v = match s {
-                Some(p) => {
-                    let v = kb.load(types::I8, *p, i as i64);
-                    flip(kb, v, types::I8, xor)
-                }
-                None => kb.cint(types::I8, padb),
-            };
-            let v = kb.b.ins().uextend(types::I16, v);
-            kb.store(v, dst, (4 * i + 2 * t) as i64);
-        }
-    }
-    Ok(())
-}
-
-/// Interleaves four byte sequences of `n` elements into `dst` (element
-/// `i` of sequence `t` to byte `4 i + t`), each read from its pointer
-/// (made unsigned when `xor`) or the padding value: 16 elements at a time
-/// by byte shuffles, the rest one by one.
-fn interleave4(
-    kb: &mut Kb,
-    dst: Value,
-    srcs: &[Option<Value>],
-    n: usize,
-    (pad, padb): (Value, i64),
-    xor: bool,
-) -> Result<()> {
-    let chunks = n / 16;
-    if chunks > 0 {
-        kb.for_range(0, chunks as i64, 1, |kb, i| {
-            let d = kb.at(dst, i, 64);
-            let ch: Vec<Value> = srcs
-                .iter()
-                .map(|s| match s {
-                    Some(p) => {
-                        let a = kb.at(*p, i, 16);
-                        let v = kb.load(I8X16, a, 0);
-                        flip(kb, v, I8X16, xor)
-                    }
-                    None => pad,
-                })
-                .collect();
+            // Bytes of `a` and `b` alternating: the low (high) eight of each.
             let lo_hi = |kb: &mut Kb, a: Value, b: Value, hi: bool| {
                 let base = if hi { 8u8 } else { 0 };
                 let m: Vec<u8> = (0..8u8).flat_map(|k| [base + k, 16 + base + k]).collect();
@@ -433,6 +363,15 @@ fn interleave4(
                 lo_hi(kb, ch[0], ch[1], false),
                 lo_hi(kb, ch[0], ch[1], true),
             ];
+            if d == 2 {
+                for (h, &v) in ab.iter().enumerate() {
+                    let lo = kb.b.ins().uwiden_low(v);
+                    let hi = kb.b.ins().uwiden_high(v);
+                    kb.store(lo, out, (32 * h) as i64);
+                    kb.store(hi, out, (32 * h + 16) as i64);
+                }
+                return Ok(());
+            }
             let cd = [
                 lo_hi(kb, ch[2], ch[3], false),
                 lo_hi(kb, ch[2], ch[3], true),
@@ -447,12 +386,13 @@ fn interleave4(
                         .collect();
                     let imm = kb.b.func.dfg.immediates.push(ConstantData::from(m));
                     let v = kb.b.ins().shuffle(ab[h], cd[h], imm);
-                    kb.store(v, d, ((2 * h + part as usize) * 16) as i64);
+                    kb.store(v, out, ((2 * h + part as usize) * 16) as i64);
                 }
             }
             Ok(())
         })?;
     }
+    let eb = 4 / d;
     for i in chunks * 16..n {
         for (t, s) in srcs.iter().enumerate() {
             let v = match s {
@@ -462,7 +402,12 @@ fn interleave4(
                 }
                 None => kb.cint(types::I8, padb),
             };
-            kb.store(v, dst, (4 * i + t) as i64);
+            let v = if d == 2 {
+                kb.b.ins().uextend(types::I16, v)
+            } else {
+                v
+            };
+            kb.store(v, dst, (4 * i + eb * t) as i64);
         }
     }
     Ok(())
