@@ -384,18 +384,20 @@ pub(super) fn c_channel_block(t: &Target, m: usize) -> usize {
 }
 
 /// Output positions per tile of the C blocked kernel: a narrow row in one
-/// tile, else a width that keeps `positions x channel vectors`
-/// accumulators within the register file.
+/// tile, else the width whose tiles (the last one shifted to end the row)
+/// take the fewest multiply-add issue slots, with `positions x channel
+/// vectors` accumulators within the register file. A tile of fewer than
+/// ten accumulators costs ten: two FMA ports of four to five cycles'
+/// latency need that many chains in flight.
 pub(super) fn c_positions(t: &Target, width: usize, vb: usize) -> usize {
     let (regs, lanes) = if wide(t) { (24, 16) } else { (12, 8) };
-    let cap = (regs / vb.div_ceil(lanes)).max(1);
+    let nv = vb.div_ceil(lanes).max(1);
+    let cap = (regs / nv).max(1);
     if width <= cap {
         return width.max(1);
     }
-    (1..=cap)
-        .rev()
-        .find(|p| width.is_multiple_of(*p) && *p >= cap / 2)
-        .unwrap_or(cap)
+    let cost = |p: usize| width.div_ceil(p) * (p * nv).max(10);
+    (1..=cap).rev().min_by_key(|&p| cost(p)).unwrap_or(cap)
 }
 
 /// The (rows, columns) axes the blocked and tiled kernels iterate, and the
@@ -439,7 +441,20 @@ fn c_conv(cx: &StepCx) -> Option<Kernel> {
     let width = c.output.min(hi - lo + c.pad + c.pad_end);
     let vw = c_tile_width(t, width);
     let cv_ok = a.group == 1 && f32 && w.out_channels >= 8 && cx.konst(1);
-    let prefer_cv = cv_ok && (width < 32 || (vw > 0 && width % vw != 0 && width < 2 * vw));
+    // Pointwise convolutions of small planes on 256-bit (or narrower)
+    // vector hosts run channel-blocked: the row tile of 8 channels by 16
+    // columns needs 16 accumulators, the whole register file, and spills
+    // (GCC 12, AVX2: 0.69 ms against 1.24 ms on MobileNetV2's 320 -> 1280
+    // at 7x7, 0.6x at 14x14, 0.85x at 28x28). On large planes the
+    // channel-blocked tile's 16 output planes and its input planes, a
+    // plane apart, collide in the L1 sets (1.3x slower at 56x56, 6x at
+    // 112x112 with 16 input channels).
+    let narrow_host = t.vector_bits > 0 && t.vector_bits < 512 && !t.arch.is_mcu();
+    let small_pointwise = w.is_pointwise() && h.output * c.output <= 1024;
+    let prefer_cv = cv_ok
+        && (width < 32
+            || (vw > 0 && width % vw != 0 && width < 2 * vw)
+            || (narrow_host && small_pointwise));
     let tiles = || c_row_tiles(cx, &w, &h, &c);
     // Row tiles of a windowed convolution without their padded copy (too
     // large for the stack) load strided columns or run their borders
