@@ -1,10 +1,11 @@
 //! The Winograd kernel in C, on the schedule of
 //! [`nnc_ir::program::winograd`]: channels are the innermost, contiguous
 //! dimension of the band, `V` and `M` (rounded up to the compiler's vector
-//! width), so the input transform, the batched products (four tiles by a
-//! block of output channels held in named accumulator arrays) and the
-//! output transform are loops with constant trip counts over contiguous
-//! channels that GCC vectorizes at `-O3 -march=native`. The transform
+//! width), so the input transform, the batched products (on a host,
+//! register tiles of vector accumulators; else four tiles by a block of
+//! output channels held in named accumulator arrays) and the output
+//! transform are loops with constant trip counts over contiguous channels
+//! that GCC vectorizes at `-O3 -march=native`. The transform
 //! coefficients are written into the expressions (additions for ±1).
 
 use nnc_ir::op::WinogradAttrs;
@@ -193,48 +194,11 @@ pub(super) fn winograd(
     w.line(format!("const float *uk = {up} + k * {} + o0;", c * mq));
     w.line(format!("const float *vk = wv + k * {};", tiles * cp));
     w.line(format!("float *mk = wm + k * {};", tiles * blk));
-    w.line("size_t jt = 0;");
-    w.open(format!("for (; jt + {TP} <= nt; jt += {TP})"));
-    let names: Vec<String> = (0..TP).map(|p| format!("a{p}[{blk}]")).collect();
-    w.line(format!("float {};", names.join(", ")));
-    w.for_("j", 0, blk);
-    for p in 0..TP {
-        w.line(format!("a{p}[j] = 0.0f;"));
+    if h.lanes > 0 && blk.is_multiple_of(h.lanes) {
+        products_vector(w, blk, c, cp, mq, h);
+    } else {
+        products_arrays(w, blk, c, cp, mq);
     }
-    w.close();
-    w.for_("c", 0, c);
-    w.line(format!("const float *uc = uk + c * {mq};"));
-    for p in 0..TP {
-        w.line(format!("const float x{p} = vk[(jt + {p}) * {cp} + c];"));
-    }
-    w.for_("j", 0, blk);
-    for p in 0..TP {
-        w.line(format!("a{p}[j] += x{p} * uc[j];"));
-    }
-    w.close();
-    w.close();
-    w.for_("j", 0, blk);
-    for p in 0..TP {
-        w.line(format!("mk[(jt + {p}) * {blk} + j] = a{p}[j];"));
-    }
-    w.close();
-    w.close();
-    w.open("for (; jt < nt; ++jt)");
-    w.line(format!("float a0[{blk}];"));
-    w.for_("j", 0, blk);
-    w.line("a0[j] = 0.0f;");
-    w.close();
-    w.for_("c", 0, c);
-    w.line(format!("const float *uc = uk + c * {mq};"));
-    w.line(format!("const float x0 = vk[jt * {cp} + c];"));
-    w.for_("j", 0, blk);
-    w.line("a0[j] += x0 * uc[j];");
-    w.close();
-    w.close();
-    w.for_("j", 0, blk);
-    w.line(format!("mk[jt * {blk} + j] = a0[j];"));
-    w.close();
-    w.close();
     w.close();
     // Output transform, bias, epilogue.
     w.for_("rr", 0, "nr");
@@ -300,4 +264,151 @@ pub(super) fn winograd(
     w.close();
     w.close();
     Some(())
+}
+
+/// The batched products `M[k] = U[k] V[k]` of one output-channel block on
+/// a host, as vector accumulators (registers by construction, see
+/// [`super::vector`]): register tiles of `p` tiles by `sv` vectors that
+/// fit the register file, the last one shifted to end at `nt` (a tile
+/// computed twice gives the same sums). Fewer tiles than a register tile
+/// go one by one. The array form's four tiles by a 64-channel block need
+/// 32 accumulators: on AVX2 (16 registers) that spilled, and the Winograd
+/// convolutions of SqueezeNet at 13x13 ran slower than direct ones.
+fn products_vector(w: &mut W, blk: usize, c: usize, cp: usize, mq: usize, h: &mut Helpers) {
+    h.need("nnc_vec");
+    let lanes = h.lanes;
+    let nv = blk / lanes;
+    let (sv, p) = register_tile(nv, lanes);
+    let tile = |w: &mut W, p: usize, js: &str| {
+        w.open(format!(
+            "for (size_t o = 0; o < {blk}; o += {})",
+            sv * lanes
+        ));
+        for q in 0..p {
+            let names: Vec<String> = (0..sv)
+                .map(|v| format!("a{q}_{v} = NNC_VSPLAT(0.0f)"))
+                .collect();
+            w.line(format!("nnc_vf {};", names.join(", ")));
+        }
+        w.for_("c", 0, c);
+        w.line(format!("const float *uc = uk + c * {mq} + o;"));
+        for v in 0..sv {
+            w.line(format!(
+                "const nnc_vf u{v} = *(const nnc_vf *)(uc + {});",
+                v * lanes
+            ));
+        }
+        for q in 0..p {
+            w.line(format!(
+                "const nnc_vf s{q} = NNC_VSPLAT(vk[({js} + {q}) * {cp} + c]);"
+            ));
+            for v in 0..sv {
+                w.line(format!("a{q}_{v} = NNC_VFMA(u{v}, s{q}, a{q}_{v});"));
+            }
+        }
+        w.close();
+        for q in 0..p {
+            for v in 0..sv {
+                w.line(format!(
+                    "*(nnc_vf *)(mk + ({js} + {q}) * {blk} + o + {}) = a{q}_{v};",
+                    v * lanes
+                ));
+            }
+        }
+        w.close();
+    };
+    w.open(format!("if (nt >= {p})"));
+    w.open(format!("for (size_t jb = 0; jb < nt; jb += {p})"));
+    w.line(format!("const size_t js = jb + {p} <= nt ? jb : nt - {p};"));
+    tile(w, p, "js");
+    w.close();
+    w.close();
+    w.open("else");
+    w.for_("jt", 0, "nt");
+    tile(w, 1, "jt");
+    w.close();
+    w.close();
+}
+
+/// Register tile (vectors of channels, tiles) of the vector products for a
+/// block of `nv` vectors: the most accumulators within the register file
+/// (12 of 16 registers, 24 of 32 with 16-lane vectors), then the fewest
+/// loads per multiply-add.
+fn register_tile(nv: usize, lanes: usize) -> (usize, usize) {
+    let budget = if lanes >= 16 { 24 } else { 12 };
+    (1..=nv.min(budget))
+        .filter(|sv| nv.is_multiple_of(*sv))
+        .map(|sv| (sv, (budget / sv).max(1)))
+        .max_by(|a, b| {
+            let (ka, kb) = (a.0 * a.1, b.0 * b.1);
+            // More accumulators; then fewer loads (sv + p) per product.
+            ka.cmp(&kb)
+                .then(((b.0 + b.1) * ka).cmp(&((a.0 + a.1) * kb)))
+        })
+        .unwrap_or((1, 1))
+}
+
+/// The batched products as accumulator arrays the compiler vectorizes (a
+/// target without vector registers): four tiles at a time, then one.
+fn products_arrays(w: &mut W, blk: usize, c: usize, cp: usize, mq: usize) {
+    w.line("size_t jt = 0;");
+    w.open(format!("for (; jt + {TP} <= nt; jt += {TP})"));
+    let names: Vec<String> = (0..TP).map(|p| format!("a{p}[{blk}]")).collect();
+    w.line(format!("float {};", names.join(", ")));
+    w.for_("j", 0, blk);
+    for p in 0..TP {
+        w.line(format!("a{p}[j] = 0.0f;"));
+    }
+    w.close();
+    w.for_("c", 0, c);
+    w.line(format!("const float *uc = uk + c * {mq};"));
+    for p in 0..TP {
+        w.line(format!("const float x{p} = vk[(jt + {p}) * {cp} + c];"));
+    }
+    w.for_("j", 0, blk);
+    for p in 0..TP {
+        w.line(format!("a{p}[j] += x{p} * uc[j];"));
+    }
+    w.close();
+    w.close();
+    w.for_("j", 0, blk);
+    for p in 0..TP {
+        w.line(format!("mk[(jt + {p}) * {blk} + j] = a{p}[j];"));
+    }
+    w.close();
+    w.close();
+    w.open("for (; jt < nt; ++jt)");
+    w.line(format!("float a0[{blk}];"));
+    w.for_("j", 0, blk);
+    w.line("a0[j] = 0.0f;");
+    w.close();
+    w.for_("c", 0, c);
+    w.line(format!("const float *uc = uk + c * {mq};"));
+    w.line(format!("const float x0 = vk[jt * {cp} + c];"));
+    w.for_("j", 0, blk);
+    w.line("a0[j] += x0 * uc[j];");
+    w.close();
+    w.close();
+    w.for_("j", 0, blk);
+    w.line(format!("mk[jt * {blk} + j] = a0[j];"));
+    w.close();
+    w.close();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::register_tile;
+
+    #[test]
+    fn register_tiles_fill_the_register_file() {
+        // AVX2, a block of 64 channels: 4 vectors by 3 tiles (12 of 16
+        // registers; 7 loads per 12 products against 8 for 2 by 6).
+        assert_eq!(register_tile(8, 8), (4, 3));
+        assert_eq!(register_tile(2, 8), (2, 6));
+        assert_eq!(register_tile(1, 8), (1, 12));
+        // AVX-512: 24 of 32 registers.
+        assert_eq!(register_tile(4, 16), (4, 6));
+        // Three vectors: all three, by four tiles.
+        assert_eq!(register_tile(3, 8), (3, 4));
+    }
 }
