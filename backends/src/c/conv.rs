@@ -11,6 +11,7 @@ use nnc_ir::{DType, Tensor, TensorType, dtype::strides};
 
 use super::Helpers;
 use super::epilogue::Epi;
+use super::vector::fma_step;
 use super::writer::{W, ctype, lit};
 use crate::tables::{scatter_range, tap_range};
 
@@ -509,18 +510,14 @@ pub(super) fn blocked(
             w.line(format!("const float {};", xs.join(", ")));
         }
         if nv > 0 {
-            for v in 0..nv {
-                w.line(format!(
-                    "const nnc_vf w{v} = *(const nnc_vf *)(wv + {});",
-                    v * lanes
-                ));
-            }
-            for q in 0..pw {
-                w.line(format!("const nnc_vf s{q} = NNC_VSPLAT(x{q});"));
-                for v in 0..nv {
-                    w.line(format!("v{q}_{v} = NNC_VFMA(w{v}, s{q}, v{q}_{v});"));
-                }
-            }
+            fma_step(
+                w,
+                "v",
+                pw,
+                nv,
+                |v| format!("wv + {}", v * lanes),
+                |q| format!("x{q}"),
+            );
         } else {
             w.for_("j", 0, vb);
             for q in 0..pw {
@@ -845,22 +842,14 @@ fn row_tiles_row(
             w.line(format!("const {t} *xk = xr + kw * {d};"));
         }
         if vector {
-            for v in 0..nv {
-                w.line(format!(
-                    "const nnc_vf x{v} = *(const nnc_vf *)(xk + {});",
-                    v * lanes
-                ));
-            }
-            for b in 0..ob {
-                w.line(format!(
-                    "const nnc_vf s{b} = NNC_VSPLAT(wc[{} + kh * {} + kw]);",
-                    b * cg * ksz,
-                    g.w.k
-                ));
-                for v in 0..nv {
-                    w.line(format!("v{b}_{v} = NNC_VFMA(s{b}, x{v}, v{b}_{v});"));
-                }
-            }
+            fma_step(
+                w,
+                "v",
+                ob,
+                nv,
+                |v| format!("xk + {}", v * lanes),
+                |b| format!("wc[{} + kh * {} + kw]", b * cg * ksz, g.w.k),
+            );
         } else {
             w.for_("b", 0, ob);
             w.line(format!(

@@ -14,6 +14,7 @@ use nnc_ir::{Tensor, TensorType};
 
 use super::Helpers;
 use super::epilogue::Epi;
+use super::vector::fma_step;
 use super::writer::W;
 
 /// Rows (channel, tap) per register tile.
@@ -110,16 +111,14 @@ pub(super) fn render(
             "const float *xr = xn + ic * {isz} + i * {iw} + j0;"
         ));
         w.line(format!("const float *wr = wb + ic * {ROWS};"));
-        let xs: Vec<String> = (0..nv)
-            .map(|v| format!("x{v} = *(const nnc_vf *)(xr + {})", v * lanes))
-            .collect();
-        w.line(format!("const nnc_vf {};", xs.join(", ")));
-        for r in 0..ROWS {
-            w.line(format!("const nnc_vf w{r} = NNC_VSPLAT(wr[{r}]);"));
-            for v in 0..nv {
-                w.line(format!("v{r}_{v} = NNC_VFMA(x{v}, w{r}, v{r}_{v});"));
-            }
-        }
+        fma_step(
+            w,
+            "v",
+            ROWS,
+            nv,
+            |v| format!("xr + {}", v * lanes),
+            |r| format!("wr[{r}]"),
+        );
         w.close(); // ic
         for r in 0..ROWS {
             for v in 0..nv {

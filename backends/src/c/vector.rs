@@ -44,3 +44,32 @@ pub(super) fn prelude(lanes: usize) -> String {
         lanes * 4
     )
 }
+
+/// Emits one reduction step of a register tile of vector accumulators
+/// `{acc}{r}_{v}` (`rows` by `nv`): loads vector `u{v}` from `vector(v)`
+/// (an address), broadcasts `s{r}` from `scalar(r)` (a value) and adds
+/// their products. Every tile kernel with vector accumulators steps this
+/// way.
+pub(super) fn fma_step(
+    w: &mut super::writer::W,
+    acc: &str,
+    rows: usize,
+    nv: usize,
+    vector: impl Fn(usize) -> String,
+    scalar: impl Fn(usize) -> String,
+) {
+    for v in 0..nv {
+        w.line(format!(
+            "const nnc_vf u{v} = *(const nnc_vf *)({});",
+            vector(v)
+        ));
+    }
+    for r in 0..rows {
+        w.line(format!("const nnc_vf s{r} = NNC_VSPLAT({});", scalar(r)));
+        for v in 0..nv {
+            w.line(format!(
+                "{acc}{r}_{v} = NNC_VFMA(u{v}, s{r}, {acc}{r}_{v});"
+            ));
+        }
+    }
+}

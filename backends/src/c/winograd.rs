@@ -15,6 +15,7 @@ use nnc_ir::{DType, Tensor, TensorType};
 
 use super::Helpers;
 use super::epilogue::Epi;
+use super::vector::fma_step;
 use super::writer::{W, flit};
 
 /// Tiles per register tile of the products.
@@ -292,20 +293,14 @@ fn products_vector(w: &mut W, blk: usize, c: usize, cp: usize, mq: usize, h: &mu
         }
         w.for_("c", 0, c);
         w.line(format!("const float *uc = uk + c * {mq} + o;"));
-        for v in 0..sv {
-            w.line(format!(
-                "const nnc_vf u{v} = *(const nnc_vf *)(uc + {});",
-                v * lanes
-            ));
-        }
-        for q in 0..p {
-            w.line(format!(
-                "const nnc_vf s{q} = NNC_VSPLAT(vk[({js} + {q}) * {cp} + c]);"
-            ));
-            for v in 0..sv {
-                w.line(format!("a{q}_{v} = NNC_VFMA(u{v}, s{q}, a{q}_{v});"));
-            }
-        }
+        fma_step(
+            w,
+            "a",
+            p,
+            sv,
+            |v| format!("uc + {}", v * lanes),
+            |q| format!("vk[({js} + {q}) * {cp} + c]"),
+        );
         w.close();
         for q in 0..p {
             for v in 0..sv {
