@@ -318,9 +318,26 @@ fn c_host(cx: &StepCx) -> Kernel {
         Op::Gemm(_) | Op::MatMul => Kernel::MatMulDirect,
         Op::Pool(_) if check(&Kernel::DepthwisePhases, cx).is_ok() => Kernel::DepthwisePhases,
         Op::Pool(_) => Kernel::PoolDirect,
-        Op::GlobalPool(_) => Kernel::GlobalPool(GlobalPool { partials: 1 }),
+        Op::GlobalPool(_) => Kernel::GlobalPool(GlobalPool {
+            partials: c_partials(cx.ins[0]),
+        }),
         Op::Transpose(_) => Kernel::Copy,
         _ => fixed_only(cx),
+    }
+}
+
+/// Partial sums of a host C global pool: sixteen (two AVX vectors the C
+/// compiler keeps in registers) over planes of at least sixteen floats,
+/// eight over at least eight, else one. One accumulator chains every
+/// addition of a plane: SqueezeNet's 1000 planes of 13 x 13 took 5.7x
+/// ONNX Runtime's time with it.
+fn c_partials(x: &TensorType) -> usize {
+    let inner: usize = x.dims[2..].iter().product();
+    match inner {
+        _ if x.dtype != DType::F32 => 1,
+        16.. => 16,
+        8.. => 8,
+        _ => 1,
     }
 }
 
