@@ -326,19 +326,13 @@ fn c_host(cx: &StepCx) -> Kernel {
     }
 }
 
-/// Partial sums of a host C global pool: sixteen (two AVX vectors the C
-/// compiler keeps in registers) over planes of at least sixteen floats,
-/// eight over at least eight, else one. One accumulator chains every
-/// addition of a plane: SqueezeNet's 1000 planes of 13 x 13 took 5.7x
-/// ONNX Runtime's time with it.
+/// Partial sums of a host C global pool: sixteen (two AVX2 vectors or one
+/// AVX-512 vector, kept in registers by the C compiler) over planes of at
+/// least sixteen floats, eight over at least eight, else one. One
+/// accumulator chains every addition of a plane: SqueezeNet's 1000 planes
+/// of 13 x 13 took 5.7x ONNX Runtime's time with it.
 fn c_partials(x: &TensorType) -> usize {
-    let inner: usize = x.dims[2..].iter().product();
-    match inner {
-        _ if x.dtype != DType::F32 => 1,
-        16.. => 16,
-        8.. => 8,
-        _ => 1,
-    }
+    f32_partials(x, &[16, 8])
 }
 
 /// Input columns from which `dw_phases` beats the narrow-plane kernels
@@ -611,10 +605,16 @@ fn native(cx: &StepCx) -> Kernel {
 
 /// Two f32x4 partial results per plane for f32 planes of 8 or more.
 fn native_partials(x: &TensorType) -> usize {
-    if x.dtype == DType::F32 && x.dims[2..].iter().product::<usize>() >= 8 {
-        8
-    } else {
-        1
+    f32_partials(x, &[8])
+}
+
+/// The first of `counts` (widest first) that an f32 global pool's plane
+/// fills at least once; one for smaller planes and other element types.
+fn f32_partials(x: &TensorType, counts: &[usize]) -> usize {
+    let plane: usize = x.dims[2..].iter().product();
+    match x.dtype {
+        DType::F32 => counts.iter().copied().find(|&k| plane >= k).unwrap_or(1),
+        _ => 1,
     }
 }
 
