@@ -6,7 +6,10 @@
 //! strides 1 to 3, dilation, padding on every side, groups, every tile
 //! shape, with and without the padded copy, f32 and f64, constant and
 //! computed weights) and `dw_grid` (1-D, 2-D, pointwise, equal strides 1
-//! to 3, dilation, padding). Partial-sum slices with a residual epilogue,
+//! to 3, dilation, padding), and `dw_phases` max pools on inputs with NaN
+//! and infinities (checked against two mutations of the C separable path:
+//! NaN planes not handed to the phase planes, and the NaN check reading
+//! only the first window row; each failed it). Partial-sum slices with a residual epilogue,
 //! which lowering does not produce yet, run on hand-built programs.
 
 use std::collections::BTreeSet;
@@ -1024,5 +1027,98 @@ fn convolutions_accumulate_partial_sums_with_a_residual() {
             }
         }
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `dw_phases` max pools (1-D and 2-D, strides 1 to 3, dilation, padding,
+/// ceil mode) on inputs where some planes hold a NaN or an infinity, for
+/// every target: the C kernel's separable path drops a NaN in its plain
+/// compare and must hand such a plane to the phase planes, so a window
+/// with a NaN gives NaN as the interpreter does, and one without gives its
+/// maximum (infinities included).
+#[test]
+fn dw_phases_max_pools_keep_nan_on_every_target() {
+    use nnc_ir::op::{PoolAttrs, PoolKind};
+    let mut r = Rng(0x9a_7a9);
+    let (mut nan_planes, mut inf_planes, mut clean_planes) = (0, 0, 0);
+    let (mut ran, mut failures) = (0, Vec::new());
+    for case in 0..24 {
+        let n = if case % 4 == 3 { 1 } else { 2 };
+        let (batch, c) = (r.pick(&[1, 2]), r.pick(&[1, 3, 4]));
+        let mut a = PoolAttrs {
+            kind: PoolKind::Max,
+            kernel: vec![1; n],
+            strides: vec![1; n],
+            pads: vec![0; 2 * n],
+            dilations: vec![1; n],
+            ceil_mode: r.below(3) == 0,
+            count_include_pad: false,
+        };
+        let mut input = vec![0; n];
+        for d in 0..n {
+            a.kernel[d] = r.pick(&[2, 3, 3, 5]);
+            a.strides[d] = r.pick(&[1, 2, 2, 3]);
+            a.dilations[d] = if r.below(5) == 0 { 2 } else { 1 };
+            a.pads[d] = r.below(a.kernel[d]);
+            a.pads[n + d] = r.below(a.kernel[d]);
+            input[d] = 6 + r.below(if d + 1 == n { 30 } else { 8 });
+        }
+        let mut g = Graph::new(format!("maxpool{case}"));
+        let dims = [vec![batch, c], input.clone()].concat();
+        let x = g.add_input("x", TensorType::new(DType::F32, dims.clone()));
+        let Ok(y) = g.add1(Op::Pool(a.clone()), &[x], "pool") else {
+            continue;
+        };
+        g.add_output(y, "y");
+        ran += 1;
+        // Values with a NaN in about a third of the planes and an infinity
+        // in a quarter of them, at random positions.
+        let plane: usize = input.iter().product();
+        let mut v = r.values(batch * c * plane);
+        for p in 0..batch * c {
+            let mut marked = false;
+            if r.below(3) == 0 {
+                v[p * plane + r.below(plane)] = f64::NAN;
+                nan_planes += 1;
+                marked = true;
+            }
+            if r.below(4) == 0 {
+                let inf = if r.below(2) == 0 {
+                    f64::INFINITY
+                } else {
+                    f64::NEG_INFINITY
+                };
+                v[p * plane + r.below(plane)] = inf;
+                inf_planes += 1;
+                marked = true;
+            }
+            clean_planes += usize::from(!marked);
+        }
+        let inputs = vec![Tensor::from_f64(DType::F32, dims, v).unwrap()];
+        let want = driver::run_interp(&g, &inputs).unwrap();
+        let kernels = vec![KernelChoice::parse("node:pool=dw_phases").unwrap()];
+        for t in &targets::all() {
+            let p = driver::lower(&g, "k", t, &kernels)
+                .unwrap_or_else(|e| panic!("lowering {a:?} on {input:?} for {t}: {e}"));
+            let st = p.steps.iter().find(|s| s.name == "pool");
+            assert_eq!(
+                st.map(|s| &s.kernel),
+                Some(&Kernel::DepthwisePhases),
+                "{t}: {a:?}"
+            );
+            let label = targets::label(t);
+            match targets::run_program(&p, &inputs) {
+                Ok(got) => {
+                    let cmp = driver::compare(&got[0], &want[0], 0.0, 0.0);
+                    if !cmp.ok() {
+                        failures.push(format!("{label} {a:?} on {input:?}: {cmp:?}"));
+                    }
+                }
+                Err(e) => failures.push(format!("{label} {a:?}: {e}")),
+            }
+        }
+    }
+    assert!(ran >= 20, "only {ran} valid cases");
+    assert!(nan_planes >= 10 && inf_planes >= 10 && clean_planes >= 10);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -7,6 +7,15 @@
 //! the C compiler vectorizes along the row with no border cases and no
 //! strided loads. Per output the order is the direct kernel's: bias (or
 //! the first tap of a pool), then the taps row-major.
+//!
+//! A 2-D max pool takes a separable path with no copy: per output row, the
+//! maximum over the window's rows, read in place (contiguous, one `maxps`
+//! per tap), then the maximum over the window's columns of that row. The
+//! plain compare there drops a NaN, so the reads are also checked for NaN,
+//! and a channel with one is computed again by the phase planes, whose
+//! compare keeps NaN sticky as the reference does. Without NaN the two
+//! agree on every value; only which of two equal zeros of opposite sign
+//! wins may differ (column-major instead of row-major).
 
 use nnc_ir::program::{Phases, Window};
 
@@ -50,12 +59,19 @@ pub(super) fn render(w: &mut W, win: &Window, p: &Phases, op: Sweep, epi: &Epi, 
     w.for_("i", 0, len);
     w.line(format!("xp[i] = {fill};"));
     w.close();
+    let separable = op == Sweep::Max && hx.k > 1;
+    if separable {
+        separable_setup(w, p);
+    }
     w.for_("n", 0, win.batch);
     w.for_("c", 0, c);
     w.line(format!(
         "const float *xc = in0 + (n * {c} + c) * {};",
         hx.input * wx.input
     ));
+    if separable {
+        separable_channel(w, p, c);
+    }
     // Copy: row r of the input is padded row r + pad_h, in row phase
     // (r + pad_h) % s_h; its columns go to their column phases.
     w.for_("r", 0, hx.input);
@@ -130,4 +146,88 @@ pub(super) fn render(w: &mut W, win: &Window, p: &Phases, op: Sweep, epi: &Epi, 
     w.close(); // oh
     w.close(); // c
     w.close(); // n
+}
+
+/// Buffers of the separable max pool, filled with minus infinity once: a
+/// row standing for the padding rows, and the padded row of window-row
+/// maxima (whose padding columns are never written).
+fn separable_setup(w: &mut W, p: &Phases) {
+    let wx = p.w;
+    w.line(format!("float pad_row[{}];", wx.input));
+    w.for_("i", 0, wx.input);
+    w.line("pad_row[i] = (-INFINITY);");
+    w.close();
+    w.line(format!("float vr[{}];", wx.reach()));
+    w.for_("i", 0, wx.reach());
+    w.line("vr[i] = (-INFINITY);");
+    w.close();
+}
+
+/// The separable path of one channel. It checks for NaN as it reads (only
+/// the window rows needed to see every input row once); a channel with a
+/// NaN is then computed again by the phase planes, which overwrite it.
+fn separable_channel(w: &mut W, p: &Phases, c: usize) {
+    let (hx, wx) = (p.h, p.w);
+    let (ho, wo) = (hx.output, wx.output);
+    let row_of = |oh: usize, kh: usize| (oh * hx.stride + kh * hx.dil).checked_sub(hx.pad);
+    // Window rows whose reads together cover every input row any window
+    // reads, chosen greedily.
+    let mut seen = vec![false; hx.input];
+    let mut check = Vec::new();
+    for kh in 0..hx.k {
+        let mut new = false;
+        for oh in 0..ho {
+            if let Some(i) = row_of(oh, kh).filter(|&i| i < hx.input)
+                && !seen[i]
+            {
+                seen[i] = true;
+                new = true;
+            }
+        }
+        if new {
+            check.push(kh);
+        }
+    }
+    w.line("int has_nan = 0;");
+    w.for_("oh", 0, ho);
+    for kh in 0..hx.k {
+        w.line(format!(
+            "const long i{kh} = (long)(oh * {}) + {} - {};",
+            hx.stride,
+            kh * hx.dil,
+            hx.pad
+        ));
+        w.line(format!(
+            "const float *r{kh} = (i{kh} >= 0 && i{kh} < {}) ? xc + i{kh} * {} : pad_row;",
+            hx.input, wx.input
+        ));
+    }
+    w.for_("j", 0, wx.input);
+    w.line("float a = r0[j];");
+    for kh in 1..hx.k {
+        w.line(format!("a = r{kh}[j] > a ? r{kh}[j] : a;"));
+    }
+    let nan: Vec<String> = check
+        .iter()
+        .map(|kh| format!("(r{kh}[j] != r{kh}[j])"))
+        .collect();
+    w.line(format!("has_nan |= {};", nan.join(" | ")));
+    w.line(format!("vr[{} + j] = a;", wx.pad));
+    w.close(); // j
+    w.line(format!(
+        "float *yr = out0 + ((n * {c} + c) * {ho} + oh) * {wo};"
+    ));
+    w.for_("ow", 0, wo);
+    w.line(format!("const float *v = vr + ow * {};", wx.stride));
+    w.line("float a = v[0];");
+    for kw in 1..wx.k {
+        let o = kw * wx.dil;
+        w.line(format!("a = v[{o}] > a ? v[{o}] : a;"));
+    }
+    w.line("yr[ow] = a;");
+    w.close(); // ow
+    w.close(); // oh
+    w.open("if (!has_nan)");
+    w.line("continue;");
+    w.close(); // if
 }
