@@ -142,3 +142,29 @@ fn c_compiles_for_other_cortex_m_cores() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// On host targets `--memory auto` does not partition, but it still lets
+/// the producers of SqueezeNet's concatenations write into their block of
+/// the output: no concat step is left (for C or native), the arena does
+/// not grow over `--memory off`, and the C output still matches the
+/// reference (`large_models_through_c` runs the same lowering).
+#[test]
+fn host_programs_elide_concatenations() {
+    use nnc_passes::lower::partition::MemoryGoal;
+    let g = load("torchvision/squeezenet1_1", OptLevel::O2);
+    let native = nnc_backends::cranelift::host_target().unwrap();
+    for t in [c::host_target(), native] {
+        let concats = |p: &nnc_ir::program::Program| {
+            p.steps
+                .iter()
+                .filter(|s| matches!(s.op, nnc_ir::Op::Concat(_)))
+                .count()
+        };
+        let off = driver::lower_with(&g, "m", &t, &[], MemoryGoal::Off).unwrap();
+        let auto = driver::lower(&g, "m", &t, &[]).unwrap();
+        assert_eq!(concats(&off), 8, "{t}");
+        assert_eq!(concats(&auto), 0, "{t}");
+        assert!(auto.arena_bytes <= off.arena_bytes, "{t}");
+        assert_eq!(auto.steps.len() + 8, off.steps.len(), "{t}");
+    }
+}

@@ -181,7 +181,8 @@ struct KernelArgs {
     #[arg(long = "kernel", value_name = "SEL=KERNEL", value_parser = parse_kernel)]
     kernels: Vec<KernelChoice>,
     /// Partial execution (streamed chains, in-place steps) to shrink the arena: `auto`
-    /// (on microcontroller targets, no recompute), `min` (everywhere, as far as it helps,
+    /// (on microcontroller targets, no recompute; on hosts only zero-copy concatenation),
+    /// `min` (everywhere, as far as it helps,
     /// chains in column tiles too: at most --max-recompute extra MACs, reported), `off`
     #[arg(long, value_name = "auto|min|off", default_value = "auto", value_parser = parse_memory)]
     memory: MemoryArg,

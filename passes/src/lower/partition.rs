@@ -24,8 +24,8 @@ use crate::pass::Result;
 /// How much effort to spend on memory.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MemoryGoal {
-    /// Minimize the arena on microcontrollers, leave host programs as they
-    /// are.
+    /// Minimize the arena on microcontrollers; on hosts only elide
+    /// concatenations.
     #[default]
     Auto,
     /// Never partition.
@@ -191,7 +191,14 @@ pub fn partition(
     };
     let budget = match goal {
         MemoryGoal::Off => return Ok((p, report)),
-        MemoryGoal::Auto if !p.target.is_mcu() => return Ok((p, report)),
+        // A host program is not partitioned, but its concatenations are
+        // still elided: bit-identical, less memory and no copy.
+        MemoryGoal::Auto if !p.target.is_mcu() => {
+            let mut cur = p;
+            report.concats = super::concat::elide(&mut cur);
+            report.arena_after = measure(&cur).arena;
+            return Ok((cur, report));
+        }
         MemoryGoal::Auto | MemoryGoal::Minimize => None,
         MemoryGoal::Budget(b) => Some(b),
     };
