@@ -118,7 +118,7 @@ pub(super) fn winograd(
     ));
     w.line(format!("float band[{}];", s.band_len()));
     w.line(format!("float wv[{}];", s.v_len()));
-    w.line(format!("float wm[{}];", e * tiles * blk));
+    w.line(format!("float wm[{}];", s.m_len()));
     w.for_("i", 0, s.band_len());
     w.line("band[i] = 0.0f;");
     w.close();
@@ -194,7 +194,7 @@ pub(super) fn winograd(
     w.for_("k", 0, e);
     w.line(format!("const float *uk = {up} + k * {} + o0;", c * mq));
     w.line(format!("const float *vk = wv + k * {};", tiles * cp));
-    w.line(format!("float *mk = wm + k * {};", tiles * blk));
+    w.line(format!("float *mk = wm + k * {};", s.m_stride()));
     if h.lanes > 0 && blk.is_multiple_of(h.lanes) {
         products_vector(w, blk, c, cp, mq, h);
     } else {
@@ -215,7 +215,7 @@ pub(super) fn winograd(
             let el = r * aw + q;
             w.line(format!(
                 "const float d{r}_{q} = m0[{} + j];",
-                el * tiles * blk
+                el * s.m_stride()
             ));
         }
     }

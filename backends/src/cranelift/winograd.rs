@@ -359,7 +359,7 @@ fn block(
     kb.for_range(0, e, 1, |kb, kk| {
         let vk = kb.at(vbuf, kk, tiles * cp * 4);
         let uk = kb.at(ub, kk, c * mp * 4);
-        let mk = kb.at(mbuf, kk, tiles * blk * 4);
+        let mk = kb.at(mbuf, kk, s.m_stride() as i64 * 4);
         let nt = o.nr * o.nc;
         for t0 in (0..nt).step_by(TP) {
             let tp = TP.min(nt - t0);
@@ -422,7 +422,7 @@ fn output_transform(
 ) -> Result<()> {
     let t = &s.t;
     let (ah, aw, mh, mw) = (t.h.alpha, t.w.alpha, t.h.m, t.w.m);
-    let (tiles, blk) = (s.tiles as i64, s.block as i64);
+    let blk = s.block as i64;
     let (oh, ow) = (t.oh as i64, t.ow as i64);
     let plane = oh * ow * 4;
     let rows_overhang = !t.oh.is_multiple_of(mh);
@@ -444,7 +444,7 @@ fn output_transform(
                 (0..aw)
                     .map(|q| {
                         let el = (r * aw + q) as i64;
-                        kb.load(F32X4, m0, el * tiles * blk * 4)
+                        kb.load(F32X4, m0, el * s.m_stride() as i64 * 4)
                     })
                     .collect()
             })
