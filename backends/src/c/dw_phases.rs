@@ -169,20 +169,16 @@ fn separable_setup(w: &mut W, p: &Phases) {
 fn separable_channel(w: &mut W, p: &Phases, c: usize) {
     let (hx, wx) = (p.h, p.w);
     let (ho, wo) = (hx.output, wx.output);
-    let row_of = |oh: usize, kh: usize| (oh * hx.stride + kh * hx.dil).checked_sub(hx.pad);
     // Window rows whose reads together cover every input row any window
     // reads, chosen greedily.
     let mut seen = vec![false; hx.input];
     let mut check = Vec::new();
     for kh in 0..hx.k {
         let mut new = false;
-        for oh in 0..ho {
-            if let Some(i) = row_of(oh, kh).filter(|&i| i < hx.input)
-                && !seen[i]
-            {
-                seen[i] = true;
-                new = true;
-            }
+        for oh in (0..ho).filter(|&oh| hx.valid(oh, kh)) {
+            let i = hx.pos(oh, kh) as usize;
+            new |= !seen[i];
+            seen[i] = true;
         }
         if new {
             check.push(kh);
