@@ -15,7 +15,7 @@ use nnc_ir::Op;
 use nnc_ir::op::QConvAttrs;
 use nnc_ir::program::{Buffer, Kernel, Loc, Program, Step};
 
-use super::partition::uses;
+use super::partition::{Uses, uses};
 use super::split::{channel_slice, ranges, row_slice};
 use super::stream::reselect;
 use crate::pass::{PassError, Result};
@@ -29,7 +29,7 @@ fn fail(msg: String) -> PassError {
 
 /// Is step `i` a channel-local step over a dying input that can run in
 /// place by channel groups? Returns the input and output storages.
-fn eligible(p: &Program, i: usize) -> std::result::Result<(usize, usize), String> {
+fn eligible(p: &Program, i: usize, u: &Uses) -> std::result::Result<(usize, usize), String> {
     let st = p.steps.get(i).ok_or_else(|| format!("no step {i}"))?;
     if p.loop_of(i).is_some() || !st.part.is_whole() || st.in_place || st.outputs.len() != 1 {
         return Err(format!("step {i} is already partitioned"));
@@ -54,7 +54,6 @@ fn eligible(p: &Program, i: usize) -> std::result::Result<(usize, usize), String
     let (Loc::Temp(ki), Loc::Temp(ko)) = (x.loc, y.loc) else {
         return Err(format!("step {i} reads or writes caller memory"));
     };
-    let u = uses(p);
     if u.get(&ki).is_some_and(|v| v.iter().any(|&s| s > i)) {
         return Err(format!("step {i}'s input is read later"));
     }
@@ -66,7 +65,12 @@ fn eligible(p: &Program, i: usize) -> std::result::Result<(usize, usize), String
 
 /// True when [`inplace_channels`] applies to step `i`.
 pub fn channel_local(p: &Program, i: usize) -> bool {
-    eligible(p, i).is_ok()
+    eligible(p, i, &uses(p)).is_ok()
+}
+
+/// [`channel_local`] with the storage uses already known.
+pub(super) fn channel_local_with(p: &Program, i: usize, u: &Uses) -> bool {
+    eligible(p, i, u).is_ok()
 }
 
 /// What running a step in place by channel groups did.
@@ -81,14 +85,16 @@ pub struct InPlace {
 /// `groups` groups of channels (see the module documentation).
 pub fn inplace_channels(p: &Program, i: usize, groups: usize) -> Result<(Program, InPlace)> {
     let mut q = p.clone();
-    let s = inplace_mut(&mut q, i, groups)?;
+    let u = uses(&q);
+    let s = inplace_mut(&mut q, i, groups, &u)?;
     q.verify_unplaced()?;
     Ok((q, s))
 }
 
-/// [`inplace_channels`] in place, without verifying the result.
-pub fn inplace_mut(p: &mut Program, i: usize, groups: usize) -> Result<InPlace> {
-    let (ki, ko) = eligible(p, i).map_err(fail)?;
+/// [`inplace_channels`] in place, without verifying the result; `u` are
+/// the storage uses of `p`.
+pub(super) fn inplace_mut(p: &mut Program, i: usize, groups: usize, u: &Uses) -> Result<InPlace> {
+    let (ki, ko) = eligible(p, i, u).map_err(fail)?;
     let st = p.steps[i].clone();
     let (x, y) = (st.inputs[0].clone(), st.outputs[0].clone());
     let c = x.ty.dims[1];

@@ -11,12 +11,12 @@
 //! budget is met. Only the arena changes: every candidate computes exactly
 //! what the unpartitioned program computes.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use nnc_ir::program::{Loc, Program};
 
 use super::edit::Edit;
-use super::inplace::{channel_local, inplace_mut};
+use super::inplace::{channel_local_with, inplace_mut};
 use super::plan::{measure, peak};
 use super::stream::{Streamed, stream_edit, streamable_with};
 use crate::pass::Result;
@@ -69,20 +69,36 @@ impl PartitionReport {
     }
 }
 
+/// The steps that touch each arena storage, in order, indexed by storage.
+/// Storages are small dense numbers, so a table is cheaper than a map: the
+/// partition search rebuilds this for every program it edits.
+#[derive(Debug, Default)]
+pub(super) struct Uses(Vec<Vec<usize>>);
+
+impl Uses {
+    /// The steps that touch storage `k`, or `None` when none does.
+    pub(super) fn get(&self, k: &usize) -> Option<&Vec<usize>> {
+        self.0.get(*k).filter(|v| !v.is_empty())
+    }
+}
+
 /// The steps that touch each arena storage.
-pub(super) fn uses(p: &Program) -> HashMap<usize, Vec<usize>> {
-    let mut u: HashMap<usize, Vec<usize>> = HashMap::new();
+pub(super) fn uses(p: &Program) -> Uses {
+    let mut u: Vec<Vec<usize>> = Vec::new();
     for (i, s) in p.steps.iter().enumerate() {
         for b in s.inputs.iter().chain(&s.outputs) {
             if let Loc::Temp(k) = b.loc {
-                let v = u.entry(k).or_default();
+                if u.len() <= k {
+                    u.resize_with(k + 1, Vec::new);
+                }
+                let v = &mut u[k];
                 if v.last() != Some(&i) {
                     v.push(i);
                 }
             }
         }
     }
-    u
+    Uses(u)
 }
 
 /// Every step that can run in place does: channel-local steps by channel
@@ -101,7 +117,7 @@ fn inplace_all(mut cur: Program) -> (Program, Vec<ChainReport>) {
             continue;
         }
         let (name, op) = (st.name.clone(), st.op.name().to_string());
-        if channel_local(&cur, i) {
+        if channel_local_with(&cur, i, &u) {
             let x = &st.inputs[0].ty;
             let plane = x.bytes() / x.dims[1].max(1);
             // Groups of at least one plane and about a sixteenth of the
@@ -109,7 +125,7 @@ fn inplace_all(mut cur: Program) -> (Program, Vec<ChainReport>) {
             let per = (x.bytes() / 16).max(plane).max(1);
             let groups = (x.bytes() / per).clamp(1, x.dims[1]);
             // `inplace_mut` changes nothing when it fails.
-            if let Ok(s) = inplace_mut(&mut cur, i, groups) {
+            if let Ok(s) = inplace_mut(&mut cur, i, groups, &u) {
                 done.push(ChainReport {
                     names: vec![name],
                     ops: vec![op],

@@ -24,12 +24,12 @@
 //! convolutions, and residual blocks, run in place.
 
 use nnc_ir::op::{PoolKind, QConvAttrs};
-use std::collections::HashMap;
 
 use nnc_ir::program::{Buffer, ColRange, Kernel, Loc, Loop, Operand, Program, RowCopy, Step};
 use nnc_ir::{Op, TensorType};
 
 use super::edit::Edit;
+use super::partition::Uses;
 use crate::pass::{PassError, Result};
 
 fn fail(msg: String) -> PassError {
@@ -227,7 +227,7 @@ fn link(st: &Step) -> Option<Link> {
 }
 
 /// The steps that touch arena storage `k`.
-fn touches(u: &HashMap<usize, Vec<usize>>, k: usize) -> &[usize] {
+fn touches(u: &Uses, k: usize) -> &[usize] {
     u.get(&k).map(Vec::as_slice).unwrap_or(&[])
 }
 
@@ -243,7 +243,7 @@ fn chain(
     p: &Program,
     first: usize,
     last: usize,
-    u: &HashMap<usize, Vec<usize>>,
+    u: &Uses,
 ) -> std::result::Result<Vec<Link>, String> {
     if last >= p.steps.len() || first > last {
         return Err(format!("no steps {first}..={last}"));
@@ -309,12 +309,7 @@ pub fn streamable(p: &Program, first: usize, last: usize) -> bool {
 }
 
 /// [`streamable`] with the storage uses already known.
-pub(super) fn streamable_with(
-    p: &Program,
-    first: usize,
-    last: usize,
-    u: &HashMap<usize, Vec<usize>>,
-) -> bool {
+pub(super) fn streamable_with(p: &Program, first: usize, last: usize, u: &Uses) -> bool {
     chain(p, first, last, u).is_ok()
 }
 
@@ -768,7 +763,7 @@ pub(super) fn stream_edit(
     first: usize,
     last: usize,
     tiles: usize,
-    u: &HashMap<usize, Vec<usize>>,
+    u: &Uses,
 ) -> Result<(Edit, Streamed)> {
     let links = chain(p, first, last, u).map_err(fail)?;
     let n = links.len();

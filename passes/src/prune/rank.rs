@@ -3,7 +3,6 @@
 //! and magnitude pruning of single weights.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 
 use nnc_ir::{Graph, NodeId, Op, Tensor, Value};
 
@@ -11,14 +10,16 @@ use super::channels::{Channels, editable, real_const};
 use super::{LayerPrune, Method, PruneReport, PruneSpec};
 use crate::pass::Result;
 
-/// The weights of filter `o` of a source layer, as real values.
-fn filter(g: &Graph, id: NodeId, o: usize, cache: &mut HashMap<NodeId, Arc<Tensor>>) -> Vec<f64> {
-    let w = cache
-        .entry(id)
-        .or_insert_with(|| real_const(g, g.node_inputs(id)[1]).expect("source weights"))
-        .clone();
-    let d = w.dims();
-    let v = w.to_f64();
+/// A source layer's weights as real values, with their dimensions.
+type Reals = HashMap<NodeId, (Vec<usize>, Vec<f64>)>;
+
+/// The weights of filter `o` of a source layer, as real values. The layer's
+/// weights are converted once and kept in `cache`.
+fn filter(g: &Graph, id: NodeId, o: usize, cache: &mut Reals) -> Vec<f64> {
+    let (d, v) = cache.entry(id).or_insert_with(|| {
+        let w = real_const(g, g.node_inputs(id)[1]).expect("source weights");
+        (w.dims().to_vec(), w.to_f64())
+    });
     match &g.node(id).op {
         Op::Conv(_) => {
             let k: usize = d[1..].iter().product();
