@@ -191,6 +191,18 @@ struct Coverage {
 }
 
 impl Coverage {
+    /// Adds what another run of seeds covered.
+    fn merge(&mut self, o: Coverage) {
+        self.kernels.extend(o.kernels);
+        self.params.extend(o.params);
+        self.typed.extend(o.typed);
+        for (op, n) in o.ops {
+            *self.ops.entry(op).or_default() += n;
+        }
+        self.targets.extend(o.targets);
+        self.forced += o.forced;
+    }
+
     fn record(&mut self, backend: &'static str, p: &Program) {
         self.targets
             .insert(format!("{backend} {}", p.target.spec()));
@@ -299,11 +311,36 @@ fn random_graphs_agree_across_backends() {
         .ok()
         .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect());
     let seeds: Vec<u64> = only.clone().unwrap_or_else(|| (0..SEEDS).collect());
+    // The seeds are independent: one worker per core, seeds dealt out in
+    // turn, failures put back in seed order.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let runs: Vec<(Coverage, Vec<(u64, Vec<String>)>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let (seeds, verbose) = (&seeds, only.is_some());
+                s.spawn(move || {
+                    let mut cov = Coverage::default();
+                    let mut failed = Vec::new();
+                    for &seed in seeds.iter().skip(w).step_by(workers) {
+                        failed.push((seed, check_seed(seed, &mut cov, verbose)));
+                    }
+                    (cov, failed)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a seed worker panicked"))
+            .collect()
+    });
     let mut cov = Coverage::default();
-    let mut failures = Vec::new();
-    for &seed in &seeds {
-        failures.extend(check_seed(seed, &mut cov, only.is_some()));
+    let mut by_seed = Vec::new();
+    for (c, f) in runs {
+        cov.merge(c);
+        by_seed.extend(f);
     }
+    by_seed.sort_by_key(|(seed, _)| *seed);
+    let failures: Vec<String> = by_seed.into_iter().flat_map(|(_, f)| f).collect();
     println!(
         "{} seeds in {:.1} s, {} forced kernels; targets {:?}",
         seeds.len(),
