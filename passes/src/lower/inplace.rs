@@ -54,22 +54,18 @@ fn eligible(p: &Program, i: usize, u: &Uses) -> std::result::Result<(usize, usiz
     let (Loc::Temp(ki), Loc::Temp(ko)) = (x.loc, y.loc) else {
         return Err(format!("step {i} reads or writes caller memory"));
     };
-    if u.get(&ki).is_some_and(|v| v.iter().any(|&s| s > i)) {
+    if u.of(ki).iter().any(|&s| s > i) {
         return Err(format!("step {i}'s input is read later"));
     }
-    if y.offset != 0 || u.get(&ko).is_some_and(|v| v.iter().any(|&s| s < i)) {
+    if y.offset != 0 || u.of(ko).iter().any(|&s| s < i) {
         return Err(format!("step {i}'s output storage is shared"));
     }
     Ok((ki, ko))
 }
 
-/// True when [`inplace_channels`] applies to step `i`.
-pub fn channel_local(p: &Program, i: usize) -> bool {
-    eligible(p, i, &uses(p)).is_ok()
-}
-
-/// [`channel_local`] with the storage uses already known.
-pub(super) fn channel_local_with(p: &Program, i: usize, u: &Uses) -> bool {
+/// True when [`inplace_channels`] applies to step `i` (`u`: the storage
+/// uses of `p`).
+pub(super) fn channel_local(p: &Program, i: usize, u: &Uses) -> bool {
     eligible(p, i, u).is_ok()
 }
 

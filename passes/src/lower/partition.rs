@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use nnc_ir::program::{Loc, Program};
 
 use super::edit::Edit;
-use super::inplace::{channel_local_with, inplace_mut};
+use super::inplace::{channel_local, inplace_mut};
 use super::plan::{measure, peak};
 use super::stream::{Streamed, stream_edit, streamable_with};
 use crate::pass::Result;
@@ -76,9 +76,9 @@ impl PartitionReport {
 pub(super) struct Uses(Vec<Vec<usize>>);
 
 impl Uses {
-    /// The steps that touch storage `k`, or `None` when none does.
-    pub(super) fn get(&self, k: &usize) -> Option<&Vec<usize>> {
-        self.0.get(*k).filter(|v| !v.is_empty())
+    /// The steps that touch storage `k` (none for a storage no step uses).
+    pub(super) fn of(&self, k: usize) -> &[usize] {
+        self.0.get(k).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -117,7 +117,7 @@ fn inplace_all(mut cur: Program) -> (Program, Vec<ChainReport>) {
             continue;
         }
         let (name, op) = (st.name.clone(), st.op.name().to_string());
-        if channel_local_with(&cur, i, &u) {
+        if channel_local(&cur, i, &u) {
             let x = &st.inputs[0].ty;
             let plane = x.bytes() / x.dims[1].max(1);
             // Groups of at least one plane and about a sixteenth of the
@@ -277,7 +277,7 @@ fn search(
         let mut near: BTreeSet<usize> = BTreeSet::new();
         for (k, segs) in pl.segments.iter().enumerate() {
             if segs.iter().any(|&(f, l, _)| f <= at && at <= l) && pl.sizes[k] > 0 {
-                near.extend(u.get(&k).into_iter().flatten().copied());
+                near.extend(u.of(k).iter().copied());
             }
         }
         let mut cands: BTreeSet<(usize, usize)> = BTreeSet::new();

@@ -226,11 +226,6 @@ fn link(st: &Step) -> Option<Link> {
     }
 }
 
-/// The steps that touch arena storage `k`.
-fn touches(u: &Uses, k: usize) -> &[usize] {
-    u.get(&k).map(Vec::as_slice).unwrap_or(&[])
-}
-
 fn temp_of(b: &Buffer) -> Option<usize> {
     match b.loc {
         Loc::Temp(k) => Some(k),
@@ -281,7 +276,7 @@ fn chain(
             let slots: Vec<usize> = (0..st.inputs.len())
                 .filter(|&s| st.inputs[s].loc == Loc::Temp(k))
                 .collect();
-            if slots.len() != 1 || touches(u, k) != [i - 1, i] {
+            if slots.len() != 1 || u.of(k) != [i - 1, i] {
                 return Err(format!("step {}'s output is read elsewhere", i - 1));
             }
             let s = slots[0];
@@ -817,7 +812,7 @@ pub(super) fn stream_edit(
         }
         for c in cands {
             let Some(k) = temp_of(&c) else { continue };
-            let dies = touches(u, k).iter().all(|&s| s <= last);
+            let dies = u.of(k).iter().all(|&s| s <= last);
             let row = |t: &TensorType| t.dims[3..].iter().product::<usize>();
             if dies && c.offset == 0 && row(&c.ty) == row(&output.ty) {
                 output.loc = c.loc;
