@@ -207,19 +207,17 @@ pub fn partition(
     };
     let budget = match goal {
         MemoryGoal::Off => return Ok((p, report)),
-        // A host program is not partitioned, but its concatenations are
-        // still elided: bit-identical, less memory and no copy.
-        MemoryGoal::Auto if !p.target.is_mcu() => {
-            let mut cur = p;
-            report.concats = super::concat::elide(&mut cur);
-            report.arena_after = measure(&cur).arena;
-            return Ok((cur, report));
-        }
         MemoryGoal::Auto | MemoryGoal::Minimize => None,
         MemoryGoal::Budget(b) => Some(b),
     };
+    // Concatenations are elided on every target: bit-identical, less
+    // memory and no copy. A host program is not partitioned further.
     let mut cur = p;
     report.concats = super::concat::elide(&mut cur);
+    if goal == MemoryGoal::Auto && !cur.target.is_mcu() {
+        report.arena_after = measure(&cur).arena;
+        return Ok((cur, report));
+    }
     let macs = program_macs(&cur);
     let cap = (macs as f64 * max_recompute.clamp(0.0, 100.0) / 100.0) as u64;
     let rows = search(cur.clone(), budget, 1, cap);
