@@ -77,12 +77,23 @@ if ! afl_out="$(cargo afl config --build 2>&1)"; then
 fi
 
 # Python with numpy, onnx and onnxruntime for the onnxruntime.quantization
-# comparison (tests/tests/ort_quant.rs runs scripts/ort_quant.py).
+# comparison (tests/tests/ort_quant.rs runs scripts/ort_quant.py). Pinned:
+# the comparison's figures are ONNX Runtime's, so a new release must not
+# change them unannounced.
+PY_PINS="numpy==2.4.6 onnx==1.23.2 onnxruntime==1.32.0"
 have python3 || apt_install python3 python3-pip
-if ! python3 -c "import numpy, onnx, onnxruntime" >/dev/null 2>&1; then
-    echo "setup: installing numpy onnx onnxruntime with pip"
-    python3 -m pip install -q numpy onnx onnxruntime 2>/dev/null \
-        || python3 -m pip install -q --break-system-packages numpy onnx onnxruntime
+if ! python3 - "$PY_PINS" >/dev/null 2>&1 <<'PY'
+import sys
+from importlib.metadata import version
+for pin in sys.argv[1].split():
+    name, want = pin.split("==")
+    assert version(name) == want, (name, version(name), want)
+PY
+then
+    echo "setup: installing $PY_PINS with pip"
+    # shellcheck disable=SC2086
+    python3 -m pip install -q $PY_PINS 2>/dev/null \
+        || python3 -m pip install -q --break-system-packages $PY_PINS
 fi
 python3 -c "import onnxruntime; print('setup: onnxruntime', onnxruntime.__version__)"
 "$QEMU" --version | head -1 | sed 's/^/setup: /'

@@ -27,7 +27,7 @@
 //! exact result is no larger than either ORT path's; and on the QDQ models
 //! nnc's largest distance to ORT's reference is no larger than ORT's
 //! integer path's, except by the gaps listed in `KNOWN_GAPS` with their
-//! reasons.
+//! reasons and by 1 LSB where that reference is itself noisy (`noise`).
 //!
 //! Why the exact result too: ORT's float32 reference is itself up to 5 LSB
 //! from the exact result on ResNet-8 (a value within 2.4e-5 of a rounding
@@ -166,6 +166,17 @@ const KNOWN_GAPS: &[(&str, u64, &str)] = &[(
      TFLite arithmetic (each input rescaled and rounded, then the sum \
      rounded again) is the one double rounding left",
 )];
+/// The slack a noisy reference allows against it: where ORT's float32
+/// reference is itself more than 1 LSB from the exact result (MobileNetV2
+/// u8: 10 LSB, from float32 rounding flips at the quantizers; how many and
+/// where depends on the CPU's MLAS kernels), a 1 LSB excess over ORT's
+/// integer path, in distance to that reference, is within the reference's
+/// own noise, and is accepted when nnc (`d`) is at least as close to the
+/// exact result as ORT's integer path (`int_d`) is.
+fn noise(ref_d: (Lsb, Lsb), d: (Lsb, Lsb), int_d: (Lsb, Lsb)) -> u64 {
+    u64::from(ref_d.1.max > 1 && d.1.max <= int_d.1.max)
+}
+
 /// The float compute ops an ORT graph kept, as `op count` strings.
 fn float_ops(v: &serde_json::Value) -> Vec<String> {
     v.as_object()
@@ -252,7 +263,12 @@ fn onnxruntime_quantized_models_match_onnxruntime() {
             // the QOperator ones the reference is those same kernels).
             let mut checks = vec![("the exact result", d.1.max, int_d.1.max, gap)];
             if qdq {
-                checks.push(("ORT's reference", d.0.max, int_d.0.max, 0));
+                checks.push((
+                    "ORT's reference",
+                    d.0.max,
+                    int_d.0.max,
+                    noise(ref_d, d, int_d),
+                ));
             }
             for (what, nnc, ort, gap) in checks {
                 if nnc > ort + gap {
