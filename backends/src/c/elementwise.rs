@@ -198,6 +198,7 @@ pub fn unary_expr(u: &UnaryOp, x: &str, d: DType, fast_exp: bool) -> String {
     if fast_exp && d == DType::F32 {
         match *u {
             UnaryOp::Sigmoid => return format!("(1.0f / (1.0f + nnc_expf(-{x})))"),
+            UnaryOp::Silu => return format!("({x} / (1.0f + nnc_expf(-{x})))"),
             UnaryOp::Exp => return format!("nnc_expf({x})"),
             _ => {}
         }
@@ -229,6 +230,7 @@ pub fn unary_expr(u: &UnaryOp, x: &str, d: DType, fast_exp: bool) -> String {
             e
         }
         UnaryOp::Sigmoid => format!("({} / ({} + exp{f}(-{x})))", l(1.0), l(1.0)),
+        UnaryOp::Silu => format!("({x} / ({} + exp{f}(-{x})))", l(1.0)),
         UnaryOp::HardSigmoid { alpha, beta } => {
             let v = format!(
                 "({} * {x} + {})",

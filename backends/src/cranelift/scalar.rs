@@ -174,6 +174,12 @@ pub fn unary_float(kb: &mut Kb, u: &UnaryOp, x: Value) -> Result<Value> {
             let d = kb.b.ins().fadd(one, e);
             kb.b.ins().fdiv(one, d)
         }
+        UnaryOp::Silu => {
+            let n = kb.b.ins().fneg(x);
+            let e = kb.libm1("exp", n)?;
+            let d = kb.b.ins().fadd(one, e);
+            kb.b.ins().fdiv(x, d)
+        }
         UnaryOp::HardSigmoid { alpha, beta } => {
             let a = kb.cf(ty, alpha as f64);
             let b = kb.cf(ty, beta as f64);

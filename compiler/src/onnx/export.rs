@@ -163,6 +163,13 @@ impl Writer {
                 ("Clip", vec![], vec![lo, hi])
             }
             UnaryOp::Sigmoid => ("Sigmoid", vec![], vec![]),
+            UnaryOp::Silu => {
+                // No ONNX op before opset 24's Swish: x * Sigmoid(x).
+                let s = self.fresh(&format!("{out}_sigmoid"));
+                self.node("Sigmoid", vec![x.clone()], vec![s.clone()], vec![], name);
+                self.node("Mul", vec![x, s], vec![out], vec![], name);
+                return Ok(());
+            }
             UnaryOp::HardSigmoid { alpha, beta } => (
                 "HardSigmoid",
                 vec![float("alpha", alpha), float("beta", beta)],

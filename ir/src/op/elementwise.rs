@@ -28,6 +28,10 @@ pub enum UnaryOp {
         max: f64,
     },
     Sigmoid,
+    /// `x * sigmoid(x)` (SiLU, swish with beta 1): a `Mul` of a value by
+    /// its own `Sigmoid`, which the e-graph folds into one op so that a
+    /// kernel can apply it as its activation.
+    Silu,
     HardSigmoid {
         alpha: f32,
         beta: f32,
@@ -62,6 +66,7 @@ impl UnaryOp {
             UnaryOp::Selu { .. } => "selu",
             UnaryOp::Clip { .. } => "clip",
             UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::Silu => "silu",
             UnaryOp::HardSigmoid { .. } => "hard_sigmoid",
             UnaryOp::HardSwish => "hard_swish",
             UnaryOp::Tanh => "tanh",
@@ -108,6 +113,7 @@ impl UnaryOp {
         let simple = match name {
             "relu" => Some(UnaryOp::Relu),
             "sigmoid" => Some(UnaryOp::Sigmoid),
+            "silu" => Some(UnaryOp::Silu),
             "hard_swish" => Some(UnaryOp::HardSwish),
             "tanh" => Some(UnaryOp::Tanh),
             "softplus" => Some(UnaryOp::Softplus),
@@ -205,6 +211,7 @@ impl UnaryOp {
                 }
             }
             UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            UnaryOp::Silu => x / (1.0 + (-x).exp()),
             UnaryOp::HardSigmoid { alpha, beta } => {
                 (alpha as f64 * x + beta as f64).clamp(0.0, 1.0)
             }

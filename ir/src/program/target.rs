@@ -275,6 +275,7 @@ pub fn cranelift_vector_unary(u: &UnaryOp) -> bool {
             | UnaryOp::Ceil
             | UnaryOp::Round
             | UnaryOp::Sigmoid
+            | UnaryOp::Silu
             | UnaryOp::Exp
             | UnaryOp::Tanh
     )

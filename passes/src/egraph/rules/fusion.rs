@@ -1,5 +1,5 @@
 //! Fusion into Conv and Gemm: activations (Relu, Clip/Relu6, LeakyRelu,
-//! Sigmoid, HardSigmoid, HardSwish, Tanh) become the kernel's `act`; a
+//! Sigmoid, SiLU, HardSigmoid, HardSwish, Tanh) become the kernel's `act`; a
 //! per-channel constant add becomes the bias; a per-channel constant
 //! multiply after (or a per-input-channel multiply before) scales the
 //! weights. 2-D MatMuls join through Gemm.
@@ -11,11 +11,12 @@ use nnc_ir::{Op, Tensor};
 use super::{B, Build, Rw, per_channel, tensor};
 
 /// Activations a kernel can apply to its result.
-pub const ACTS: [&str; 7] = [
+pub const ACTS: [&str; 8] = [
     "relu",
     "clip",
     "leaky_relu",
     "sigmoid",
+    "silu",
     "hard_sigmoid",
     "hard_swish",
     "tanh",
@@ -41,6 +42,11 @@ pub fn rules() -> Vec<Rw> {
         rw!("conv-mul-scale"; "(mul ?ma (conv ?ha ?x ?w ?b) ?c)" => { Build(conv_mul_scale) }),
         rw!("gemm-mul-scale"; "(mul ?ma (gemm ?ha ?x ?w ?b) ?c)" => { Build(gemm_mul_scale) }),
         rw!("mul-conv-input"; "(conv ?ha (mul ?ma ?x ?c) ?w ?b)" => { Build(mul_conv_input) }),
+        // SiLU written out, as PyTorch exports it: one op, so that a
+        // kernel applies it as its activation instead of computing its
+        // input twice (once plain for the Mul, once fused with Sigmoid).
+        rw!("mul-sigmoid-silu"; "(mul ?m ?x (sigmoid ?s ?x))" => { Build(silu) }),
+        rw!("sigmoid-mul-silu"; "(mul ?m (sigmoid ?s ?x) ?x)" => { Build(silu) }),
     ]);
     v
 }
@@ -111,6 +117,18 @@ fn fuse_matmul_act(b: &mut B<'_>, class: Id) -> Option<Id> {
     let op = Op::Gemm(ga);
     let id = b.add(&op, &[x, w, none])?;
     b.fused_name(class, &op, &[host, class]);
+    Some(id)
+}
+
+fn silu(b: &mut B<'_>, class: Id) -> Option<Id> {
+    let x = b.id("?x");
+    if !b.ty(x)?.dtype.is_float() {
+        return None;
+    }
+    let op = Op::Unary(UnaryOp::Silu);
+    let id = b.add(&op, &[x])?;
+    let sig = b.host_of(class, "mul", "?m", "sigmoid")?;
+    b.fused_name(class, &op, &[sig, class]);
     Some(id)
 }
 
@@ -315,6 +333,29 @@ mod tests {
         assert!(out.contains("act=clip(min=0 max=6)"), "{out}");
         assert!(!out.contains("= clip"), "{out}");
         assert!(out.contains("; Conv_0+Clip_1"), "{out}");
+    }
+
+    #[test]
+    fn silu_written_out_fuses_into_conv_once() {
+        for mul in ["mul v1, v2", "mul v2, v1"] {
+            let out = rewrite(
+                &conv_graph(
+                    &format!(
+                        "    v2 = sigmoid v1 : f32[1,3,5,5]   ; Sigmoid_1\n    v3 = {mul} : f32[1,3,5,5]   ; Mul_2\n    return v3"
+                    ),
+                    "f32[1,3,5,5]",
+                ),
+                &[Group::Fusion],
+            );
+            assert!(out.contains("act=silu"), "{out}");
+            // One convolution: the SiLU's input is not computed twice.
+            assert_eq!(out.matches("= conv").count(), 1, "{out}");
+            assert!(
+                !out.contains("= sigmoid") && !out.contains("= mul"),
+                "{out}"
+            );
+            assert!(out.contains("; Conv_0+Sigmoid_1+Mul_2"), "{out}");
+        }
     }
 
     #[test]

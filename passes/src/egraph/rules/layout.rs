@@ -10,13 +10,14 @@ use nnc_ir::{Op, Tensor};
 use super::{B, Build, Rw};
 
 /// Elementwise unary ops a transpose commutes with.
-const UNARY: [&str; 23] = [
+const UNARY: [&str; 24] = [
     "relu",
     "leaky_relu",
     "elu",
     "selu",
     "clip",
     "sigmoid",
+    "silu",
     "hard_sigmoid",
     "hard_swish",
     "tanh",

@@ -199,11 +199,22 @@ impl B<'_> {
             .iter()
             .filter_map(|p| {
                 let p = self.eg.find(*p);
-                // A part that is itself a fusion contributes its full name.
-                let fused = self.eg.analysis.fused_names.iter().find_map(|((c, s), n)| {
-                    (*s == sym && self.eg.find(*c) == p).then(|| n.clone())
-                });
-                fused.or_else(|| self.data(p).name.clone())
+                // A part that is itself a fusion contributes its full name:
+                // one of the same op, or an activation folded from several
+                // nodes (SiLU from Sigmoid and Mul).
+                let named = |same: bool| {
+                    self.eg.analysis.fused_names.iter().find_map(|((c, s), n)| {
+                        let fits = if same {
+                            *s == sym
+                        } else {
+                            fusion::ACTS.contains(&s.as_str())
+                        };
+                        (fits && self.eg.find(*c) == p).then(|| n.clone())
+                    })
+                };
+                named(true)
+                    .or_else(|| named(false))
+                    .or_else(|| self.data(p).name.clone())
             })
             .filter(|n| !n.is_empty())
             .collect();

@@ -22,11 +22,12 @@ use super::super::lang::TLang;
 use super::{B, Build, Rw};
 
 /// Unary ops that become a table between a dequantize and a quantize.
-const LUT_OPS: [&str; 14] = [
+const LUT_OPS: [&str; 15] = [
     "relu",
     "clip",
     "leaky_relu",
     "sigmoid",
+    "silu",
     "hard_sigmoid",
     "hard_swish",
     "tanh",

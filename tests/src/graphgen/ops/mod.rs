@@ -33,6 +33,7 @@ impl Gen {
             }),
             7 => Some(UnaryOp::Tanh),
             8 => Some(UnaryOp::Elu { alpha: 1.0 }),
+            9 => Some(UnaryOp::Silu),
             _ => None,
         }
     }
@@ -323,7 +324,7 @@ impl Gen {
             return self.add(Op::Unary(u), &[v], true);
         }
         // (op, exact result, needs an exact input, needs a positive input)
-        let (u, exact, needs_exact, positive) = match self.r.below(24) {
+        let (u, exact, needs_exact, positive) = match self.r.below(25) {
             0 => (UnaryOp::Relu, true, false, false),
             1 => (UnaryOp::LeakyRelu { alpha: 0.2 }, false, false, false),
             2 => (UnaryOp::Elu { alpha: 0.7 }, false, false, false),
@@ -371,6 +372,7 @@ impl Gen {
             20 => (UnaryOp::Round, true, true, false),
             21 => (UnaryOp::Sign, true, true, false),
             22 => (UnaryOp::Sin, false, false, false),
+            23 => (UnaryOp::Silu, false, false, false),
             _ => (UnaryOp::Cos, false, false, false),
         };
         if needs_exact && !ex {
