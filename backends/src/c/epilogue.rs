@@ -69,6 +69,17 @@ impl<'a> Epi<'a> {
             .all(|e| matches!(e, Epilogue::Bias { .. }))
     }
 
+    /// True when every item is a function of the value alone (no residual
+    /// read at the output's position, no partial sum): it can be applied
+    /// wherever the value is, before the store.
+    pub fn is_pointwise(&self) -> bool {
+        !self.accumulate
+            && self
+                .items
+                .iter()
+                .all(|e| !matches!(e, Epilogue::Residual { .. }))
+    }
+
     /// The stored value of result `v` whose output element is at the C
     /// pointer expression `at` (into `out0`): each item in order.
     pub fn apply(&self, v: &str, at: &str) -> String {
