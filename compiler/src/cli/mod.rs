@@ -351,7 +351,8 @@ struct ModelArgs {
     #[arg(long, value_name = "DIR")]
     calib: Option<PathBuf>,
     /// Winograd convolution for 3x3 (and 1x3, 3x1) stride-1 float convolutions: `auto` where
-    /// the cost model prefers it, `f23` / `f43` forced on every eligible one, or `off`
+    /// the cost model prefers it (16 input channels or more), `f23` / `f43` forced on every
+    /// eligible one, or `off`
     #[arg(long, value_name = "off|auto|f23|f43", default_value = "auto", value_parser = parse_winograd)]
     winograd: nnc_passes::WinogradMode,
 }

@@ -325,8 +325,18 @@ pub(crate) mod testing {
     /// the classes of its outputs: for rules whose result extraction may
     /// not pick (both forms cost the same), tests look at the classes.
     pub fn saturate(src: &str, groups: &[Group]) -> (EG, Vec<Id>) {
+        saturate_mode(src, groups, Default::default())
+    }
+
+    /// [`saturate`] with Winograd in `mode`.
+    pub fn saturate_mode(
+        src: &str,
+        groups: &[Group],
+        mode: winograd::WinogradMode,
+    ) -> (EG, Vec<Id>) {
         let g = nnc_ir::parse(src).unwrap_or_else(|e| panic!("{e}\n{src}"));
-        let built = crate::egraph::convert::to_egraph(&g).unwrap();
+        let mut built = crate::egraph::convert::to_egraph(&g).unwrap();
+        built.egraph.analysis.winograd = mode;
         let runner = egg::Runner::default()
             .with_egraph(built.egraph)
             .with_iter_limit(30)
