@@ -362,31 +362,30 @@ fn resize_planes(
     let (hi, wi) = (x.dims[hax], x.dims[wax]);
     let (ho, wo) = (y.dims[hax], y.dims[wax]);
     let outer: usize = y.dims[..n - 2].iter().product();
-    // Per output row / column: two source offsets and weights (a single
-    // tap repeats its offset with weight 0 and a count of 1).
+    // Per output row / column: two source offsets, and for linear two
+    // weights and the tap count (a single tap repeats its offset with
+    // weight 0 and a count of 1).
     let table = |w: &mut W, name: &str, rows: &[Vec<(usize, f64)>], stride: usize| {
-        let mut idx = Vec::new();
-        let mut wts = Vec::new();
-        let mut cnt = Vec::new();
-        for r in rows {
-            let second = r.get(1).copied().unwrap_or((r[0].0, 0.0));
-            idx.push(format!("{{{}, {}}}", r[0].0 * stride, second.0 * stride));
-            wts.push(format!(
-                "{{{}, {}}}",
-                flit(r[0].1, y.dtype),
-                flit(second.1, y.dtype)
-            ));
-            cnt.push(r.len().to_string());
-        }
+        let taps: Vec<[(usize, f64); 2]> = rows
+            .iter()
+            .map(|r| [r[0], r.get(1).copied().unwrap_or((r[0].0, 0.0))])
+            .collect();
+        let idx: Vec<String> = taps
+            .iter()
+            .flatten()
+            .map(|t| (t.0 * stride).to_string())
+            .collect();
         let len = rows.len();
         w.line(format!(
             "static const size_t {name}i[{len}][2] = {{{}}};",
-            idx.join(", ")
+            braces(&idx, 2)
         ));
         if !nearest {
+            let wts: Vec<String> = taps.iter().flatten().map(|t| flit(t.1, y.dtype)).collect();
+            let cnt: Vec<String> = rows.iter().map(|r| r.len().to_string()).collect();
             w.line(format!(
                 "static const {t} {name}w[{len}][2] = {{{}}};",
-                wts.join(", ")
+                braces(&wts, 2)
             ));
             w.line(format!(
                 "static const unsigned char {name}n[{len}] = {{{}}};",

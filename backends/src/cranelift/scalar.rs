@@ -168,17 +168,13 @@ pub fn unary_float(kb: &mut Kb, u: &UnaryOp, x: Value) -> Result<Value> {
             kb.fselect(FloatCC::LessThanOrEqual, x, zero, neg, pos)
         }
         UnaryOp::Clip { min, max } => clamp(kb, x, min, max),
-        UnaryOp::Sigmoid => {
+        // sigmoid(x) = 1 / (1 + exp(-x)); silu(x) = x / (1 + exp(-x)).
+        UnaryOp::Sigmoid | UnaryOp::Silu => {
             let n = kb.b.ins().fneg(x);
             let e = kb.libm1("exp", n)?;
             let d = kb.b.ins().fadd(one, e);
-            kb.b.ins().fdiv(one, d)
-        }
-        UnaryOp::Silu => {
-            let n = kb.b.ins().fneg(x);
-            let e = kb.libm1("exp", n)?;
-            let d = kb.b.ins().fadd(one, e);
-            kb.b.ins().fdiv(x, d)
+            let num = if matches!(u, UnaryOp::Silu) { x } else { one };
+            kb.b.ins().fdiv(num, d)
         }
         UnaryOp::HardSigmoid { alpha, beta } => {
             let a = kb.cf(ty, alpha as f64);
