@@ -3,7 +3,8 @@
 //! and uneven, odd sizes where tiles overhang the output, channel counts
 //! that are not whole vectors, several tile groups and channel blocks,
 //! with bias, activation and residual epilogues (the residual on a
-//! hand-built program: lowering does not fuse residual adds yet). Every
+//! hand-built program: lowering does not fuse residual adds yet), planes
+//! wide enough for the C host kernel's vector transposes. Every
 //! target of `nnc_tests::targets` renders the same program.
 
 use std::sync::Arc;
@@ -114,6 +115,22 @@ fn cases() -> Vec<Case> {
             residual: true,
             ..base(tile)
         });
+        // Planes wider than a vector: the band is filled and the staged
+        // outputs are stored in transposed vector blocks (C on a host),
+        // with columns and channels past the last whole block one by
+        // one; an activation applied as the stage is written, or a
+        // residual as the planes are.
+        for residual in [false, true] {
+            v.push(Case {
+                c: 20,
+                m: 36,
+                hw: [18, 35],
+                tiles: 8,
+                block: 32,
+                residual,
+                ..base(tile)
+            });
+        }
     }
     v
 }

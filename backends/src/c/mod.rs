@@ -406,6 +406,9 @@ pub fn emit_with(p: &Program, name: &str, opts: &COptions) -> Result<CSource> {
     if h.used.contains("nnc_vec") {
         src.push_str(&vector::prelude(h.lanes));
     }
+    if h.used.contains("nnc_tr") {
+        src.push_str(&vector::transpose(h.lanes));
+    }
     src.push_str(STEP_MACRO);
     for hname in &h.used {
         src.push_str(elementwise::helper_source(hname));

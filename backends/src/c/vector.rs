@@ -45,6 +45,56 @@ pub(super) fn prelude(lanes: usize) -> String {
     )
 }
 
+/// `nnc_tr(s, ss, d, ds)`: transposes a `lanes x lanes` block of floats,
+/// row `r` of the source (`s + r * ss`) into column `r` of the
+/// destination (`d[c * ds + r]`). In vectors: `log2(lanes)` rounds that
+/// swap the off-diagonal sub-blocks of every diagonal block, each a
+/// two-source shuffle per vector (`vpermt2ps` on AVX-512: 64 for 256
+/// floats, against 256 scalar stores, or loads, at a stride). Compilers
+/// without `__builtin_shufflevector` (GCC before 12) copy element by element.
+pub(super) fn transpose(lanes: usize) -> String {
+    let l = lanes.max(1);
+    let mut v = String::new();
+    let rows: Vec<String> = (0..l).map(|r| format!("r{r}")).collect();
+    v.push_str(&format!(
+        "    nnc_vf {};\n",
+        (0..l)
+            .map(|r| format!("r{r} = *(const nnc_vf *)(s + {r} * ss)"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let mut b = l / 2;
+    while b >= 1 {
+        let lo: Vec<String> = (0..l)
+            .map(|c| if c & b == 0 { c } else { l + c - b })
+            .map(|i| i.to_string())
+            .collect();
+        let hi: Vec<String> = (0..l)
+            .map(|c| if c & b == 0 { c + b } else { l + c })
+            .map(|i| i.to_string())
+            .collect();
+        for i in (0..l).filter(|i| i & b == 0) {
+            let (x, y) = (&rows[i], &rows[i + b]);
+            v.push_str(&format!(
+                "    {{ const nnc_vf a = {x}, b = {y}; {x} = __builtin_shufflevector(a, b, {}); {y} = __builtin_shufflevector(a, b, {}); }}\n",
+                lo.join(", "),
+                hi.join(", ")
+            ));
+        }
+        b /= 2;
+    }
+    for (c, r) in rows.iter().enumerate() {
+        v.push_str(&format!("    *(nnc_vf *)(d + {c} * ds) = {r};\n"));
+    }
+    format!(
+        "static inline void nnc_tr(const float *restrict s, size_t ss, float *restrict d, size_t ds) {{\n\
+         #if defined(__has_builtin)\n#if __has_builtin(__builtin_shufflevector)\n#define NNC_HAVE_SHUFFLE 1\n#endif\n#endif\n\
+         #if defined(NNC_HAVE_SHUFFLE)\n{v}#else\n\
+         for (size_t r = 0; r < {l}; ++r) {{\n        for (size_t c = 0; c < {l}; ++c) {{\n            d[c * ds + r] = s[r * ss + c];\n        }}\n    }}\n\
+         #endif\n}}\n\n"
+    )
+}
+
 /// Emits one reduction step of a register tile of vector accumulators
 /// `{acc}{r}_{v}` (`rows` by `nv`): loads vector `u{v}` from `vector(v)`
 /// (an address), broadcasts `s{r}` from `scalar(r)` (a value) and adds

@@ -119,6 +119,9 @@ pub(super) fn winograd(
     w.line(format!("float band[{}];", s.band_len()));
     w.line(format!("float wv[{}];", s.v_len()));
     w.line(format!("float wm[{}];", s.m_len()));
+    if s.staged() {
+        w.line(format!("float ws[{}];", s.stage_len()));
+    }
     w.for_("i", 0, s.band_len());
     w.line("band[i] = 0.0f;");
     w.close();
@@ -140,12 +143,37 @@ pub(super) fn winograd(
     w.close();
     w.close();
     w.open("else");
-    w.for_("ch", 0, c);
-    w.line(format!(
-        "const float *sp = x + (ch * {ih} + (size_t)iy) * {iw};"
-    ));
+    w.line(format!("const float *sp = x + (size_t)iy * {iw};"));
+    let l = h.lanes;
+    if l > 1 {
+        // Blocks of lanes channels by lanes columns, transposed in
+        // vectors; the columns and channels past the last block one by one.
+        h.need("nnc_tr");
+        w.line("size_t ch = 0;");
+        w.open(format!("for (; ch + {l} <= {c}; ch += {l})"));
+        w.line("size_t xx = 0;");
+        w.open(format!("for (; xx + {l} <= {iw}; xx += {l})"));
+        w.line(format!(
+            "nnc_tr(sp + ch * {} + xx, {}, row + xx * {cp} + ch, {cp});",
+            ih * iw,
+            ih * iw
+        ));
+        w.close();
+        w.open(format!("for (; xx < {iw}; ++xx)"));
+        w.for_("k", 0, l);
+        w.line(format!(
+            "row[xx * {cp} + ch + k] = sp[(ch + k) * {} + xx];",
+            ih * iw
+        ));
+        w.close();
+        w.close();
+        w.close();
+        w.open(format!("for (; ch < {c}; ++ch)"));
+    } else {
+        w.for_("ch", 0, c);
+    }
     w.for_("xx", 0, iw);
-    w.line(format!("row[xx * {cp} + ch] = sp[xx];"));
+    w.line(format!("row[xx * {cp} + ch] = sp[ch * {} + xx];", ih * iw));
     w.close();
     w.close();
     w.close();
@@ -196,19 +224,32 @@ pub(super) fn winograd(
     w.line(format!("const float *vk = wv + k * {};", tiles * cp));
     w.line(format!("float *mk = wm + k * {};", s.m_stride()));
     if h.lanes > 0 && blk.is_multiple_of(h.lanes) {
-        products_vector(w, blk, c, cp, mq, h);
+        products_vector(w, blk, c, cp, mq, tiles, h);
     } else {
         products_arrays(w, blk, c, cp, mq);
     }
     w.close();
     // Output transform, bias, epilogue.
+    let staged = s.staged();
+    let sc = s.stage_cols();
+    // A pointwise epilogue is applied as the stage is written, and the
+    // stage is then transposed into the planes in vectors; one reading
+    // the output's position (a residual) is applied as the planes are.
+    let early = h.lanes > 1 && epi.is_pointwise();
     w.for_("rr", 0, "nr");
     w.for_("jt", 0, "nc");
-    w.line(format!("const size_t oy = (i + rr) * {mh};"));
-    w.line(format!("const size_t ox = (j0 + jt) * {mw};"));
     w.line(format!("const float *m0 = wm + (rr * nc + jt) * {blk};"));
-    let rnames: Vec<String> = (0..mh * mw).map(|pq| format!("r{pq}[{blk}]")).collect();
-    w.line(format!("float {};", rnames.join(", ")));
+    if staged {
+        w.line(format!(
+            "float *s0 = ws + (rr * {} + jt * {mw}) * {blk};",
+            mh * sc
+        ));
+    } else {
+        w.line(format!("const size_t oy = (i + rr) * {mh};"));
+        w.line(format!("const size_t ox = (j0 + jt) * {mw};"));
+        let rnames: Vec<String> = (0..mh * mw).map(|pq| format!("r{pq}[{blk}]")).collect();
+        w.line(format!("float {};", rnames.join(", ")));
+    }
     w.for_("j", 0, blk);
     for r in 0..ah {
         for q in 0..aw {
@@ -222,44 +263,111 @@ pub(super) fn winograd(
     left(w, "t", "d", &t.h.at, mh, ah, aw);
     for p in 0..mh {
         for q in 0..mw {
-            w.line(format!(
-                "r{}[j] = {} + {bp}[o0 + j];",
-                p * mw + q,
-                right("t", p, &t.w.at, aw, q)
-            ));
+            let val = format!("{} + {bp}[o0 + j]", right("t", p, &t.w.at, aw, q));
+            if staged && early {
+                let v = epi.apply(&format!("({val})"), "");
+                w.line(format!("s0[{} + j] = {v};", (p * sc + q) * blk));
+            } else if staged {
+                w.line(format!("s0[{} + j] = {val};", (p * sc + q) * blk));
+            } else {
+                w.line(format!("r{}[j] = {val};", p * mw + q));
+            }
         }
     }
     w.close();
     let jmax = format!("(o0 + {blk} <= {m} ? {blk} : {m} - o0)");
-    for p in 0..mh {
-        for q in 0..mw {
-            let mut conds = Vec::new();
-            if !oh.is_multiple_of(mh) {
-                conds.push(format!("oy + {p} < {oh}"));
+    if !staged {
+        for p in 0..mh {
+            for q in 0..mw {
+                let mut conds = Vec::new();
+                if !oh.is_multiple_of(mh) {
+                    conds.push(format!("oy + {p} < {oh}"));
+                }
+                if !ow.is_multiple_of(mw) {
+                    conds.push(format!("ox + {q} < {ow}"));
+                }
+                if conds.is_empty() {
+                    w.block();
+                } else {
+                    w.open(format!("if ({})", conds.join(" && ")));
+                }
+                w.line(format!(
+                    "float *yo = y + o0 * {plane} + (oy + {p}) * {ow} + ox + {q};"
+                ));
+                w.open(format!("for (size_t j = 0; j < {jmax}; ++j)"));
+                let at = format!("yo + j * {plane}");
+                w.line(format!(
+                    "yo[j * {plane}] = {};",
+                    epi.apply(&format!("r{}[j]", p * mw + q), &at)
+                ));
+                w.close();
+                w.close();
             }
-            if !ow.is_multiple_of(mw) {
-                conds.push(format!("ox + {q} < {ow}"));
-            }
-            if conds.is_empty() {
-                w.block();
-            } else {
-                w.open(format!("if ({})", conds.join(" && ")));
-            }
-            w.line(format!(
-                "float *yo = y + o0 * {plane} + (oy + {p}) * {ow} + ox + {q};"
-            ));
-            w.open(format!("for (size_t j = 0; j < {jmax}; ++j)"));
-            let at = format!("yo + j * {plane}");
-            w.line(format!(
-                "yo[j * {plane}] = {};",
-                epi.apply(&format!("r{}[j]", p * mw + q), &at)
-            ));
-            w.close();
-            w.close();
         }
     }
     w.close();
     w.close();
+    if staged {
+        // The group's outputs, plane by plane along contiguous rows (the
+        // parts of overhanging tiles dropped).
+        w.line(format!("const size_t oy0 = i * {mh}, ox0 = j0 * {mw};"));
+        w.line(format!(
+            "const size_t ny = nr * {mh} < {oh} - oy0 ? nr * {mh} : {oh} - oy0;"
+        ));
+        w.line(format!(
+            "const size_t nx = nc * {mw} < {ow} - ox0 ? nc * {mw} : {ow} - ox0;"
+        ));
+        // Channels past the last whole vector (an output channel count
+        // that is not a multiple of the lanes) one by one; emitted only
+        // then: GCC 12 warns of undefined behaviour in the dead loop.
+        let rest = !early || !m.is_multiple_of(h.lanes);
+        if early {
+            let l = h.lanes;
+            w.line(format!("const size_t nj = {jmax};"));
+            w.line("size_t j = 0;");
+            w.open(format!("for (; j + {l} <= nj; j += {l})"));
+            w.for_("py", 0, "ny");
+            w.line(format!(
+                "float *yo = y + (o0 + j) * {plane} + (oy0 + py) * {ow} + ox0;"
+            ));
+            w.line(format!("const float *sp = ws + py * {} + j;", sc * blk));
+            w.line("size_t px = 0;");
+            w.open(format!("for (; px + {l} <= nx; px += {l})"));
+            w.line(format!("nnc_tr(sp + px * {blk}, {blk}, yo + px, {plane});"));
+            w.close();
+            w.open("for (; px < nx; ++px)");
+            w.for_("k", 0, l);
+            w.line(format!("yo[k * {plane} + px] = sp[px * {blk} + k];"));
+            w.close();
+            w.close();
+            w.close();
+            w.close();
+            if rest {
+                w.open("for (; j < nj; ++j)");
+            }
+        } else {
+            w.open(format!("for (size_t j = 0; j < {jmax}; ++j)"));
+        }
+        if rest {
+            w.for_("py", 0, "ny");
+            w.line(format!(
+                "float *yo = y + (o0 + j) * {plane} + (oy0 + py) * {ow} + ox0;"
+            ));
+            w.line(format!("const float *sp = ws + py * {} + j;", sc * blk));
+            w.for_("px", 0, "nx");
+            if early {
+                w.line(format!("yo[px] = sp[px * {blk}];"));
+            } else {
+                w.line(format!(
+                    "yo[px] = {};",
+                    epi.apply(&format!("sp[px * {blk}]"), "yo + px")
+                ));
+            }
+            w.close();
+            w.close();
+            w.close();
+        }
+    }
     w.close();
     w.close();
     w.close();
@@ -270,16 +378,31 @@ pub(super) fn winograd(
 /// The batched products `M[k] = U[k] V[k]` of one output-channel block on
 /// a host, as vector accumulators (registers by construction, see
 /// [`super::vector`]): register tiles of `p` tiles by `sv` vectors that
-/// fit the register file, the last one shifted to end at `nt` (a tile
-/// computed twice gives the same sums). Fewer tiles than a register tile
-/// go one by one. The array form's four tiles by a 64-channel block need
-/// 32 accumulators: on AVX2 (16 registers) that spilled, and the Winograd
-/// convolutions of SqueezeNet at 13x13 ran slower than direct ones.
-fn products_vector(w: &mut W, blk: usize, c: usize, cp: usize, mq: usize, h: &mut Helpers) {
+/// fit the register file and no more tiles than a group holds, the last
+/// one shifted to end at `nt` (a tile computed twice gives the same sums).
+/// A group with fewer tiles than a register tile (the last of a row) takes
+/// register tiles of half as many, down to one. The array form's four
+/// tiles by a 64-channel block need 32 accumulators: on AVX2 (16
+/// registers) that spilled, and the Winograd convolutions of SqueezeNet at
+/// 13x13 ran slower than direct ones. A block of one vector (16 output
+/// channels) used to go one tile at a time whenever a group held fewer
+/// tiles than the register tile (24): one accumulator, a chain of
+/// dependent multiply-adds, and ResNet-8's 16-channel 32x32 layers ran
+/// 2.3x slower than direct convolution.
+#[allow(clippy::too_many_arguments)]
+fn products_vector(
+    w: &mut W,
+    blk: usize,
+    c: usize,
+    cp: usize,
+    mq: usize,
+    tiles: usize,
+    h: &mut Helpers,
+) {
     h.need("nnc_vec");
     let lanes = h.lanes;
     let nv = blk / lanes;
-    let (sv, p) = register_tile(nv, lanes);
+    let (sv, p) = register_tile(nv, lanes, tiles);
     let tile = |w: &mut W, p: usize, js: &str| {
         w.open(format!(
             "for (size_t o = 0; o < {blk}; o += {})",
@@ -312,35 +435,63 @@ fn products_vector(w: &mut W, blk: usize, c: usize, cp: usize, mq: usize, h: &mu
         }
         w.close();
     };
-    w.open(format!("if (nt >= {p})"));
-    w.open(format!("for (size_t jb = 0; jb < nt; jb += {p})"));
-    w.line(format!("const size_t js = jb + {p} <= nt ? jb : nt - {p};"));
-    tile(w, p, "js");
-    w.close();
-    w.close();
-    w.open("else");
-    w.for_("jt", 0, "nt");
-    tile(w, 1, "jt");
-    w.close();
-    w.close();
+    let mut sizes = vec![p.min(tiles).max(1)];
+    while let Some(&q) = sizes.last().filter(|&&q| q > 1) {
+        sizes.push(q / 2);
+    }
+    for (i, &q) in sizes.iter().enumerate() {
+        if q == 1 {
+            if i > 0 {
+                w.open("else");
+            } else {
+                w.block();
+            }
+            w.for_("jt", 0, "nt");
+            tile(w, 1, "jt");
+            w.close();
+            w.close();
+            break;
+        }
+        let cond = format!("if (nt >= {q})");
+        w.open(if i == 0 { cond } else { format!("else {cond}") });
+        w.open(format!("for (size_t jb = 0; jb < nt; jb += {q})"));
+        w.line(format!("const size_t js = jb + {q} <= nt ? jb : nt - {q};"));
+        tile(w, q, "js");
+        w.close();
+        w.close();
+    }
 }
 
 /// Register tile (vectors of channels, tiles) of the vector products for a
-/// block of `nv` vectors: the most accumulators within the register file
-/// (12 of 16 registers, 24 of 32 with 16-lane vectors), then the fewest
-/// loads per multiply-add.
-fn register_tile(nv: usize, lanes: usize) -> (usize, usize) {
+/// block of `nv` vectors and groups of `tiles` tiles: the fewest cycles
+/// per useful multiply-add, with at most 12 of 16 registers (24 of 32 with
+/// 16-lane vectors) as accumulators. A register tile of `p` tiles covers a
+/// group in `ceil(tiles / p)` passes, the last shifted back over tiles
+/// already computed (work done twice); per pass and input channel it loads
+/// `sv` vectors and broadcasts `p` values (two loads a cycle) for `sv * p`
+/// multiply-adds (two a cycle, each accumulator once per 6 cycles of
+/// latency). Ties: fewer loads per multiply-add. A block of four vectors
+/// by six tiles (24 accumulators) on groups of eight tiles did 50% more
+/// work than four by four.
+fn register_tile(nv: usize, lanes: usize, tiles: usize) -> (usize, usize) {
     let budget = if lanes >= 16 { 24 } else { 12 };
-    (1..=nv.min(budget))
-        .filter(|sv| nv.is_multiple_of(*sv))
-        .map(|sv| (sv, (budget / sv).max(1)))
-        .max_by(|a, b| {
-            let (ka, kb) = (a.0 * a.1, b.0 * b.1);
-            // More accumulators; then fewer loads (sv + p) per product.
-            ka.cmp(&kb)
-                .then(((b.0 + b.1) * ka).cmp(&((a.0 + a.1) * kb)))
-        })
-        .unwrap_or((1, 1))
+    let tiles = tiles.max(1);
+    let mut best: Option<((usize, usize), f64, f64)> = None;
+    for sv in (1..=nv.min(budget)).filter(|sv| nv.is_multiple_of(*sv)) {
+        for p in 1..=(budget / sv).min(tiles) {
+            let acc = (sv * p) as f64;
+            let issued = (tiles.div_ceil(p) * p) as f64 / tiles as f64;
+            let loads = (sv + p) as f64 / acc;
+            let cycles = issued * 0.5f64.max(6.0 / acc).max(loads / 2.0);
+            let better = best.is_none_or(|(_, c, l)| {
+                cycles < c - 1e-9 || ((cycles - c).abs() <= 1e-9 && loads < l)
+            });
+            if better {
+                best = Some(((sv, p), cycles, loads));
+            }
+        }
+    }
+    best.map_or((1, 1), |(t, _, _)| t)
 }
 
 /// The batched products as accumulator arrays the compiler vectorizes (a
@@ -396,14 +547,27 @@ mod tests {
 
     #[test]
     fn register_tiles_fill_the_register_file() {
-        // AVX2, a block of 64 channels: 4 vectors by 3 tiles (12 of 16
-        // registers; 7 loads per 12 products against 8 for 2 by 6).
-        assert_eq!(register_tile(8, 8), (4, 3));
-        assert_eq!(register_tile(2, 8), (2, 6));
-        assert_eq!(register_tile(1, 8), (1, 12));
-        // AVX-512: 24 of 32 registers.
-        assert_eq!(register_tile(4, 16), (4, 6));
+        // AVX2, a block of 64 channels, long groups: 4 vectors by 3 tiles
+        // (12 of 16 registers; 7 loads per 12 products against 8 for 2 by
+        // 6).
+        assert_eq!(register_tile(8, 8, 48), (4, 3));
+        assert_eq!(register_tile(2, 8, 48), (2, 6));
+        assert_eq!(register_tile(1, 8, 48), (1, 12));
         // Three vectors: all three, by four tiles.
-        assert_eq!(register_tile(3, 8), (3, 4));
+        assert_eq!(register_tile(3, 8, 48), (3, 4));
+        // AVX-512: 24 of 32 registers.
+        assert_eq!(register_tile(4, 16, 48), (4, 6));
+    }
+
+    #[test]
+    fn register_tiles_fit_the_group() {
+        // AVX-512, groups of 8 tiles: 4 by 4 (two passes, nothing done
+        // twice) rather than 4 by 6 (two passes over 12 tiles); one vector
+        // by all 8 tiles (ResNet-8's 16-channel layers).
+        assert_eq!(register_tile(4, 16, 8), (4, 4));
+        assert_eq!(register_tile(1, 16, 8), (1, 8));
+        assert_eq!(register_tile(2, 16, 8), (2, 8));
+        // Fewer tiles than any tile wants: all of them.
+        assert_eq!(register_tile(1, 16, 2), (1, 2));
     }
 }
