@@ -76,6 +76,9 @@ pub struct TensorAnalysis {
     /// Which convolutions the Winograd rules may rewrite (and extraction
     /// must pick).
     pub winograd: super::rules::winograd::WinogradMode,
+    /// The target's level-2 cache in bytes (0: none or unknown), which
+    /// the Winograd cost weighs the transformed weights against.
+    pub l2_bytes: usize,
     /// The sliced alternatives the channel-split rules added.
     pub splits: Vec<super::rules::chsplit::SplitAlt>,
 }

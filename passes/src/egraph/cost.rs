@@ -83,7 +83,8 @@ impl<'a> CostModel<'a> {
         if let Op::Winograd(a) = &op {
             let memory = self.memory.then_some(MEMORY_COST);
             let mode = self.eg.analysis.winograd;
-            c = super::rules::winograd::node_cost(a, &ins, c, mode, BYTE_COST, memory);
+            let l2 = self.eg.analysis.l2_bytes;
+            c = super::rules::winograd::node_cost(a, &ins, c, mode, BYTE_COST, memory, l2);
         }
         c
     }

@@ -68,6 +68,11 @@ pub fn run_egraph_with_stats(
     let t0 = Instant::now();
     let mut built = convert::to_egraph(g)?;
     built.egraph.analysis.winograd = cx.winograd;
+    built.egraph.analysis.l2_bytes = if cx.target.is_mcu() {
+        0
+    } else {
+        cx.target.l2_bytes
+    };
     let rules = rules::rules(&pass.groups);
     let lim = cx.egraph_limits;
     let left = lim.total.saturating_sub(t0.elapsed());

@@ -22,7 +22,7 @@ mod qselect;
 pub mod select;
 pub mod split;
 pub mod stream;
-mod wselect;
+pub(crate) mod wselect;
 
 use std::fmt;
 

@@ -26,6 +26,9 @@ const SHAPES: [(usize, usize); 9] = [
     (1, 4),
 ];
 
+/// Most tiles per group any schedule takes (the first shape's).
+pub const MAX_TILES: usize = SHAPES[0].0;
+
 /// Stack bytes the kernel may use on this target.
 fn limit(cx: &StepCx) -> usize {
     let t = cx.target;
