@@ -6,7 +6,9 @@
 //! register tiles of four tiles by two vectors of output channels (a
 //! broadcast of `V` times a loaded vector of `U`, as `conv_blocked`); the
 //! output transform works on vectors of four output channels, adds the
-//! bias, applies the epilogue and scatters the lanes to their planes.
+//! bias, applies the epilogue and scatters the lanes to their planes (an
+//! F(4,3) tile row that lies inside the output, without a residual, is
+//! transposed in registers and stored as one vector per channel).
 
 use std::collections::HashMap;
 
@@ -461,8 +463,25 @@ fn output_transform(
         // Output column and row of the tile, for the overhang checks.
         let oxt = kb.b.ins().imul_imm_s(jt, mw as i64);
         let oxt = kb.b.ins().iadd(oxt, o.ox);
+        // A row of four columns of a tile by four channels, transposed in
+        // registers, is four vector stores, one per channel plane, where
+        // scattering lanes stored sixteen floats into sixteen planes (on
+        // 32x32 planes, 4 KiB apart, they share L1 sets).
+        let rows4 = mw == 4 && lanes == 4 && !epi.has_residual() && !cols_overhang;
         for (p, row) in res.iter().enumerate() {
             let emit_row = |kb: &mut Kb| -> Result<()> {
+                if rows4 {
+                    let mut v = [bias; 4];
+                    for (q, val) in row.iter().enumerate() {
+                        let x = kb.b.ins().fadd(*val, bias);
+                        v[q] = epi.apply(kb, x, yt, (p as i64 * ow + q as i64) * 4)?;
+                    }
+                    let cols = super::depthwise::transpose4(kb, v);
+                    for (l, c) in cols.into_iter().enumerate() {
+                        kb.store(c, yt, p as i64 * ow * 4 + l as i64 * plane);
+                    }
+                    return Ok(());
+                }
                 for (q, val) in row.iter().enumerate() {
                     let emit = |kb: &mut Kb| -> Result<()> {
                         let v = kb.b.ins().fadd(*val, bias);
