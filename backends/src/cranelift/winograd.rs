@@ -7,8 +7,9 @@
 //! broadcast of `V` times a loaded vector of `U`, as `conv_blocked`); the
 //! output transform works on vectors of four output channels, adds the
 //! bias, applies the epilogue and scatters the lanes to their planes (an
-//! F(4,3) tile row that lies inside the output, without a residual, is
-//! transposed in registers and stored as one vector per channel).
+//! F(4,3) tile row of a tile inside the output's columns, without a
+//! residual, is transposed in registers and stored as one vector per
+//! channel).
 
 use std::collections::HashMap;
 
@@ -467,21 +468,21 @@ fn output_transform(
         // registers, is four vector stores, one per channel plane, where
         // scattering lanes stored sixteen floats into sixteen planes (on
         // 32x32 planes, 4 KiB apart, they share L1 sets).
-        let rows4 = mw == 4 && lanes == 4 && !epi.has_residual() && !cols_overhang;
+        let rows4 = mw == 4 && lanes == 4 && !epi.has_residual();
         for (p, row) in res.iter().enumerate() {
-            let emit_row = |kb: &mut Kb| -> Result<()> {
-                if rows4 {
-                    let mut v = [bias; 4];
-                    for (q, val) in row.iter().enumerate() {
-                        let x = kb.b.ins().fadd(*val, bias);
-                        v[q] = epi.apply(kb, x, yt, (p as i64 * ow + q as i64) * 4)?;
-                    }
-                    let cols = super::depthwise::transpose4(kb, v);
-                    for (l, c) in cols.into_iter().enumerate() {
-                        kb.store(c, yt, p as i64 * ow * 4 + l as i64 * plane);
-                    }
-                    return Ok(());
+            let vectors = |kb: &mut Kb| -> Result<()> {
+                let mut v = [bias; 4];
+                for (q, val) in row.iter().enumerate() {
+                    let x = kb.b.ins().fadd(*val, bias);
+                    v[q] = epi.apply(kb, x, yt, (p as i64 * ow + q as i64) * 4)?;
                 }
+                let cols = super::depthwise::transpose4(kb, v);
+                for (l, c) in cols.into_iter().enumerate() {
+                    kb.store(c, yt, p as i64 * ow * 4 + l as i64 * plane);
+                }
+                Ok(())
+            };
+            let lanes_out = |kb: &mut Kb| -> Result<()> {
                 for (q, val) in row.iter().enumerate() {
                     let emit = |kb: &mut Kb| -> Result<()> {
                         let v = kb.b.ins().fadd(*val, bias);
@@ -511,6 +512,21 @@ fn output_transform(
                     }
                 }
                 Ok(())
+            };
+            // Tiles that overhang the output's last columns store lane by
+            // lane; the others, whole rows of vectors.
+            let emit_row = |kb: &mut Kb| -> Result<()> {
+                if !rows4 {
+                    return lanes_out(kb);
+                }
+                if !cols_overhang {
+                    return vectors(kb);
+                }
+                let end = kb.b.ins().iadd_imm_s(oxt, mw as i64);
+                let inside = kb.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, end, ow);
+                when(kb, inside, vectors)?;
+                let over = kb.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, end, ow);
+                when(kb, over, lanes_out)
             };
             if rows_overhang {
                 let r = kb.b.ins().iadd_imm_s(oyt, p as i64);
