@@ -235,7 +235,7 @@ pub(super) fn winograd(
     // A pointwise epilogue is applied as the stage is written, and the
     // stage is then transposed into the planes in vectors; one reading
     // the output's position (a residual) is applied as the planes are.
-    let early = h.lanes > 1 && epi.is_pointwise();
+    let early = staged && h.lanes > 1 && epi.is_pointwise();
     w.for_("rr", 0, "nr");
     w.for_("jt", 0, "nc");
     w.line(format!("const float *m0 = wm + (rr * nc + jt) * {blk};"));
@@ -264,7 +264,7 @@ pub(super) fn winograd(
     for p in 0..mh {
         for q in 0..mw {
             let val = format!("{} + {bp}[o0 + j]", right("t", p, &t.w.at, aw, q));
-            if staged && early {
+            if early {
                 let v = epi.apply(&format!("({val})"), "");
                 w.line(format!("s0[{} + j] = {v};", (p * sc + q) * blk));
             } else if staged {
@@ -435,31 +435,30 @@ fn products_vector(
         }
         w.close();
     };
-    let mut sizes = vec![p.min(tiles).max(1)];
-    while let Some(&q) = sizes.last().filter(|&&q| q > 1) {
-        sizes.push(q / 2);
-    }
-    for (i, &q) in sizes.iter().enumerate() {
-        if q == 1 {
-            if i > 0 {
-                w.open("else");
-            } else {
-                w.block();
-            }
-            w.for_("jt", 0, "nt");
-            tile(w, 1, "jt");
-            w.close();
-            w.close();
-            break;
-        }
+    // Register tiles of q tiles while the group has q, halving q; then one
+    // tile at a time.
+    let mut q = p.min(tiles).max(1);
+    let mut first = true;
+    while q > 1 {
         let cond = format!("if (nt >= {q})");
-        w.open(if i == 0 { cond } else { format!("else {cond}") });
+        w.open(if first { cond } else { format!("else {cond}") });
         w.open(format!("for (size_t jb = 0; jb < nt; jb += {q})"));
         w.line(format!("const size_t js = jb + {q} <= nt ? jb : nt - {q};"));
         tile(w, q, "js");
         w.close();
         w.close();
+        q /= 2;
+        first = false;
     }
+    if first {
+        w.block();
+    } else {
+        w.open("else");
+    }
+    w.for_("jt", 0, "nt");
+    tile(w, 1, "jt");
+    w.close();
+    w.close();
 }
 
 /// Register tile (vectors of channels, tiles) of the vector products for a

@@ -140,10 +140,12 @@ impl Schedule {
     }
 
     /// Whether the output transform stages a group's outputs before they
-    /// are stored (on hosts: vectors of channels): see
-    /// [`Schedule::stage_len`].
+    /// are stored: the C host rendering (channels rounded to
+    /// [`C_HOST_LANES`]), see [`Schedule::stage_len`]. Cranelift stores
+    /// tile rows through register transposes instead, and microcontrollers
+    /// (no cache sets to collide in) straight.
     pub fn staged(&self) -> bool {
-        self.lanes > 1
+        self.lanes == C_HOST_LANES
     }
 
     /// Columns of the stage, `cols * m`: a group's output columns.
